@@ -1,0 +1,311 @@
+/*
+ * mqk.h - the plugin's private header: its data and the functions one file offers
+ * another. Read plugin.c first for the design; the files follow a message:
+ *
+ *   plugin.c    entry points, callback wiring (MESSAGE, TICK)
+ *   options.c   plugin_opt_* lines -> struct mqk_config
+ *   template.c  Kafka topic and key templates ({1}, {clientid}, ...)
+ *   route.c     does a PUBLISH go to Kafka, and by which routes
+ *   record.c    the Kafka record: key, headers, value
+ *   envelope.c  the JSON value of format=json routes
+ *   producer.c  librdkafka: produce, delivery reports, flush
+ *   stats.c     counters, $SYS/broker/kafka/..., the shutdown summary
+ *   log.c       log lines with the plugin's prefix, rate-limited where they can flood
+ *
+ * Unless a comment says otherwise every function here runs on mosquitto's thread.
+ */
+#ifndef MQK_H
+#define MQK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <librdkafka/rdkafka.h>
+
+#define MQK_LOG_PREFIX "mosquitto_kafka: "
+
+/* ---- templates ------------------------------------------------------------- */
+
+enum mqk_tpl_kind {
+	MQK_TPL_LITERAL,  /* text */
+	MQK_TPL_LEVEL,    /* {N}: the N-th wildcard of the route's filter, from 1 */
+	MQK_TPL_CLIENTID, /* {clientid} */
+	MQK_TPL_USERNAME, /* {username}: empty when the client gave none */
+	MQK_TPL_TOPIC,    /* {topic}: the whole MQTT topic */
+	MQK_TPL_BROKER,   /* {broker}: broker_id */
+};
+
+struct mqk_tpl_part {
+	enum mqk_tpl_kind kind;
+	int level;        /* MQK_TPL_LEVEL */
+	const char *text; /* MQK_TPL_LITERAL: points into mqk_template.source, not NUL-terminated */
+	size_t len;
+};
+
+/* A compiled template. Owns source and parts. */
+struct mqk_template {
+	char *source; /* as written in the option */
+	struct mqk_tpl_part *parts;
+	int part_count;
+	bool is_static; /* only literals: the expansion is source itself */
+};
+
+/* What a template expands against: one message. Strings are the broker's. */
+struct mqk_msg_ctx {
+	const char *topic;
+	const char *client_id;
+	const char *username; /* NULL when none */
+	const char *broker_id;
+	const char *filter; /* the route's filter, for {N} */
+};
+
+/*
+ * Compiles `source` for a route whose filter is `filter`. kafka_topic: literals must be
+ * legal in a Kafka topic name ([A-Za-z0-9._-]) and a static name at most 249 bytes.
+ * Returns 0, or -1 with a message (without the option's name) in errstr.
+ */
+int template__compile(struct mqk_template *tpl, const char *source, const char *filter,
+		      bool kafka_topic, char *errstr, size_t errstr_size);
+/*
+ * Expands tpl for ctx into buf (NUL-terminated). Returns the length, or -1 when it
+ * does not fit in buf_size.
+ */
+int template__expand(const struct mqk_template *tpl, const struct mqk_msg_ctx *ctx, char *buf,
+		     size_t buf_size);
+void template__free(struct mqk_template *tpl);
+/* Is name a legal Kafka topic name (1..249 bytes of [A-Za-z0-9._-], not "." or "..")? */
+bool template__is_kafka_topic(const char *name, size_t len);
+/*
+ * Finds the n-th (from 1) wildcard level of topic under filter, which must match it.
+ * '+' gives one level, '#' the rest of the topic. Returns false when filter has fewer
+ * wildcards or the level is absent ("a/#" matching "a").
+ */
+bool template__wildcard_level(const char *filter, const char *topic, int n, const char **start,
+			      size_t *len);
+
+/* ---- configuration ------------------------------------------------------------ */
+
+enum mqk_format {
+	MQK_FORMAT_RAW,  /* the payload unchanged */
+	MQK_FORMAT_JSON, /* the envelope of envelope.c */
+};
+
+/* Counters of one route, or the totals. Only mosquitto's thread touches them. */
+struct mqk_counters {
+	uint64_t matched;     /* messages this route matched (totals: matched >= 1 route) */
+	uint64_t produced;    /* records librdkafka accepted */
+	uint64_t delivered;   /* delivery reports with success */
+	uint64_t failed;      /* delivery reports with an error */
+	/* Records never produced, by reason: */
+	uint64_t queue_full;  /* librdkafka's queue was full */
+	uint64_t bad_topic;   /* the expanded Kafka topic was not a legal name */
+	uint64_t too_large;   /* larger than message.max.bytes */
+	uint64_t refused;     /* any other reason (out of memory, a key too long, ...) */
+};
+
+struct mqk_route {
+	char *name;   /* the <name> of plugin_opt_route_<name> */
+	char *filter; /* MQTT topic filter */
+	struct mqk_template topic;
+	struct mqk_template key; /* part_count == 0: the record has a null key */
+	enum mqk_format format;
+	rd_kafka_topic_t *rkt; /* for a static topic: created once by producer.c */
+	uint64_t seq;          /* last mqtt.seq given */
+	struct mqk_counters counters;
+};
+
+struct mqk_kafka_prop {
+	char *name; /* without "kafka." */
+	char *value;
+};
+
+/* Everything plugin_opt_* says. Owns every pointer in it. */
+struct mqk_config {
+	char *bootstrap_servers;
+	char *broker_id;
+	struct mqk_route *routes;
+	int route_count;
+	char **excludes;
+	int exclude_count;
+	struct mqk_kafka_prop *kafka_props;
+	int kafka_prop_count;
+	int stats_interval;   /* seconds; 0: no $SYS statistics */
+	int flush_timeout_ms; /* how long cleanup waits for Kafka */
+};
+
+/*
+ * Parses mosquitto's options into cfg (zeroed by the caller). Values are trimmed.
+ * Returns 0, or -1 with one line in errstr that names the option, e.g.
+ * "plugin_opt_route_x: 'a/#/b' is not a valid MQTT topic filter". On error cfg may be
+ * half filled: options__free it.
+ */
+struct mosquitto_opt;
+int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int opt_count,
+		   char *errstr, size_t errstr_size);
+void options__free(struct mqk_config *cfg);
+
+/* ---- routing -------------------------------------------------------------------- */
+
+enum mqk_verdict {
+	MQK_FORWARD,  /* matched one route or more: see the routes array */
+	MQK_NO_ROUTE, /* matched no route */
+	MQK_EXCLUDED, /* matched an exclude filter */
+	MQK_RESERVED, /* $SYS/... or $CONTROL/...: never forwarded */
+};
+
+/*
+ * Which routes take `topic`. Fills matches (at most max) with the indexes of the
+ * matching routes, in configuration order, and sets *count.
+ */
+enum mqk_verdict route__match(const struct mqk_config *cfg, const char *topic, int *matches,
+			      int max, int *count);
+/* Is filter a valid MQTT subscription filter that may be routed ($SYS/$CONTROL may not)? */
+bool route__filter_is_valid(const char *filter);
+
+/* ---- records ---------------------------------------------------------------------- */
+
+/* One MQTT message as the plugin sees it. Everything is the broker's (read-only). */
+struct mqk_message {
+	const char *topic;
+	const char *client_id;
+	const char *username; /* NULL when none */
+	const void *payload;  /* may be NULL when payloadlen is 0 */
+	uint32_t payloadlen;
+	uint8_t qos;
+	bool retain;
+	int64_t timestamp_ms; /* broker receive time */
+	const void *properties; /* const mosquitto_property *, may be NULL */
+};
+
+/* A Kafka record ready for producer__send. */
+struct mqk_record {
+	const char *topic;     /* expanded name; NULL when rkt is set */
+	rd_kafka_topic_t *rkt; /* the route's static topic, or NULL */
+	const void *key;       /* NULL: null key */
+	size_t key_len;
+	const void *value; /* never NULL: an empty payload is "" with length 0 */
+	size_t value_len;
+	rd_kafka_headers_t *headers; /* owned by the record until producer__send succeeds */
+	int64_t timestamp_ms;
+	struct mqk_route *route; /* delivery reports count against it */
+};
+
+/*
+ * Scratch space the record builder reuses from message to message, so that the hot
+ * path allocates nothing it can avoid. Owned by the plugin instance (record__scratch_*).
+ */
+struct mqk_scratch {
+	char topic[256]; /* an expanded Kafka topic: at most 249 bytes */
+	char *key;       /* an expanded key: room for 3 MQTT topics' worth */
+	size_t key_size;
+	char *name; /* a user property's header name */
+	size_t name_size;
+	char *json; /* the envelope, grown as needed */
+	size_t json_size;
+};
+
+/* Who produced a record: the same for every record of one plugin run. */
+struct mqk_origin {
+	const char *broker_id;
+	size_t broker_id_len;
+	int64_t boot_us;
+	char boot_str[24]; /* boot_us in decimal */
+	size_t boot_len;
+};
+
+int record__scratch_init(struct mqk_scratch *scratch);
+void record__scratch_free(struct mqk_scratch *scratch);
+void record__origin_init(struct mqk_origin *origin, const char *broker_id, int64_t boot_us);
+
+enum mqk_build_error {
+	MQK_BUILD_OK,
+	MQK_BUILD_BAD_TOPIC, /* the expanded Kafka topic is not a legal name */
+	MQK_BUILD_REFUSED,   /* out of memory, or a key longer than the scratch buffer */
+};
+
+/*
+ * Builds route's record for msg into rec, using scratch for its strings. Takes the
+ * route's next seq first, so a message that cannot be sent leaves a gap a consumer
+ * sees.
+ */
+enum mqk_build_error record__build(struct mqk_record *rec, struct mqk_route *route,
+				   const struct mqk_message *msg, const struct mqk_origin *origin,
+				   struct mqk_scratch *scratch);
+/* Frees what record__build allocated that producer__send did not take. */
+void record__discard(struct mqk_record *rec);
+/* Formats v in decimal into buf (at least 21 bytes), returns the length. */
+size_t record__u64_to_str(uint64_t v, char *buf);
+
+/*
+ * Encodes msg as the JSON envelope into *buf (reallocated as needed, owned by the
+ * caller). Returns the length, or -1 when out of memory.
+ */
+int envelope__encode(const struct mqk_message *msg, const struct mqk_origin *origin,
+		     const char *route, uint64_t seq, char **buf, size_t *buf_size);
+/* Standard base64 of len bytes into out (at least 4*((len+2)/3)+1 bytes), NUL-terminated. */
+size_t envelope__base64(const void *data, size_t len, char *out);
+
+/* ---- producer ------------------------------------------------------------------------ */
+
+struct mqk_producer;
+
+/*
+ * Creates the librdkafka producer with the plugin's defaults and cfg's kafka.* props,
+ * and a topic handle for each static route topic. Returns NULL with one line in errstr
+ * that names the option librdkafka refused.
+ */
+struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_counters *totals,
+				   char *errstr, size_t errstr_size);
+/*
+ * Hands rec to librdkafka. Returns 0 when accepted (the headers are librdkafka's
+ * now), else the librdkafka error (the caller keeps the headers): _QUEUE_FULL,
+ * MSG_SIZE_TOO_LARGE, ... This is where a journal will sit.
+ */
+rd_kafka_resp_err_t producer__send(struct mqk_producer *p, struct mqk_record *rec);
+/* Serves delivery reports, librdkafka's logs and errors. Never blocks. */
+void producer__poll(struct mqk_producer *p);
+/* Records handed to librdkafka and not yet reported. */
+int producer__in_flight(struct mqk_producer *p);
+/*
+ * Waits at most timeout_ms for every record to be delivered, then gives up on the
+ * rest (counted as failed) and destroys the producer. Returns how many were not
+ * delivered.
+ */
+int producer__close(struct mqk_producer *p, int timeout_ms);
+
+/* ---- statistics ----------------------------------------------------------------------- */
+
+struct mqk_stats {
+	struct mqk_counters totals;
+	uint64_t received;  /* MESSAGE events */
+	uint64_t unrouted;  /* matched no route */
+	uint64_t excluded;  /* matched an exclude filter */
+	time_t next_publish;
+	char **topics; /* the $SYS topic of each published value, built once */
+	int topic_count;
+};
+
+int stats__init(struct mqk_stats *st, const struct mqk_config *cfg);
+/* Publishes the counters under $SYS/broker/kafka when stats_interval has passed. */
+void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now);
+/* Logs the totals and each route's counters (at shutdown). */
+void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg);
+void stats__free(struct mqk_stats *st);
+
+/* ---- logging -------------------------------------------------------------------------- */
+
+/* A log line that may repeat once per message: logged at most once per interval. */
+struct mqk_ratelimit {
+	time_t last;
+	uint64_t suppressed;
+};
+
+/* mosquitto_log_printf with the plugin's prefix. */
+void log__printf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same, unless rl logged within the last 10 s: then it only counts. */
+void log__ratelimited(struct mqk_ratelimit *rl, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,399 @@
+/*
+ * options.c - plugin_opt_* lines -> struct mqk_config.
+ *
+ * Everything the admin can get wrong is found here, at start-up, and reported in one
+ * line that names the option, the value and what is allowed; the caller logs it and
+ * init fails, which stops mosquitto. Unknown options are errors: a typo must not pass
+ * silently. librdkafka properties (kafka.*) are only collected here; producer.c hands
+ * them to rd_kafka_conf_set, which validates them.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+
+#include "mqk.h"
+
+#define NAME_MAX_LEN 64
+#define DEFAULT_STATS_INTERVAL 10
+#define DEFAULT_FLUSH_TIMEOUT_MS 10000
+
+/* librdkafka properties the plugin sets and depends on: not for the admin to change. */
+static const char *const reserved_kafka_props[] = {
+	"bootstrap.servers", /* plugin_opt_bootstrap_servers */
+	"log.queue",         /* logs must reach mosquitto's thread */
+	"enabled_events",
+};
+
+#define FAIL(...)                                                  \
+	do {                                                       \
+		snprintf(errstr, errstr_size, "plugin_opt_" __VA_ARGS__); \
+		return -1;                                         \
+	} while (0)
+
+/* Trims spaces and tabs at both ends into a new string (owned by the caller). */
+static char *trimmed(const char *value)
+{
+	const char *end;
+
+	if (value == NULL) {
+		return strdup("");
+	}
+	while (*value == ' ' || *value == '\t') {
+		value++;
+	}
+	end = value + strlen(value);
+	while (end > value && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' ||
+			       end[-1] == '\n')) {
+		end--;
+	}
+	return strndup(value, (size_t)(end - value));
+}
+
+static bool is_name(const char *s, const char *extra)
+{
+	size_t len = strlen(s);
+
+	if (len == 0 || len > NAME_MAX_LEN) {
+		return false;
+	}
+	for (; *s; s++) {
+		if (!isalnum((unsigned char)*s) && !strchr(extra, *s)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static int parse_int(const char *key, const char *value, int min, int max, const char *what,
+		     int *out, char *errstr, size_t errstr_size)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(value, &end, 10);
+	if (errno || end == value || *end != '\0' || v < min || v > max) {
+		FAIL("%s: '%s' is not %s (%d..%d)", key, value, what, min, max);
+	}
+	*out = (int)v;
+	return 0;
+}
+
+/* Finds the "->" of a route: the first one with white space on both sides. */
+static char *find_arrow(char *value)
+{
+	for (char *p = strstr(value, "->"); p; p = strstr(p + 1, "->")) {
+		if (p > value && isspace((unsigned char)p[-1]) && isspace((unsigned char)p[2])) {
+			return p;
+		}
+	}
+	return NULL;
+}
+
+static const char *const key_shorthands[][2] = {
+	{"clientid", "{clientid}"},
+	{"username", "{username}"},
+	{"topic", "{topic}"},
+	{"broker", "{broker}"},
+};
+
+static int parse_key(struct mqk_route *route, const char *key, const char *value, char *errstr,
+		     size_t errstr_size)
+{
+	char why[256];
+
+	template__free(&route->key);
+	if (!strcmp(value, "none")) {
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(key_shorthands) / sizeof(key_shorthands[0]); i++) {
+		if (!strcmp(value, key_shorthands[i][0])) {
+			value = key_shorthands[i][1];
+			break;
+		}
+	}
+	if (!strchr(value, '{')) {
+		FAIL("%s: unknown key '%s' (use clientid, username, topic, broker, none or a "
+		     "template such as {1})",
+		     key, value);
+	}
+	if (template__compile(&route->key, value, route->filter, false, why, sizeof(why))) {
+		FAIL("%s: key: %s", key, why);
+	}
+	return 0;
+}
+
+/* "<filter> -> <topic> [key=...] [format=...]" */
+static int parse_route(struct mqk_config *cfg, const char *key, char *value, char *errstr,
+		       size_t errstr_size)
+{
+	const char *name = key + strlen("route_");
+	struct mqk_route *route;
+	char why[256];
+	char *arrow, *tok, *save = NULL;
+	char *end;
+
+	if (!is_name(name, "_-")) {
+		FAIL("%s: a route needs a name of 1..64 characters [A-Za-z0-9_-] after route_, "
+		     "e.g. plugin_opt_route_sensors",
+		     key);
+	}
+	for (int i = 0; i < cfg->route_count; i++) {
+		if (!strcmp(cfg->routes[i].name, name)) {
+			FAIL("%s: route '%s' is defined twice", key, name);
+		}
+	}
+	arrow = find_arrow(value);
+	if (arrow == NULL) {
+		FAIL("%s: '%s' is not '<mqtt-filter> -> <kafka-topic> [key=<key>] "
+		     "[format=raw|json]'",
+		     key, value);
+	}
+	route = realloc(cfg->routes, sizeof(*route) * (size_t)(cfg->route_count + 1));
+	if (route == NULL) {
+		FAIL("%s: out of memory", key);
+	}
+	cfg->routes = route;
+	route = &cfg->routes[cfg->route_count++];
+	memset(route, 0, sizeof(*route));
+	route->name = strdup(name);
+
+	end = arrow;
+	while (end > value && isspace((unsigned char)end[-1])) {
+		end--;
+	}
+	route->filter = strndup(value, (size_t)(end - value));
+	if (route->name == NULL || route->filter == NULL) {
+		FAIL("%s: out of memory", key);
+	}
+	if (!strncmp(route->filter, "$SYS", 4) || !strncmp(route->filter, "$CONTROL", 8)) {
+		FAIL("%s: '%s': $SYS and $CONTROL topics are never forwarded", key, route->filter);
+	}
+	if (!route__filter_is_valid(route->filter)) {
+		FAIL("%s: '%s' is not a valid MQTT topic filter", key, route->filter);
+	}
+
+	tok = strtok_r(arrow + 2, " \t", &save);
+	if (tok == NULL) {
+		FAIL("%s: no Kafka topic after '->'", key);
+	}
+	if (template__compile(&route->topic, tok, route->filter, true, why, sizeof(why))) {
+		FAIL("%s: %s", key, why);
+	}
+	if (parse_key(route, key, "clientid", errstr, errstr_size)) {
+		return -1;
+	}
+	bool have_key = false, have_format = false;
+	while ((tok = strtok_r(NULL, " \t", &save)) != NULL) {
+		if (!strncmp(tok, "key=", 4) && !have_key) {
+			have_key = true;
+			if (parse_key(route, key, tok + 4, errstr, errstr_size)) {
+				return -1;
+			}
+		} else if (!strncmp(tok, "format=", 7) && !have_format) {
+			have_format = true;
+			if (!strcmp(tok + 7, "raw")) {
+				route->format = MQK_FORMAT_RAW;
+			} else if (!strcmp(tok + 7, "json")) {
+				route->format = MQK_FORMAT_JSON;
+			} else {
+				FAIL("%s: unknown format '%s' (use raw or json)", key, tok + 7);
+			}
+		} else if (!strncmp(tok, "key=", 4) || !strncmp(tok, "format=", 7)) {
+			FAIL("%s: '%s' given twice", key, tok);
+		} else {
+			FAIL("%s: unknown route attribute '%s' (use key=<key> and format=raw|json)",
+			     key, tok);
+		}
+	}
+	return 0;
+}
+
+static int parse_exclude(struct mqk_config *cfg, const char *key, const char *value,
+			 char *errstr, size_t errstr_size)
+{
+	char **excludes;
+
+	if (mosquitto_sub_topic_check(value) != MOSQ_ERR_SUCCESS ||
+	    mosquitto_validate_utf8(value, (int)strlen(value)) != MOSQ_ERR_SUCCESS) {
+		FAIL("%s: '%s' is not a valid MQTT topic filter", key, value);
+	}
+	excludes = realloc(cfg->excludes, sizeof(*excludes) * (size_t)(cfg->exclude_count + 1));
+	if (excludes == NULL || (excludes[cfg->exclude_count] = strdup(value)) == NULL) {
+		if (excludes) {
+			cfg->excludes = excludes;
+		}
+		FAIL("%s: out of memory", key);
+	}
+	cfg->excludes = excludes;
+	cfg->exclude_count++;
+	return 0;
+}
+
+static int parse_kafka(struct mqk_config *cfg, const char *key, const char *value, char *errstr,
+		       size_t errstr_size)
+{
+	const char *prop = key + strlen("kafka.");
+	struct mqk_kafka_prop *props;
+
+	if (*prop == '\0') {
+		FAIL("%s: a librdkafka property name must follow 'kafka.', e.g. "
+		     "plugin_opt_kafka.compression.type",
+		     key);
+	}
+	for (size_t i = 0; i < sizeof(reserved_kafka_props) / sizeof(reserved_kafka_props[0]);
+	     i++) {
+		if (!strcmp(prop, reserved_kafka_props[i])) {
+			FAIL("%s: '%s' is set by the plugin and cannot be changed%s", key, prop,
+			     !strcmp(prop, "bootstrap.servers") ? " (use plugin_opt_bootstrap_servers)"
+								 : "");
+		}
+	}
+	for (int i = 0; i < cfg->kafka_prop_count; i++) {
+		if (!strcmp(cfg->kafka_props[i].name, prop)) {
+			FAIL("%s: given twice ('%s' and '%s')", key, cfg->kafka_props[i].value,
+			     value);
+		}
+	}
+	props = realloc(cfg->kafka_props, sizeof(*props) * (size_t)(cfg->kafka_prop_count + 1));
+	if (props == NULL) {
+		FAIL("%s: out of memory", key);
+	}
+	cfg->kafka_props = props;
+	props[cfg->kafka_prop_count].name = strdup(prop);
+	props[cfg->kafka_prop_count].value = strdup(value);
+	cfg->kafka_prop_count++;
+	if (!props[cfg->kafka_prop_count - 1].name || !props[cfg->kafka_prop_count - 1].value) {
+		FAIL("%s: out of memory", key);
+	}
+	return 0;
+}
+
+/* A single-valued string option: set once. */
+static int set_once(char **field, const char *key, const char *value, char *errstr,
+		    size_t errstr_size)
+{
+	if (*field != NULL) {
+		FAIL("%s: given twice ('%s' and '%s')", key, *field, value);
+	}
+	*field = strdup(value);
+	if (*field == NULL) {
+		FAIL("%s: out of memory", key);
+	}
+	return 0;
+}
+
+static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool *seen_stats,
+		     bool *seen_flush, char *errstr, size_t errstr_size)
+{
+	if (*value == '\0') {
+		FAIL("%s: empty value", key);
+	}
+	if (!strcmp(key, "bootstrap_servers")) {
+		return set_once(&cfg->bootstrap_servers, key, value, errstr, errstr_size);
+	}
+	if (!strcmp(key, "broker_id")) {
+		if (!is_name(value, "._-")) {
+			FAIL("%s: '%s' is not a valid broker id (1..64 characters [A-Za-z0-9._-])",
+			     key, value);
+		}
+		return set_once(&cfg->broker_id, key, value, errstr, errstr_size);
+	}
+	if (!strncmp(key, "route_", 6)) {
+		return parse_route(cfg, key, value, errstr, errstr_size);
+	}
+	if (!strcmp(key, "exclude")) {
+		return parse_exclude(cfg, key, value, errstr, errstr_size);
+	}
+	if (!strncmp(key, "kafka.", 6)) {
+		return parse_kafka(cfg, key, value, errstr, errstr_size);
+	}
+	if (!strcmp(key, "stats_interval")) {
+		if (*seen_stats) {
+			FAIL("%s: given twice", key);
+		}
+		*seen_stats = true;
+		return parse_int(key, value, 0, 86400, "a number of seconds", &cfg->stats_interval,
+				 errstr, errstr_size);
+	}
+	if (!strcmp(key, "flush_timeout_ms")) {
+		if (*seen_flush) {
+			FAIL("%s: given twice", key);
+		}
+		*seen_flush = true;
+		return parse_int(key, value, 0, 600000, "a number of milliseconds",
+				 &cfg->flush_timeout_ms, errstr, errstr_size);
+	}
+	FAIL("%s: unknown option (known: bootstrap_servers, broker_id, route_<name>, exclude, "
+	     "kafka.<librdkafka property>, stats_interval, flush_timeout_ms)",
+	     key);
+}
+
+int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int opt_count,
+		   char *errstr, size_t errstr_size)
+{
+	bool seen_stats = false, seen_flush = false;
+
+	cfg->stats_interval = DEFAULT_STATS_INTERVAL;
+	cfg->flush_timeout_ms = DEFAULT_FLUSH_TIMEOUT_MS;
+	for (int i = 0; i < opt_count; i++) {
+		const char *key = opts[i].key ? opts[i].key : "";
+		char *value = trimmed(opts[i].value);
+		int rc;
+
+		if (value == NULL) {
+			FAIL("%s: out of memory", key);
+		}
+		rc = parse_one(cfg, key, value, &seen_stats, &seen_flush, errstr, errstr_size);
+		free(value);
+		if (rc) {
+			return -1;
+		}
+	}
+	if (cfg->bootstrap_servers == NULL) {
+		FAIL("bootstrap_servers: required: the Kafka brokers to connect to, e.g. "
+		     "plugin_opt_bootstrap_servers kafka1:9092,kafka2:9092");
+	}
+	if (cfg->broker_id == NULL) {
+		char host[256] = "";
+		if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+			strcpy(host, "mosquitto");
+		}
+		cfg->broker_id = strdup(host);
+		if (cfg->broker_id == NULL) {
+			FAIL("broker_id: out of memory");
+		}
+	}
+	return 0;
+}
+
+void options__free(struct mqk_config *cfg)
+{
+	for (int i = 0; i < cfg->route_count; i++) {
+		struct mqk_route *r = &cfg->routes[i];
+		free(r->name);
+		free(r->filter);
+		template__free(&r->topic);
+		template__free(&r->key);
+	}
+	free(cfg->routes);
+	for (int i = 0; i < cfg->exclude_count; i++) {
+		free(cfg->excludes[i]);
+	}
+	free(cfg->excludes);
+	for (int i = 0; i < cfg->kafka_prop_count; i++) {
+		free(cfg->kafka_props[i].name);
+		free(cfg->kafka_props[i].value);
+	}
+	free(cfg->kafka_props);
+	free(cfg->bootstrap_servers);
+	free(cfg->broker_id);
+	memset(cfg, 0, sizeof(*cfg));
+}

@@ -1,0 +1,225 @@
+/*
+ * record.c - one MQTT message, one route -> one Kafka record: topic, key, headers, value.
+ *
+ * This is the per-message work on mosquitto's thread, so it is kept lean: templates are
+ * compiled at start-up, strings are expanded into scratch buffers reused from message
+ * to message, constant header values are static strings, and the only allocations are
+ * librdkafka's header list (which librdkafka takes over) and, for format=json, cJSON's.
+ * The payload is not copied here: producer.c lets librdkafka copy it once.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mqtt_protocol.h>
+
+#include "mosquitto_kafka.h"
+#include "mqk.h"
+
+#define KEY_BUFFER_SIZE (3 * 65536 + 1024)
+#define NAME_BUFFER_SIZE (sizeof(MQK_HDR_USER_PREFIX) + 65536)
+#define FIXED_HEADERS 12
+
+static const char *const digits[] = {"0", "1", "2"};
+
+size_t record__u64_to_str(uint64_t v, char *buf)
+{
+	char tmp[20];
+	size_t n = 0, len;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	len = n;
+	for (size_t i = 0; i < len; i++) {
+		buf[i] = tmp[--n];
+	}
+	buf[len] = '\0';
+	return len;
+}
+
+int record__scratch_init(struct mqk_scratch *scratch)
+{
+	memset(scratch, 0, sizeof(*scratch));
+	scratch->key = malloc(KEY_BUFFER_SIZE);
+	scratch->name = malloc(NAME_BUFFER_SIZE);
+	if (scratch->key == NULL || scratch->name == NULL) {
+		record__scratch_free(scratch);
+		return -1;
+	}
+	scratch->key_size = KEY_BUFFER_SIZE;
+	scratch->name_size = NAME_BUFFER_SIZE;
+	memcpy(scratch->name, MQK_HDR_USER_PREFIX, sizeof(MQK_HDR_USER_PREFIX) - 1);
+	return 0;
+}
+
+void record__scratch_free(struct mqk_scratch *scratch)
+{
+	free(scratch->key);
+	free(scratch->name);
+	free(scratch->json);
+	memset(scratch, 0, sizeof(*scratch));
+}
+
+void record__origin_init(struct mqk_origin *origin, const char *broker_id, int64_t boot_us)
+{
+	origin->broker_id = broker_id;
+	origin->broker_id_len = strlen(broker_id);
+	origin->boot_us = boot_us;
+	origin->boot_len = record__u64_to_str((uint64_t)boot_us, origin->boot_str);
+}
+
+/*
+ * MQTT v5 properties -> headers. The property readers allocate copies (the broker's
+ * allocator): each is given back with mosquitto_free.
+ */
+static void add_property_headers(rd_kafka_headers_t *hdrs, const void *props,
+				 struct mqk_scratch *scratch)
+{
+	const size_t prefix = sizeof(MQK_HDR_USER_PREFIX) - 1;
+
+	for (const mosquitto_property *p = props; p; p = mosquitto_property_next(p)) {
+		int id = mosquitto_property_identifier(p);
+		char *name = NULL, *value = NULL;
+		void *data = NULL;
+		uint16_t len = 0;
+		uint8_t byte;
+
+		switch (id) {
+		case MQTT_PROP_USER_PROPERTY:
+			if (mosquitto_property_read_string_pair(p, id, &name, &value, false)) {
+				size_t name_len = strlen(name);
+				if (prefix + name_len < scratch->name_size) {
+					memcpy(scratch->name + prefix, name, name_len + 1);
+					rd_kafka_header_add(hdrs, scratch->name,
+							    (ssize_t)(prefix + name_len), value, -1);
+				}
+			}
+			break;
+		case MQTT_PROP_CONTENT_TYPE:
+			if (mosquitto_property_read_string(p, id, &value, false)) {
+				rd_kafka_header_add(hdrs, MQK_HDR_CONTENT_TYPE, -1, value, -1);
+			}
+			break;
+		case MQTT_PROP_RESPONSE_TOPIC:
+			if (mosquitto_property_read_string(p, id, &value, false)) {
+				rd_kafka_header_add(hdrs, MQK_HDR_RESPONSE_TOPIC, -1, value, -1);
+			}
+			break;
+		case MQTT_PROP_CORRELATION_DATA:
+			if (mosquitto_property_read_binary(p, id, &data, &len, false)) {
+				rd_kafka_header_add(hdrs, MQK_HDR_CORRELATION_DATA, -1,
+						    data ? data : "", len);
+			}
+			break;
+		case MQTT_PROP_PAYLOAD_FORMAT_INDICATOR:
+			if (mosquitto_property_read_byte(p, id, &byte, false)) {
+				rd_kafka_header_add(hdrs, MQK_HDR_PAYLOAD_FORMAT, -1,
+						    byte ? "1" : "0", 1);
+			}
+			break;
+		default:
+			break;
+		}
+		mosquitto_free(name);
+		mosquitto_free(value);
+		mosquitto_free(data);
+	}
+}
+
+static rd_kafka_headers_t *build_headers(const struct mqk_route *route,
+					 const struct mqk_message *msg,
+					 const struct mqk_origin *origin, uint64_t seq,
+					 struct mqk_scratch *scratch)
+{
+	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(FIXED_HEADERS);
+	char seq_str[24];
+	size_t seq_len = record__u64_to_str(seq, seq_str);
+
+	/* librdkafka copies names and values: nothing here needs to outlive the call. */
+	rd_kafka_header_add(hdrs, MQK_HDR_TOPIC, -1, msg->topic, -1);
+	rd_kafka_header_add(hdrs, MQK_HDR_CLIENT_ID, -1, msg->client_id ? msg->client_id : "", -1);
+	if (msg->username) {
+		rd_kafka_header_add(hdrs, MQK_HDR_USERNAME, -1, msg->username, -1);
+	}
+	rd_kafka_header_add(hdrs, MQK_HDR_QOS, -1, digits[msg->qos > 2 ? 2 : msg->qos], 1);
+	rd_kafka_header_add(hdrs, MQK_HDR_RETAIN, -1, digits[msg->retain ? 1 : 0], 1);
+	rd_kafka_header_add(hdrs, MQK_HDR_BROKER, -1, origin->broker_id,
+			    (ssize_t)origin->broker_id_len);
+	rd_kafka_header_add(hdrs, MQK_HDR_ROUTE, -1, route->name, -1);
+	rd_kafka_header_add(hdrs, MQK_HDR_SEQ, -1, seq_str, (ssize_t)seq_len);
+	rd_kafka_header_add(hdrs, MQK_HDR_BOOT, -1, origin->boot_str, (ssize_t)origin->boot_len);
+	if (msg->properties) {
+		add_property_headers(hdrs, msg->properties, scratch);
+	}
+	return hdrs;
+}
+
+enum mqk_build_error record__build(struct mqk_record *rec, struct mqk_route *route,
+				   const struct mqk_message *msg, const struct mqk_origin *origin,
+				   struct mqk_scratch *scratch)
+{
+	const struct mqk_msg_ctx ctx = {
+		.topic = msg->topic,
+		.client_id = msg->client_id ? msg->client_id : "",
+		.username = msg->username,
+		.broker_id = origin->broker_id,
+		.filter = route->filter,
+	};
+	uint64_t seq = ++route->seq;
+	int n;
+
+	memset(rec, 0, sizeof(*rec));
+	rec->route = route;
+	rec->timestamp_ms = msg->timestamp_ms;
+
+	if (route->rkt) {
+		rec->rkt = route->rkt;
+	} else {
+		n = template__expand(&route->topic, &ctx, scratch->topic, sizeof(scratch->topic));
+		/* MQTT levels become Kafka's dotted names: {1} of "a/b" gives "a.b". */
+		for (char *c = scratch->topic; n > 0 && (c = strchr(c, '/')) != NULL; c++) {
+			*c = '.';
+		}
+		if (n < 0 || !template__is_kafka_topic(scratch->topic, (size_t)n)) {
+			return MQK_BUILD_BAD_TOPIC;
+		}
+		rec->topic = scratch->topic;
+	}
+
+	if (route->key.part_count > 0) {
+		n = template__expand(&route->key, &ctx, scratch->key, scratch->key_size);
+		if (n < 0) {
+			return MQK_BUILD_REFUSED;
+		}
+		rec->key = scratch->key;
+		rec->key_len = (size_t)n;
+	}
+
+	if (route->format == MQK_FORMAT_JSON) {
+		n = envelope__encode(msg, origin, route->name, seq, &scratch->json,
+				     &scratch->json_size);
+		if (n < 0) {
+			return MQK_BUILD_REFUSED;
+		}
+		rec->value = scratch->json;
+		rec->value_len = (size_t)n;
+	} else {
+		/* Not NULL even when empty: a null value is a tombstone on compacted topics. */
+		rec->value = msg->payloadlen ? msg->payload : "";
+		rec->value_len = msg->payloadlen;
+	}
+
+	rec->headers = build_headers(route, msg, origin, seq, scratch);
+	return MQK_BUILD_OK;
+}
+
+void record__discard(struct mqk_record *rec)
+{
+	if (rec->headers) {
+		rd_kafka_headers_destroy(rec->headers);
+		rec->headers = NULL;
+	}
+}

@@ -1,0 +1,61 @@
+/*
+ * route.c - does a PUBLISH go to Kafka, and by which routes.
+ *
+ * Order of the checks, for each message:
+ *   1. $SYS/... and $CONTROL/... are never forwarded (mosquitto 2.0.11 does not even
+ *      raise MESSAGE for them; this keeps it so if that changes);
+ *   2. a topic matching any exclude filter goes nowhere;
+ *   3. every route whose filter matches takes it (one record per route).
+ * Filter syntax and matching are mosquitto's own (mosquitto_sub_topic_check,
+ * mosquitto_topic_matches_sub), so the plugin and the broker agree on what a filter
+ * means, '$'-topic rules included.
+ */
+#include <string.h>
+
+#include <mosquitto.h>
+
+#include "mqk.h"
+
+/* Is the first level of topic exactly `level`? */
+static bool first_level_is(const char *topic, const char *level)
+{
+	size_t len = strlen(level);
+	return !strncmp(topic, level, len) && (topic[len] == '/' || topic[len] == '\0');
+}
+
+static bool is_reserved(const char *topic)
+{
+	return topic[0] == '$' && (first_level_is(topic, "$SYS") || first_level_is(topic, "$CONTROL"));
+}
+
+bool route__filter_is_valid(const char *filter)
+{
+	return mosquitto_validate_utf8(filter, (int)strlen(filter)) == MOSQ_ERR_SUCCESS &&
+	       mosquitto_sub_topic_check(filter) == MOSQ_ERR_SUCCESS && !is_reserved(filter);
+}
+
+static bool matches(const char *filter, const char *topic)
+{
+	bool result = false;
+	return mosquitto_topic_matches_sub(filter, topic, &result) == MOSQ_ERR_SUCCESS && result;
+}
+
+enum mqk_verdict route__match(const struct mqk_config *cfg, const char *topic, int *matched,
+			      int max, int *count)
+{
+	*count = 0;
+	if (is_reserved(topic)) {
+		return MQK_RESERVED;
+	}
+	for (int i = 0; i < cfg->exclude_count; i++) {
+		if (matches(cfg->excludes[i], topic)) {
+			return MQK_EXCLUDED;
+		}
+	}
+	for (int i = 0; i < cfg->route_count && *count < max; i++) {
+		if (matches(cfg->routes[i].filter, topic)) {
+			matched[(*count)++] = i;
+		}
+	}
+	return *count > 0 ? MQK_FORWARD : MQK_NO_ROUTE;
+}

@@ -1,0 +1,147 @@
+/*
+ * stats.c - the plugin's counters, where an admin can see them.
+ *
+ * Counters are plain integers touched only on mosquitto's thread. Every
+ * stats_interval seconds the tick publishes them, retained, under
+ * $SYS/broker/kafka/<counter> (totals) and $SYS/broker/kafka/routes/<name>/<counter>,
+ * like mosquitto's own $SYS tree; the topic strings are built once at start-up. At
+ * shutdown they are logged.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+
+#include "mosquitto_kafka.h"
+#include "mqk.h"
+
+#define COUNTER(f) {#f, offsetof(struct mqk_counters, f)}
+
+static const struct {
+	const char *name;
+	size_t offset;
+} counters[] = {
+	COUNTER(matched),  COUNTER(produced),  COUNTER(delivered), COUNTER(failed),
+	COUNTER(queue_full), COUNTER(bad_topic), COUNTER(too_large), COUNTER(refused),
+};
+#define N_COUNTERS (sizeof(counters) / sizeof(counters[0]))
+/* Per scope (totals, then each route): the counters, then in_flight. */
+#define PER_SCOPE (N_COUNTERS + 1)
+/* Totals only: received, unrouted, excluded. */
+#define TOTALS_ONLY 3
+
+static uint64_t get(const struct mqk_counters *c, size_t i)
+{
+	return *(const uint64_t *)((const char *)c + counters[i].offset);
+}
+
+static uint64_t in_flight(const struct mqk_counters *c)
+{
+	return c->produced - c->delivered - c->failed;
+}
+
+int stats__init(struct mqk_stats *st, const struct mqk_config *cfg)
+{
+	static const char *const totals_only[TOTALS_ONLY] = {"received", "unrouted", "excluded"};
+	int n = 0;
+	char topic[256];
+
+	memset(st, 0, sizeof(*st));
+	st->topic_count = TOTALS_ONLY + (int)PER_SCOPE * (1 + cfg->route_count);
+	st->topics = calloc((size_t)st->topic_count, sizeof(char *));
+	if (st->topics == NULL) {
+		return -1;
+	}
+	for (int i = 0; i < TOTALS_ONLY; i++) {
+		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/%s", totals_only[i]);
+		st->topics[n++] = strdup(topic);
+	}
+	for (int r = -1; r < cfg->route_count; r++) {
+		char scope[128] = MQK_SYS_PREFIX;
+		if (r >= 0) {
+			snprintf(scope, sizeof(scope), MQK_SYS_PREFIX "/routes/%s",
+				 cfg->routes[r].name);
+		}
+		for (size_t i = 0; i < PER_SCOPE; i++) {
+			snprintf(topic, sizeof(topic), "%s/%s", scope,
+				 i < N_COUNTERS ? counters[i].name : "in_flight");
+			st->topics[n++] = strdup(topic);
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		if (st->topics[i] == NULL) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void publish(const char *topic, uint64_t value)
+{
+	char payload[24];
+	size_t len = record__u64_to_str(value, payload);
+
+	mosquitto_broker_publish_copy(NULL, topic, (int)len, payload, 0, true, NULL);
+}
+
+static void publish_scope(char **topics, const struct mqk_counters *c)
+{
+	for (size_t i = 0; i < N_COUNTERS; i++) {
+		publish(topics[i], get(c, i));
+	}
+	publish(topics[N_COUNTERS], in_flight(c));
+}
+
+void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now)
+{
+	char **t = st->topics;
+
+	if (cfg->stats_interval == 0 || now < st->next_publish) {
+		return;
+	}
+	st->next_publish = now + cfg->stats_interval;
+	publish(t[0], st->received);
+	publish(t[1], st->unrouted);
+	publish(t[2], st->excluded);
+	publish_scope(t + TOTALS_ONLY, &st->totals);
+	for (int r = 0; r < cfg->route_count; r++) {
+		publish_scope(t + TOTALS_ONLY + PER_SCOPE * (size_t)(r + 1), &cfg->routes[r].counters);
+	}
+}
+
+static void log_scope(const char *scope, const struct mqk_counters *c)
+{
+	log__printf(MOSQ_LOG_NOTICE,
+		    "%s: matched %llu, produced %llu, delivered %llu, failed %llu, queue_full %llu, "
+		    "bad_topic %llu, too_large %llu, refused %llu, in_flight %llu",
+		    scope, (unsigned long long)c->matched, (unsigned long long)c->produced,
+		    (unsigned long long)c->delivered, (unsigned long long)c->failed,
+		    (unsigned long long)c->queue_full, (unsigned long long)c->bad_topic,
+		    (unsigned long long)c->too_large, (unsigned long long)c->refused,
+		    (unsigned long long)in_flight(c));
+}
+
+void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg)
+{
+	char scope[128];
+
+	log__printf(MOSQ_LOG_NOTICE, "totals: received %llu, unrouted %llu, excluded %llu",
+		    (unsigned long long)st->received, (unsigned long long)st->unrouted,
+		    (unsigned long long)st->excluded);
+	log_scope("totals", &st->totals);
+	for (int r = 0; r < cfg->route_count; r++) {
+		snprintf(scope, sizeof(scope), "route %s", cfg->routes[r].name);
+		log_scope(scope, &cfg->routes[r].counters);
+	}
+}
+
+void stats__free(struct mqk_stats *st)
+{
+	for (int i = 0; i < st->topic_count && st->topics; i++) {
+		free(st->topics[i]);
+	}
+	free(st->topics);
+	memset(st, 0, sizeof(*st));
+}
