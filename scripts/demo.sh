@@ -159,8 +159,8 @@ PROC_WATCH_PID=$PROC_LAST_PID proc_wait_until 10 "mqk-devkafka's bootstrap file"
     test -s "$work/kafka.bootstrap"
 BOOTSTRAP=$(cat "$work/kafka.bootstrap")
 timeout 10 kcat -b "$BOOTSTRAP" -L -m 5 >/dev/null || fail "kcat cannot reach $BOOTSTRAP"
-printf '%-10s %-24s %s\n' kafka "$BOOTSTRAP" \
-    "mqk-devkafka: 3 brokers; topics ${KAFKA_TOPICS[*]} with $PARTITIONS partitions each"
+printf '%-9s %s\n%-9s %s\n' kafka "$BOOTSTRAP" "" \
+    "mqk-devkafka: 3 brokers; topics ${KAFKA_TOPICS[*]}, $PARTITIONS partitions each"
 
 declare -A PORT
 for b in "${BROKERS[@]}"; do
@@ -190,8 +190,7 @@ for b in "${BROKERS[@]}"; do
     PROC_WATCH_PID=$PROC_LAST_PID proc_wait_until 10 "$b on port ${PORT[$b]}" \
         timeout 2 mosquitto_sub -h 127.0.0.1 -p "${PORT[$b]}" -i "ready-$b" \
         -t '$SYS/broker/version' -C 1 -W 1
-    printf '%-10s %-24s %s\n' "$b" "127.0.0.1:${PORT[$b]}" \
-        "mosquitto -c $conf"
+    printf '%-9s %-16s %s\n' "$b" "127.0.0.1:${PORT[$b]}" "mosquitto -c $conf"
 done
 
 HAPORT=$(proc_free_port)
@@ -223,7 +222,7 @@ proc_start haproxy "$work/haproxy.log" haproxy -db -f "$work/haproxy.cfg"
 PROC_WATCH_PID=$PROC_LAST_PID proc_wait_until 10 "HAProxy on port $HAPORT" \
     timeout 2 mosquitto_sub -h 127.0.0.1 -p "$HAPORT" -i ready-haproxy \
     -t '$SYS/broker/version' -C 1 -W 1
-printf '%-10s %-24s %s\n' haproxy "127.0.0.1:$HAPORT" "roundrobin over broker-a and broker-b"
+printf '%-9s %-16s %s\n' haproxy "127.0.0.1:$HAPORT" "roundrobin over broker-a and broker-b"
 
 heading "Routes (mosquitto.conf.d/demo-broker-a.conf, demo-broker-b.conf)"
 for b in "${BROKERS[@]}"; do
