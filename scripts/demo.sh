@@ -227,7 +227,8 @@ printf '%-9s %-16s %s\n' haproxy "127.0.0.1:$HAPORT" "roundrobin over broker-a a
 heading "Routes (mosquitto.conf.d/demo-broker-a.conf, demo-broker-b.conf)"
 for b in "${BROKERS[@]}"; do
     grep -E '^plugin_opt_(route_|exclude)' "$ROOT/mosquitto.conf.d/demo-$b.conf" |
-        sed -e "s/^plugin_opt_route_\([^ ]*\) */route \1: /" -e 's/^plugin_opt_exclude */exclude: /' \
+        sed -e "s/^plugin_opt_route_\([^ ]*\) */route \1: /" \
+            -e 's/^plugin_opt_exclude */exclude: /' \
             -e "s/^/  $b  /"
 done
 echo "  Both forward spectra; only broker-a forwards device status, only broker-b battery."
@@ -387,7 +388,8 @@ for cid, topic, sent in clients:
     if expected is None:
         problems.append("%s: could not tell which broker it connected to" % cid)
     elif len(got) != expected:
-        problems.append("%s: %d records in Kafka, expected %d (%s)" % (cid, len(got), expected, why))
+        problems.append("%s: %d records in Kafka, expected %d (%s)"
+                        % (cid, len(got), expected, why))
     for t, p in parts.items():
         if len(p) != 1:
             problems.append("%s: records of Kafka topic %s in %d partitions" % (cid, t, len(p)))
@@ -500,7 +502,10 @@ while :; do
     read_kafka || fail "kcat could not read Kafka"
     got=$(kafka_count)
     [ "$got" -ge "$expected" ] && break
-    [ "$SECONDS" -ge "$deadline" ] && { echo "only $got of $expected records after 20s" >&2; break; }
+    if [ "$SECONDS" -ge "$deadline" ]; then
+        echo "only $got of $expected records after 20s" >&2
+        break
+    fi
     sleep 1
 done
 sleep 1.5 # let the brokers publish their counters once more (stats_interval 1)

@@ -15,7 +15,8 @@ PROC_LOGS=()
 
 # Prints a free TCP port on 127.0.0.1 (the kernel's choice of an ephemeral port).
 proc_free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 # proc_start NAME LOGFILE CMD [ARGS...]: runs CMD in the background, stdout and stderr
