@@ -1,0 +1,77 @@
+# package.cmake - the Debian package, built by CPack:
+#
+#   cmake -S . -B build && cmake --build build && (cd build && cpack -G DEB)
+#   -> build/mosquitto-kafka_<version>_amd64.deb
+#
+# Contents (what install() rules put under the /usr prefix, plus /etc):
+#   /usr/lib/x86_64-linux-gnu/mosquitto_kafka.so     the plugin
+#   /etc/mosquitto/conf.d/mosquitto-kafka.conf       all comments: enables nothing (conffile)
+#   /usr/bin/mqk-devkafka                            a mock Kafka cluster for trying it out
+#   /usr/include/mosquitto_kafka.h                   header and envelope names for consumers
+#   /usr/share/doc/mosquitto-kafka/{README.md,copyright,configuration.md}
+#
+# Depends are computed by dpkg-shlibdeps (librdkafka1, libcjson1, libc6) plus mosquitto.
+# The plugin's mosquitto_* symbols are resolved from the broker at load time, so
+# dpkg-shlibdeps cannot see that dependency: it is declared by hand.
+
+set(CPACK_GENERATOR "DEB")
+set(CPACK_PACKAGE_NAME "mosquitto-kafka")
+set(CPACK_PACKAGE_VERSION "${PROJECT_VERSION}")
+set(CPACK_PACKAGE_VENDOR "mosquitto-kafka")
+set(CPACK_PACKAGE_CONTACT "mosquitto-kafka maintainers <mosquitto-kafka@localhost>")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "Mosquitto plugin that forwards MQTT messages to Kafka")
+set(CPACK_PACKAGING_INSTALL_PREFIX "/usr")
+set(CPACK_STRIP_FILES ON)
+set(CPACK_PACKAGE_DIRECTORY "${PROJECT_BINARY_DIR}")
+
+set(CPACK_DEBIAN_PACKAGE_NAME "mosquitto-kafka")
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE "amd64")
+set(CPACK_DEBIAN_PACKAGE_SECTION "net")
+set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
+set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${CPACK_PACKAGE_CONTACT}")
+set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://github.com/mosquitto-kafka/mosquitto-kafka")
+# The extended description: every line after the first starts with a space (deb-control).
+set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "${CPACK_PACKAGE_DESCRIPTION_SUMMARY}
+ mosquitto-kafka is a plugin for the Mosquitto 2.0 MQTT broker. Every PUBLISH whose
+ topic matches a configured route is produced to a Kafka topic with librdkafka,
+ with its MQTT metadata (topic, client id, QoS, MQTT v5 properties, a per-route
+ sequence number) as Kafka record headers, raw or as a JSON envelope.
+ .
+ The package installs the plugin, a commented-out configuration in
+ /etc/mosquitto/conf.d and mqk-devkafka, a mock Kafka cluster for trying it out.")
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "mosquitto (>= 2.0)")
+set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS OFF)
+# Directories the package shares with others are not its own: do not list /etc,
+# /usr/lib/x86_64-linux-gnu, ... as created by it (lintian: permissions, file ownership).
+set(CPACK_INSTALL_DEFAULT_DIRECTORY_PERMISSIONS
+    OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
+
+# conffiles: dpkg keeps an admin's edits of these across upgrades.
+set(MQK_CONFFILES_FILE "${PROJECT_BINARY_DIR}/debian/conffiles")
+file(WRITE "${MQK_CONFFILES_FILE}" "/etc/mosquitto/conf.d/mosquitto-kafka.conf\n")
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA "${MQK_CONFFILES_FILE}")
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+
+# /usr/share/doc/<package>/copyright in Debian's machine-readable format (lintian).
+set(MQK_COPYRIGHT_FILE "${PROJECT_BINARY_DIR}/debian/copyright")
+file(WRITE "${MQK_COPYRIGHT_FILE}"
+"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: mosquitto-kafka
+Source: ${CPACK_DEBIAN_PACKAGE_HOMEPAGE}
+
+Files: *
+Copyright: mosquitto-kafka contributors
+License: EPL-2.0 or EDL-1.0
+ Licensed like Mosquitto, under the Eclipse Public License 2.0 or the Eclipse
+ Distribution License 1.0 (BSD-3-Clause).
+")
+install(FILES "${MQK_COPYRIGHT_FILE}" DESTINATION ${CMAKE_INSTALL_DOCDIR}
+        PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+if(EXISTS "${PROJECT_SOURCE_DIR}/docs/configuration.md")
+    install(FILES "${PROJECT_SOURCE_DIR}/docs/configuration.md" DESTINATION ${CMAKE_INSTALL_DOCDIR}
+            PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+endif()
+
+include(CPack)

@@ -1,0 +1,133 @@
+"""
+conftest.py - pytest fixtures for the integration tests; the machinery is in harness.py.
+
+  devkafka        one mqk-devkafka (3 mock brokers) for the whole session
+  start_broker    start_broker(options, **kw) -> harness.Mosquitto; stopped after the test,
+                  and its exit code must be 0 (and valgrind's report clean) unless the test
+                  says otherwise (broker.expect_exit = None)
+  start_haproxy   start_haproxy([port, ...]) -> harness.HAProxy
+
+When a test fails, the log of every process that ran during it is appended to the report.
+A skipped or xfailed test fails the session: nothing here may pass by not running.
+"""
+
+import os
+import time
+
+import pytest
+
+import harness
+
+
+@pytest.fixture(scope="session")
+def devkafka():
+    dk = harness.DevKafka(brokers=3)
+    yield dk
+    dk.cleanup()
+
+
+def _stop_broker(b):
+    rc = b.stop()
+    problems = []
+    if b.expect_exit is not None and rc != b.expect_exit:
+        problems.append(f"{b.name} exited with {rc}, expected {b.expect_exit}")
+    if harness.VALGRIND and rc == 99:
+        problems.append(f"valgrind found errors in {b.name}:\n{b.valgrind_report()}")
+    return problems
+
+
+@pytest.fixture
+def start_broker():
+    brokers = []
+
+    def start(options, **kw):
+        b = harness.Mosquitto(options, **kw)
+        b.expect_exit = 0
+        brokers.append(b)
+        return b
+    yield start
+    problems = []
+    for b in brokers:
+        if b.process is not None and b.process.returncode is None:
+            problems += _stop_broker(b)
+        elif b.process is not None and b.expect_exit is not None \
+                and b.process.returncode != b.expect_exit:
+            problems.append(f"{b.name} exited with {b.process.returncode}, "
+                            f"expected {b.expect_exit}")
+    for b in brokers:
+        b.cleanup()
+    assert not problems, "\n".join(problems)
+
+
+@pytest.fixture(scope="module")
+def start_module_broker():
+    """The same as start_broker, for brokers a whole test module shares."""
+    brokers = []
+
+    def start(options, **kw):
+        b = harness.Mosquitto(options, **kw)
+        b.expect_exit = 0
+        brokers.append(b)
+        return b
+    yield start
+    problems = []
+    for b in brokers:
+        if b.process is not None and b.process.returncode is None:
+            problems += _stop_broker(b)
+    for b in brokers:
+        b.cleanup()
+    assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def start_haproxy():
+    proxies = []
+
+    def start(ports):
+        h = harness.HAProxy(ports)
+        proxies.append(h)
+        return h
+    yield start
+    for h in proxies:
+        h.cleanup()
+
+
+# ---- log dumps and no silent skips ------------------------------------------------------
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    item._mqk_started = time.monotonic()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if not rep.failed:
+        return
+    since = getattr(item, "_mqk_started", 0)
+    for p in harness.ALL:
+        if p.stopped_at is not None and p.stopped_at < since:
+            continue
+        text = p.log()
+        lines = text.splitlines()
+        if len(lines) > 400:
+            text = "\n".join([f"... {len(lines) - 400} earlier lines ..."] + lines[-400:])
+        rep.sections.append((f"{p.name} (pid {p.pid}) log: {p.log_path}", text))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if tr is None:
+        return
+    not_run = sum(len(tr.stats.get(k, [])) for k in ("skipped", "xfailed", "xpassed"))
+    if not_run and session.exitstatus == 0:
+        session.exitstatus = 1
+        tr.write_line(f"mosquitto-kafka: {not_run} test(s) skipped or xfailed: "
+                      f"that is a failure here", red=True)
+
+
+def pytest_report_header(config):
+    return [f"mosquitto-kafka build dir: {harness.BUILD_DIR}",
+            f"valgrind: {'on' if harness.VALGRIND else 'off'}"]
+

@@ -1,0 +1,634 @@
+"""
+harness.py - the processes and clients the integration tests drive.
+
+Like mosquitto's own broker tests, every test runs the real /usr/sbin/mosquitto with a
+generated configuration that loads build/plugin/mosquitto_kafka.so, on a free port of
+127.0.0.1, and reads what reached Kafka with confluent_kafka. Kafka is the librdkafka
+mock cluster run as a process by build/tools/mqk-devkafka.
+
+Rules every helper here keeps:
+- only processes this module started are signalled, by their pid;
+- everything listens on 127.0.0.1;
+- every wait is bounded, and a missed bound raises with what was expected;
+- nothing is skipped: a missing prerequisite raises (HarnessError), so ctest fails.
+
+Environment:
+  MQK_BUILD_DIR   the CMake build directory (default: <repo>/build)
+  MQK_SOURCE_DIR  the repository (default: two levels above this file)
+  MQK_VALGRIND=1  run mosquitto under valgrind (slower; any valgrind error fails the test)
+"""
+
+import base64
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+
+SOURCE_DIR = os.environ.get(
+    "MQK_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+)
+BUILD_DIR = os.environ.get("MQK_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
+PLUGIN = os.path.join(BUILD_DIR, "plugin", "mosquitto_kafka.so")
+DEVKAFKA = os.path.join(BUILD_DIR, "tools", "mqk-devkafka")
+MOSQUITTO = "/usr/sbin/mosquitto"
+HAPROXY = "/usr/sbin/haproxy"
+PUBLIC_HEADER = os.path.join(SOURCE_DIR, "include", "mosquitto_kafka.h")
+VALGRIND = os.environ.get("MQK_VALGRIND", "") not in ("", "0")
+# Under valgrind everything mosquitto does is ~20x slower.
+SLOW = 10.0 if VALGRIND else 1.0
+
+
+class HarnessError(AssertionError):
+    """A prerequisite is missing or a process did not behave: the test fails, never skips."""
+
+
+def require_file(path, what, executable=False):
+    if not os.path.isfile(path):
+        raise HarnessError(f"{what} not found at {path}: build first "
+                           f"(cmake -S . -B build && cmake --build build)")
+    if executable and not os.access(path, os.X_OK):
+        raise HarnessError(f"{what} at {path} is not executable")
+
+
+def wait_for(predicate, timeout, interval=0.05, what="condition"):
+    """Polls predicate until it returns a true value (returned) or timeout seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise HarnessError(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_accepts(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def unique(prefix):
+    """A name unique to this run: Kafka topics, client ids, group ids."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def make_tempdir(prefix):
+    # World-readable and traversable: mosquitto drops to user mosquitto when started as root.
+    d = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(d, 0o755)
+    return d
+
+
+# ---- the public header -------------------------------------------------------------
+
+def read_header_macros(path=PUBLIC_HEADER):
+    """Every `#define MQK_X "text"` of include/mosquitto_kafka.h, as {"MQK_X": "text"}."""
+    require_file(path, "the public header")
+    macros = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            m = re.match(r'\s*#\s*define\s+(MQK_[A-Z0-9_]+)\s+"((?:[^"\\]|\\.)*)"', line)
+            if m:
+                macros[m.group(1)] = m.group(2)
+    return macros
+
+
+class _Names:
+    def __init__(self, macros, prefix):
+        self._m = {k[len(prefix):]: v for k, v in macros.items() if k.startswith(prefix)}
+        if not self._m:
+            raise HarnessError(f"no {prefix}* macro in {PUBLIC_HEADER}")
+
+    def __getattr__(self, name):
+        try:
+            return self._m[name]
+        except KeyError:
+            raise HarnessError(f"{PUBLIC_HEADER} defines no such name: {name}") from None
+
+
+_MACROS = read_header_macros()
+HDR = _Names(_MACROS, "MQK_HDR_")   # HDR.TOPIC == "mqtt.topic", HDR.USER_PREFIX, ...
+ENV = _Names(_MACROS, "MQK_ENV_")   # ENV.PAYLOAD == "payload", ...
+SYS_PREFIX = _MACROS["MQK_SYS_PREFIX"]
+
+
+# ---- processes ---------------------------------------------------------------------
+
+# Every Process started: the log dump of a failed test shows those that were running
+# during it.
+ALL = []
+
+
+class Process:
+    """A child process with its output in a file; stop() is SIGTERM, bounded wait, SIGKILL."""
+
+    def __init__(self, name, argv, log_path, env=None):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=env, close_fds=True)
+        self.pid = self.proc.pid
+        self.returncode = None
+        self.stopped_at = None
+        ALL.append(self)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def wait_log(self, pattern, timeout, flags=re.M):
+        """Waits until the output matches the regex; returns the match."""
+        rx = re.compile(pattern, flags)
+
+        def found():
+            m = rx.search(self.log())
+            if m is None and not self.alive():
+                # One last look: the process may have written it just before exiting.
+                m = rx.search(self.log())
+                if m is None:
+                    raise HarnessError(f"{self.name} exited ({self.proc.returncode}) without "
+                                       f"logging /{pattern}/; its log:\n{self.log()}")
+            return m
+        return wait_for(found, timeout, what=f"{self.name} to log /{pattern}/")
+
+    def wait_exit(self, timeout):
+        try:
+            self.returncode = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise HarnessError(f"{self.name} (pid {self.pid}) still running after "
+                               f"{timeout:.1f} s") from None
+        return self.returncode
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def stop(self, timeout=10.0):
+        """SIGTERM, wait up to timeout, then SIGKILL. Returns the exit code (or -9)."""
+        if self.alive():
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.returncode = self.proc.returncode
+        self._log.close()
+        if self.stopped_at is None:
+            self.stopped_at = time.monotonic()
+        return self.returncode
+
+
+class DevKafka:
+    """build/tools/mqk-devkafka: a librdkafka mock cluster as a process."""
+
+    def __init__(self, brokers=3, topics=(), timeout=15.0):
+        require_file(DEVKAFKA, "mqk-devkafka", executable=True)
+        self.dir = make_tempdir("mqk-devkafka-")
+        bootstrap_file = os.path.join(self.dir, "bootstrap")
+        argv = [DEVKAFKA, "--brokers", str(brokers), "--bootstrap-file", bootstrap_file]
+        for t in topics:
+            argv += ["--topic", t]
+        self.process = Process("mqk-devkafka", argv, os.path.join(self.dir, "devkafka.log"))
+
+        def ready():
+            if not self.process.alive():
+                raise HarnessError(f"mqk-devkafka exited ({self.process.proc.returncode}); "
+                                   f"its output:\n{self.process.log()}")
+            try:
+                with open(bootstrap_file) as f:
+                    text = f.read().strip()
+            except OSError:
+                return None
+            return text if text and ":" in text else None
+        try:
+            self.bootstrap = wait_for(ready, timeout, what="mqk-devkafka's bootstrap file")
+        except BaseException:
+            self.process.stop()
+            raise
+        # It must accept connections on every listed broker.
+        for hp in self.bootstrap.split(","):
+            host, port = hp.rsplit(":", 1)
+            if host not in ("127.0.0.1", "localhost"):
+                self.stop()
+                raise HarnessError(f"mqk-devkafka listens on {hp}, not 127.0.0.1")
+            wait_for(lambda: port_accepts(int(port)), timeout, what=f"Kafka mock broker {hp}")
+
+    def stop(self):
+        rc = self.process.stop()
+        return rc
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Mosquitto:
+    """
+    /usr/sbin/mosquitto on 127.0.0.1:<free port> with the plugin and the given options.
+
+    options: list of (key, value) for plugin_opt_<key> <value>, in order (duplicates kept).
+    extra: more mosquitto.conf lines. plugin=None: no plugin line at all.
+    """
+
+    def __init__(self, options, extra=(), plugin=PLUGIN, wait=True, name="mosquitto",
+                 start_timeout=10.0, listen=True):
+        if plugin is not None:
+            require_file(plugin, "the plugin")
+        if not os.path.isfile(MOSQUITTO):
+            raise HarnessError(f"{MOSQUITTO} not found: scripts/install-deps.sh installs it")
+        self.name = name
+        self.dir = make_tempdir("mqk-mosquitto-")
+        self.conf_path = os.path.join(self.dir, "mosquitto.conf")
+        self.log_path = os.path.join(self.dir, "mosquitto.log")
+        self.valgrind_log = os.path.join(self.dir, "valgrind.log")
+        self.process = None
+        last_error = None
+        for _attempt in range(3):
+            self.port = free_port()
+            lines = []
+            if listen:
+                lines += [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
+            lines += [
+                "log_dest stderr",
+                "log_type all",
+                "log_timestamp true",
+                "persistence false",
+                "max_queued_messages 0",
+            ]
+            lines += list(extra)
+            if plugin is not None:
+                lines.append(f"plugin {plugin}")
+                for key, value in options:
+                    lines.append(f"plugin_opt_{key} {value}")
+            with open(self.conf_path, "w") as f:
+                f.write("\n".join(lines) + "\n")
+            os.chmod(self.conf_path, 0o644)
+            argv = [MOSQUITTO, "-c", self.conf_path]
+            if VALGRIND:
+                argv = ["valgrind", "--error-exitcode=99", "--leak-check=full",
+                        "--errors-for-leak-kinds=definite", "--track-fds=no",
+                        f"--log-file={self.valgrind_log}"] + argv
+            self.process = Process(name, argv, self.log_path)
+            if not wait:
+                return
+            try:
+                self.wait_ready(start_timeout * SLOW)
+                return
+            except HarnessError as e:
+                last_error = e
+                self.process.stop()
+                if "Address already in use" not in self.log():
+                    raise
+        raise last_error
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def log(self):
+        return self.process.log() if self.process else ""
+
+    def wait_ready(self, timeout):
+        def ready():
+            if not self.process.alive():
+                raise HarnessError(f"{self.name} exited ({self.process.proc.returncode}) while "
+                                   f"starting; its log:\n{self.log()}")
+            return port_accepts(self.port)
+        wait_for(ready, timeout, what=f"{self.name} to accept on 127.0.0.1:{self.port}")
+
+    def wait_log(self, pattern, timeout=10.0):
+        return self.process.wait_log(pattern, timeout * SLOW)
+
+    def stop(self, timeout=30.0):
+        """SIGTERM and a bounded wait; returns the exit code."""
+        return self.process.stop(timeout * SLOW)
+
+    def valgrind_report(self):
+        try:
+            with open(self.valgrind_log) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def cleanup(self):
+        if self.process:
+            self.process.stop(10.0 * SLOW)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class HAProxy:
+    """haproxy -db -f cfg: TCP mode, MQTT health checks, roundrobin over the given ports."""
+
+    def __init__(self, backend_ports, timeout=10.0):
+        if not os.path.isfile(HAPROXY):
+            raise HarnessError(f"{HAPROXY} not found: scripts/install-deps.sh installs it")
+        self.dir = make_tempdir("mqk-haproxy-")
+        self.port = free_port()
+        self.cfg_path = os.path.join(self.dir, "haproxy.cfg")
+        # Health check: an MQTT 3.1.1 CONNECT (client id "hc", clean session), expecting
+        # CONNACK "accepted" (20 02 00 00).
+        connect = "100e00044d5154540402003c00026863"
+        servers = "\n".join(
+            f"    server mqtt{i} 127.0.0.1:{p} check inter 500ms fall 2 rise 1"
+            for i, p in enumerate(backend_ports))
+        cfg = f"""global
+    maxconn 1000
+
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    timeout check 2s
+
+frontend mqtt_in
+    bind 127.0.0.1:{self.port}
+    default_backend mosquittos
+
+backend mosquittos
+    balance roundrobin
+    option tcp-check
+    tcp-check connect
+    tcp-check send-binary {connect}
+    tcp-check expect binary 20020000
+{servers}
+"""
+        with open(self.cfg_path, "w") as f:
+            f.write(cfg)
+        check = subprocess.run([HAPROXY, "-c", "-f", self.cfg_path], capture_output=True,
+                               timeout=30)
+        if check.returncode != 0:
+            raise HarnessError(f"haproxy -c refused {self.cfg_path}:\n"
+                               f"{check.stdout.decode()}{check.stderr.decode()}\n{cfg}")
+        self.process = Process("haproxy", [HAPROXY, "-db", "-f", self.cfg_path],
+                               os.path.join(self.dir, "haproxy.log"))
+        try:
+            def ready():
+                if not self.process.alive():
+                    raise HarnessError(f"haproxy exited; its log:\n{self.process.log()}")
+                return port_accepts(self.port)
+            wait_for(ready, timeout, what=f"haproxy to accept on 127.0.0.1:{self.port}")
+        except BaseException:
+            self.process.stop()
+            raise
+
+    def log(self):
+        return self.process.log()
+
+    def cleanup(self):
+        self.process.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- MQTT clients (paho-mqtt 1.6) -----------------------------------------------------
+
+import paho.mqtt.client as mqtt  # noqa: E402
+from paho.mqtt.packettypes import PacketTypes  # noqa: E402
+from paho.mqtt.properties import Properties  # noqa: E402
+
+V311 = mqtt.MQTTv311
+V5 = mqtt.MQTTv5
+
+
+class Client:
+    """A connected paho client running its own network thread.
+
+    max_inflight stays at 20, mosquitto's receive maximum: a v3.1.1 client with more QoS 2
+    messages in flight gets PUBREC 0x97 and is disconnected."""
+
+    def __init__(self, port, client_id=None, protocol=V311, username=None, password=None,
+                 host="127.0.0.1", timeout=10.0, on_message=None, max_inflight=20):
+        self.client_id = client_id or unique("c")
+        self.protocol = protocol
+        self.username = username
+        kwargs = {"client_id": self.client_id, "protocol": protocol}
+        if protocol != V5:
+            kwargs["clean_session"] = True
+        self.c = mqtt.Client(**kwargs)
+        self.c.max_inflight_messages_set(max_inflight)
+        self.c.max_queued_messages_set(0)
+        if username is not None:
+            self.c.username_pw_set(username, password)
+        self._connected = threading.Event()
+        self._rc = None
+        self.c.on_connect = self._on_connect
+        if on_message:
+            self.c.on_message = on_message
+        self.c.connect(host, port, keepalive=60)
+        self.c.loop_start()
+        if not self._connected.wait(timeout * SLOW):
+            self.c.loop_stop()
+            raise HarnessError(f"MQTT client {self.client_id} not connected to "
+                               f"{host}:{port} within {timeout} s")
+        if self._rc != 0:
+            self.c.loop_stop()
+            raise HarnessError(f"MQTT client {self.client_id} refused: rc={self._rc}")
+
+    def _on_connect(self, client, userdata, flags, rc, properties=None):
+        self._rc = rc if isinstance(rc, int) else rc.value
+        self._connected.set()
+
+    def publish(self, topic, payload, qos=0, retain=False, properties=None):
+        """Queues a PUBLISH; returns paho's MQTTMessageInfo."""
+        info = self.c.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise HarnessError(f"{self.client_id}: publish to {topic!r} failed: rc={info.rc}")
+        return info
+
+    def publish_wait(self, topic, payload, qos=1, retain=False, properties=None, timeout=10.0):
+        info = self.publish(topic, payload, qos, retain, properties)
+        wait_published([info], timeout)
+        return info
+
+    def subscribe(self, topic, qos=0, timeout=10.0):
+        done = threading.Event()
+        self.c.on_subscribe = lambda *a, **k: done.set()
+        self.c.subscribe(topic, qos)
+        if not done.wait(timeout * SLOW):
+            raise HarnessError(f"{self.client_id}: no SUBACK for {topic!r} in {timeout} s")
+
+    def close(self):
+        try:
+            self.c.disconnect()
+        finally:
+            self.c.loop_stop()
+
+
+def wait_published(infos, timeout):
+    """Waits until every MQTTMessageInfo is published (QoS0 written, QoS1 acked, QoS2 done)."""
+    deadline = time.monotonic() + timeout * SLOW
+    for info in infos:
+        while not info.is_published():
+            if time.monotonic() > deadline:
+                pending = sum(1 for i in infos if not i.is_published())
+                raise HarnessError(f"{pending} of {len(infos)} PUBLISHes not completed "
+                                   f"within {timeout} s")
+            time.sleep(0.005)
+
+
+def v5_properties(user=(), content_type=None, response_topic=None, correlation_data=None,
+                  payload_format=None):
+    props = Properties(PacketTypes.PUBLISH)
+    if user:
+        props.UserProperty = list(user)
+    if content_type is not None:
+        props.ContentType = content_type
+    if response_topic is not None:
+        props.ResponseTopic = response_topic
+    if correlation_data is not None:
+        props.CorrelationData = correlation_data
+    if payload_format is not None:
+        props.PayloadFormatIndicator = payload_format
+    return props
+
+
+# ---- Kafka reader (confluent_kafka 1.7) ------------------------------------------------
+
+import confluent_kafka as ck  # noqa: E402
+
+
+class Record:
+    __slots__ = ("topic", "partition", "offset", "key", "value", "headers", "timestamp",
+                 "timestamp_type")
+
+    def __init__(self, m):
+        self.topic = m.topic()
+        self.partition = m.partition()
+        self.offset = m.offset()
+        self.key = m.key()
+        self.value = m.value()
+        self.headers = list(m.headers() or [])
+        self.timestamp_type, self.timestamp = m.timestamp()
+
+    def header(self, name, default=None):
+        """The value (bytes) of the only header called name; default when absent."""
+        values = [v for n, v in self.headers if n == name]
+        if len(values) > 1:
+            raise AssertionError(f"header {name} appears {len(values)} times: {self.headers}")
+        return values[0] if values else default
+
+    def header_str(self, name, default=None):
+        v = self.header(name)
+        return default if v is None else v.decode("utf-8")
+
+    def __repr__(self):
+        return (f"Record({self.topic}[{self.partition}]@{self.offset} key={self.key!r} "
+                f"value={self.value[:60]!r} headers={self.headers})")
+
+
+def topic_partitions(bootstrap, topic, timeout=15.0):
+    """The partition count of topic; asking creates it (the mock cluster auto-creates)."""
+    c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": unique("mqk-md"),
+                     "log_level": 3})
+    try:
+        def count():
+            md = c.list_topics(topic, timeout=2)
+            t = md.topics.get(topic)
+            if t is None or t.error is not None or not t.partitions:
+                return None
+            return len(t.partitions)
+        return wait_for(count, timeout, interval=0.2, what=f"metadata of Kafka topic {topic}")
+    finally:
+        c.close()
+
+
+def read_topic(bootstrap, topic, expect, timeout=60.0, grace=1.0):
+    """
+    Reads Kafka topic from the beginning of every partition until `expect` records are in,
+    or `timeout` seconds pass, then `grace` seconds more to catch extra records (duplicates,
+    records that should not exist). Returns the records in arrival order; never raises on a
+    count mismatch: the caller asserts and prints what it got.
+    """
+    parts = topic_partitions(bootstrap, topic)
+    c = ck.Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": unique("mqk-test"),
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": False,
+        "fetch.wait.max.ms": 50,
+        "log_level": 3,
+    })
+    records = []
+    try:
+        c.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in range(parts)])
+        deadline = time.monotonic() + timeout
+        end = None
+        while True:
+            now = time.monotonic()
+            if end is None and (len(records) >= expect or now >= deadline):
+                end = now + grace
+            if end is not None and now >= end:
+                break
+            msgs = c.consume(num_messages=10000, timeout=0.2)
+            for m in msgs:
+                if m.error():
+                    if m.error().code() == ck.KafkaError._PARTITION_EOF:
+                        continue
+                    raise HarnessError(f"consuming {topic}: {m.error()}")
+                records.append(Record(m))
+    finally:
+        c.close()
+    return records
+
+
+def decode_json(value):
+    import json
+    return json.loads(value.decode("utf-8"))
+
+
+def b64(data):
+    return base64.b64encode(data).decode("ascii")
+
+
+class SysCounters:
+    """Subscribes to $SYS/broker/kafka/# and keeps the latest value of every counter,
+    by its name under the prefix ("delivered", "routes/<name>/matched", ...)."""
+
+    def __init__(self, port):
+        self.values = {}
+        self.client = Client(port, unique("sys"), V311, on_message=self._on_message)
+        self.client.subscribe(SYS_PREFIX + "/#")
+
+    def _on_message(self, client, userdata, msg):
+        if msg.topic.startswith(SYS_PREFIX + "/"):
+            self.values[msg.topic[len(SYS_PREFIX) + 1:]] = msg.payload.decode("utf-8", "replace")
+
+    def wait_for(self, expect, timeout=10.0):
+        """Waits until every counter of expect ({name: int}) has that value; returns the
+        values seen for those names (the caller asserts, so a mismatch shows numbers)."""
+        try:
+            wait_for(lambda: all(self.values.get(k) == str(v) for k, v in expect.items()),
+                     timeout * SLOW, interval=0.1, what=f"$SYS counters {expect}")
+        except HarnessError:
+            pass
+        return {k: int(self.values[k]) if self.values.get(k, "").isdigit() else self.values.get(k)
+                for k in expect}
+
+    def close(self):
+        self.client.close()

@@ -1,0 +1,155 @@
+"""
+test_package.py - the Debian package: `cpack -G DEB` builds it, it holds the right files
+with the right metadata, and (as root, as in CI) it installs, leaves the system
+mosquitto configuration working, forwards one message with the installed plugin, and
+purges cleanly. Not root is a failure, not a skip: the install is half of this test.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+import harness
+from harness import HDR, V311
+
+PKG = "mosquitto-kafka"
+PLUGIN_PATH = "/usr/lib/x86_64-linux-gnu/mosquitto_kafka.so"
+CONFFILE = "/etc/mosquitto/conf.d/mosquitto-kafka.conf"
+
+
+def run(argv, timeout=300, check=True, **kw):
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def deb():
+    out = harness.make_tempdir("mqk-cpack-")
+    try:
+        run(["cpack", "-G", "DEB", "-B", out], cwd=harness.BUILD_DIR)
+        debs = [f for f in os.listdir(out) if f.endswith(".deb")]
+        assert len(debs) == 1, f"cpack made {debs} in {out}, expected one .deb"
+        yield os.path.join(out, debs[0])
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def test_deb_name_and_control(deb):
+    version = harness._MACROS["MQK_VERSION"]
+    assert os.path.basename(deb) == f"{PKG}_{version}_amd64.deb", os.path.basename(deb)
+    fields = {}
+    for name in ("Package", "Version", "Architecture", "Section", "Maintainer", "Depends",
+                 "Homepage", "Description"):
+        fields[name] = run(["dpkg-deb", "-f", deb, name]).stdout.strip()
+    print(f"control: {fields}")
+    assert fields["Package"] == PKG
+    assert fields["Version"] == version
+    assert fields["Architecture"] == "amd64"
+    assert fields["Section"] == "net"
+    assert fields["Maintainer"] and fields["Homepage"] and fields["Description"]
+    depends = [d.strip() for d in fields["Depends"].split(",")]
+    names = [re.split(r"[ (]", d)[0] for d in depends]
+    for want in ("mosquitto", "librdkafka1", "libcjson1", "libc6"):
+        assert want in names, f"Depends should name {want}: {fields['Depends']}"
+    assert "mosquitto (>= 2.0)" in depends, f"Depends: mosquitto (>= 2.0) expected: {depends}"
+    conffiles = run(["dpkg-deb", "-I", deb, "conffiles"]).stdout.split()
+    assert conffiles == [CONFFILE], f"conffiles: expected [{CONFFILE}], got {conffiles}"
+
+
+def test_deb_contents(deb):
+    listing = run(["dpkg-deb", "-c", deb]).stdout
+    entries = {}
+    for line in listing.splitlines():
+        # drwxr-xr-x root/root 0 2024-01-01 00:00 ./usr/bin/
+        parts = line.split(None, 5)
+        path = parts[5].split(" -> ")[0].rstrip("/").lstrip(".") or "/"
+        entries[path] = (parts[0], parts[1])
+    print("\n".join(sorted(entries)))
+    want = {
+        PLUGIN_PATH: "-rw-r--r--",
+        CONFFILE: "-rw-r--r--",
+        "/usr/bin/mqk-devkafka": "-rwxr-xr-x",
+        "/usr/include/mosquitto_kafka.h": "-rw-r--r--",
+        f"/usr/share/doc/{PKG}/copyright": "-rw-r--r--",
+        f"/usr/share/doc/{PKG}/README.md": "-rw-r--r--",
+    }
+    got = {p: entries.get(p, ("absent",))[0] for p in want}
+    assert got == want, f"files and modes: expected {want}, got {got}"
+    owners = {o for _, o in entries.values()}
+    assert owners == {"root/root"}, f"every file owned by root/root, got {owners}"
+    stray = [p for p in entries if p.startswith("/usr/etc") or p.startswith("/usr/local")
+             or p.startswith("/home") or p.startswith("/work")]
+    assert not stray, f"files outside the Debian layout: {stray}"
+    dirs = {p: m for p, (m, _) in entries.items() if m.startswith("d")}
+    bad_dirs = {p: m for p, m in dirs.items() if m != "drwxr-xr-x"}
+    assert not bad_dirs, f"directories should be 0755: {bad_dirs}"
+
+
+def _installed():
+    p = run(["dpkg-query", "-W", "-f", "${Status}", PKG], check=False)
+    return "install ok installed" in p.stdout
+
+
+def test_install_run_purge(deb, devkafka):
+    assert os.geteuid() == 0, ("installing the package needs root (CI runs as root): "
+                               "run ./scripts/test.sh as root")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    try:
+        # apt-get resolves Depends (dpkg -i would not); everything is installed already
+        # by scripts/install-deps.sh, so this does not need the network.
+        run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
+             os.path.abspath(deb)], env=env, timeout=600)
+        assert _installed(), f"{PKG} not installed after apt-get install"
+        for path in (PLUGIN_PATH, CONFFILE, "/usr/bin/mqk-devkafka"):
+            assert os.path.isfile(path), f"{path} missing after install"
+        status = run(["dpkg", "--status", PKG]).stdout
+        assert CONFFILE in status, f"dpkg does not list {CONFFILE} as a conffile:\n{status}"
+
+        # The system configuration with the package's conffile included still starts:
+        # /etc/mosquitto/mosquitto.conf, with its pid file, persistence and log file
+        # redirected away from the system's, and a listener of ours.
+        with open("/etc/mosquitto/mosquitto.conf") as f:
+            system = [ln.rstrip("\n") for ln in f
+                      if not re.match(r"\s*(pid_file|persistence|persistence_location|"
+                                      r"log_dest|listener|port)\b", ln)]
+        assert any(ln.startswith("include_dir /etc/mosquitto/conf.d") for ln in system), \
+            "/etc/mosquitto/mosquitto.conf does not include conf.d"
+        sys_broker = harness.Mosquitto([], plugin=None, extra=system, name="mosquitto-system")
+        try:
+            assert "mosquitto_kafka" not in sys_broker.log(), (
+                f"the installed conffile enabled the plugin:\n{sys_broker.log()}")
+            rc = sys_broker.stop()
+            assert rc == 0, f"mosquitto with the system config exited {rc}"
+        finally:
+            sys_broker.cleanup()
+
+        # The installed plugin, run by /usr/sbin/mosquitto as user mosquitto, forwards.
+        topic = harness.unique("pkg")
+        b = harness.Mosquitto([("bootstrap_servers", devkafka.bootstrap),
+                               ("broker_id", "itest-pkg"),
+                               ("route_pkg", f"pkg/# -> {topic}")],
+                              plugin=PLUGIN_PATH, name="mosquitto-installed")
+        try:
+            c = harness.Client(b.port, harness.unique("pkg"), V311)
+            c.publish_wait("pkg/one", b"installed plugin", qos=1)
+            c.close()
+            recs = harness.read_topic(devkafka.bootstrap, topic, 1, timeout=30)
+            print(f"installed plugin: 1 sent, {len(recs)} received")
+            assert [r.value for r in recs] == [b"installed plugin"], recs
+            assert recs[0].header_str(HDR.BROKER) == "itest-pkg"
+            rc = b.stop()
+            assert rc == 0, f"mosquitto with the installed plugin exited {rc}"
+            assert re.search(r"shutdown: 0 records not delivered", b.log()), b.log()
+        finally:
+            b.cleanup()
+    finally:
+        purge = run(["dpkg", "--purge", PKG], check=False, env=env)
+    assert purge.returncode == 0, f"dpkg --purge failed:\n{purge.stdout}{purge.stderr}"
+    assert not _installed(), f"{PKG} still installed after purge"
+    for path in (PLUGIN_PATH, CONFFILE, "/usr/bin/mqk-devkafka"):
+        assert not os.path.exists(path), f"{path} left after dpkg --purge"
