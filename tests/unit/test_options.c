@@ -1,0 +1,705 @@
+/*
+ * test_options.c - options__parse: every option, its default, trimming, and every
+ * error message options.c can produce, asserted in full.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+
+#include "fake_broker.h"
+#include "mqk.h"
+
+#define MAX_OPTS 32
+
+static struct mqk_config cfg;
+static char err[1024];
+
+/* Parses the NULL-terminated key, value, key, value, ... list into cfg. */
+static int parse_list(const char *first_key, va_list ap)
+{
+	struct mosquitto_opt opts[MAX_OPTS];
+	int n = 0;
+
+	for (const char *key = first_key; key != NULL; key = va_arg(ap, const char *)) {
+		assert_true(n < MAX_OPTS);
+		opts[n].key = (char *)key;
+		opts[n].value = (char *)va_arg(ap, const char *);
+		n++;
+	}
+	options__free(&cfg);
+	memset(err, 0, sizeof(err));
+	return options__parse(&cfg, opts, n, err, sizeof(err));
+}
+
+static int parse_raw(const char *first_key, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, first_key);
+	rc = parse_list(first_key, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* Options as given; PARSE_BS() prepends a valid bootstrap_servers. */
+#define PARSE(...) parse_raw(__VA_ARGS__, NULL)
+#define PARSE_BS(...) parse_raw("bootstrap_servers", "kafka:9092", __VA_ARGS__, NULL)
+
+#define assert_ok(rc)                                 \
+	do {                                          \
+		int rc_ = (rc);                       \
+		if (rc_ != 0) {                       \
+			print_error("errstr: %s\n", err); \
+		}                                     \
+		assert_int_equal(rc_, 0);             \
+	} while (0)
+
+#define assert_fails(rc, message)                  \
+	do {                                       \
+		assert_int_equal((rc), -1);        \
+		assert_string_equal(err, message); \
+	} while (0)
+
+static int setup(void **state)
+{
+	(void)state;
+	memset(&cfg, 0, sizeof(cfg));
+	fake_broker_reset();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	options__free(&cfg);
+	return 0;
+}
+
+/* ---- valid options ---------------------------------------------------------------- */
+
+static void test_minimal_defaults(void **state)
+{
+	char host[256] = "";
+
+	(void)state;
+	assert_ok(PARSE("bootstrap_servers", "k1:9092,k2:9092"));
+	assert_string_equal(cfg.bootstrap_servers, "k1:9092,k2:9092");
+	assert_int_equal(gethostname(host, sizeof(host) - 1), 0);
+	assert_string_equal(cfg.broker_id, host);
+	assert_int_equal(cfg.route_count, 0);
+	assert_int_equal(cfg.exclude_count, 0);
+	assert_int_equal(cfg.kafka_prop_count, 0);
+	assert_int_equal(cfg.stats_interval, 10);
+	assert_int_equal(cfg.flush_timeout_ms, 10000);
+}
+
+static void test_no_options_at_all(void **state)
+{
+	(void)state;
+	assert_int_equal(options__parse(&cfg, NULL, 0, err, sizeof(err)), -1);
+	assert_string_equal(err, "plugin_opt_bootstrap_servers: required: the Kafka brokers to "
+				 "connect to, e.g. plugin_opt_bootstrap_servers "
+				 "kafka1:9092,kafka2:9092");
+}
+
+static void test_bootstrap_missing(void **state)
+{
+	(void)state;
+	assert_fails(PARSE("broker_id", "a", "route_r", "a/# -> t"),
+		     "plugin_opt_bootstrap_servers: required: the Kafka brokers to connect to, "
+		     "e.g. plugin_opt_bootstrap_servers kafka1:9092,kafka2:9092");
+}
+
+static void test_broker_id(void **state)
+{
+	char id64[65], id65[66];
+
+	(void)state;
+	assert_ok(PARSE_BS("broker_id", "broker-a.eu_1"));
+	assert_string_equal(cfg.broker_id, "broker-a.eu_1");
+
+	memset(id64, 'b', 64);
+	id64[64] = '\0';
+	assert_ok(PARSE_BS("broker_id", id64));
+	assert_string_equal(cfg.broker_id, id64);
+
+	memset(id65, 'b', 65);
+	id65[65] = '\0';
+	char expected[256];
+	snprintf(expected, sizeof(expected),
+		 "plugin_opt_broker_id: '%s' is not a valid broker id (1..64 characters "
+		 "[A-Za-z0-9._-])",
+		 id65);
+	assert_fails(PARSE_BS("broker_id", id65), expected);
+	assert_fails(PARSE_BS("broker_id", "my broker"),
+		     "plugin_opt_broker_id: 'my broker' is not a valid broker id (1..64 "
+		     "characters [A-Za-z0-9._-])");
+	assert_fails(PARSE_BS("broker_id", "a/b"),
+		     "plugin_opt_broker_id: 'a/b' is not a valid broker id (1..64 characters "
+		     "[A-Za-z0-9._-])");
+}
+
+static void test_trimming(void **state)
+{
+	(void)state;
+	/* mosquitto keeps trailing spaces (and strips only CR/LF). */
+	assert_ok(PARSE("bootstrap_servers", " \tk:9092 \t ", "broker_id", "b1   ",
+			"route_r", "  a/+ -> t-{1}  key=topic \t format=json  ", "exclude",
+			"a/x/#\t", "kafka.linger.ms", " 20 ", "stats_interval", "5 ",
+			"flush_timeout_ms", "\t250\t"));
+	assert_string_equal(cfg.bootstrap_servers, "k:9092");
+	assert_string_equal(cfg.broker_id, "b1");
+	assert_int_equal(cfg.route_count, 1);
+	assert_string_equal(cfg.routes[0].filter, "a/+");
+	assert_string_equal(cfg.routes[0].topic.source, "t-{1}");
+	assert_string_equal(cfg.routes[0].key.source, "{topic}");
+	assert_int_equal(cfg.routes[0].format, MQK_FORMAT_JSON);
+	assert_int_equal(cfg.exclude_count, 1);
+	assert_string_equal(cfg.excludes[0], "a/x/#");
+	assert_int_equal(cfg.kafka_prop_count, 1);
+	assert_string_equal(cfg.kafka_props[0].value, "20");
+	assert_int_equal(cfg.stats_interval, 5);
+	assert_int_equal(cfg.flush_timeout_ms, 250);
+}
+
+static void test_route_defaults(void **state)
+{
+	struct mqk_route *r;
+
+	(void)state;
+	assert_ok(PARSE_BS("route_spectrum", "sensors/+/spectrum -> spectrum"));
+	assert_int_equal(cfg.route_count, 1);
+	r = &cfg.routes[0];
+	assert_string_equal(r->name, "spectrum");
+	assert_string_equal(r->filter, "sensors/+/spectrum");
+	assert_string_equal(r->topic.source, "spectrum");
+	assert_true(r->topic.is_static);
+	/* key=clientid is the default. */
+	assert_string_equal(r->key.source, "{clientid}");
+	assert_int_equal(r->key.part_count, 1);
+	assert_int_equal(r->key.parts[0].kind, MQK_TPL_CLIENTID);
+	assert_int_equal(r->format, MQK_FORMAT_RAW);
+	assert_null(r->rkt);
+	assert_int_equal(r->seq, 0);
+}
+
+static void test_route_keys(void **state)
+{
+	static const struct {
+		const char *attr;
+		const char *source;        /* NULL: null key */
+		enum mqk_tpl_kind kind;    /* of the first part */
+		int parts;
+	} cases[] = {
+		{"key=clientid", "{clientid}", MQK_TPL_CLIENTID, 1},
+		{"key=username", "{username}", MQK_TPL_USERNAME, 1},
+		{"key=topic", "{topic}", MQK_TPL_TOPIC, 1},
+		{"key=broker", "{broker}", MQK_TPL_BROKER, 1},
+		{"key=none", NULL, MQK_TPL_LITERAL, 0},
+		{"key={1}", "{1}", MQK_TPL_LEVEL, 1},
+		{"key={clientid}-{2}", "{clientid}-{2}", MQK_TPL_CLIENTID, 3},
+		{"key=dev/{1}:{username}", "dev/{1}:{username}", MQK_TPL_LITERAL, 4},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char value[128];
+		snprintf(value, sizeof(value), "a/+/+ -> t %s", cases[i].attr);
+		assert_ok(PARSE_BS("route_r", value));
+		struct mqk_template *key = &cfg.routes[0].key;
+		assert_int_equal(key->part_count, cases[i].parts);
+		if (cases[i].source == NULL) {
+			assert_null(key->source);
+			assert_null(key->parts);
+		} else {
+			assert_string_equal(key->source, cases[i].source);
+			assert_int_equal(key->parts[0].kind, cases[i].kind);
+		}
+	}
+}
+
+static void test_route_formats_and_order(void **state)
+{
+	(void)state;
+	assert_ok(PARSE_BS("route_a", "a/# -> ta format=raw", "route_b",
+			   "b/# -> tb format=json key=none", "route_c-2", "c -> tc key=topic"));
+	assert_int_equal(cfg.route_count, 3);
+	assert_string_equal(cfg.routes[0].name, "a");
+	assert_int_equal(cfg.routes[0].format, MQK_FORMAT_RAW);
+	assert_string_equal(cfg.routes[1].name, "b");
+	assert_int_equal(cfg.routes[1].format, MQK_FORMAT_JSON);
+	assert_int_equal(cfg.routes[1].key.part_count, 0);
+	assert_string_equal(cfg.routes[2].name, "c-2");
+	assert_string_equal(cfg.routes[2].filter, "c");
+	assert_int_equal(cfg.routes[2].format, MQK_FORMAT_RAW);
+}
+
+static void test_route_topic_templates(void **state)
+{
+	(void)state;
+	assert_ok(PARSE_BS("route_r", "sensors/+/x/# -> mqtt.{1}.{2}-{clientid}_{broker}"));
+	assert_false(cfg.routes[0].topic.is_static);
+	assert_int_equal(cfg.routes[0].topic.part_count, 8);
+}
+
+static void test_route_filter_with_spaces(void **state)
+{
+	(void)state;
+	/* The filter ends at " -> ": spaces inside it, and several before the arrow. */
+	assert_ok(PARSE_BS("route_r", "my sensors/+/room 1   \t->  t"));
+	assert_string_equal(cfg.routes[0].filter, "my sensors/+/room 1");
+	assert_string_equal(cfg.routes[0].topic.source, "t");
+	/* "->" without spaces around it belongs to the filter. */
+	assert_ok(PARSE_BS("route_r", "a->b/+ -> t"));
+	assert_string_equal(cfg.routes[0].filter, "a->b/+");
+	/* Only the first " -> " splits. */
+	assert_ok(PARSE_BS("route_r", "a/+ -> t key=x->{1}"));
+	assert_string_equal(cfg.routes[0].key.source, "x->{1}");
+	assert_fails(PARSE_BS("route_r", "a -> t -> u"),
+		     "plugin_opt_route_r: unknown route attribute '->' (use key=<key> and "
+		     "format=raw|json)");
+}
+
+static void test_route_name_limits(void **state)
+{
+	char key[80];
+
+	(void)state;
+	strcpy(key, "route_");
+	memset(key + 6, 'n', 64);
+	key[70] = '\0';
+	assert_ok(PARSE_BS(key, "a -> t"));
+	assert_int_equal(strlen(cfg.routes[0].name), 64);
+
+	key[70] = 'n';
+	key[71] = '\0';
+	char expected[256];
+	snprintf(expected, sizeof(expected),
+		 "plugin_opt_%s: a route needs a name of 1..64 characters [A-Za-z0-9_-] after "
+		 "route_, e.g. plugin_opt_route_sensors",
+		 key);
+	assert_fails(PARSE_BS(key, "a -> t"), expected);
+}
+
+static void test_excludes(void **state)
+{
+	(void)state;
+	assert_ok(PARSE_BS("exclude", "a/+/debug/#", "exclude", "#", "exclude", "x y/z"));
+	assert_int_equal(cfg.exclude_count, 3);
+	assert_string_equal(cfg.excludes[0], "a/+/debug/#");
+	assert_string_equal(cfg.excludes[1], "#");
+	assert_string_equal(cfg.excludes[2], "x y/z");
+}
+
+static void test_kafka_props(void **state)
+{
+	(void)state;
+	assert_ok(PARSE_BS("kafka.compression.type", "lz4", "kafka.linger.ms", "50",
+			   "kafka.enable.idempotence", "false", "kafka.x", "a b c"));
+	assert_int_equal(cfg.kafka_prop_count, 4);
+	assert_string_equal(cfg.kafka_props[0].name, "compression.type");
+	assert_string_equal(cfg.kafka_props[0].value, "lz4");
+	assert_string_equal(cfg.kafka_props[1].name, "linger.ms");
+	assert_string_equal(cfg.kafka_props[1].value, "50");
+	assert_string_equal(cfg.kafka_props[2].name, "enable.idempotence");
+	assert_string_equal(cfg.kafka_props[2].value, "false");
+	/* Not validated here: librdkafka does it in producer__new. */
+	assert_string_equal(cfg.kafka_props[3].name, "x");
+	assert_string_equal(cfg.kafka_props[3].value, "a b c");
+}
+
+static void test_numbers_in_range(void **state)
+{
+	(void)state;
+	assert_ok(PARSE_BS("stats_interval", "0", "flush_timeout_ms", "0"));
+	assert_int_equal(cfg.stats_interval, 0);
+	assert_int_equal(cfg.flush_timeout_ms, 0);
+	assert_ok(PARSE_BS("stats_interval", "86400", "flush_timeout_ms", "600000"));
+	assert_int_equal(cfg.stats_interval, 86400);
+	assert_int_equal(cfg.flush_timeout_ms, 600000);
+	assert_ok(PARSE_BS("stats_interval", "1", "flush_timeout_ms", "1"));
+	assert_int_equal(cfg.stats_interval, 1);
+	assert_int_equal(cfg.flush_timeout_ms, 1);
+}
+
+/* ---- errors ------------------------------------------------------------------------ */
+
+static void test_numbers_out_of_range(void **state)
+{
+	static const struct {
+		const char *key, *value, *expected;
+	} cases[] = {
+		{"stats_interval", "0x",
+		 "plugin_opt_stats_interval: '0x' is not a number of seconds (0..86400)"},
+		{"stats_interval", "-1",
+		 "plugin_opt_stats_interval: '-1' is not a number of seconds (0..86400)"},
+		{"stats_interval", "86401",
+		 "plugin_opt_stats_interval: '86401' is not a number of seconds (0..86400)"},
+		{"stats_interval", "10s",
+		 "plugin_opt_stats_interval: '10s' is not a number of seconds (0..86400)"},
+		{"stats_interval", "1 0",
+		 "plugin_opt_stats_interval: '1 0' is not a number of seconds (0..86400)"},
+		{"stats_interval", "99999999999999999999",
+		 "plugin_opt_stats_interval: '99999999999999999999' is not a number of seconds "
+		 "(0..86400)"},
+		{"flush_timeout_ms", "0x",
+		 "plugin_opt_flush_timeout_ms: '0x' is not a number of milliseconds (0..600000)"},
+		{"flush_timeout_ms", "600001",
+		 "plugin_opt_flush_timeout_ms: '600001' is not a number of milliseconds "
+		 "(0..600000)"},
+		{"flush_timeout_ms", "-5",
+		 "plugin_opt_flush_timeout_ms: '-5' is not a number of milliseconds (0..600000)"},
+		{"flush_timeout_ms", "1.5",
+		 "plugin_opt_flush_timeout_ms: '1.5' is not a number of milliseconds (0..600000)"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_fails(PARSE_BS(cases[i].key, cases[i].value), cases[i].expected);
+	}
+}
+
+static void test_empty_values(void **state)
+{
+	(void)state;
+	assert_fails(PARSE_BS("exclude", ""), "plugin_opt_exclude: empty value");
+	assert_fails(PARSE_BS("route_r", " \t  "), "plugin_opt_route_r: empty value");
+	assert_fails(PARSE_BS("kafka.linger.ms", NULL), "plugin_opt_kafka.linger.ms: empty value");
+	assert_fails(PARSE("bootstrap_servers", "  "), "plugin_opt_bootstrap_servers: empty value");
+	assert_fails(PARSE_BS("stats_interval", "\t"), "plugin_opt_stats_interval: empty value");
+}
+
+static void test_unknown_option(void **state)
+{
+	(void)state;
+	assert_fails(PARSE_BS("bootstrap_server", "k:9092"),
+		     "plugin_opt_bootstrap_server: unknown option (known: bootstrap_servers, "
+		     "broker_id, route_<name>, exclude, kafka.<librdkafka property>, "
+		     "stats_interval, flush_timeout_ms)");
+	assert_fails(PARSE_BS("route", "a -> t"),
+		     "plugin_opt_route: unknown option (known: bootstrap_servers, broker_id, "
+		     "route_<name>, exclude, kafka.<librdkafka property>, stats_interval, "
+		     "flush_timeout_ms)");
+	assert_fails(PARSE_BS("kafka", "x"),
+		     "plugin_opt_kafka: unknown option (known: bootstrap_servers, broker_id, "
+		     "route_<name>, exclude, kafka.<librdkafka property>, stats_interval, "
+		     "flush_timeout_ms)");
+}
+
+static void test_duplicates(void **state)
+{
+	(void)state;
+	assert_fails(PARSE("bootstrap_servers", "a:1", "bootstrap_servers", "b:2"),
+		     "plugin_opt_bootstrap_servers: given twice ('a:1' and 'b:2')");
+	assert_fails(PARSE_BS("broker_id", "x", "broker_id", "y"),
+		     "plugin_opt_broker_id: given twice ('x' and 'y')");
+	assert_fails(PARSE_BS("stats_interval", "5", "stats_interval", "5"),
+		     "plugin_opt_stats_interval: given twice");
+	assert_fails(PARSE_BS("flush_timeout_ms", "5", "flush_timeout_ms", "6"),
+		     "plugin_opt_flush_timeout_ms: given twice");
+	assert_fails(PARSE_BS("kafka.linger.ms", "5", "kafka.linger.ms", "10"),
+		     "plugin_opt_kafka.linger.ms: given twice ('5' and '10')");
+	assert_fails(PARSE_BS("route_r", "a -> t", "route_r", "b -> u"),
+		     "plugin_opt_route_r: route 'r' is defined twice");
+}
+
+static void test_route_name_invalid(void **state)
+{
+	(void)state;
+	assert_fails(PARSE_BS("route_", "a -> t"),
+		     "plugin_opt_route_: a route needs a name of 1..64 characters [A-Za-z0-9_-] "
+		     "after route_, e.g. plugin_opt_route_sensors");
+	assert_fails(PARSE_BS("route_a.b", "a -> t"),
+		     "plugin_opt_route_a.b: a route needs a name of 1..64 characters "
+		     "[A-Za-z0-9_-] after route_, e.g. plugin_opt_route_sensors");
+}
+
+static void test_route_missing_arrow(void **state)
+{
+	(void)state;
+	assert_fails(PARSE_BS("route_r", "a/b"),
+		     "plugin_opt_route_r: 'a/b' is not '<mqtt-filter> -> <kafka-topic> "
+		     "[key=<key>] [format=raw|json]'");
+	assert_fails(PARSE_BS("route_r", "a/b->t"),
+		     "plugin_opt_route_r: 'a/b->t' is not '<mqtt-filter> -> <kafka-topic> "
+		     "[key=<key>] [format=raw|json]'");
+	assert_fails(PARSE_BS("route_r", "a/b ->"),
+		     "plugin_opt_route_r: 'a/b ->' is not '<mqtt-filter> -> <kafka-topic> "
+		     "[key=<key>] [format=raw|json]'");
+	assert_fails(PARSE_BS("route_r", "-> t"),
+		     "plugin_opt_route_r: '-> t' is not '<mqtt-filter> -> <kafka-topic> "
+		     "[key=<key>] [format=raw|json]'");
+}
+
+static void test_route_bad_filter(void **state)
+{
+	(void)state;
+	assert_fails(PARSE_BS("route_x", "a/#/b -> t"),
+		     "plugin_opt_route_x: 'a/#/b' is not a valid MQTT topic filter");
+	assert_fails(PARSE_BS("route_x", "a/b+ -> t"),
+		     "plugin_opt_route_x: 'a/b+' is not a valid MQTT topic filter");
+	assert_fails(PARSE_BS("route_x", "a/\xff -> t"),
+		     "plugin_opt_route_x: 'a/\xff' is not a valid MQTT topic filter");
+}
+
+static void test_route_sys_control(void **state)
+{
+	(void)state;
+	assert_fails(PARSE_BS("route_x", "$SYS/# -> t"),
+		     "plugin_opt_route_x: '$SYS/#': $SYS and $CONTROL topics are never forwarded");
+	assert_fails(PARSE_BS("route_x", "$SYS -> t"),
+		     "plugin_opt_route_x: '$SYS': $SYS and $CONTROL topics are never forwarded");
+	assert_fails(PARSE_BS("route_x", "$CONTROL/dynamic-security/# -> t"),
+		     "plugin_opt_route_x: '$CONTROL/dynamic-security/#': $SYS and $CONTROL "
+		     "topics are never forwarded");
+}
+
+/*
+ * Only the $SYS and $CONTROL levels are reserved (route.c's rule, docs/configuration.md:
+ * "Filters on $SYS/... and $CONTROL/... are refused"): a topic tree such as
+ * "$SYSTEM/..." is an ordinary '$' topic that a route may name explicitly.
+ */
+static void test_route_dollar_topic_not_reserved(void **state)
+{
+	(void)state;
+	assert_ok(PARSE_BS("route_x", "$SYSTEM/# -> t"));
+	assert_string_equal(cfg.routes[0].filter, "$SYSTEM/#");
+	assert_ok(PARSE_BS("route_x", "$CONTROLLER/+ -> t"));
+	assert_ok(PARSE_BS("route_x", "$share-like/+ -> t"));
+}
+
+static void test_route_bad_kafka_topic(void **state)
+{
+	char topic250[251], value[300];
+
+	(void)state;
+	/* The topic ends at white space: "topic!" is taken for an attribute. */
+	assert_fails(PARSE_BS("route_x", "a -> bad topic!"),
+		     "plugin_opt_route_x: unknown route attribute 'topic!' (use key=<key> and "
+		     "format=raw|json)");
+	assert_fails(PARSE_BS("route_x", "a -> bad!"),
+		     "plugin_opt_route_x: 'bad!' is not a valid Kafka topic name: '!' is not "
+		     "allowed (use [A-Za-z0-9._-] and placeholders)");
+	assert_fails(PARSE_BS("route_x", "a/+ -> t/{1}"),
+		     "plugin_opt_route_x: 't/{1}' is not a valid Kafka topic name: '/' is not "
+		     "allowed (use [A-Za-z0-9._-] and placeholders)");
+	assert_fails(PARSE_BS("route_x", "a -> ."),
+		     "plugin_opt_route_x: '.' is not a valid Kafka topic name (1..249 bytes, not "
+		     "'.' or '..')");
+	assert_fails(PARSE_BS("route_x", "a -> .."),
+		     "plugin_opt_route_x: '..' is not a valid Kafka topic name (1..249 bytes, not "
+		     "'.' or '..')");
+	memset(topic250, 't', 250);
+	topic250[249] = '\0';
+	snprintf(value, sizeof(value), "a -> %s", topic250);
+	assert_ok(PARSE_BS("route_x", value));
+	assert_int_equal(strlen(cfg.routes[0].topic.source), 249);
+}
+
+/* The message for a name that is too long is whole: it names the problem. */
+static void test_route_long_kafka_topic_message(void **state)
+{
+	char topic250[251], value[300], expected[600];
+
+	(void)state;
+	memset(topic250, 't', 250);
+	topic250[250] = '\0';
+	snprintf(value, sizeof(value), "a -> %s", topic250);
+	snprintf(expected, sizeof(expected),
+		 "plugin_opt_route_x: '%s' is not a valid Kafka topic name (1..249 bytes, not "
+		 "'.' or '..')",
+		 topic250);
+	assert_fails(PARSE_BS("route_x", value), expected);
+}
+
+/* The same for a key template: "key: " and the whole reason. */
+static void test_route_long_key_message(void **state)
+{
+	char key[300], value[400], expected[800];
+
+	(void)state;
+	memset(key, 'k', 240);
+	strcpy(key + 240, "{nope}");
+	snprintf(value, sizeof(value), "a -> t key=%s", key);
+	snprintf(expected, sizeof(expected),
+		 "plugin_opt_route_x: key: unknown placeholder '{nope}' in '%s' (use {1}..{9}, "
+		 "{clientid}, {username}, {topic} or {broker})",
+		 key);
+	assert_fails(PARSE_BS("route_x", value), expected);
+}
+
+/*
+ * Nothing but white space before the arrow: an empty filter (trimming removes spaces
+ * and tabs; the white space around the arrow is any isspace()). MQTT-4.7.3-1: a topic
+ * filter is at least one character long.
+ */
+static void test_route_empty_filter(void **state)
+{
+	(void)state;
+	assert_fails(PARSE_BS("route_x", "\v -> t"),
+		     "plugin_opt_route_x: '' is not a valid MQTT topic filter");
+}
+
+static void test_route_bad_placeholders(void **state)
+{
+	(void)state;
+	assert_fails(PARSE_BS("route_x", "a/+ -> t-{3}"),
+		     "plugin_opt_route_x: '{3}' in 't-{3}': the filter has 1 wildcard");
+	assert_fails(PARSE_BS("route_x", "a/+/# -> t-{3}"),
+		     "plugin_opt_route_x: '{3}' in 't-{3}': the filter has 2 wildcards");
+	assert_fails(PARSE_BS("route_x", "a -> t-{1}"),
+		     "plugin_opt_route_x: '{1}' in 't-{1}': the filter has 0 wildcards");
+	assert_fails(PARSE_BS("route_x", "a/+ -> t-{0}"),
+		     "plugin_opt_route_x: '{0}' in 't-{0}': the filter has 1 wildcard");
+	assert_fails(PARSE_BS("route_x", "a/+ -> t-{foo}"),
+		     "plugin_opt_route_x: unknown placeholder '{foo}' in 't-{foo}' (use "
+		     "{1}..{9}, {clientid}, {username}, {topic} or {broker})");
+	assert_fails(PARSE_BS("route_x", "a/+ -> t-{}"),
+		     "plugin_opt_route_x: unknown placeholder '{}' in 't-{}' (use {1}..{9}, "
+		     "{clientid}, {username}, {topic} or {broker})");
+	assert_fails(PARSE_BS("route_x", "a/+ -> t-{1"),
+		     "plugin_opt_route_x: unclosed '{' in 't-{1'");
+	assert_fails(PARSE_BS("route_x", "a/+ -> t-}"),
+		     "plugin_opt_route_x: unmatched '}' in 't-}'");
+}
+
+static void test_route_bad_key(void **state)
+{
+	(void)state;
+	assert_fails(PARSE_BS("route_x", "a/+ -> t key=device"),
+		     "plugin_opt_route_x: unknown key 'device' (use clientid, username, topic, "
+		     "broker, none or a template such as {1})");
+	assert_fails(PARSE_BS("route_x", "a/+ -> t key="),
+		     "plugin_opt_route_x: unknown key '' (use clientid, username, topic, broker, "
+		     "none or a template such as {1})");
+	assert_fails(PARSE_BS("route_x", "a/+ -> t key={2}"),
+		     "plugin_opt_route_x: key: '{2}' in '{2}': the filter has 1 wildcard");
+	assert_fails(PARSE_BS("route_x", "a/+ -> t key={client}"),
+		     "plugin_opt_route_x: key: unknown placeholder '{client}' in '{client}' (use "
+		     "{1}..{9}, {clientid}, {username}, {topic} or {broker})");
+	assert_fails(PARSE_BS("route_x", "a/+ -> t key=x{1"),
+		     "plugin_opt_route_x: key: unclosed '{' in 'x{1'");
+}
+
+static void test_route_bad_attributes(void **state)
+{
+	(void)state;
+	assert_fails(PARSE_BS("route_x", "a -> t format=xml"),
+		     "plugin_opt_route_x: unknown format 'xml' (use raw or json)");
+	assert_fails(PARSE_BS("route_x", "a -> t format="),
+		     "plugin_opt_route_x: unknown format '' (use raw or json)");
+	assert_fails(PARSE_BS("route_x", "a -> t partition=1"),
+		     "plugin_opt_route_x: unknown route attribute 'partition=1' (use key=<key> "
+		     "and format=raw|json)");
+	assert_fails(PARSE_BS("route_x", "a -> t key=topic key=clientid"),
+		     "plugin_opt_route_x: 'key=clientid' given twice");
+	assert_fails(PARSE_BS("route_x", "a -> t format=raw format=json"),
+		     "plugin_opt_route_x: 'format=json' given twice");
+}
+
+static void test_exclude_bad_filter(void **state)
+{
+	(void)state;
+	assert_fails(PARSE_BS("exclude", "a/#/b"),
+		     "plugin_opt_exclude: 'a/#/b' is not a valid MQTT topic filter");
+	assert_fails(PARSE_BS("exclude", "a/+x"),
+		     "plugin_opt_exclude: 'a/+x' is not a valid MQTT topic filter");
+	assert_fails(PARSE_BS("exclude", "a\xc0\xaf"),
+		     "plugin_opt_exclude: 'a\xc0\xaf' is not a valid MQTT topic filter");
+}
+
+static void test_kafka_prop_errors(void **state)
+{
+	(void)state;
+	assert_fails(PARSE_BS("kafka.", "x"),
+		     "plugin_opt_kafka.: a librdkafka property name must follow 'kafka.', e.g. "
+		     "plugin_opt_kafka.compression.type");
+	assert_fails(PARSE_BS("kafka.bootstrap.servers", "k:1"),
+		     "plugin_opt_kafka.bootstrap.servers: 'bootstrap.servers' is set by the "
+		     "plugin and cannot be changed (use plugin_opt_bootstrap_servers)");
+	assert_fails(PARSE_BS("kafka.log.queue", "false"),
+		     "plugin_opt_kafka.log.queue: 'log.queue' is set by the plugin and cannot be "
+		     "changed");
+	assert_fails(PARSE_BS("kafka.enabled_events", "0"),
+		     "plugin_opt_kafka.enabled_events: 'enabled_events' is set by the plugin and "
+		     "cannot be changed");
+}
+
+/* Whatever fails, the half-filled config frees cleanly and a new parse starts afresh. */
+static void test_error_then_reparse(void **state)
+{
+	(void)state;
+	assert_int_equal(PARSE_BS("route_a", "a -> t", "exclude", "x", "kafka.a", "1", "route_b",
+				  "b -> {9}"),
+			 -1);
+	assert_ok(PARSE_BS("route_c", "c -> t"));
+	assert_int_equal(cfg.route_count, 1);
+	assert_int_equal(cfg.exclude_count, 0);
+	assert_int_equal(cfg.kafka_prop_count, 0);
+}
+
+/* errstr is always NUL-terminated, even when too small for the message. */
+static void test_small_errstr(void **state)
+{
+	struct mosquitto_opt opt = {.key = (char *)"nope", .value = (char *)"1"};
+	char small[16];
+
+	(void)state;
+	memset(small, 'x', sizeof(small));
+	assert_int_equal(options__parse(&cfg, &opt, 1, small, sizeof(small)), -1);
+	assert_string_equal(small, "plugin_opt_nope");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+		T(test_minimal_defaults),
+		T(test_no_options_at_all),
+		T(test_bootstrap_missing),
+		T(test_broker_id),
+		T(test_trimming),
+		T(test_route_defaults),
+		T(test_route_keys),
+		T(test_route_formats_and_order),
+		T(test_route_topic_templates),
+		T(test_route_filter_with_spaces),
+		T(test_route_name_limits),
+		T(test_excludes),
+		T(test_kafka_props),
+		T(test_numbers_in_range),
+		T(test_numbers_out_of_range),
+		T(test_empty_values),
+		T(test_unknown_option),
+		T(test_duplicates),
+		T(test_route_name_invalid),
+		T(test_route_missing_arrow),
+		T(test_route_bad_filter),
+		T(test_route_sys_control),
+		T(test_route_dollar_topic_not_reserved),
+		T(test_route_bad_kafka_topic),
+		T(test_route_long_kafka_topic_message),
+		T(test_route_long_key_message),
+		T(test_route_empty_filter),
+		T(test_route_bad_placeholders),
+		T(test_route_bad_key),
+		T(test_route_bad_attributes),
+		T(test_exclude_bad_filter),
+		T(test_kafka_prop_errors),
+		T(test_error_then_reparse),
+		T(test_small_errstr),
+#undef T
+	};
+	return cmocka_run_group_tests_name("options", tests, NULL, NULL);
+}

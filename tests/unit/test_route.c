@@ -1,0 +1,232 @@
+/*
+ * test_route.c - route__match and route__filter_is_valid: wildcards, '$' topics, the
+ * reserved $SYS/$CONTROL trees, exclude precedence, several routes, empty levels.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "fake_broker.h"
+#include "mqk.h"
+
+#define MAX_ROUTES 16
+
+static struct mqk_route routes[MAX_ROUTES];
+static char *excludes[MAX_ROUTES];
+static struct mqk_config cfg;
+
+/* A config with the NULL-terminated route filters, and exclude filters. */
+static void configure(const char *const *filters, const char *const *exclude_filters)
+{
+	memset(&cfg, 0, sizeof(cfg));
+	memset(routes, 0, sizeof(routes));
+	cfg.routes = routes;
+	cfg.excludes = excludes;
+	for (int i = 0; filters && filters[i]; i++) {
+		routes[i].name = (char *)"r";
+		routes[i].filter = (char *)filters[i];
+		cfg.route_count++;
+	}
+	for (int i = 0; exclude_filters && exclude_filters[i]; i++) {
+		excludes[i] = (char *)exclude_filters[i];
+		cfg.exclude_count++;
+	}
+}
+
+#define ROUTES(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define NONE NULL
+
+/* Matches topic; asserts the verdict and the matched route indexes (-1 terminated). */
+static void expect(const char *topic, enum mqk_verdict verdict, const int *indexes)
+{
+	int matched[MAX_ROUTES];
+	int count = -1, n = 0;
+
+	memset(matched, 0xff, sizeof(matched));
+	enum mqk_verdict v = route__match(&cfg, topic, matched, MAX_ROUTES, &count);
+	if (v != verdict) {
+		print_error("topic '%s': verdict %d, expected %d\n", topic, v, verdict);
+	}
+	assert_int_equal(v, verdict);
+	while (indexes && indexes[n] >= 0) {
+		n++;
+	}
+	if (count != n) {
+		print_error("topic '%s': %d routes matched, expected %d\n", topic, count, n);
+	}
+	assert_int_equal(count, n);
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(matched[i], indexes[i]);
+	}
+}
+
+#define IDX(...) ((const int[]){__VA_ARGS__, -1})
+
+static void test_plus_and_hash(void **state)
+{
+	(void)state;
+	configure(ROUTES("sensors/+/spectrum", "devices/#"), NONE);
+	expect("sensors/ue-1/spectrum", MQK_FORWARD, IDX(0));
+	expect("sensors/ue-1/spectrum/x", MQK_NO_ROUTE, NULL);
+	expect("sensors/spectrum", MQK_NO_ROUTE, NULL);
+	expect("devices/a/b/c", MQK_FORWARD, IDX(1));
+	expect("devices", MQK_FORWARD, IDX(1)); /* '#' matches the parent level */
+	expect("devices/", MQK_FORWARD, IDX(1));
+	expect("device", MQK_NO_ROUTE, NULL);
+	expect("Devices/a", MQK_NO_ROUTE, NULL);
+}
+
+static void test_dollar_topics(void **state)
+{
+	(void)state;
+	configure(ROUTES("#", "+/x", "$foo/#"), NONE);
+	/* A filter beginning with a wildcard does not match '$' topics. */
+	expect("$bar", MQK_NO_ROUTE, NULL);
+	expect("$bar/x", MQK_NO_ROUTE, NULL);
+	expect("$foo", MQK_FORWARD, IDX(2)); /* '#' matches the parent level */
+	expect("$foo/x", MQK_FORWARD, IDX(2));
+	expect("$foo/y/z", MQK_FORWARD, IDX(2));
+	expect("a/x", MQK_FORWARD, IDX(0, 1));
+	expect("a$/x", MQK_FORWARD, IDX(0, 1));
+	/* Only the first level's '$' counts. */
+	expect("a/$x", MQK_FORWARD, IDX(0));
+}
+
+static void test_reserved(void **state)
+{
+	(void)state;
+	/* Routes on the reserved trees cannot be configured; even if they were, nothing
+	 * under them is forwarded. */
+	configure(ROUTES("#", "$SYS/#", "$CONTROL/#", "$SYSTEM/#", "$SYS"), NONE);
+	expect("$SYS/broker/uptime", MQK_RESERVED, NULL);
+	expect("$SYS", MQK_RESERVED, NULL);
+	expect("$SYS/", MQK_RESERVED, NULL);
+	expect("$CONTROL/dynamic-security/v1", MQK_RESERVED, NULL);
+	expect("$CONTROL", MQK_RESERVED, NULL);
+	/* Other '$' trees are not reserved. */
+	expect("$SYSTEM/x", MQK_FORWARD, IDX(3));
+	expect("$SYSx", MQK_NO_ROUTE, NULL);
+	expect("$sys/broker", MQK_NO_ROUTE, NULL);
+	expect("$CONTROLLER/x", MQK_NO_ROUTE, NULL);
+	expect("a/$SYS/x", MQK_FORWARD, IDX(0));
+
+	/* Reserved wins over an exclude filter that would match. */
+	configure(ROUTES("#"), ROUTES("$SYS/#"));
+	expect("$SYS/broker/uptime", MQK_RESERVED, NULL);
+}
+
+static void test_exclude_precedence(void **state)
+{
+	(void)state;
+	configure(ROUTES("devices/#", "devices/+/debug/#", "#"), ROUTES("devices/+/debug/#", "x"));
+	expect("devices/d1/debug/trace", MQK_EXCLUDED, NULL);
+	expect("devices/d1/debug", MQK_EXCLUDED, NULL);
+	expect("devices/d1/data", MQK_FORWARD, IDX(0, 2));
+	expect("x", MQK_EXCLUDED, NULL);
+	expect("x/y", MQK_FORWARD, IDX(2));
+
+	/* An exclude matching everything empties every route. */
+	configure(ROUTES("#"), ROUTES("#"));
+	expect("a", MQK_EXCLUDED, NULL);
+	expect("a/b", MQK_EXCLUDED, NULL);
+	/* ... but '#' does not match '$' topics. */
+	configure(ROUTES("$app/#"), ROUTES("#"));
+	expect("$app/x", MQK_FORWARD, IDX(0));
+
+	/* Excludes without routes still say EXCLUDED (counted apart from unrouted). */
+	configure(NULL, ROUTES("a/+"));
+	expect("a/b", MQK_EXCLUDED, NULL);
+	expect("a/b/c", MQK_NO_ROUTE, NULL);
+}
+
+static void test_several_routes_in_order(void **state)
+{
+	int matched[MAX_ROUTES];
+	int count;
+
+	(void)state;
+	configure(ROUTES("a/#", "x/#", "a/+/c", "#", "a/b/c", "+/+/+", "a/b"), NONE);
+	expect("a/b/c", MQK_FORWARD, IDX(0, 2, 3, 4, 5));
+	expect("a/b", MQK_FORWARD, IDX(0, 3, 6));
+	expect("q", MQK_FORWARD, IDX(3));
+
+	/* At most max are returned, the first ones in configuration order. */
+	count = -1;
+	assert_int_equal(route__match(&cfg, "a/b/c", matched, 2, &count), MQK_FORWARD);
+	assert_int_equal(count, 2);
+	assert_int_equal(matched[0], 0);
+	assert_int_equal(matched[1], 2);
+
+	configure(NULL, NULL);
+	expect("a", MQK_NO_ROUTE, NULL);
+}
+
+static void test_empty_levels(void **state)
+{
+	(void)state;
+	configure(ROUTES("a/+/b", "+/+", "a/+", "/#", "a//b"), NONE);
+	expect("a//b", MQK_FORWARD, IDX(0, 4));
+	expect("/x", MQK_FORWARD, IDX(1, 3));
+	expect("a/", MQK_FORWARD, IDX(1, 2));
+	expect("/", MQK_FORWARD, IDX(1, 3));
+	expect("//", MQK_FORWARD, IDX(3));
+	expect("a", MQK_NO_ROUTE, NULL);
+
+	configure(ROUTES("+"), NONE);
+	expect("a", MQK_FORWARD, IDX(0));
+	expect("/", MQK_NO_ROUTE, NULL);
+	expect("a/", MQK_NO_ROUTE, NULL);
+}
+
+static void test_filter_is_valid(void **state)
+{
+	static const char *const valid[] = {
+		"a", "a/b", "+", "#", "a/+/b", "a/#", "+/+/#", "/", "//", "a//b", "/#",
+		"with space/+", "é/+", "$SYSTEM/#", "$foo/+", "$sys/#", "a/$SYS",
+	};
+	static const char *const invalid[] = {
+		"a/#/b", "#/a", "a#", "a/b#", "a+", "+a", "a/+b", "a/b+/c",
+		"$SYS", "$SYS/#", "$SYS/broker/+", "$CONTROL", "$CONTROL/dynamic-security/#",
+		"a/\xff", "\xc0\xaf", "\xed\xa0\x80",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++) {
+		if (!route__filter_is_valid(valid[i])) {
+			print_error("'%s' should be valid\n", valid[i]);
+		}
+		assert_true(route__filter_is_valid(valid[i]));
+	}
+	for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+		if (route__filter_is_valid(invalid[i])) {
+			print_error("'%s' should be invalid\n", invalid[i]);
+		}
+		assert_false(route__filter_is_valid(invalid[i]));
+	}
+}
+
+/* MQTT-4.7.3-1: a topic filter is at least one character long. */
+static void test_empty_filter_is_invalid(void **state)
+{
+	(void)state;
+	assert_false(route__filter_is_valid(""));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_plus_and_hash),
+		cmocka_unit_test(test_dollar_topics),
+		cmocka_unit_test(test_reserved),
+		cmocka_unit_test(test_exclude_precedence),
+		cmocka_unit_test(test_several_routes_in_order),
+		cmocka_unit_test(test_empty_levels),
+		cmocka_unit_test(test_filter_is_valid),
+		cmocka_unit_test(test_empty_filter_is_invalid),
+	};
+	return cmocka_run_group_tests_name("route", tests, NULL, NULL);
+}
