@@ -163,6 +163,8 @@ enum mqk_verdict route__match(const struct mqk_config *cfg, const char *topic, i
 			      int max, int *count);
 /* Is filter a valid MQTT subscription filter that may be routed ($SYS/$CONTROL may not)? */
 bool route__filter_is_valid(const char *filter);
+/* Is the first level of topic (or filter) $SYS or $CONTROL? */
+bool route__is_reserved(const char *topic);
 
 /* ---- records ---------------------------------------------------------------------- */
 

@@ -37,7 +37,7 @@ static const char *const reserved_kafka_props[] = {
 		return -1;                                         \
 	} while (0)
 
-/* Trims spaces and tabs at both ends into a new string (owned by the caller). */
+/* Trims white space at both ends into a new string (owned by the caller). */
 static char *trimmed(const char *value)
 {
 	const char *end;
@@ -45,12 +45,11 @@ static char *trimmed(const char *value)
 	if (value == NULL) {
 		return strdup("");
 	}
-	while (*value == ' ' || *value == '\t') {
+	while (isspace((unsigned char)*value)) {
 		value++;
 	}
 	end = value + strlen(value);
-	while (end > value && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' ||
-			       end[-1] == '\n')) {
+	while (end > value && isspace((unsigned char)end[-1])) {
 		end--;
 	}
 	return strndup(value, (size_t)(end - value));
@@ -90,7 +89,7 @@ static int parse_int(const char *key, const char *value, int min, int max, const
 static char *find_arrow(char *value)
 {
 	for (char *p = strstr(value, "->"); p; p = strstr(p + 1, "->")) {
-		if (p > value && isspace((unsigned char)p[-1]) && isspace((unsigned char)p[2])) {
+		if ((p == value || isspace((unsigned char)p[-1])) && isspace((unsigned char)p[2])) {
 			return p;
 		}
 	}
@@ -107,7 +106,7 @@ static const char *const key_shorthands[][2] = {
 static int parse_key(struct mqk_route *route, const char *key, const char *value, char *errstr,
 		     size_t errstr_size)
 {
-	char why[256];
+	char why[1024];
 
 	template__free(&route->key);
 	if (!strcmp(value, "none")) {
@@ -136,7 +135,7 @@ static int parse_route(struct mqk_config *cfg, const char *key, char *value, cha
 {
 	const char *name = key + strlen("route_");
 	struct mqk_route *route;
-	char why[256];
+	char why[1024];
 	char *arrow, *tok, *save = NULL;
 	char *end;
 
@@ -173,7 +172,7 @@ static int parse_route(struct mqk_config *cfg, const char *key, char *value, cha
 	if (route->name == NULL || route->filter == NULL) {
 		FAIL("%s: out of memory", key);
 	}
-	if (!strncmp(route->filter, "$SYS", 4) || !strncmp(route->filter, "$CONTROL", 8)) {
+	if (route__is_reserved(route->filter)) {
 		FAIL("%s: '%s': $SYS and $CONTROL topics are never forwarded", key, route->filter);
 	}
 	if (!route__filter_is_valid(route->filter)) {

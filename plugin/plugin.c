@@ -239,7 +239,7 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 				 struct mosquitto_opt *options, int option_count)
 {
 	struct mqk_plugin *pl = calloc(1, sizeof(*pl));
-	char errstr[1024];
+	char errstr[2048];
 
 	if (pl == NULL) {
 		log__printf(MOSQ_LOG_ERR, "out of memory");

@@ -23,15 +23,16 @@ static bool first_level_is(const char *topic, const char *level)
 	return !strncmp(topic, level, len) && (topic[len] == '/' || topic[len] == '\0');
 }
 
-static bool is_reserved(const char *topic)
+bool route__is_reserved(const char *topic)
 {
 	return topic[0] == '$' && (first_level_is(topic, "$SYS") || first_level_is(topic, "$CONTROL"));
 }
 
 bool route__filter_is_valid(const char *filter)
 {
-	return mosquitto_validate_utf8(filter, (int)strlen(filter)) == MOSQ_ERR_SUCCESS &&
-	       mosquitto_sub_topic_check(filter) == MOSQ_ERR_SUCCESS && !is_reserved(filter);
+	return filter[0] != '\0' &&
+	       mosquitto_validate_utf8(filter, (int)strlen(filter)) == MOSQ_ERR_SUCCESS &&
+	       mosquitto_sub_topic_check(filter) == MOSQ_ERR_SUCCESS && !route__is_reserved(filter);
 }
 
 static bool matches(const char *filter, const char *topic)
@@ -44,7 +45,7 @@ enum mqk_verdict route__match(const struct mqk_config *cfg, const char *topic, i
 			      int max, int *count)
 {
 	*count = 0;
-	if (is_reserved(topic)) {
+	if (route__is_reserved(topic)) {
 		return MQK_RESERVED;
 	}
 	for (int i = 0; i < cfg->exclude_count; i++) {

@@ -131,8 +131,8 @@ static int add_placeholder(struct mqk_template *tpl, const char *name, size_t le
 		}
 	}
 	snprintf(errstr, errstr_size,
-		 "unknown placeholder '{%.*s}' in '%s' (use {1}..{9}, {clientid}, {username}, "
-		 "{topic} or {broker})",
+		 "unknown placeholder '{%.*s}' in '%s' (use {1}, {2}, ... for the filter's "
+		 "wildcards, {clientid}, {username}, {topic} or {broker})",
 		 (int)len, name, tpl->source);
 	return -1;
 }

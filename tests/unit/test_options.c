@@ -437,9 +437,9 @@ static void test_route_missing_arrow(void **state)
 	assert_fails(PARSE_BS("route_r", "a/b ->"),
 		     "plugin_opt_route_r: 'a/b ->' is not '<mqtt-filter> -> <kafka-topic> "
 		     "[key=<key>] [format=raw|json]'");
+	/* An arrow with nothing before it: the filter is what is missing. */
 	assert_fails(PARSE_BS("route_r", "-> t"),
-		     "plugin_opt_route_r: '-> t' is not '<mqtt-filter> -> <kafka-topic> "
-		     "[key=<key>] [format=raw|json]'");
+		     "plugin_opt_route_r: '' is not a valid MQTT topic filter");
 }
 
 static void test_route_bad_filter(void **state)
@@ -533,7 +533,7 @@ static void test_route_long_key_message(void **state)
 	strcpy(key + 240, "{nope}");
 	snprintf(value, sizeof(value), "a -> t key=%s", key);
 	snprintf(expected, sizeof(expected),
-		 "plugin_opt_route_x: key: unknown placeholder '{nope}' in '%s' (use {1}..{9}, "
+		 "plugin_opt_route_x: key: unknown placeholder '{nope}' in '%s' (use {1}, {2}, ... for the filter's wildcards, "
 		 "{clientid}, {username}, {topic} or {broker})",
 		 key);
 	assert_fails(PARSE_BS("route_x", value), expected);
@@ -564,9 +564,9 @@ static void test_route_bad_placeholders(void **state)
 		     "plugin_opt_route_x: '{0}' in 't-{0}': the filter has 1 wildcard");
 	assert_fails(PARSE_BS("route_x", "a/+ -> t-{foo}"),
 		     "plugin_opt_route_x: unknown placeholder '{foo}' in 't-{foo}' (use "
-		     "{1}..{9}, {clientid}, {username}, {topic} or {broker})");
+		     "{1}, {2}, ... for the filter's wildcards, {clientid}, {username}, {topic} or {broker})");
 	assert_fails(PARSE_BS("route_x", "a/+ -> t-{}"),
-		     "plugin_opt_route_x: unknown placeholder '{}' in 't-{}' (use {1}..{9}, "
+		     "plugin_opt_route_x: unknown placeholder '{}' in 't-{}' (use {1}, {2}, ... for the filter's wildcards, "
 		     "{clientid}, {username}, {topic} or {broker})");
 	assert_fails(PARSE_BS("route_x", "a/+ -> t-{1"),
 		     "plugin_opt_route_x: unclosed '{' in 't-{1'");
@@ -587,7 +587,7 @@ static void test_route_bad_key(void **state)
 		     "plugin_opt_route_x: key: '{2}' in '{2}': the filter has 1 wildcard");
 	assert_fails(PARSE_BS("route_x", "a/+ -> t key={client}"),
 		     "plugin_opt_route_x: key: unknown placeholder '{client}' in '{client}' (use "
-		     "{1}..{9}, {clientid}, {username}, {topic} or {broker})");
+		     "{1}, {2}, ... for the filter's wildcards, {clientid}, {username}, {topic} or {broker})");
 	assert_fails(PARSE_BS("route_x", "a/+ -> t key=x{1"),
 		     "plugin_opt_route_x: key: unclosed '{' in 'x{1'");
 }

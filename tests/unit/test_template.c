@@ -183,19 +183,19 @@ static void test_compile_errors(void **state)
 		{"{1}", "a/b", false, "'{1}' in '{1}': the filter has 0 wildcards"},
 		{"{0}", "+", false, "'{0}' in '{0}': the filter has 1 wildcard"},
 		{"{foo}", "+", false,
-		 "unknown placeholder '{foo}' in '{foo}' (use {1}..{9}, {clientid}, {username}, "
+		 "unknown placeholder '{foo}' in '{foo}' (use {1}, {2}, ... for the filter's wildcards, {clientid}, {username}, "
 		 "{topic} or {broker})"},
 		{"{CLIENTID}", "+", false,
-		 "unknown placeholder '{CLIENTID}' in '{CLIENTID}' (use {1}..{9}, {clientid}, "
+		 "unknown placeholder '{CLIENTID}' in '{CLIENTID}' (use {1}, {2}, ... for the filter's wildcards, {clientid}, "
 		 "{username}, {topic} or {broker})"},
 		{"{1000}", "+", false,
-		 "unknown placeholder '{1000}' in '{1000}' (use {1}..{9}, {clientid}, "
+		 "unknown placeholder '{1000}' in '{1000}' (use {1}, {2}, ... for the filter's wildcards, {clientid}, "
 		 "{username}, {topic} or {broker})"},
 		{"{-1}", "+", false,
-		 "unknown placeholder '{-1}' in '{-1}' (use {1}..{9}, {clientid}, {username}, "
+		 "unknown placeholder '{-1}' in '{-1}' (use {1}, {2}, ... for the filter's wildcards, {clientid}, {username}, "
 		 "{topic} or {broker})"},
 		{"{ 1}", "+", false,
-		 "unknown placeholder '{ 1}' in '{ 1}' (use {1}..{9}, {clientid}, {username}, "
+		 "unknown placeholder '{ 1}' in '{ 1}' (use {1}, {2}, ... for the filter's wildcards, {clientid}, {username}, "
 		 "{topic} or {broker})"},
 		{"a{1", "+", false, "unclosed '{' in 'a{1'"},
 		{"a{", "+", false, "unclosed '{' in 'a{'"},
