@@ -2,11 +2,18 @@
  * log.c - the plugin's log lines, through mosquitto's log.
  *
  * Every line starts with "mosquitto_kafka: " so an admin can grep for it. Lines that
- * could repeat once per message (a delivery failure, a full queue) go through
- * log__ratelimited: the first is logged at once, the next ones at most every 10 s
- * with how many were not logged in between, so a Kafka outage cannot flood the log.
+ * could repeat once per message (a delivery failure, a full queue) are rate-limited:
+ * the first is logged at once, the next ones at most every 10 s with how many were not
+ * logged in between, so a Kafka outage cannot flood the log.
+ *
+ * mosquitto_log_printf may only be called on mosquitto's thread. A thread of the
+ * plugin's own (the delivery thread, see producer.c) uses log__deferred instead: the
+ * line waits in a small mailbox until log__drain, on the next TICK, logs it. When the
+ * mailbox is full, lines are counted and the count is logged instead.
  */
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -16,41 +23,123 @@
 #include "mqk.h"
 
 #define RATELIMIT_SECONDS 10
+#define MAILBOX_LINES 64
+#define LINE_MAX_LEN 1024
 
-static void vlog(int level, const char *fmt, va_list ap, uint64_t suppressed)
+/* Lines from other threads, for mosquitto's thread. Guarded by lock. */
+static struct {
+	pthread_mutex_t lock;
+	int level[MAILBOX_LINES];
+	char line[MAILBOX_LINES][LINE_MAX_LEN];
+	int count;
+	uint64_t dropped;
+	atomic_bool pending; /* lets log__drain see "nothing to do" without the lock */
+} mailbox = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+bool log__ratelimit_pass(struct mqk_ratelimit *rl, uint64_t *suppressed)
 {
-	char line[1024];
+	time_t now = time(NULL);
 
-	vsnprintf(line, sizeof(line), fmt, ap);
-	if (suppressed > 0) {
-		mosquitto_log_printf(level, MQK_LOG_PREFIX "%s (%llu more like it not logged)", line,
-				     (unsigned long long)suppressed);
-	} else {
-		mosquitto_log_printf(level, MQK_LOG_PREFIX "%s", line);
+	if (rl->last != 0 && now - rl->last < RATELIMIT_SECONDS) {
+		rl->suppressed++;
+		return false;
+	}
+	*suppressed = rl->suppressed;
+	rl->last = now;
+	rl->suppressed = 0;
+	return true;
+}
+
+static void format_line(char *line, size_t size, const char *fmt, va_list ap,
+			uint64_t suppressed)
+{
+	int n = vsnprintf(line, size, fmt, ap);
+	if (suppressed > 0 && n >= 0 && (size_t)n < size) {
+		snprintf(line + n, size - (size_t)n, " (%llu more like it not logged)",
+			 (unsigned long long)suppressed);
 	}
 }
 
 void log__printf(int level, const char *fmt, ...)
 {
+	char line[LINE_MAX_LEN];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vlog(level, fmt, ap, 0);
+	format_line(line, sizeof(line), fmt, ap, 0);
 	va_end(ap);
+	mosquitto_log_printf(level, MQK_LOG_PREFIX "%s", line);
 }
 
 void log__ratelimited(struct mqk_ratelimit *rl, int level, const char *fmt, ...)
 {
+	char line[LINE_MAX_LEN];
+	uint64_t suppressed;
 	va_list ap;
-	time_t now = time(NULL);
 
-	if (rl->last != 0 && now - rl->last < RATELIMIT_SECONDS) {
-		rl->suppressed++;
+	if (!log__ratelimit_pass(rl, &suppressed)) {
 		return;
 	}
 	va_start(ap, fmt);
-	vlog(level, fmt, ap, rl->suppressed);
+	format_line(line, sizeof(line), fmt, ap, suppressed);
 	va_end(ap);
-	rl->last = now;
-	rl->suppressed = 0;
+	mosquitto_log_printf(level, MQK_LOG_PREFIX "%s", line);
+}
+
+/* Runs on any thread. */
+static void defer(int level, const char *fmt, va_list ap, uint64_t suppressed)
+{
+	pthread_mutex_lock(&mailbox.lock);
+	if (mailbox.count < MAILBOX_LINES) {
+		mailbox.level[mailbox.count] = level;
+		format_line(mailbox.line[mailbox.count], LINE_MAX_LEN, fmt, ap, suppressed);
+		mailbox.count++;
+	} else {
+		mailbox.dropped++;
+	}
+	atomic_store_explicit(&mailbox.pending, true, memory_order_release);
+	pthread_mutex_unlock(&mailbox.lock);
+}
+
+void log__deferred(int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	defer(level, fmt, ap, 0);
+	va_end(ap);
+}
+
+void log__deferred_ratelimited(struct mqk_ratelimit *rl, int level, const char *fmt, ...)
+{
+	uint64_t suppressed;
+	va_list ap;
+
+	if (!log__ratelimit_pass(rl, &suppressed)) {
+		return;
+	}
+	va_start(ap, fmt);
+	defer(level, fmt, ap, suppressed);
+	va_end(ap);
+}
+
+void log__drain(void)
+{
+	if (!atomic_load_explicit(&mailbox.pending, memory_order_acquire)) {
+		return;
+	}
+	pthread_mutex_lock(&mailbox.lock);
+	for (int i = 0; i < mailbox.count; i++) {
+		mosquitto_log_printf(mailbox.level[i], MQK_LOG_PREFIX "%s", mailbox.line[i]);
+	}
+	if (mailbox.dropped > 0) {
+		mosquitto_log_printf(MOSQ_LOG_WARNING,
+				     MQK_LOG_PREFIX "%llu log lines from librdkafka were dropped "
+						    "(more than %d between two ticks)",
+				     (unsigned long long)mailbox.dropped, MAILBOX_LINES);
+	}
+	mailbox.count = 0;
+	mailbox.dropped = 0;
+	atomic_store_explicit(&mailbox.pending, false, memory_order_relaxed);
+	pthread_mutex_unlock(&mailbox.lock);
 }

@@ -17,6 +17,7 @@
 #ifndef MQK_H
 #define MQK_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -92,17 +93,20 @@ enum mqk_format {
 	MQK_FORMAT_JSON, /* the envelope of envelope.c */
 };
 
-/* Counters of one route, or the totals. Only mosquitto's thread touches them. */
+/*
+ * Counters of one route, or the totals. mosquitto's thread writes all of them but
+ * delivered and failed, which the delivery thread (producer.c) writes.
+ */
 struct mqk_counters {
-	uint64_t matched;     /* messages this route matched (totals: matched >= 1 route) */
-	uint64_t produced;    /* records librdkafka accepted */
-	uint64_t delivered;   /* delivery reports with success */
-	uint64_t failed;      /* delivery reports with an error */
+	uint64_t matched;  /* messages this route matched (totals: matched >= 1 route) */
+	uint64_t produced; /* records librdkafka accepted */
+	atomic_uint_least64_t delivered; /* delivery reports with success */
+	atomic_uint_least64_t failed;    /* delivery reports with an error */
 	/* Records never produced, by reason: */
-	uint64_t queue_full;  /* librdkafka's queue was full */
-	uint64_t bad_topic;   /* the expanded Kafka topic was not a legal name */
-	uint64_t too_large;   /* larger than message.max.bytes */
-	uint64_t refused;     /* any other reason (out of memory, a key too long, ...) */
+	uint64_t queue_full; /* librdkafka's queue was full */
+	uint64_t bad_topic;  /* the expanded Kafka topic was not a legal name */
+	uint64_t too_large;  /* larger than message.max.bytes */
+	uint64_t refused;    /* any other reason (out of memory, a key too long, ...) */
 };
 
 struct mqk_route {
@@ -255,7 +259,8 @@ struct mqk_producer;
 
 /*
  * Creates the librdkafka producer with the plugin's defaults and cfg's kafka.* props,
- * and a topic handle for each static route topic. Returns NULL with one line in errstr
+ * a topic handle for each static route topic, and the delivery thread that serves
+ * librdkafka's delivery reports, logs and errors. Returns NULL with one line in errstr
  * that names the option librdkafka refused.
  */
 struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_counters *totals,
@@ -266,14 +271,12 @@ struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_counters *
  * MSG_SIZE_TOO_LARGE, ... This is where a journal will sit.
  */
 rd_kafka_resp_err_t producer__send(struct mqk_producer *p, struct mqk_record *rec);
-/* Serves delivery reports, librdkafka's logs and errors. Never blocks. */
-void producer__poll(struct mqk_producer *p);
 /* Records handed to librdkafka and not yet reported. */
 int producer__in_flight(struct mqk_producer *p);
 /*
- * Waits at most timeout_ms for every record to be delivered, then gives up on the
- * rest (counted as failed) and destroys the producer. Returns how many were not
- * delivered.
+ * Stops the delivery thread, waits at most timeout_ms for every record to be
+ * delivered, then gives up on the rest (counted as failed) and destroys the producer.
+ * Returns how many were not delivered.
  */
 int producer__close(struct mqk_producer *p, int timeout_ms);
 
@@ -309,5 +312,16 @@ void log__printf(int level, const char *fmt, ...) __attribute__((format(printf, 
 /* The same, unless rl logged within the last 10 s: then it only counts. */
 void log__ratelimited(struct mqk_ratelimit *rl, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/*
+ * Any thread: queues a line for log__drain (the next TICK). The ratelimited form's rl
+ * must belong to the calling thread.
+ */
+void log__deferred(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log__deferred_ratelimited(struct mqk_ratelimit *rl, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Logs the queued lines. O(1) when there are none. */
+void log__drain(void);
+/* Any thread: may a rate-limited line be logged now? *suppressed: how many were not. */
+bool log__ratelimit_pass(struct mqk_ratelimit *rl, uint64_t *suppressed);
 
 #endif

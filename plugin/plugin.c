@@ -19,16 +19,18 @@
  *
  * Threads. Mosquitto's functions are not thread-safe, so the plugin touches the
  * broker only from mosquitto's own thread: MESSAGE, TICK, init and cleanup. librdkafka
- * runs its network threads on its own; they never call back into the plugin. Delivery
- * reports, librdkafka's log lines (log.queue=true) and its errors wait in librdkafka's
- * main queue and are served by rd_kafka_poll(rk, 0) on each TICK. So all the plugin's
- * state (counters, routes, rate limits) belongs to mosquitto's thread and has no locks.
+ * runs its network threads on its own. One thread is the plugin's, the delivery
+ * thread (producer.c): it serves librdkafka's main queue (delivery reports, log lines,
+ * errors), counts deliveries in two atomic counters and leaves log lines in a mailbox
+ * (log.c) that the TICK writes to mosquitto's log. Everything else (routes, the other
+ * counters, rate limits, $SYS) belongs to mosquitto's thread and has no locks.
  *
  * Cost. The MESSAGE callback never blocks: matching walks the filters with
  * mosquitto's own matcher, templates are compiled at start-up, strings are expanded
  * into reused buffers, and rd_kafka_producev only enqueues (it copies the payload,
- * which stays the broker's). The TICK does O(1) work: one non-blocking poll, and the
- * $SYS counters once per stats_interval.
+ * which stays the broker's); destroying delivered records is the delivery thread's
+ * work. The TICK does O(1) work: a look at the log mailbox, and the $SYS counters
+ * once per stats_interval.
  *
  * Ordering. librdkafka keeps the order of records per partition, and idempotence
  * keeps it through retries. With the default key (the client id) all records of one
@@ -183,14 +185,18 @@ static int on_message(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_SUCCESS;
 }
 
-/* MOSQ_EVT_TICK: ~10/s idle, once per loop iteration under load. O(1), never blocks. */
+/*
+ * MOSQ_EVT_TICK: ~10/s idle, once per loop iteration under load. O(1), never blocks:
+ * logs what the delivery thread left for mosquitto's thread, publishes the counters
+ * when it is time.
+ */
 static int on_tick(int event, void *event_data, void *userdata)
 {
 	struct mqk_plugin *pl = userdata;
 
 	(void)event;
 	(void)event_data; /* all zero in 2.0.11 */
-	producer__poll(pl->producer);
+	log__drain();
 	stats__tick(&pl->stats, &pl->cfg, time(NULL));
 	return MOSQ_ERR_SUCCESS;
 }

@@ -17,29 +17,41 @@
 #include "mosquitto_kafka.h"
 #include "mqk.h"
 
-#define COUNTER(f) {#f, offsetof(struct mqk_counters, f)}
-
-static const struct {
-	const char *name;
-	size_t offset;
-} counters[] = {
-	COUNTER(matched),  COUNTER(produced),  COUNTER(delivered), COUNTER(failed),
-	COUNTER(queue_full), COUNTER(bad_topic), COUNTER(too_large), COUNTER(refused),
+static const char *const counter_names[] = {
+	"matched", "produced", "delivered", "failed", "queue_full", "bad_topic", "too_large", "refused",
 };
-#define N_COUNTERS (sizeof(counters) / sizeof(counters[0]))
+#define N_COUNTERS (sizeof(counter_names) / sizeof(counter_names[0]))
 /* Per scope (totals, then each route): the counters, then in_flight. */
 #define PER_SCOPE (N_COUNTERS + 1)
 /* Totals only: received, unrouted, excluded. */
 #define TOTALS_ONLY 3
 
+/* The i-th of counter_names. delivered and failed are the delivery thread's. */
 static uint64_t get(const struct mqk_counters *c, size_t i)
 {
-	return *(const uint64_t *)((const char *)c + counters[i].offset);
+	switch (i) {
+	case 0:
+		return c->matched;
+	case 1:
+		return c->produced;
+	case 2:
+		return atomic_load_explicit(&c->delivered, memory_order_relaxed);
+	case 3:
+		return atomic_load_explicit(&c->failed, memory_order_relaxed);
+	case 4:
+		return c->queue_full;
+	case 5:
+		return c->bad_topic;
+	case 6:
+		return c->too_large;
+	default:
+		return c->refused;
+	}
 }
 
 static uint64_t in_flight(const struct mqk_counters *c)
 {
-	return c->produced - c->delivered - c->failed;
+	return c->produced - get(c, 2) - get(c, 3);
 }
 
 int stats__init(struct mqk_stats *st, const struct mqk_config *cfg)
@@ -66,7 +78,7 @@ int stats__init(struct mqk_stats *st, const struct mqk_config *cfg)
 		}
 		for (size_t i = 0; i < PER_SCOPE; i++) {
 			snprintf(topic, sizeof(topic), "%s/%s", scope,
-				 i < N_COUNTERS ? counters[i].name : "in_flight");
+				 i < N_COUNTERS ? counter_names[i] : "in_flight");
 			st->topics[n++] = strdup(topic);
 		}
 	}
@@ -117,7 +129,7 @@ static void log_scope(const char *scope, const struct mqk_counters *c)
 		    "%s: matched %llu, produced %llu, delivered %llu, failed %llu, queue_full %llu, "
 		    "bad_topic %llu, too_large %llu, refused %llu, in_flight %llu",
 		    scope, (unsigned long long)c->matched, (unsigned long long)c->produced,
-		    (unsigned long long)c->delivered, (unsigned long long)c->failed,
+		    (unsigned long long)get(c, 2), (unsigned long long)get(c, 3),
 		    (unsigned long long)c->queue_full, (unsigned long long)c->bad_topic,
 		    (unsigned long long)c->too_large, (unsigned long long)c->refused,
 		    (unsigned long long)in_flight(c));

@@ -1,0 +1,177 @@
+/*
+ * hotpath.c - what the plugin costs mosquitto's thread per message.
+ *
+ * It compiles plugin/plugin.c in (so it measures the real MOSQ_EVT_MESSAGE and TICK
+ * callbacks, not a copy of them), loads the plugin with mosquitto_plugin_init as the
+ * broker does, and calls the MESSAGE callback for N messages from 200 client ids, with
+ * a TICK every 16 messages as under load. Kafka is librdkafka's in-process mock cluster
+ * (kafka.test.mock.num.brokers=1). It prints, per scenario, this thread's CPU time per
+ * message (CLOCK_THREAD_CPUTIME_ID: librdkafka's own threads are not counted, they run
+ * beside mosquitto's) and checks every record was delivered.
+ *
+ *   build/bench/mqk-bench-hotpath [messages [scenario]]   (default 200000, all scenarios)
+ *
+ * A benchmark, not a test: numbers depend on the machine; compare them in one run.
+ */
+#include "../plugin/plugin.c"
+
+#include <stdio.h>
+#include <unistd.h>
+
+/* The broker's client object is opaque to plugins: this is the bench's own. */
+struct mosquitto {
+	char id[32];
+};
+
+const char *mosquitto_client_id(const struct mosquitto *client)
+{
+	return client->id;
+}
+
+const char *mosquitto_client_username(const struct mosquitto *client)
+{
+	(void)client;
+	return NULL;
+}
+
+int mosquitto_callback_register(mosquitto_plugin_id_t *identifier, int event,
+				MOSQ_FUNC_generic_callback cb_func, const void *event_data,
+				void *userdata)
+{
+	(void)identifier, (void)event, (void)cb_func, (void)event_data, (void)userdata;
+	return MOSQ_ERR_SUCCESS;
+}
+
+int mosquitto_callback_unregister(mosquitto_plugin_id_t *identifier, int event,
+				  MOSQ_FUNC_generic_callback cb_func, const void *event_data)
+{
+	(void)identifier, (void)event, (void)cb_func, (void)event_data;
+	return MOSQ_ERR_SUCCESS;
+}
+
+#define CLIENTS 200
+#define TICK_EVERY 16
+
+static double seconds(clockid_t clock)
+{
+	struct timespec ts;
+	clock_gettime(clock, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct scenario {
+	const char *name;
+	const char *prefix; /* topics are <prefix>/<client id>/data */
+	int extra_routes;      /* routes that never match, before the one that does */
+	const char *route;     /* the route that matches */
+};
+
+static int run(const struct scenario *sc, int messages)
+{
+	static struct mosquitto clients[CLIENTS];
+	struct mosquitto_opt opts[1100];
+	char names[1100][48], values[1100][96];
+	int n = 0;
+	void *userdata = NULL;
+	char topics[CLIENTS][64];
+	char payload[100];
+
+	memset(payload, 'x', sizeof(payload));
+#define OPT(k, v)                                                            \
+	do {                                                                 \
+		snprintf(names[n], sizeof(names[n]), "%s", k);               \
+		snprintf(values[n], sizeof(values[n]), "%s", v);             \
+		opts[n] = (struct mosquitto_opt){names[n], values[n]};       \
+		n++;                                                         \
+	} while (0)
+	OPT("bootstrap_servers", "127.0.0.1:9");
+	OPT("broker_id", "bench");
+	OPT("stats_interval", "1");
+	OPT("kafka.test.mock.num.brokers", "1");
+	OPT("kafka.queue.buffering.max.messages", "2000000");
+	for (int i = 0; i < sc->extra_routes; i++) {
+		char key[48], value[96];
+		snprintf(key, sizeof(key), "route_other%d", i);
+		snprintf(value, sizeof(value), "other/%d/+/data -> other%d", i, i);
+		OPT(key, value);
+	}
+	OPT("route_bench", sc->route);
+
+	if (mosquitto_plugin_init(NULL, &userdata, opts, n) != MOSQ_ERR_SUCCESS) {
+		fprintf(stderr, "Error: init failed for %s\n", sc->name);
+		return -1;
+	}
+	struct mqk_plugin *pl = userdata;
+	for (int c = 0; c < CLIENTS; c++) {
+		snprintf(clients[c].id, sizeof(clients[c].id), "ue-%05d", c);
+		snprintf(topics[c], sizeof(topics[c]), "%s/%s/data", sc->prefix, clients[c].id);
+	}
+
+	double cpu0 = seconds(CLOCK_THREAD_CPUTIME_ID), wall0 = seconds(CLOCK_MONOTONIC);
+	for (int i = 0; i < messages; i++) {
+		struct mosquitto_evt_message ev = {
+			.client = &clients[i % CLIENTS],
+			.topic = topics[i % CLIENTS],
+			.payload = payload,
+			.payloadlen = sizeof(payload),
+			.qos = 1,
+		};
+		on_message(MOSQ_EVT_MESSAGE, &ev, pl);
+		if (i % TICK_EVERY == 0) {
+			on_tick(MOSQ_EVT_TICK, NULL, pl);
+		}
+	}
+	double cpu = seconds(CLOCK_THREAD_CPUTIME_ID) - cpu0;
+	double wall = seconds(CLOCK_MONOTONIC) - wall0;
+
+	uint64_t produced = pl->stats.totals.produced;
+	/* Serve delivery reports as the broker would, until all are in (30 s at most). */
+	for (double end = seconds(CLOCK_MONOTONIC) + 30;
+	     producer__in_flight(pl->producer) > 0 && seconds(CLOCK_MONOTONIC) < end;) {
+		on_tick(MOSQ_EVT_TICK, NULL, pl);
+		usleep(1000);
+	}
+	uint64_t delivered = pl->stats.totals.delivered;
+	uint64_t expected = !strcmp(sc->prefix, "nothing") ? 0 : (uint64_t)messages;
+	printf("| %-34s | %7.0f | %7.0f | %9llu | %9llu |\n", sc->name, cpu / messages * 1e9,
+	       wall / messages * 1e9, (unsigned long long)produced,
+	       (unsigned long long)delivered);
+	mosquitto_plugin_cleanup(userdata, opts, n);
+	if (delivered != expected) {
+		fprintf(stderr, "Error: %s: %llu delivered, %llu expected\n", sc->name,
+			(unsigned long long)delivered, (unsigned long long)expected);
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int messages = argc > 1 ? atoi(argv[1]) : 200000;
+	static const struct scenario scenarios[] = {
+		{"no route matches", "nothing", 0, "bench/# -> bench"},
+		{"raw, 1 route", "bench", 0, "bench/# -> bench"},
+		{"raw, key=topic, topic mqtt.{1}", "bench", 0,
+		 "bench/+/data -> mqtt.{1} key=topic"},
+		{"json envelope, 1 route", "bench", 0, "bench/# -> bench format=json"},
+		{"raw, 1 of 100 routes matches", "bench", 99, "bench/# -> bench"},
+	};
+	int rc = 0;
+
+	if (messages <= 0) {
+		fprintf(stderr, "Error: messages must be a positive number\n");
+		return 1;
+	}
+	printf("%d messages of 100 bytes from %d clients, QoS 1, a TICK every %d messages\n\n",
+	       messages, CLIENTS, TICK_EVERY);
+	printf("| scenario                           | ns/msg CPU | ns/msg wall | produced | "
+	       "delivered |\n");
+	printf("|---|---:|---:|---:|---:|\n");
+	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
+		if (argc > 2 && !strstr(scenarios[i].name, argv[2])) {
+			continue;
+		}
+		rc |= run(&scenarios[i], messages);
+	}
+	return rc ? 1 : 0;
+}
