@@ -14,9 +14,6 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
-#include <mosquitto.h>
-#include <mosquitto_broker.h>
-#include <mqtt_protocol.h>
 
 #include "mosquitto_kafka.h"
 #include "mqk.h"
@@ -92,31 +89,47 @@ static bool is_text(const unsigned char *s, size_t len)
 	return true;
 }
 
-/* Adds data as a string field (when text) or as a base64 field. */
-static bool add_bytes(cJSON *obj, const char *text_name, const char *b64_name, const void *data,
-		      size_t len)
+/*
+ * Adds len bytes as a string: to obj under name, or to the array obj when name is NULL.
+ * The bytes are valid UTF-8 (MQTT strings are); they need a NUL-terminated copy.
+ */
+static bool add_string(cJSON *obj, const char *name, const char *data, size_t len)
 {
-	char *copy;
-	bool text = is_text(data, len);
+	char *copy = malloc(len + 1);
+	cJSON *item;
 
-	if (text) {
-		copy = malloc(len + 1);
-		if (copy && len) {
-			memcpy(copy, data, len);
-		}
-	} else {
-		copy = malloc(4 * ((len + 2) / 3) + 1);
-	}
 	if (copy == NULL) {
 		return false;
 	}
-	if (text) {
-		copy[len] = '\0';
-	} else {
-		envelope__base64(data, len, copy);
+	if (len) {
+		memcpy(copy, data, len);
 	}
-	bool ok = cJSON_AddStringToObject(obj, text ? text_name : b64_name, copy) != NULL;
+	copy[len] = '\0';
+	item = cJSON_CreateString(copy);
 	free(copy);
+	if (item == NULL) {
+		return false;
+	}
+	return name ? cJSON_AddItemToObject(obj, name, item) : cJSON_AddItemToArray(obj, item);
+}
+
+/*
+ * Adds data as a string field text_name when it is text, else as a base64 field
+ * b64_name. text_name NULL: always base64.
+ */
+static bool add_bytes(cJSON *obj, const char *text_name, const char *b64_name, const void *data,
+		      size_t len)
+{
+	if (text_name && is_text(data, len)) {
+		return add_string(obj, text_name, data, len);
+	}
+	char *b64 = malloc(4 * ((len + 2) / 3) + 1);
+	if (b64 == NULL) {
+		return false;
+	}
+	envelope__base64(data, len, b64);
+	bool ok = cJSON_AddStringToObject(obj, b64_name, b64) != NULL;
+	free(b64);
 	return ok;
 }
 
@@ -127,48 +140,41 @@ static bool add_u64(cJSON *obj, const char *name, uint64_t v)
 	return cJSON_AddRawToObject(obj, name, num) != NULL;
 }
 
-/* Adds the MQTT v5 properties the broker passes with the message. */
-static bool add_properties(cJSON *obj, const mosquitto_property *props)
+/* Adds the MQTT v5 properties (capture.c's compact form). */
+static bool add_properties(cJSON *obj, const struct mqk_message *msg)
 {
+	const char *cursor = msg->props, *end = msg->props + msg->props_len;
+	const char *name, *value;
+	uint32_t name_len, value_len;
 	cJSON *pairs = NULL;
+	int id;
 
-	for (const mosquitto_property *p = props; p; p = mosquitto_property_next(p)) {
-		int id = mosquitto_property_identifier(p);
-		char *name = NULL, *value = NULL;
-		void *data = NULL;
-		uint16_t data_len = 0;
+	while (capture__next_prop(&cursor, end, &id, &name, &name_len, &value, &value_len)) {
 		bool ok = true;
 
-		if (id == MQTT_PROP_USER_PROPERTY &&
-		    mosquitto_property_read_string_pair(p, id, &name, &value, false)) {
+		switch (id) {
+		case MQK_PROP_USER_PROPERTY: {
 			if (pairs == NULL) {
 				pairs = cJSON_AddArrayToObject(obj, MQK_ENV_USER_PROPERTIES);
 			}
 			cJSON *pair = pairs ? cJSON_CreateArray() : NULL;
 			ok = pair && cJSON_AddItemToArray(pairs, pair) &&
-			     cJSON_AddItemToArray(pair, cJSON_CreateString(name)) &&
-			     cJSON_AddItemToArray(pair, cJSON_CreateString(value));
-		} else if (id == MQTT_PROP_CONTENT_TYPE &&
-			   mosquitto_property_read_string(p, id, &value, false)) {
-			ok = cJSON_AddStringToObject(obj, MQK_ENV_CONTENT_TYPE, value) != NULL;
-		} else if (id == MQTT_PROP_RESPONSE_TOPIC &&
-			   mosquitto_property_read_string(p, id, &value, false)) {
-			ok = cJSON_AddStringToObject(obj, MQK_ENV_RESPONSE_TOPIC, value) != NULL;
-		} else if (id == MQTT_PROP_CORRELATION_DATA &&
-			   mosquitto_property_read_binary(p, id, &data, &data_len, false)) {
-			char *b64 = malloc(4 * (((size_t)data_len + 2) / 3) + 1);
-			ok = b64 != NULL;
-			if (ok) {
-				envelope__base64(data, data_len, b64);
-				ok = cJSON_AddStringToObject(obj, MQK_ENV_CORRELATION_DATA_BASE64,
-							     b64) != NULL;
-			}
-			free(b64);
+			     add_string(pair, NULL, name, name_len) &&
+			     add_string(pair, NULL, value, value_len);
+			break;
 		}
-		/* Allocated by the broker's property readers: given back to it. */
-		mosquitto_free(name);
-		mosquitto_free(value);
-		mosquitto_free(data);
+		case MQK_PROP_CONTENT_TYPE:
+			ok = add_string(obj, MQK_ENV_CONTENT_TYPE, value, value_len);
+			break;
+		case MQK_PROP_RESPONSE_TOPIC:
+			ok = add_string(obj, MQK_ENV_RESPONSE_TOPIC, value, value_len);
+			break;
+		case MQK_PROP_CORRELATION_DATA:
+			ok = add_bytes(obj, NULL, MQK_ENV_CORRELATION_DATA_BASE64, value, value_len);
+			break;
+		default:
+			break;
+		}
 		if (!ok) {
 			return false;
 		}
@@ -195,7 +201,7 @@ int envelope__encode(const struct mqk_message *msg, const struct mqk_origin *ori
 	     add_u64(obj, MQK_ENV_SEQ, seq) && add_u64(obj, MQK_ENV_BOOT, (uint64_t)origin->boot_us) &&
 	     add_bytes(obj, MQK_ENV_PAYLOAD, MQK_ENV_PAYLOAD_BASE64, msg->payload ? msg->payload : "",
 		       msg->payloadlen) &&
-	     add_properties(obj, msg->properties);
+	     add_properties(obj, msg);
 	if (!ok) {
 		goto done;
 	}

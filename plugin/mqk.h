@@ -4,15 +4,17 @@
  *
  *   plugin.c    entry points, callback wiring (MESSAGE, TICK)
  *   options.c   plugin_opt_* lines -> struct mqk_config
+ *   route.c     does a PUBLISH go to Kafka, and by which routes    (mosquitto's thread)
+ *   capture.c   the message copied into the buffer, one entry per route
+ *   buffer.c    the ring between mosquitto's thread and the Kafka thread
+ *   producer.c  the Kafka thread: entries -> records -> librdkafka, delivery reports
+ *   record.c    the Kafka record: topic, key, headers, value       (Kafka thread)
  *   template.c  Kafka topic and key templates ({1}, {clientid}, ...)
- *   route.c     does a PUBLISH go to Kafka, and by which routes
- *   record.c    the Kafka record: key, headers, value
  *   envelope.c  the JSON value of format=json routes
- *   producer.c  librdkafka: produce, delivery reports, flush
  *   stats.c     counters, $SYS/broker/kafka/..., the shutdown summary
  *   log.c       log lines with the plugin's prefix, rate-limited where they can flood
  *
- * Unless a comment says otherwise every function here runs on mosquitto's thread.
+ * Each function says which thread it runs on when that is not mosquitto's.
  */
 #ifndef MQK_H
 #define MQK_H
@@ -94,20 +96,32 @@ enum mqk_format {
 };
 
 /*
- * Counters of one route, or the totals. mosquitto's thread writes all of them but
- * delivered and failed, which the delivery thread (producer.c) writes.
+ * Counters of one route, or the totals. Each has one writer: mosquitto's thread for
+ * matched and buffer_full, the Kafka thread for the others; readers load them relaxed.
+ * counter__inc is a plain load and store: no lock on the hot path.
  */
 struct mqk_counters {
-	uint64_t matched;  /* messages this route matched (totals: matched >= 1 route) */
-	uint64_t produced; /* records librdkafka accepted */
-	atomic_uint_least64_t delivered; /* delivery reports with success */
-	atomic_uint_least64_t failed;    /* delivery reports with an error */
+	atomic_uint_least64_t matched;     /* messages this route matched (totals: >= 1 route) */
+	atomic_uint_least64_t produced;    /* records librdkafka accepted */
+	atomic_uint_least64_t delivered;   /* delivery reports with success */
+	atomic_uint_least64_t failed;      /* delivery reports with an error */
 	/* Records never produced, by reason: */
-	uint64_t queue_full; /* librdkafka's queue was full */
-	uint64_t bad_topic;  /* the expanded Kafka topic was not a legal name */
-	uint64_t too_large;  /* larger than message.max.bytes */
-	uint64_t refused;    /* any other reason (out of memory, a key too long, ...) */
+	atomic_uint_least64_t buffer_full; /* the plugin's buffer was full (Kafka away too long) */
+	atomic_uint_least64_t bad_topic;   /* the expanded Kafka topic was not a legal name */
+	atomic_uint_least64_t too_large;   /* larger than message.max.bytes */
+	atomic_uint_least64_t refused;     /* any other reason (out of memory, a key too long) */
 };
+
+static inline void counter__inc(atomic_uint_least64_t *c)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+static inline uint64_t counter__get(const atomic_uint_least64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
 
 struct mqk_route {
 	char *name;   /* the <name> of plugin_opt_route_<name> */
@@ -137,6 +151,7 @@ struct mqk_config {
 	int kafka_prop_count;
 	int stats_interval;   /* seconds; 0: no $SYS statistics */
 	int flush_timeout_ms; /* how long cleanup waits for Kafka */
+	int buffer_mb;        /* the buffer between mosquitto's thread and the Kafka thread */
 };
 
 /*
@@ -172,7 +187,10 @@ bool route__is_reserved(const char *topic);
 
 /* ---- records ---------------------------------------------------------------------- */
 
-/* One MQTT message as the plugin sees it. Everything is the broker's (read-only). */
+/*
+ * One MQTT message. On mosquitto's thread its strings are the broker's; on the Kafka
+ * thread they point into a buffer entry. Properties are in capture.c's compact form.
+ */
 struct mqk_message {
 	const char *topic;
 	const char *client_id;
@@ -182,8 +200,113 @@ struct mqk_message {
 	uint8_t qos;
 	bool retain;
 	int64_t timestamp_ms; /* broker receive time */
-	const void *properties; /* const mosquitto_property *, may be NULL */
+	const char *props;    /* capture__props output, or NULL */
+	uint32_t props_len;
 };
+
+/* ---- the buffer between the threads ------------------------------------------------ */
+
+/*
+ * One message for one route, as mosquitto's thread left it for the Kafka thread:
+ * this header, then topic, client id and username (each NUL-terminated), the
+ * properties, and the payload (unless it is too large for the ring: then `external`
+ * holds a malloc'd copy, which the entry owns).
+ */
+struct mqk_entry {
+	uint32_t size;  /* of the whole entry, 8-aligned: buffer.c's */
+	uint16_t route; /* index in cfg->routes; 0xFFFF marks padding */
+	uint8_t qos;
+	uint8_t flags; /* MQK_ENTRY_* */
+	uint64_t seq;
+	int64_t timestamp_ms;
+	uint32_t topic_len;
+	uint32_t client_id_len;
+	uint32_t username_len;
+	uint32_t props_len;
+	uint32_t payload_len;
+	uint32_t unused;
+	void *external;
+	char data[];
+};
+
+#define MQK_ENTRY_RETAIN 0x01
+#define MQK_ENTRY_USERNAME 0x02
+
+/* The ring. Fields marked (P) are the producer's (mosquitto's thread), (C) the consumer's. */
+struct mqk_buffer {
+	char *data;
+	size_t capacity; /* a power of 2 */
+	atomic_uint_least64_t head; /* committed end, written by P */
+	atomic_uint_least64_t tail; /* released start, written by C */
+	uint64_t head_local;        /* (P) */
+	uint32_t reserved;          /* (P) size of the entry being written */
+	uint64_t tail_local;        /* (C) */
+	atomic_bool sleeping;       /* C is (about to be) asleep in buffer__sleep */
+	int wake_fd;                /* eventfd C sleeps on */
+};
+
+int buffer__init(struct mqk_buffer *b, size_t capacity);
+void buffer__free(struct mqk_buffer *b);
+/* (P) Room for an entry of size bytes, or NULL when the ring is full. */
+struct mqk_entry *buffer__reserve(struct mqk_buffer *b, size_t size);
+/* (P) Publishes the entry buffer__reserve returned; wakes C if it sleeps. */
+void buffer__commit(struct mqk_buffer *b, struct mqk_entry *e);
+/* Any thread: wakes C. */
+void buffer__wake(struct mqk_buffer *b);
+/* (C) The oldest committed entry, or NULL. */
+struct mqk_entry *buffer__peek(struct mqk_buffer *b);
+/* (C) Gives the oldest entry's room back to P. */
+void buffer__release(struct mqk_buffer *b, struct mqk_entry *e);
+bool buffer__is_empty(struct mqk_buffer *b);
+/* Bytes in use (approximate when read by neither P nor C). */
+size_t buffer__used(struct mqk_buffer *b);
+/*
+ * (C) Sleeps until woken or timeout_ms. Not blocked: returns at once if an entry is
+ * there, and a commit wakes it. Blocked: only the eventfd (librdkafka's events) does.
+ */
+void buffer__sleep(struct mqk_buffer *b, int timeout_ms, bool blocked);
+
+/* ---- capture (mosquitto's thread) and its reading (Kafka thread) -------------------- */
+
+/* Growable bytes for capture__props. Owned by whoever holds it. */
+struct mqk_bytes {
+	char *data;
+	size_t len;
+	size_t size;
+};
+
+/* MQTT v5 properties carried with a record (ids as in mqtt_protocol.h). */
+enum mqk_prop_id {
+	MQK_PROP_PAYLOAD_FORMAT = 1,
+	MQK_PROP_CONTENT_TYPE = 3,
+	MQK_PROP_RESPONSE_TOPIC = 8,
+	MQK_PROP_CORRELATION_DATA = 9,
+	MQK_PROP_USER_PROPERTY = 38,
+};
+
+/*
+ * mosquitto's thread: the properties a record carries (user properties, content
+ * type, response topic, correlation data, payload format), read from the broker's
+ * list into out in a compact form. Returns 0, or -1 when out of memory.
+ */
+int capture__props(const void *mosquitto_props, struct mqk_bytes *out);
+/*
+ * Iterates capture__props's output: returns false at the end. name is NULL for
+ * properties that have only a value; neither is NUL-terminated.
+ */
+bool capture__next_prop(const char **cursor, const char *end, int *id, const char **name,
+			uint32_t *name_len, const char **value, uint32_t *value_len);
+/*
+ * mosquitto's thread: copies msg for route into the buffer. Returns 0, -1 when the
+ * buffer is full, -2 when out of memory (a payload too large for the ring is copied
+ * outside it).
+ */
+int capture__message(struct mqk_buffer *b, int route, uint64_t seq,
+		     const struct mqk_message *msg);
+/* Kafka thread: the message an entry holds (pointers into the entry). */
+void capture__read(const struct mqk_entry *e, struct mqk_message *msg);
+/* Kafka thread: frees what the entry owns outside the ring. */
+void capture__discard(struct mqk_entry *e);
 
 /* A Kafka record ready for producer__send. */
 struct mqk_record {
@@ -232,13 +355,12 @@ enum mqk_build_error {
 };
 
 /*
- * Builds route's record for msg into rec, using scratch for its strings. Takes the
- * route's next seq first, so a message that cannot be sent leaves a gap a consumer
- * sees.
+ * Kafka thread: builds route's record for msg (whose mqtt.seq is seq) into rec, using
+ * scratch for its strings.
  */
 enum mqk_build_error record__build(struct mqk_record *rec, struct mqk_route *route,
-				   const struct mqk_message *msg, const struct mqk_origin *origin,
-				   struct mqk_scratch *scratch);
+				   const struct mqk_message *msg, uint64_t seq,
+				   const struct mqk_origin *origin, struct mqk_scratch *scratch);
 /* Frees what record__build allocated that producer__send did not take. */
 void record__discard(struct mqk_record *rec);
 /* Formats v in decimal into buf (at least 21 bytes), returns the length. */
@@ -259,24 +381,20 @@ struct mqk_producer;
 
 /*
  * Creates the librdkafka producer with the plugin's defaults and cfg's kafka.* props,
- * a topic handle for each static route topic, and the delivery thread that serves
- * librdkafka's delivery reports, logs and errors. Returns NULL with one line in errstr
- * that names the option librdkafka refused.
+ * a topic handle for each static route topic, and the Kafka thread, which takes the
+ * entries of buf, produces them and serves librdkafka's delivery reports, logs and
+ * errors. Returns NULL with one line in errstr that names the option librdkafka
+ * refused.
  */
-struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_counters *totals,
+struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_buffer *buf,
+				   const struct mqk_origin *origin, struct mqk_counters *totals,
 				   char *errstr, size_t errstr_size);
+/* Records librdkafka holds, not yet reported: produced - delivered - failed. */
+uint64_t producer__in_flight(const struct mqk_counters *c);
 /*
- * Hands rec to librdkafka. Returns 0 when accepted (the headers are librdkafka's
- * now), else the librdkafka error (the caller keeps the headers): _QUEUE_FULL,
- * MSG_SIZE_TOO_LARGE, ... This is where a journal will sit.
- */
-rd_kafka_resp_err_t producer__send(struct mqk_producer *p, struct mqk_record *rec);
-/* Records handed to librdkafka and not yet reported. */
-int producer__in_flight(struct mqk_producer *p);
-/*
- * Stops the delivery thread, waits at most timeout_ms for every record to be
- * delivered, then gives up on the rest (counted as failed) and destroys the producer.
- * Returns how many were not delivered.
+ * Lets the Kafka thread produce what the buffer holds, waits for librdkafka to deliver
+ * it, all within timeout_ms; gives up on the rest (counted as failed) and destroys the
+ * producer. Returns how many records were not delivered.
  */
 int producer__close(struct mqk_producer *p, int timeout_ms);
 
@@ -294,7 +412,8 @@ struct mqk_stats {
 
 int stats__init(struct mqk_stats *st, const struct mqk_config *cfg);
 /* Publishes the counters under $SYS/broker/kafka when stats_interval has passed. */
-void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now);
+void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
+		 size_t buffered_bytes);
 /* Logs the totals and each route's counters (at shutdown). */
 void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg);
 void stats__free(struct mqk_stats *st);

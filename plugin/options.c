@@ -9,6 +9,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,8 @@
 #define NAME_MAX_LEN 64
 #define DEFAULT_STATS_INTERVAL 10
 #define DEFAULT_FLUSH_TIMEOUT_MS 10000
+#define DEFAULT_BUFFER_MB 64
+#define MAX_ROUTES 65534 /* a buffer entry names its route in 16 bits */
 
 /* librdkafka properties the plugin sets and depends on: not for the admin to change. */
 static const char *const reserved_kafka_props[] = {
@@ -148,6 +151,9 @@ static int parse_route(struct mqk_config *cfg, const char *key, char *value, cha
 		if (!strcmp(cfg->routes[i].name, name)) {
 			FAIL("%s: route '%s' is defined twice", key, name);
 		}
+	}
+	if (cfg->route_count >= MAX_ROUTES) {
+		FAIL("%s: more than %d routes", key, MAX_ROUTES);
 	}
 	arrow = find_arrow(value);
 	if (arrow == NULL) {
@@ -289,8 +295,23 @@ static int set_once(char **field, const char *key, const char *value, char *errs
 	return 0;
 }
 
-static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool *seen_stats,
-		     bool *seen_flush, char *errstr, size_t errstr_size)
+/* The numeric options: each may be given once. */
+static const struct {
+	const char *name;
+	size_t offset;
+	int min, max;
+	const char *what;
+} numbers[] = {
+	{"stats_interval", offsetof(struct mqk_config, stats_interval), 0, 86400,
+	 "a number of seconds"},
+	{"flush_timeout_ms", offsetof(struct mqk_config, flush_timeout_ms), 0, 600000,
+	 "a number of milliseconds"},
+	{"buffer_mb", offsetof(struct mqk_config, buffer_mb), 1, 4096, "a number of MiB"},
+};
+#define N_NUMBERS (sizeof(numbers) / sizeof(numbers[0]))
+
+static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool *seen,
+		     char *errstr, size_t errstr_size)
 {
 	if (*value == '\0') {
 		FAIL("%s: empty value", key);
@@ -314,34 +335,30 @@ static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool 
 	if (!strncmp(key, "kafka.", 6)) {
 		return parse_kafka(cfg, key, value, errstr, errstr_size);
 	}
-	if (!strcmp(key, "stats_interval")) {
-		if (*seen_stats) {
-			FAIL("%s: given twice", key);
+	for (size_t i = 0; i < N_NUMBERS; i++) {
+		if (!strcmp(key, numbers[i].name)) {
+			if (seen[i]) {
+				FAIL("%s: given twice", key);
+			}
+			seen[i] = true;
+			return parse_int(key, value, numbers[i].min, numbers[i].max,
+					 numbers[i].what, (int *)((char *)cfg + numbers[i].offset),
+					 errstr, errstr_size);
 		}
-		*seen_stats = true;
-		return parse_int(key, value, 0, 86400, "a number of seconds", &cfg->stats_interval,
-				 errstr, errstr_size);
-	}
-	if (!strcmp(key, "flush_timeout_ms")) {
-		if (*seen_flush) {
-			FAIL("%s: given twice", key);
-		}
-		*seen_flush = true;
-		return parse_int(key, value, 0, 600000, "a number of milliseconds",
-				 &cfg->flush_timeout_ms, errstr, errstr_size);
 	}
 	FAIL("%s: unknown option (known: bootstrap_servers, broker_id, route_<name>, exclude, "
-	     "kafka.<librdkafka property>, stats_interval, flush_timeout_ms)",
+	     "kafka.<librdkafka property>, stats_interval, flush_timeout_ms, buffer_mb)",
 	     key);
 }
 
 int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int opt_count,
 		   char *errstr, size_t errstr_size)
 {
-	bool seen_stats = false, seen_flush = false;
+	bool seen[N_NUMBERS] = {false};
 
 	cfg->stats_interval = DEFAULT_STATS_INTERVAL;
 	cfg->flush_timeout_ms = DEFAULT_FLUSH_TIMEOUT_MS;
+	cfg->buffer_mb = DEFAULT_BUFFER_MB;
 	for (int i = 0; i < opt_count; i++) {
 		const char *key = opts[i].key ? opts[i].key : "";
 		char *value = trimmed(opts[i].value);
@@ -350,7 +367,7 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 		if (value == NULL) {
 			FAIL("%s: out of memory", key);
 		}
-		rc = parse_one(cfg, key, value, &seen_stats, &seen_flush, errstr, errstr_size);
+		rc = parse_one(cfg, key, value, seen, errstr, errstr_size);
 		free(value);
 		if (rc) {
 			return -1;

@@ -11,43 +11,43 @@
  * ------
  * What. Every PUBLISH the broker accepts raises MOSQ_EVT_MESSAGE. The plugin checks
  * it against the exclude filters and the routes (route.c); for each route that
- * matches it builds a Kafka record (record.c: key, headers with the MQTT metadata,
- * the payload or a JSON envelope) and hands it to librdkafka (producer.c). This is
- * the study's architecture A3 without the "hybrid client" processes: the broker
- * itself is the Kafka producer, so there is no extra hop, no extra subscriber queue
- * to overflow, and no process to run beside each broker.
+ * matches, a Kafka record is produced with the MQTT metadata in headers and the
+ * payload (or a JSON envelope) as value. This is the study's architecture A3 without
+ * the "hybrid client" processes: the broker itself is the Kafka producer, so there is
+ * no extra hop, no extra subscriber queue to overflow, no process beside each broker.
  *
- * Threads. Mosquitto's functions are not thread-safe, so the plugin touches the
- * broker only from mosquitto's own thread: MESSAGE, TICK, init and cleanup. librdkafka
- * runs its network threads on its own. One thread is the plugin's, the delivery
- * thread (producer.c): it serves librdkafka's main queue (delivery reports, log lines,
- * errors), counts deliveries in two atomic counters and leaves log lines in a mailbox
- * (log.c) that the TICK writes to mosquitto's log. Everything else (routes, the other
- * counters, rate limits, $SYS) belongs to mosquitto's thread and has no locks.
+ * Threads. Mosquitto's functions are not thread-safe, so only mosquitto's own thread
+ * calls them: MESSAGE, TICK, init and cleanup. The MESSAGE callback does the least it
+ * can: it matches the routes and copies the message, once per matching route, into a
+ * ring buffer (capture.c, buffer.c): a memcpy, no allocation, no lock, no system call
+ * under load. The Kafka thread (producer.c) takes the entries in order, builds the
+ * records (record.c: templates, headers, envelope), hands them to librdkafka, and
+ * serves librdkafka's delivery reports, log lines and errors. Log lines from it wait
+ * in a mailbox (log.c) that the TICK writes to mosquitto's log. Counters are atomics
+ * with one writer each. librdkafka runs its network threads on its own.
  *
- * Cost. The MESSAGE callback never blocks: matching walks the filters with
- * mosquitto's own matcher, templates are compiled at start-up, strings are expanded
- * into reused buffers, and rd_kafka_producev only enqueues (it copies the payload,
- * which stays the broker's); destroying delivered records is the delivery thread's
- * work. The TICK does O(1) work: a look at the log mailbox, and the $SYS counters
- * once per stats_interval.
+ * Cost. Measured with bench/hotpath.c: building a record and producing it takes a
+ * dozen allocations and ~2-3 µs; the copy into the buffer is a fraction of that, and
+ * it is all mosquitto's thread does. The TICK is O(1): a look at the log mailbox and,
+ * once per stats_interval, the $SYS counters.
  *
- * Ordering. librdkafka keeps the order of records per partition, and idempotence
- * keeps it through retries. With the default key (the client id) all records of one
- * device land in one partition in the order the broker received them.
+ * Ordering. One buffer, one Kafka thread: records reach librdkafka in the order the
+ * broker received the messages, librdkafka keeps that order per partition, and
+ * idempotence keeps it through retries. With the default key (the client id) all
+ * records of one device land in one partition in publish order.
  *
  * When Kafka is down. librdkafka keeps records in its queue and retries forever
- * (message.timeout.ms=0) until Kafka is back; nothing is dropped while the queue has
- * room (queue.buffering.max.*). When it is full, producev refuses the record: it is
- * counted (queue_full), logged at most every 10 s, and lost. That refusal is handled
- * in forward() below, the one place a local journal will take over.
+ * (message.timeout.ms=0). When its queue is full, the Kafka thread stops taking
+ * entries: records wait in the buffer (buffer_mb). Only when the buffer is full too is
+ * a message dropped: counted (buffer_full), logged at most every 10 s, its mqtt.seq
+ * missing in Kafka. That is the one place a local journal will take over.
  *
  * What is guaranteed. Mosquitto 2.0 acknowledges a PUBLISH as soon as MESSAGE returns;
- * it cannot wait for Kafka. A record is in librdkafka's queue before the PUBACK, and
+ * it cannot wait for Kafka. A record is in the plugin's buffer before the PUBACK, and
  * from there it reaches Kafka at least once and in order per partition (exactly once
  * per producer session thanks to idempotence) while the broker keeps running. What is
- * not guaranteed, and counted: records refused when the queue is full, and records
- * still queued when mosquitto stops and Kafka does not take them within
+ * not guaranteed, and counted: messages dropped when the buffer is full, and records
+ * still buffered or queued when mosquitto stops and Kafka does not take them within
  * flush_timeout_ms (logged at shutdown). A QoS 2 PUBLISH retransmitted with DUP raises
  * MESSAGE again (mosquitto 2.0.11 gives the plugin no message id or DUP flag), so it
  * is forwarded again: the pipeline is at-least-once, and mqtt.seq tells the copies
@@ -72,12 +72,12 @@ struct mqk_plugin {
 	mosquitto_plugin_id_t *id;
 	struct mqk_config cfg;
 	struct mqk_origin origin;
+	struct mqk_buffer buffer;
 	struct mqk_producer *producer;
 	struct mqk_stats stats;
-	struct mqk_scratch scratch;
-	int *matches; /* route__match's output: one slot per route */
-	struct mqk_ratelimit rl_queue_full;
-	struct mqk_ratelimit rl_bad_topic;
+	struct mqk_bytes props; /* the current message's properties, reused */
+	int *matches;           /* route__match's output: one slot per route */
+	struct mqk_ratelimit rl_buffer_full;
 	struct mqk_ratelimit rl_refused;
 };
 
@@ -88,59 +88,33 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Counts a record that was never produced, for its route and in the totals. */
-#define COUNT(pl, route, field) ((route)->counters.field++, (pl)->stats.totals.field++)
-
-/* One message, one route: build the record and hand it to the producer. */
-static void forward(struct mqk_plugin *pl, struct mqk_route *route, const struct mqk_message *msg)
+/* One message, one route: into the buffer, for the Kafka thread. */
+static void forward(struct mqk_plugin *pl, int index, const struct mqk_message *msg)
 {
-	struct mqk_record rec;
-	rd_kafka_resp_err_t err;
+	struct mqk_route *route = &pl->cfg.routes[index];
+	/* The number is taken even if the message is dropped: the gap shows the loss. */
+	uint64_t seq = ++route->seq;
 
-	route->counters.matched++;
-	switch (record__build(&rec, route, msg, &pl->origin, &pl->scratch)) {
-	case MQK_BUILD_OK:
-		break;
-	case MQK_BUILD_BAD_TOPIC:
-		COUNT(pl, route, bad_topic);
-		log__ratelimited(&pl->rl_bad_topic, MOSQ_LOG_WARNING,
-				 "route %s: '%s' from client '%s' gives an invalid Kafka topic "
-				 "name for '%s': not forwarded",
-				 route->name, msg->topic, msg->client_id, route->topic.source);
+	counter__inc(&route->counters.matched);
+	switch (capture__message(&pl->buffer, index, seq, msg)) {
+	case 0:
 		return;
-	case MQK_BUILD_REFUSED:
-		COUNT(pl, route, refused);
-		log__ratelimited(&pl->rl_refused, MOSQ_LOG_ERR,
-				 "route %s: could not build a record for '%s' (out of memory, or "
-				 "a key over %zu bytes): not forwarded",
-				 route->name, msg->topic, pl->scratch.key_size);
+	case -1:
+		/* The seam for a local journal: Kafka away long enough to fill the buffer. */
+		counter__inc(&route->counters.buffer_full);
+		counter__inc(&pl->stats.totals.buffer_full);
+		log__ratelimited(&pl->rl_buffer_full, MOSQ_LOG_ERR,
+				 "the buffer for Kafka is full (%d MiB, buffer_mb; Kafka "
+				 "unreachable or too slow): messages are dropped",
+				 pl->cfg.buffer_mb);
 		return;
-	}
-
-	err = producer__send(pl->producer, &rec);
-	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		route->counters.produced++;
-		pl->stats.totals.produced++;
+	default:
+		atomic_fetch_add(&route->counters.refused, 1);
+		atomic_fetch_add(&pl->stats.totals.refused, 1);
+		log__ratelimited(&pl->rl_refused, MOSQ_LOG_ERR,
+				 "route %s: out of memory for a %u-byte message on '%s': dropped",
+				 route->name, msg->payloadlen, msg->topic);
 		return;
-	}
-	record__discard(&rec);
-	/* The seam for a local journal: a record librdkafka would not take. */
-	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-		COUNT(pl, route, queue_full);
-		log__ratelimited(&pl->rl_queue_full, MOSQ_LOG_ERR,
-				 "librdkafka's queue is full (Kafka unreachable or too slow; see "
-				 "kafka.queue.buffering.max.messages/kbytes): records are dropped");
-	} else if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
-		COUNT(pl, route, too_large);
-		log__ratelimited(&pl->rl_refused, MOSQ_LOG_ERR,
-				 "route %s: a %zu-byte record for '%s' is over message.max.bytes: "
-				 "not forwarded",
-				 route->name, rec.value_len, msg->topic);
-	} else {
-		COUNT(pl, route, refused);
-		log__ratelimited(&pl->rl_refused, MOSQ_LOG_ERR,
-				 "route %s: librdkafka refused a record for '%s': %s", route->name,
-				 msg->topic, rd_kafka_err2str(err));
 	}
 }
 
@@ -166,7 +140,7 @@ static int on_message(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_SUCCESS;
 	}
 
-	const struct mqk_message msg = {
+	struct mqk_message msg = {
 		.topic = ev->topic,
 		.client_id = mosquitto_client_id(ev->client),
 		.username = mosquitto_client_username(ev->client),
@@ -175,11 +149,18 @@ static int on_message(int event, void *event_data, void *userdata)
 		.qos = ev->qos,
 		.retain = ev->retain,
 		.timestamp_ms = now_us() / 1000,
-		.properties = ev->properties,
 	};
-	pl->stats.totals.matched++;
+	if (msg.client_id == NULL) {
+		msg.client_id = "";
+	}
+	/* Properties are read once for all routes (only MQTT v5 clients send them). */
+	if (ev->properties && capture__props(ev->properties, &pl->props) == 0) {
+		msg.props = pl->props.data;
+		msg.props_len = (uint32_t)pl->props.len;
+	}
+	counter__inc(&pl->stats.totals.matched);
 	for (int i = 0; i < count; i++) {
-		forward(pl, &pl->cfg.routes[pl->matches[i]], &msg);
+		forward(pl, pl->matches[i], &msg);
 	}
 	/* Success whatever happened to the records: the message still goes to subscribers. */
 	return MOSQ_ERR_SUCCESS;
@@ -197,7 +178,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 	(void)event;
 	(void)event_data; /* all zero in 2.0.11 */
 	log__drain();
-	stats__tick(&pl->stats, &pl->cfg, time(NULL));
+	stats__tick(&pl->stats, &pl->cfg, time(NULL), buffer__used(&pl->buffer));
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -207,10 +188,10 @@ static void log_configuration(const struct mqk_plugin *pl)
 
 	log__printf(MOSQ_LOG_NOTICE,
 		    "version %s (librdkafka %s): broker_id %s, %d route%s, %d exclude%s, "
-		    "bootstrap_servers %s",
+		    "bootstrap_servers %s, buffer %d MiB",
 		    MQK_VERSION, rd_kafka_version_str(), cfg->broker_id, cfg->route_count,
 		    cfg->route_count == 1 ? "" : "s", cfg->exclude_count,
-		    cfg->exclude_count == 1 ? "" : "s", cfg->bootstrap_servers);
+		    cfg->exclude_count == 1 ? "" : "s", cfg->bootstrap_servers, cfg->buffer_mb);
 	for (int i = 0; i < cfg->route_count; i++) {
 		const struct mqk_route *r = &cfg->routes[i];
 		log__printf(MOSQ_LOG_NOTICE, "route %s: %s -> %s key=%s format=%s", r->name,
@@ -225,7 +206,8 @@ static void log_configuration(const struct mqk_plugin *pl)
 static void plugin_free(struct mqk_plugin *pl)
 {
 	stats__free(&pl->stats);
-	record__scratch_free(&pl->scratch);
+	buffer__free(&pl->buffer);
+	free(pl->props.data);
 	free(pl->matches);
 	options__free(&pl->cfg);
 	free(pl);
@@ -252,6 +234,7 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 		return MOSQ_ERR_NOMEM;
 	}
 	pl->id = identifier;
+	pl->buffer.wake_fd = -1;
 	if (options__parse(&pl->cfg, options, option_count, errstr, sizeof(errstr))) {
 		log__printf(MOSQ_LOG_ERR, "%s", errstr);
 		plugin_free(pl);
@@ -259,13 +242,14 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 	}
 	record__origin_init(&pl->origin, pl->cfg.broker_id, now_us());
 	pl->matches = calloc((size_t)pl->cfg.route_count + 1, sizeof(int));
-	if (pl->matches == NULL || record__scratch_init(&pl->scratch) ||
-	    stats__init(&pl->stats, &pl->cfg)) {
+	if (pl->matches == NULL || stats__init(&pl->stats, &pl->cfg) ||
+	    buffer__init(&pl->buffer, (size_t)pl->cfg.buffer_mb << 20)) {
 		log__printf(MOSQ_LOG_ERR, "out of memory");
 		plugin_free(pl);
 		return MOSQ_ERR_NOMEM;
 	}
-	pl->producer = producer__new(&pl->cfg, &pl->stats.totals, errstr, sizeof(errstr));
+	pl->producer = producer__new(&pl->cfg, &pl->buffer, &pl->origin, &pl->stats.totals,
+				     errstr, sizeof(errstr));
 	if (pl->producer == NULL) {
 		log__printf(MOSQ_LOG_ERR, "%s", errstr);
 		plugin_free(pl);

@@ -1,51 +1,69 @@
 /*
- * producer.c - the librdkafka producer: configuration, produce, delivery reports, flush.
+ * producer.c - the Kafka thread: buffer entries -> records -> librdkafka, and back.
  *
- * mosquitto's thread only hands records over: producer__send calls rd_kafka_producev
- * with RD_KAFKA_MSG_F_COPY (librdkafka copies the payload, the broker keeps its own)
- * and returns at once; librdkafka's threads do the network.
+ * mosquitto's thread only copies each routed message into the buffer (capture.c).
+ * This file owns the thread that does everything else, in order:
  *
- * Delivery reports, librdkafka's log lines (log.queue=true) and its errors wait in
- * librdkafka's main queue. A thread of the plugin's own, the delivery thread, serves
- * that queue with rd_kafka_poll, so that destroying delivered records (a dozen frees
- * each) and counting them costs mosquitto's thread nothing: measured with
- * bench/hotpath.c, serving them on the TICK instead took ~0.75 µs per message off
- * mosquitto's thread. The callbacks below therefore run on the delivery thread (and on
- * mosquitto's thread during producer__close, after the delivery thread is stopped):
- * they touch only the atomic delivered/failed counters and log through log__deferred.
+ *   1. takes the oldest entry from the buffer, builds its record (record.c) and hands
+ *      it to rd_kafka_producev (RD_KAFKA_MSG_F_COPY: librdkafka copies the payload,
+ *      then the entry's room goes back to mosquitto's thread);
+ *   2. serves librdkafka's main queue with rd_kafka_poll: delivery reports (counted),
+ *      librdkafka's log lines (log.queue=true) and errors (both through log.c's
+ *      mailbox, since only mosquitto's thread may log);
+ *   3. sleeps on the buffer's eventfd when there is nothing to do; a commit on
+ *      mosquitto's thread and a new event in librdkafka's main queue
+ *      (rd_kafka_queue_io_event_enable) both wake it.
+ *
+ * When librdkafka's queue is full (Kafka away for a while), the thread stops taking
+ * entries and waits for delivery reports: records wait in the buffer, in order, and
+ * nothing is dropped until the buffer is full too (then mosquitto's thread counts
+ * buffer_full). One thread, one FIFO: the order of records is the order mosquitto
+ * received the messages.
+ *
+ * Why a thread: building a record takes a dozen allocations (librdkafka's headers) and
+ * destroying it as many frees; bench/hotpath.c measured that work at ~2-3 µs per message,
+ * which mosquitto's thread now spends on a memcpy instead.
  *
  * Defaults that lose nothing: idempotence (acks=all, retries without duplicates or
  * reordering), message.timeout.ms=0 (retry forever), the Java client's murmur2
  * partitioner. The admin's kafka.* properties are applied after them.
  */
-#include <signal.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
 
 #include "mqk.h"
 
+/* How long the thread sleeps when idle (it is woken for work) or blocked on a full queue. */
+#define IDLE_SLEEP_MS 1000
+#define BLOCKED_SLEEP_MS 10
+/* Under sustained load, serve delivery reports at least every so many records. */
+#define POLL_EVERY 1024
+
 struct mqk_producer {
 	rd_kafka_t *rk;
-	struct mqk_config *cfg;      /* the plugin's; its routes' counters are updated */
+	struct mqk_config *cfg;      /* the plugin's; records count against its routes */
+	struct mqk_buffer *buf;      /* the plugin's */
+	const struct mqk_origin *origin;
 	struct mqk_counters *totals; /* the plugin's */
-	pthread_t thread;            /* the delivery thread */
+	pthread_t thread;
 	bool thread_started;
-	atomic_bool stop;            /* tells the delivery thread to return */
-	/* Used by whichever thread serves the main queue (one at a time): */
+	atomic_bool stop;
+	atomic_int_least64_t deadline_ms; /* when stopping: give up on the buffer then */
+	uint64_t abandoned;               /* entries left in the buffer at the deadline */
+	/* The Kafka thread's (mosquitto's thread's once the Kafka thread has stopped): */
+	struct mqk_scratch scratch;
 	bool closing; /* purged records are summed up, not logged one by one */
-	struct mqk_ratelimit rl_failed;
-	struct mqk_ratelimit rl_error;
+	struct mqk_ratelimit rl_failed, rl_error, rl_bad_topic, rl_too_large, rl_refused;
 };
-
-/* How long the delivery thread blocks in rd_kafka_poll: bounds how long stopping takes. */
-#define DELIVERY_POLL_MS 100
 
 static const struct {
 	const char *name;
@@ -57,7 +75,14 @@ static const struct {
 	{"linger.ms", "5"},
 };
 
-/* Delivery report. Runs on the delivery thread (inside rd_kafka_poll). */
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Delivery report. Kafka thread (inside rd_kafka_poll). */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	struct mqk_producer *p = opaque;
@@ -65,12 +90,12 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
 	(void)rk;
 	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		atomic_fetch_add_explicit(&route->counters.delivered, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&p->totals->delivered, 1, memory_order_relaxed);
+		counter__inc(&route->counters.delivered);
+		counter__inc(&p->totals->delivered);
 		return;
 	}
-	atomic_fetch_add_explicit(&route->counters.failed, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&p->totals->failed, 1, memory_order_relaxed);
+	counter__inc(&route->counters.failed);
+	counter__inc(&p->totals->failed);
 	if (!p->closing) {
 		log__deferred_ratelimited(&p->rl_failed, MOSQ_LOG_ERR,
 					  "route %s: a record to Kafka topic %s failed: %s",
@@ -79,7 +104,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	}
 }
 
-/* librdkafka's log lines, to mosquitto's log. Runs on the delivery thread. */
+/* librdkafka's log lines, to mosquitto's log. Kafka thread. */
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	int mosq_level = level <= LOG_ERR       ? MOSQ_LOG_ERR
@@ -90,7 +115,7 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 	log__deferred(mosq_level, "librdkafka %s: %s", fac, buf);
 }
 
-/* Errors not tied to one record: brokers down, authentication, ... Delivery thread. */
+/* Errors not tied to one record: brokers down, authentication, ... Kafka thread. */
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	struct mqk_producer *p = opaque;
@@ -155,83 +180,12 @@ error:
 	return NULL;
 }
 
-/* The delivery thread: serves librdkafka's main queue until producer__close. */
-static void *delivery_thread(void *arg)
-{
-	struct mqk_producer *p = arg;
-
-	while (!atomic_load_explicit(&p->stop, memory_order_relaxed)) {
-		rd_kafka_poll(p->rk, DELIVERY_POLL_MS);
-	}
-	return NULL;
-}
-
-struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_counters *totals,
-				   char *errstr, size_t errstr_size)
-{
-	struct mqk_producer *p = calloc(1, sizeof(*p));
-	rd_kafka_conf_t *conf;
-	sigset_t all, old;
-	char why[512];
-
-	if (p == NULL) {
-		snprintf(errstr, errstr_size, "out of memory");
-		return NULL;
-	}
-	p->cfg = cfg;
-	p->totals = totals;
-	conf = build_conf(p, cfg, errstr, errstr_size);
-	if (conf == NULL) {
-		free(p);
-		return NULL;
-	}
-	/* librdkafka's threads and ours inherit this mask: signals stay mosquitto's. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)); /* takes conf on success */
-	if (p->rk != NULL) {
-		/* Logs come out of rd_kafka_poll, on the delivery thread, not librdkafka's. */
-		rd_kafka_set_log_queue(p->rk, NULL);
-		p->thread_started = pthread_create(&p->thread, NULL, delivery_thread, p) == 0;
-		if (p->thread_started) {
-			pthread_setname_np(p->thread, "mqk-delivery"); /* for top -H, perf */
-		}
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (p->rk == NULL) {
-		rd_kafka_conf_destroy(conf);
-		snprintf(errstr, errstr_size,
-			 "plugin_opt_kafka.*: librdkafka refused the configuration: %s", why);
-		free(p);
-		return NULL;
-	}
-	if (!p->thread_started) {
-		snprintf(errstr, errstr_size, "cannot start the delivery thread");
-		producer__close(p, 0);
-		return NULL;
-	}
-
-	for (int i = 0; i < cfg->route_count; i++) {
-		struct mqk_route *r = &cfg->routes[i];
-		if (r->topic.is_static) {
-			r->rkt = rd_kafka_topic_new(p->rk, r->topic.source, NULL);
-			if (r->rkt == NULL) {
-				snprintf(errstr, errstr_size, "plugin_opt_route_%s: topic '%s': %s",
-					 r->name, r->topic.source,
-					 rd_kafka_err2str(rd_kafka_last_error()));
-				producer__close(p, 0);
-				return NULL;
-			}
-		}
-	}
-	return p;
-}
-
-rd_kafka_resp_err_t producer__send(struct mqk_producer *p, struct mqk_record *rec)
+/* Hands rec to librdkafka. Kafka thread. On success the headers are librdkafka's. */
+static rd_kafka_resp_err_t send_record(struct mqk_producer *p, struct mqk_record *rec)
 {
 	rd_kafka_resp_err_t err;
 
-	/* The broker owns rec->value: RD_KAFKA_MSG_F_COPY makes librdkafka copy it. */
+	/* The entry owns rec->value: RD_KAFKA_MSG_F_COPY makes librdkafka copy it. */
 	if (rec->rkt) {
 		err = rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(rec->rkt),
 					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -250,32 +204,221 @@ rd_kafka_resp_err_t producer__send(struct mqk_producer *p, struct mqk_record *re
 					RD_KAFKA_V_OPAQUE(rec->route), RD_KAFKA_V_END);
 	}
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		rec->headers = NULL; /* librdkafka's now */
+		rec->headers = NULL;
 	}
 	return err;
 }
 
-int producer__in_flight(struct mqk_producer *p)
+/*
+ * One entry -> one record -> librdkafka. Kafka thread. Returns false when librdkafka's
+ * queue is full: the entry stays in the buffer and is tried again.
+ */
+static bool produce_entry(struct mqk_producer *p, struct mqk_entry *e)
 {
-	const struct mqk_counters *t = p->totals;
-	return (int)(t->produced - atomic_load_explicit(&t->delivered, memory_order_relaxed) -
-		     atomic_load_explicit(&t->failed, memory_order_relaxed));
+	struct mqk_route *route = &p->cfg->routes[e->route];
+	struct mqk_message msg;
+	struct mqk_record rec;
+	rd_kafka_resp_err_t err;
+
+	capture__read(e, &msg);
+	switch (record__build(&rec, route, &msg, e->seq, p->origin, &p->scratch)) {
+	case MQK_BUILD_OK:
+		break;
+	case MQK_BUILD_BAD_TOPIC:
+		counter__inc(&route->counters.bad_topic);
+		counter__inc(&p->totals->bad_topic);
+		log__deferred_ratelimited(&p->rl_bad_topic, MOSQ_LOG_WARNING,
+					  "route %s: '%s' from client '%s' gives an invalid Kafka "
+					  "topic name for '%s': not forwarded",
+					  route->name, msg.topic, msg.client_id, route->topic.source);
+		return true;
+	case MQK_BUILD_REFUSED:
+		atomic_fetch_add(&route->counters.refused, 1);
+		atomic_fetch_add(&p->totals->refused, 1);
+		log__deferred_ratelimited(&p->rl_refused, MOSQ_LOG_ERR,
+					  "route %s: could not build a record for '%s' (out of "
+					  "memory, or a key over %zu bytes): not forwarded",
+					  route->name, msg.topic, p->scratch.key_size);
+		return true;
+	}
+
+	err = send_record(p, &rec);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		counter__inc(&route->counters.produced);
+		counter__inc(&p->totals->produced);
+		return true;
+	}
+	record__discard(&rec);
+	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+		return false;
+	}
+	if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+		counter__inc(&route->counters.too_large);
+		counter__inc(&p->totals->too_large);
+		log__deferred_ratelimited(&p->rl_too_large, MOSQ_LOG_ERR,
+					  "route %s: a %zu-byte record for '%s' is over "
+					  "message.max.bytes: not forwarded",
+					  route->name, rec.value_len, msg.topic);
+	} else {
+		atomic_fetch_add(&route->counters.refused, 1);
+		atomic_fetch_add(&p->totals->refused, 1);
+		log__deferred_ratelimited(&p->rl_refused, MOSQ_LOG_ERR,
+					  "route %s: librdkafka refused a record for '%s': %s",
+					  route->name, msg.topic, rd_kafka_err2str(err));
+	}
+	return true;
+}
+
+/* Produces what the buffer holds. Kafka thread. Returns false when blocked (queue full). */
+static bool drain(struct mqk_producer *p)
+{
+	struct mqk_entry *e;
+	int n = 0;
+
+	while ((e = buffer__peek(p->buf)) != NULL) {
+		if (!produce_entry(p, e)) {
+			return false;
+		}
+		capture__discard(e);
+		buffer__release(p->buf, e);
+		if (++n % POLL_EVERY == 0) {
+			rd_kafka_poll(p->rk, 0);
+		}
+	}
+	return true;
+}
+
+/* Drops what is left in the buffer at the shutdown deadline. Kafka thread. */
+static void abandon(struct mqk_producer *p)
+{
+	struct mqk_entry *e;
+
+	while ((e = buffer__peek(p->buf)) != NULL) {
+		p->abandoned++;
+		capture__discard(e);
+		buffer__release(p->buf, e);
+	}
+}
+
+static void *kafka_thread(void *arg)
+{
+	struct mqk_producer *p = arg;
+
+	for (;;) {
+		bool blocked = !drain(p);
+		rd_kafka_poll(p->rk, 0);
+		if (atomic_load(&p->stop)) {
+			if (buffer__is_empty(p->buf)) {
+				break;
+			}
+			if (monotonic_ms() >= atomic_load(&p->deadline_ms)) {
+				abandon(p);
+				break;
+			}
+		}
+		if (blocked) {
+			buffer__sleep(p->buf, BLOCKED_SLEEP_MS, true);
+		} else {
+			buffer__sleep(p->buf, IDLE_SLEEP_MS, false);
+		}
+	}
+	return NULL;
+}
+
+struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_buffer *buf,
+				   const struct mqk_origin *origin, struct mqk_counters *totals,
+				   char *errstr, size_t errstr_size)
+{
+	/* An eventfd wants 8-byte writes: librdkafka writes this when its queue wakes up. */
+	static const uint64_t one = 1;
+	struct mqk_producer *p = calloc(1, sizeof(*p));
+	rd_kafka_conf_t *conf;
+	rd_kafka_queue_t *mainq;
+	sigset_t all, old;
+	char why[512];
+
+	if (p == NULL || record__scratch_init(&p->scratch)) {
+		snprintf(errstr, errstr_size, "out of memory");
+		free(p);
+		return NULL;
+	}
+	p->cfg = cfg;
+	p->buf = buf;
+	p->origin = origin;
+	p->totals = totals;
+	conf = build_conf(p, cfg, errstr, errstr_size);
+	if (conf == NULL) {
+		record__scratch_free(&p->scratch);
+		free(p);
+		return NULL;
+	}
+	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)); /* takes conf on success */
+	if (p->rk == NULL) {
+		rd_kafka_conf_destroy(conf);
+		snprintf(errstr, errstr_size,
+			 "plugin_opt_kafka.*: librdkafka refused the configuration: %s", why);
+		record__scratch_free(&p->scratch);
+		free(p);
+		return NULL;
+	}
+	/* Logs come out of rd_kafka_poll on the Kafka thread, not from librdkafka's. */
+	rd_kafka_set_log_queue(p->rk, NULL);
+	mainq = rd_kafka_queue_get_main(p->rk);
+	rd_kafka_queue_io_event_enable(mainq, buf->wake_fd, &one, sizeof(one));
+	rd_kafka_queue_destroy(mainq);
+
+	for (int i = 0; i < cfg->route_count; i++) {
+		struct mqk_route *r = &cfg->routes[i];
+		if (r->topic.is_static) {
+			r->rkt = rd_kafka_topic_new(p->rk, r->topic.source, NULL);
+			if (r->rkt == NULL) {
+				snprintf(errstr, errstr_size, "plugin_opt_route_%s: topic '%s': %s",
+					 r->name, r->topic.source,
+					 rd_kafka_err2str(rd_kafka_last_error()));
+				producer__close(p, 0);
+				return NULL;
+			}
+		}
+	}
+
+	/* The thread inherits this mask: signals stay mosquitto's business. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	p->thread_started = pthread_create(&p->thread, NULL, kafka_thread, p) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!p->thread_started) {
+		snprintf(errstr, errstr_size, "cannot start the Kafka thread");
+		producer__close(p, 0);
+		return NULL;
+	}
+	pthread_setname_np(p->thread, "mqk-kafka"); /* for top -H, perf */
+	return p;
+}
+
+uint64_t producer__in_flight(const struct mqk_counters *c)
+{
+	return counter__get(&c->produced) - counter__get(&c->delivered) - counter__get(&c->failed);
 }
 
 int producer__close(struct mqk_producer *p, int timeout_ms)
 {
-	int left;
+	int64_t deadline = monotonic_ms() + timeout_ms;
+	uint64_t left;
 
 	if (p == NULL) {
 		return 0;
 	}
 	if (p->thread_started) {
+		/* The thread produces what the buffer holds, until the deadline. */
+		atomic_store(&p->deadline_ms, deadline);
 		atomic_store(&p->stop, true);
+		buffer__wake(p->buf);
 		pthread_join(p->thread, NULL);
 	}
-	/* From here on this thread serves the main queue. */
-	rd_kafka_flush(p->rk, timeout_ms); /* serves delivery reports while it waits */
-	left = producer__in_flight(p);
+	/* From here on mosquitto's thread serves librdkafka's main queue. */
+	int64_t remaining = deadline - monotonic_ms();
+	rd_kafka_flush(p->rk, remaining > 0 ? (int)remaining : 0);
+	left = producer__in_flight(p->totals);
 	if (left > 0) {
 		/* What Kafka did not take in time: reported as failed (purged), and lost. */
 		p->closing = true;
@@ -290,6 +433,8 @@ int producer__close(struct mqk_producer *p, int timeout_ms)
 	}
 	rd_kafka_destroy(p->rk);
 	log__drain();
+	left += p->abandoned;
+	record__scratch_free(&p->scratch);
 	free(p);
-	return left;
+	return (int)left;
 }

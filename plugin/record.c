@@ -1,18 +1,15 @@
 /*
- * record.c - one MQTT message, one route -> one Kafka record: topic, key, headers, value.
+ * record.c - one captured message, one route -> one Kafka record: topic, key, headers,
+ * value. Runs on the Kafka thread (producer.c), from a buffer entry.
  *
- * This is the per-message work on mosquitto's thread, so it is kept lean: templates are
- * compiled at start-up, strings are expanded into scratch buffers reused from message
- * to message, constant header values are static strings, and the only allocations are
- * librdkafka's header list (which librdkafka takes over) and, for format=json, cJSON's.
- * The payload is not copied here: producer.c lets librdkafka copy it once.
+ * Templates are compiled at start-up, strings are expanded into scratch buffers reused
+ * from record to record, constant header values are static strings, and the only
+ * allocations are librdkafka's header list (which librdkafka takes over) and, for
+ * format=json, cJSON's. The payload is not copied here: librdkafka copies it once.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include <mosquitto.h>
-#include <mosquitto_broker.h>
-#include <mqtt_protocol.h>
 
 #include "mosquitto_kafka.h"
 #include "mqk.h"
@@ -71,61 +68,41 @@ void record__origin_init(struct mqk_origin *origin, const char *broker_id, int64
 	origin->boot_len = record__u64_to_str((uint64_t)boot_us, origin->boot_str);
 }
 
-/*
- * MQTT v5 properties -> headers. The property readers allocate copies (the broker's
- * allocator): each is given back with mosquitto_free.
- */
-static void add_property_headers(rd_kafka_headers_t *hdrs, const void *props,
+/* MQTT v5 properties (capture.c's compact form) -> headers. */
+static void add_property_headers(rd_kafka_headers_t *hdrs, const struct mqk_message *msg,
 				 struct mqk_scratch *scratch)
 {
 	const size_t prefix = sizeof(MQK_HDR_USER_PREFIX) - 1;
+	const char *cursor = msg->props, *end = msg->props + msg->props_len;
+	const char *name, *value;
+	uint32_t name_len, value_len;
+	int id;
 
-	for (const mosquitto_property *p = props; p; p = mosquitto_property_next(p)) {
-		int id = mosquitto_property_identifier(p);
-		char *name = NULL, *value = NULL;
-		void *data = NULL;
-		uint16_t len = 0;
-		uint8_t byte;
-
+	while (capture__next_prop(&cursor, end, &id, &name, &name_len, &value, &value_len)) {
 		switch (id) {
-		case MQTT_PROP_USER_PROPERTY:
-			if (mosquitto_property_read_string_pair(p, id, &name, &value, false)) {
-				size_t name_len = strlen(name);
-				if (prefix + name_len < scratch->name_size) {
-					memcpy(scratch->name + prefix, name, name_len + 1);
-					rd_kafka_header_add(hdrs, scratch->name,
-							    (ssize_t)(prefix + name_len), value, -1);
-				}
+		case MQK_PROP_USER_PROPERTY:
+			if (prefix + name_len < scratch->name_size) {
+				memcpy(scratch->name + prefix, name, name_len);
+				rd_kafka_header_add(hdrs, scratch->name, (ssize_t)(prefix + name_len),
+						    value, value_len);
 			}
 			break;
-		case MQTT_PROP_CONTENT_TYPE:
-			if (mosquitto_property_read_string(p, id, &value, false)) {
-				rd_kafka_header_add(hdrs, MQK_HDR_CONTENT_TYPE, -1, value, -1);
-			}
+		case MQK_PROP_CONTENT_TYPE:
+			rd_kafka_header_add(hdrs, MQK_HDR_CONTENT_TYPE, -1, value, value_len);
 			break;
-		case MQTT_PROP_RESPONSE_TOPIC:
-			if (mosquitto_property_read_string(p, id, &value, false)) {
-				rd_kafka_header_add(hdrs, MQK_HDR_RESPONSE_TOPIC, -1, value, -1);
-			}
+		case MQK_PROP_RESPONSE_TOPIC:
+			rd_kafka_header_add(hdrs, MQK_HDR_RESPONSE_TOPIC, -1, value, value_len);
 			break;
-		case MQTT_PROP_CORRELATION_DATA:
-			if (mosquitto_property_read_binary(p, id, &data, &len, false)) {
-				rd_kafka_header_add(hdrs, MQK_HDR_CORRELATION_DATA, -1,
-						    data ? data : "", len);
-			}
+		case MQK_PROP_CORRELATION_DATA:
+			rd_kafka_header_add(hdrs, MQK_HDR_CORRELATION_DATA, -1, value, value_len);
 			break;
-		case MQTT_PROP_PAYLOAD_FORMAT_INDICATOR:
-			if (mosquitto_property_read_byte(p, id, &byte, false)) {
-				rd_kafka_header_add(hdrs, MQK_HDR_PAYLOAD_FORMAT, -1,
-						    byte ? "1" : "0", 1);
-			}
+		case MQK_PROP_PAYLOAD_FORMAT:
+			rd_kafka_header_add(hdrs, MQK_HDR_PAYLOAD_FORMAT, -1,
+					    value_len && value[0] ? "1" : "0", 1);
 			break;
 		default:
 			break;
 		}
-		mosquitto_free(name);
-		mosquitto_free(value);
-		mosquitto_free(data);
 	}
 }
 
@@ -151,15 +128,15 @@ static rd_kafka_headers_t *build_headers(const struct mqk_route *route,
 	rd_kafka_header_add(hdrs, MQK_HDR_ROUTE, -1, route->name, -1);
 	rd_kafka_header_add(hdrs, MQK_HDR_SEQ, -1, seq_str, (ssize_t)seq_len);
 	rd_kafka_header_add(hdrs, MQK_HDR_BOOT, -1, origin->boot_str, (ssize_t)origin->boot_len);
-	if (msg->properties) {
-		add_property_headers(hdrs, msg->properties, scratch);
+	if (msg->props_len) {
+		add_property_headers(hdrs, msg, scratch);
 	}
 	return hdrs;
 }
 
 enum mqk_build_error record__build(struct mqk_record *rec, struct mqk_route *route,
-				   const struct mqk_message *msg, const struct mqk_origin *origin,
-				   struct mqk_scratch *scratch)
+				   const struct mqk_message *msg, uint64_t seq,
+				   const struct mqk_origin *origin, struct mqk_scratch *scratch)
 {
 	const struct mqk_msg_ctx ctx = {
 		.topic = msg->topic,
@@ -168,7 +145,6 @@ enum mqk_build_error record__build(struct mqk_record *rec, struct mqk_route *rou
 		.broker_id = origin->broker_id,
 		.filter = route->filter,
 	};
-	uint64_t seq = ++route->seq;
 	int n;
 
 	memset(rec, 0, sizeof(*rec));

@@ -18,45 +18,29 @@
 #include "mqk.h"
 
 static const char *const counter_names[] = {
-	"matched", "produced", "delivered", "failed", "queue_full", "bad_topic", "too_large", "refused",
+	"matched",     "produced",  "delivered", "failed",
+	"buffer_full", "bad_topic", "too_large", "refused",
 };
 #define N_COUNTERS (sizeof(counter_names) / sizeof(counter_names[0]))
 /* Per scope (totals, then each route): the counters, then in_flight. */
 #define PER_SCOPE (N_COUNTERS + 1)
-/* Totals only: received, unrouted, excluded. */
-#define TOTALS_ONLY 3
+/* Totals only: received, unrouted, excluded, buffered_bytes. */
+#define TOTALS_ONLY 4
 
-/* The i-th of counter_names. delivered and failed are the delivery thread's. */
+/* The i-th of counter_names. */
 static uint64_t get(const struct mqk_counters *c, size_t i)
 {
-	switch (i) {
-	case 0:
-		return c->matched;
-	case 1:
-		return c->produced;
-	case 2:
-		return atomic_load_explicit(&c->delivered, memory_order_relaxed);
-	case 3:
-		return atomic_load_explicit(&c->failed, memory_order_relaxed);
-	case 4:
-		return c->queue_full;
-	case 5:
-		return c->bad_topic;
-	case 6:
-		return c->too_large;
-	default:
-		return c->refused;
-	}
-}
-
-static uint64_t in_flight(const struct mqk_counters *c)
-{
-	return c->produced - get(c, 2) - get(c, 3);
+	const atomic_uint_least64_t *fields[N_COUNTERS] = {
+		&c->matched,     &c->produced,  &c->delivered, &c->failed,
+		&c->buffer_full, &c->bad_topic, &c->too_large, &c->refused,
+	};
+	return counter__get(fields[i]);
 }
 
 int stats__init(struct mqk_stats *st, const struct mqk_config *cfg)
 {
-	static const char *const totals_only[TOTALS_ONLY] = {"received", "unrouted", "excluded"};
+	static const char *const totals_only[TOTALS_ONLY] = {"received", "unrouted", "excluded",
+							     "buffered_bytes"};
 	int n = 0;
 	char topic[256];
 
@@ -103,10 +87,11 @@ static void publish_scope(char **topics, const struct mqk_counters *c)
 	for (size_t i = 0; i < N_COUNTERS; i++) {
 		publish(topics[i], get(c, i));
 	}
-	publish(topics[N_COUNTERS], in_flight(c));
+	publish(topics[N_COUNTERS], producer__in_flight(c));
 }
 
-void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now)
+void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
+		 size_t buffered_bytes)
 {
 	char **t = st->topics;
 
@@ -117,6 +102,7 @@ void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now)
 	publish(t[0], st->received);
 	publish(t[1], st->unrouted);
 	publish(t[2], st->excluded);
+	publish(t[3], buffered_bytes);
 	publish_scope(t + TOTALS_ONLY, &st->totals);
 	for (int r = 0; r < cfg->route_count; r++) {
 		publish_scope(t + TOTALS_ONLY + PER_SCOPE * (size_t)(r + 1), &cfg->routes[r].counters);
@@ -126,13 +112,13 @@ void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now)
 static void log_scope(const char *scope, const struct mqk_counters *c)
 {
 	log__printf(MOSQ_LOG_NOTICE,
-		    "%s: matched %llu, produced %llu, delivered %llu, failed %llu, queue_full %llu, "
+		    "%s: matched %llu, produced %llu, delivered %llu, failed %llu, buffer_full %llu, "
 		    "bad_topic %llu, too_large %llu, refused %llu, in_flight %llu",
-		    scope, (unsigned long long)c->matched, (unsigned long long)c->produced,
+		    scope, (unsigned long long)get(c, 0), (unsigned long long)get(c, 1),
 		    (unsigned long long)get(c, 2), (unsigned long long)get(c, 3),
-		    (unsigned long long)c->queue_full, (unsigned long long)c->bad_topic,
-		    (unsigned long long)c->too_large, (unsigned long long)c->refused,
-		    (unsigned long long)in_flight(c));
+		    (unsigned long long)get(c, 4), (unsigned long long)get(c, 5),
+		    (unsigned long long)get(c, 6), (unsigned long long)get(c, 7),
+		    (unsigned long long)producer__in_flight(c));
 }
 
 void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg)

@@ -460,7 +460,7 @@ received = 0
 for b in brokers:
     s = sysc[b]
     received += int(s.get("received", "0"))
-    for k in ("failed", "queue_full", "bad_topic", "too_large", "refused", "in_flight"):
+    for k in ("failed", "buffer_full", "bad_topic", "too_large", "refused", "in_flight"):
         if s.get(k, "0") != "0":
             problems.append("%s: $SYS/broker/kafka/%s is %s" % (b, k, s[k]))
 if received != sum(int(n) for _, _, n in clients):

@@ -1,0 +1,159 @@
+/*
+ * buffer.c - the hand-off between mosquitto's thread and the Kafka thread.
+ *
+ * A single-producer single-consumer ring of bytes. mosquitto's thread (the only
+ * producer) reserves room for one entry, copies the message into it and commits it;
+ * the Kafka thread (the only consumer) reads entries in order and releases them once
+ * librdkafka has taken the record. Entries are contiguous: one that does not fit before
+ * the end of the ring is preceded by a padding entry and starts again at offset 0.
+ *
+ * head and tail only grow (64-bit byte offsets, reduced modulo the capacity when used),
+ * so used = head - tail needs no other state. The producer writes head, the consumer
+ * tail; each reads the other's with acquire ordering, which makes the bytes of an entry
+ * visible before its commit is.
+ *
+ * Waking: the consumer sleeps in poll() on an eventfd. Before sleeping it sets
+ * `sleeping` and checks the ring once more; after a commit the producer checks
+ * `sleeping` and writes the eventfd only then. Both are sequentially consistent, so one
+ * of the two always sees the other: no lost wake-up, and under load (the consumer busy)
+ * no system call on mosquitto's thread.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "mqk.h"
+
+#define PAD_ROUTE 0xFFFF
+
+static uint32_t aligned(size_t n)
+{
+	return (uint32_t)((n + 7) & ~(size_t)7);
+}
+
+int buffer__init(struct mqk_buffer *b, size_t capacity)
+{
+	size_t cap = 4096;
+
+	memset(b, 0, sizeof(*b));
+	while (cap < capacity) {
+		cap <<= 1;
+	}
+	/* Pages are only touched as the ring fills: an idle plugin does not cost them. */
+	b->data = malloc(cap);
+	b->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (b->data == NULL || b->wake_fd < 0) {
+		buffer__free(b);
+		return -1;
+	}
+	b->capacity = cap;
+	return 0;
+}
+
+void buffer__free(struct mqk_buffer *b)
+{
+	free(b->data);
+	if (b->wake_fd >= 0) {
+		close(b->wake_fd);
+	}
+	memset(b, 0, sizeof(*b));
+	b->wake_fd = -1;
+}
+
+struct mqk_entry *buffer__reserve(struct mqk_buffer *b, size_t size)
+{
+	uint32_t need = aligned(size);
+	uint64_t head = b->head_local;
+	uint64_t tail = atomic_load_explicit(&b->tail, memory_order_acquire);
+	size_t pos = (size_t)(head & (b->capacity - 1));
+	size_t to_end = b->capacity - pos;
+	size_t pad = need > to_end ? to_end : 0;
+
+	if (need > b->capacity / 2 || head + pad + need - tail > b->capacity) {
+		return NULL;
+	}
+	if (pad) {
+		struct mqk_entry *p = (struct mqk_entry *)(b->data + pos);
+		p->size = (uint32_t)pad;
+		p->route = PAD_ROUTE;
+		head += pad;
+		pos = 0;
+	}
+	b->head_local = head;
+	b->reserved = need;
+	return (struct mqk_entry *)(b->data + pos);
+}
+
+void buffer__commit(struct mqk_buffer *b, struct mqk_entry *e)
+{
+	e->size = b->reserved;
+	b->head_local += b->reserved;
+	atomic_store_explicit(&b->head, b->head_local, memory_order_seq_cst);
+	if (atomic_load_explicit(&b->sleeping, memory_order_seq_cst)) {
+		buffer__wake(b);
+	}
+}
+
+void buffer__wake(struct mqk_buffer *b)
+{
+	uint64_t one = 1;
+	/* EAGAIN: the counter is saturated, a wake-up is pending anyway. */
+	(void)!write(b->wake_fd, &one, sizeof(one));
+}
+
+struct mqk_entry *buffer__peek(struct mqk_buffer *b)
+{
+	for (;;) {
+		uint64_t head = atomic_load_explicit(&b->head, memory_order_acquire);
+		uint64_t tail = b->tail_local;
+		if (tail == head) {
+			return NULL;
+		}
+		struct mqk_entry *e = (struct mqk_entry *)(b->data + (tail & (b->capacity - 1)));
+		if (e->route != PAD_ROUTE) {
+			return e;
+		}
+		b->tail_local += e->size;
+		atomic_store_explicit(&b->tail, b->tail_local, memory_order_release);
+	}
+}
+
+void buffer__release(struct mqk_buffer *b, struct mqk_entry *e)
+{
+	b->tail_local += e->size;
+	atomic_store_explicit(&b->tail, b->tail_local, memory_order_release);
+}
+
+bool buffer__is_empty(struct mqk_buffer *b)
+{
+	return atomic_load_explicit(&b->head, memory_order_acquire) == b->tail_local;
+}
+
+size_t buffer__used(struct mqk_buffer *b)
+{
+	return (size_t)(atomic_load_explicit(&b->head, memory_order_relaxed) -
+			atomic_load_explicit(&b->tail, memory_order_relaxed));
+}
+
+void buffer__sleep(struct mqk_buffer *b, int timeout_ms, bool blocked)
+{
+	struct pollfd pfd = {.fd = b->wake_fd, .events = POLLIN};
+	uint64_t count;
+
+	/*
+	 * Blocked (entries wait, librdkafka's queue is full): only librdkafka's events can
+	 * help, so commits are not asked to wake this thread.
+	 */
+	if (!blocked) {
+		atomic_store_explicit(&b->sleeping, true, memory_order_seq_cst);
+	}
+	if (blocked || atomic_load_explicit(&b->head, memory_order_seq_cst) == b->tail_local) {
+		while (poll(&pfd, 1, timeout_ms) < 0 && errno == EINTR) {
+		}
+	}
+	atomic_store_explicit(&b->sleeping, false, memory_order_relaxed);
+	(void)!read(b->wake_fd, &count, sizeof(count));
+}
