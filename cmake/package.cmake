@@ -8,7 +8,7 @@
 #   /etc/mosquitto/conf.d/mosquitto-kafka.conf       all comments: enables nothing (conffile)
 #   /usr/bin/mqk-devkafka                            a mock Kafka cluster for trying it out
 #   /usr/include/mosquitto_kafka.h                   header and envelope names for consumers
-#   /usr/share/doc/mosquitto-kafka/{README.md,copyright,configuration.md}
+#   /usr/share/doc/mosquitto-kafka/{README.md,copyright}
 #
 # Depends are computed by dpkg-shlibdeps (librdkafka1, libcjson1, libc6) plus mosquitto.
 # The plugin's mosquitto_* symbols are resolved from the broker at load time, so
@@ -69,9 +69,5 @@ License: EPL-2.0 or EDL-1.0
 ")
 install(FILES "${MQK_COPYRIGHT_FILE}" DESTINATION ${CMAKE_INSTALL_DOCDIR}
         PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
-if(EXISTS "${PROJECT_SOURCE_DIR}/docs/configuration.md")
-    install(FILES "${PROJECT_SOURCE_DIR}/docs/configuration.md" DESTINATION ${CMAKE_INSTALL_DOCDIR}
-            PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
-endif()
 
 include(CPack)
