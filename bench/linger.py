@@ -39,6 +39,22 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
+def thread_cpu(pid):
+    """CPU seconds per thread name of process pid (threads of one name are summed)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                head, rest = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        name = head.split("(", 1)[1]
+        fields = rest.split()
+        name = "rdkafka" if name.startswith("rdk:") else name
+        out[name] = out.get(name, 0) + (int(fields[11]) + int(fields[12])) / TICKS
+    return out
+
+
 def percentile(sorted_values, p):
     if not sorted_values:
         return float("nan")
@@ -89,6 +105,7 @@ def one_run(linger, rate, seconds, clients=20):
         time.sleep(3)
         pubs = [h.Client(broker.port, client_id=f"ue-{i:03d}") for i in range(clients)]
         cpu0 = cpu_seconds(broker.pid)
+        threads0 = thread_cpu(broker.pid)
         start = time.monotonic()
         for n in range(expected):
             due = start + n / rate
@@ -100,15 +117,17 @@ def one_run(linger, rate, seconds, clients=20):
         deadline = time.monotonic() + 30
         latencies = results.get(timeout=40) if linger is not None else []
         cpu = cpu_seconds(broker.pid) - cpu0
+        threads = {k: (v - threads0.get(k, 0)) / expected * 1e6
+                   for k, v in thread_cpu(broker.pid).items()}
         reader.join(10)
         if linger is None:
             return {"cpu_us": cpu / expected * 1e6, "p50": float("nan"), "p99": float("nan"),
-                    "max": float("nan")}
+                    "max": float("nan"), "threads": threads}
         if len(latencies) < expected:
             raise SystemExit(f"linger.ms={linger}: {len(latencies)} of {expected} arrived")
         lat = sorted(latencies)
         return {"cpu_us": cpu / expected * 1e6, "p50": percentile(lat, 50),
-                "p99": percentile(lat, 99), "max": lat[-1]}
+                "p99": percentile(lat, 99), "max": lat[-1], "threads": threads}
     finally:
         for p in pubs:
             p.close()
@@ -129,7 +148,9 @@ def main():
     for r in range(args.rounds):
         for v in lingers:
             res = one_run(v, args.rate, args.seconds)
-            print(f"round {r + 1} linger.ms={v if v is not None else '(no plugin)'}: {res['cpu_us']:.1f} µs CPU/msg, "
+            split = ", ".join(f"{k} {t:.1f}" for k, t in sorted(res["threads"].items()))
+            print(f"round {r + 1} linger.ms={v if v is not None else '(no plugin)'}: "
+                  f"{res['cpu_us']:.1f} µs CPU/msg ({split}), "
                   f"p50 {res['p50']:.1f} ms, p99 {res['p99']:.1f} ms", file=sys.stderr)
             results[v].append(res)
     print(f"\n{args.rate} msg/s QoS 0, 100-byte payloads, {args.seconds:g} s x {args.rounds} "

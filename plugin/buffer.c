@@ -138,19 +138,16 @@ size_t buffer__used(struct mqk_buffer *b)
 			atomic_load_explicit(&b->tail, memory_order_relaxed));
 }
 
-void buffer__sleep(struct mqk_buffer *b, int timeout_ms, bool blocked)
+void buffer__sleep(struct mqk_buffer *b, int timeout_ms, bool wake_on_commit)
 {
 	struct pollfd pfd = {.fd = b->wake_fd, .events = POLLIN};
 	uint64_t count;
 
-	/*
-	 * Blocked (entries wait, librdkafka's queue is full): only librdkafka's events can
-	 * help, so commits are not asked to wake this thread.
-	 */
-	if (!blocked) {
+	if (wake_on_commit) {
 		atomic_store_explicit(&b->sleeping, true, memory_order_seq_cst);
 	}
-	if (blocked || atomic_load_explicit(&b->head, memory_order_seq_cst) == b->tail_local) {
+	if (!wake_on_commit ||
+	    atomic_load_explicit(&b->head, memory_order_seq_cst) == b->tail_local) {
 		while (poll(&pfd, 1, timeout_ms) < 0 && errno == EINTR) {
 		}
 	}

@@ -261,10 +261,11 @@ bool buffer__is_empty(struct mqk_buffer *b);
 /* Bytes in use (approximate when read by neither P nor C). */
 size_t buffer__used(struct mqk_buffer *b);
 /*
- * (C) Sleeps until woken or timeout_ms. Not blocked: returns at once if an entry is
- * there, and a commit wakes it. Blocked: only the eventfd (librdkafka's events) does.
+ * (C) Sleeps until woken or timeout_ms. wake_on_commit: returns at once if an entry is
+ * there, and a commit wakes it; else only the eventfd's other writers (librdkafka's
+ * events) or the timeout end the sleep.
  */
-void buffer__sleep(struct mqk_buffer *b, int timeout_ms, bool blocked);
+void buffer__sleep(struct mqk_buffer *b, int timeout_ms, bool wake_on_commit);
 
 /* ---- capture (mosquitto's thread) and its reading (Kafka thread) -------------------- */
 
