@@ -135,7 +135,8 @@ bool buffer__is_empty(struct mqk_buffer *b)
 size_t buffer__used(struct mqk_buffer *b)
 {
 	return (size_t)(atomic_load_explicit(&b->head, memory_order_relaxed) -
-			atomic_load_explicit(&b->tail, memory_order_relaxed));
+			atomic_load_explicit(&b->tail, memory_order_relaxed)) +
+	       atomic_load_explicit(&b->external_bytes, memory_order_relaxed);
 }
 
 void buffer__sleep(struct mqk_buffer *b, int timeout_ms, bool wake_on_commit)

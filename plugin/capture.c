@@ -123,9 +123,14 @@ int capture__message(struct mqk_buffer *b, int route, uint64_t seq, const struct
 	size_t fixed = sizeof(struct mqk_entry) + topic_len + client_id_len + username_len + 3 +
 		       msg->props_len;
 	bool external = msg->payloadlen > b->capacity / EXTERNAL_SHARE;
-	struct mqk_entry *e = buffer__reserve(b, fixed + (external ? 0 : msg->payloadlen));
+	struct mqk_entry *e;
 	char *p;
 
+	/* Large payloads live outside the ring, but within its capacity all the same. */
+	if (external && buffer__used(b) + msg->payloadlen > b->capacity) {
+		return -1;
+	}
+	e = buffer__reserve(b, fixed + (external ? 0 : msg->payloadlen));
 	if (e == NULL) {
 		return -1;
 	}
@@ -163,6 +168,7 @@ int capture__message(struct mqk_buffer *b, int route, uint64_t seq, const struct
 			return -2; /* reserved, not committed: the room is reused next time */
 		}
 		memcpy(e->external, msg->payload, msg->payloadlen);
+		atomic_fetch_add(&b->external_bytes, msg->payloadlen);
 	} else if (msg->payloadlen) {
 		memcpy(p, msg->payload, msg->payloadlen);
 	}
@@ -190,8 +196,11 @@ void capture__read(const struct mqk_entry *e, struct mqk_message *msg)
 	msg->timestamp_ms = e->timestamp_ms;
 }
 
-void capture__discard(struct mqk_entry *e)
+void capture__discard(struct mqk_buffer *b, struct mqk_entry *e)
 {
-	free(e->external);
-	e->external = NULL;
+	if (e->external) {
+		atomic_fetch_sub(&b->external_bytes, e->payload_len);
+		free(e->external);
+		e->external = NULL;
+	}
 }

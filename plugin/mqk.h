@@ -243,6 +243,8 @@ struct mqk_buffer {
 	uint64_t tail_local;        /* (C) */
 	atomic_bool sleeping;       /* C is (about to be) asleep in buffer__sleep */
 	int wake_fd;                /* eventfd C sleeps on */
+	/* Payloads copied outside the ring (capture.c): they count against the capacity. */
+	atomic_size_t external_bytes;
 };
 
 int buffer__init(struct mqk_buffer *b, size_t capacity);
@@ -258,7 +260,7 @@ struct mqk_entry *buffer__peek(struct mqk_buffer *b);
 /* (C) Gives the oldest entry's room back to P. */
 void buffer__release(struct mqk_buffer *b, struct mqk_entry *e);
 bool buffer__is_empty(struct mqk_buffer *b);
-/* Bytes in use (approximate when read by neither P nor C). */
+/* Bytes in use, payloads kept outside the ring included (a snapshot for other threads). */
 size_t buffer__used(struct mqk_buffer *b);
 /*
  * (C) Sleeps until woken or timeout_ms. wake_on_commit: returns at once if an entry is
@@ -307,7 +309,7 @@ int capture__message(struct mqk_buffer *b, int route, uint64_t seq,
 /* Kafka thread: the message an entry holds (pointers into the entry). */
 void capture__read(const struct mqk_entry *e, struct mqk_message *msg);
 /* Kafka thread: frees what the entry owns outside the ring. */
-void capture__discard(struct mqk_entry *e);
+void capture__discard(struct mqk_buffer *b, struct mqk_entry *e);
 
 /* A Kafka record ready for producer__send. */
 struct mqk_record {

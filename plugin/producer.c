@@ -288,7 +288,7 @@ static bool drain(struct mqk_producer *p)
 		if (!produce_entry(p, e)) {
 			return false;
 		}
-		capture__discard(e);
+		capture__discard(p->buf, e);
 		buffer__release(p->buf, e);
 		if (++n % POLL_EVERY == 0) {
 			rd_kafka_poll(p->rk, 0);
@@ -304,7 +304,7 @@ static void abandon(struct mqk_producer *p)
 
 	while ((e = buffer__peek(p->buf)) != NULL) {
 		p->abandoned++;
-		capture__discard(e);
+		capture__discard(p->buf, e);
 		buffer__release(p->buf, e);
 	}
 }
