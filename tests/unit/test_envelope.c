@@ -23,6 +23,7 @@
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
 static struct mqk_origin origin;
+static struct mqk_bytes props_buf; /* capture__props's output for the current test */
 static char *buf;
 static size_t buf_size;
 static int buf_len;
@@ -43,7 +44,17 @@ static int teardown(void **state)
 	free(buf);
 	buf = NULL;
 	buf_size = 0;
+	free(props_buf.data);
+	memset(&props_buf, 0, sizeof(props_buf));
 	return 0;
+}
+
+/* Gives msg the properties of a broker list, as mosquitto's thread does (plugin.c). */
+static void set_props(struct mqk_message *msg, const mosquitto_property *props)
+{
+	assert_int_equal(capture__props(props, &props_buf), 0);
+	msg->props = props_buf.data;
+	msg->props_len = (uint32_t)props_buf.len;
 }
 
 static struct mqk_message message(const char *topic, const void *payload, size_t len)
@@ -438,7 +449,7 @@ static void test_properties(void **state)
 	assert_int_equal(mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "",
 							    ""),
 			 0);
-	msg.properties = props;
+	set_props(&msg, props);
 
 	cJSON *obj = encode(&msg, "r", 1);
 	cJSON *pairs = field(obj, MQK_ENV_USER_PROPERTIES);
@@ -472,7 +483,7 @@ static void test_properties(void **state)
 	/* Empty correlation data: "". */
 	assert_int_equal(mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, NULL, 0),
 			 0);
-	msg.properties = props;
+	set_props(&msg, props);
 	obj = encode(&msg, "r", 1);
 	assert_string_equal(string_field(obj, MQK_ENV_CORRELATION_DATA_BASE64), "");
 	assert_null(field(obj, MQK_ENV_USER_PROPERTIES));

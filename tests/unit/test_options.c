@@ -102,6 +102,7 @@ static void test_minimal_defaults(void **state)
 	assert_int_equal(cfg.kafka_prop_count, 0);
 	assert_int_equal(cfg.stats_interval, 10);
 	assert_int_equal(cfg.flush_timeout_ms, 10000);
+	assert_int_equal(cfg.buffer_mb, 64);
 }
 
 static void test_no_options_at_all(void **state)
@@ -331,6 +332,15 @@ static void test_numbers_in_range(void **state)
 	assert_ok(PARSE_BS("stats_interval", "1", "flush_timeout_ms", "1"));
 	assert_int_equal(cfg.stats_interval, 1);
 	assert_int_equal(cfg.flush_timeout_ms, 1);
+	assert_ok(PARSE_BS("buffer_mb", "1"));
+	assert_int_equal(cfg.buffer_mb, 1);
+	assert_ok(PARSE_BS("buffer_mb", " 4096\t"));
+	assert_int_equal(cfg.buffer_mb, 4096);
+	/* The numbers share a table: each lands in its own field. */
+	assert_ok(PARSE_BS("buffer_mb", "7", "stats_interval", "8", "flush_timeout_ms", "9"));
+	assert_int_equal(cfg.buffer_mb, 7);
+	assert_int_equal(cfg.stats_interval, 8);
+	assert_int_equal(cfg.flush_timeout_ms, 9);
 }
 
 /* ---- errors ------------------------------------------------------------------------ */
@@ -362,6 +372,10 @@ static void test_numbers_out_of_range(void **state)
 		 "plugin_opt_flush_timeout_ms: '-5' is not a number of milliseconds (0..600000)"},
 		{"flush_timeout_ms", "1.5",
 		 "plugin_opt_flush_timeout_ms: '1.5' is not a number of milliseconds (0..600000)"},
+		{"buffer_mb", "0", "plugin_opt_buffer_mb: '0' is not a number of MiB (1..4096)"},
+		{"buffer_mb", "4097", "plugin_opt_buffer_mb: '4097' is not a number of MiB (1..4096)"},
+		{"buffer_mb", "-1", "plugin_opt_buffer_mb: '-1' is not a number of MiB (1..4096)"},
+		{"buffer_mb", "64M", "plugin_opt_buffer_mb: '64M' is not a number of MiB (1..4096)"},
 	};
 
 	(void)state;
@@ -386,15 +400,15 @@ static void test_unknown_option(void **state)
 	assert_fails(PARSE_BS("bootstrap_server", "k:9092"),
 		     "plugin_opt_bootstrap_server: unknown option (known: bootstrap_servers, "
 		     "broker_id, route_<name>, exclude, kafka.<librdkafka property>, "
-		     "stats_interval, flush_timeout_ms)");
+		     "stats_interval, flush_timeout_ms, buffer_mb)");
 	assert_fails(PARSE_BS("route", "a -> t"),
 		     "plugin_opt_route: unknown option (known: bootstrap_servers, broker_id, "
 		     "route_<name>, exclude, kafka.<librdkafka property>, stats_interval, "
-		     "flush_timeout_ms)");
+		     "flush_timeout_ms, buffer_mb)");
 	assert_fails(PARSE_BS("kafka", "x"),
 		     "plugin_opt_kafka: unknown option (known: bootstrap_servers, broker_id, "
 		     "route_<name>, exclude, kafka.<librdkafka property>, stats_interval, "
-		     "flush_timeout_ms)");
+		     "flush_timeout_ms, buffer_mb)");
 }
 
 static void test_duplicates(void **state)
@@ -408,6 +422,8 @@ static void test_duplicates(void **state)
 		     "plugin_opt_stats_interval: given twice");
 	assert_fails(PARSE_BS("flush_timeout_ms", "5", "flush_timeout_ms", "6"),
 		     "plugin_opt_flush_timeout_ms: given twice");
+	assert_fails(PARSE_BS("buffer_mb", "5", "buffer_mb", "5"),
+		     "plugin_opt_buffer_mb: given twice");
 	assert_fails(PARSE_BS("kafka.linger.ms", "5", "kafka.linger.ms", "10"),
 		     "plugin_opt_kafka.linger.ms: given twice ('5' and '10')");
 	assert_fails(PARSE_BS("route_r", "a -> t", "route_r", "b -> u"),
@@ -466,7 +482,7 @@ static void test_route_sys_control(void **state)
 }
 
 /*
- * Only the $SYS and $CONTROL levels are reserved (route.c's rule, docs/configuration.md:
+ * Only the $SYS and $CONTROL levels are reserved (route.c's rule, README.md:
  * "Filters on $SYS/... and $CONTROL/... are refused"): a topic tree such as
  * "$SYSTEM/..." is an ordinary '$' topic that a route may name explicitly.
  */

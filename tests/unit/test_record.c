@@ -1,6 +1,7 @@
 /*
  * test_record.c - record__build: topics (static, dynamic, bad), keys, raw and json
- * values, seq, and every header, MQTT v5 properties included; record__discard and
+ * values, seq, and every header, MQTT v5 properties included (in capture.c's compact
+ * form, made from libmosquitto's property list by capture__props); record__discard and
  * record__u64_to_str.
  */
 #include <setjmp.h>
@@ -25,6 +26,7 @@
 
 static struct mqk_scratch scratch;
 static struct mqk_origin origin;
+static struct mqk_bytes props_buf; /* capture__props's output for the current test */
 
 static int setup(void **state)
 {
@@ -39,7 +41,17 @@ static int teardown(void **state)
 {
 	(void)state;
 	record__scratch_free(&scratch);
+	free(props_buf.data);
+	memset(&props_buf, 0, sizeof(props_buf));
 	return 0;
+}
+
+/* Gives msg the properties of a broker list, as mosquitto's thread does (plugin.c). */
+static void set_props(struct mqk_message *msg, const mosquitto_property *props)
+{
+	assert_int_equal(capture__props(props, &props_buf), 0);
+	msg->props = props_buf.data;
+	msg->props_len = (uint32_t)props_buf.len;
 }
 
 /* A route as options.c would make it; key NULL: key=none. */
@@ -77,7 +89,8 @@ static struct mqk_message message(const char *topic, const char *payload)
 		.qos = 1,
 		.retain = false,
 		.timestamp_ms = INT64_C(1763912345678),
-		.properties = NULL,
+		.props = NULL,
+		.props_len = 0,
 	};
 }
 
@@ -149,7 +162,7 @@ static void test_static_topic(void **state)
 	(void)state;
 	make_route(&r, "spectrum", "sensors/+/spectrum", "spectrum", "{clientid}", MQK_FORMAT_RAW);
 	/* Without a topic handle, the static name itself. */
-	assert_int_equal(record__build(&rec, &r, &msg, &origin, &scratch), MQK_BUILD_OK);
+	assert_int_equal(record__build(&rec, &r, &msg, 1, &origin, &scratch), MQK_BUILD_OK);
 	assert_null(rec.rkt);
 	assert_string_equal(rec.topic, "spectrum");
 	assert_ptr_equal(rec.route, &r);
@@ -158,7 +171,7 @@ static void test_static_topic(void **state)
 
 	/* With producer.c's handle: only copied (never dereferenced here). */
 	r.rkt = (rd_kafka_topic_t *)(uintptr_t)0x1234;
-	assert_int_equal(record__build(&rec, &r, &msg, &origin, &scratch), MQK_BUILD_OK);
+	assert_int_equal(record__build(&rec, &r, &msg, 1, &origin, &scratch), MQK_BUILD_OK);
 	assert_ptr_equal(rec.rkt, (rd_kafka_topic_t *)(uintptr_t)0x1234);
 	assert_null(rec.topic);
 	record__discard(&rec);
@@ -188,7 +201,7 @@ static void test_dynamic_topic(void **state)
 		struct mqk_message msg = message(cases[i].topic, "x");
 
 		make_route(&r, "r", cases[i].filter, cases[i].topic_tpl, NULL, MQK_FORMAT_RAW);
-		assert_int_equal(record__build(&rec, &r, &msg, &origin, &scratch), MQK_BUILD_OK);
+		assert_int_equal(record__build(&rec, &r, &msg, 1, &origin, &scratch), MQK_BUILD_OK);
 		assert_null(rec.rkt);
 		assert_string_equal(rec.topic, cases[i].expected);
 		/* The header keeps the MQTT topic unchanged. */
@@ -227,12 +240,15 @@ static void test_bad_topic(void **state)
 		}
 		make_route(&r, "r", cases[i].filter, cases[i].topic_tpl, NULL, MQK_FORMAT_RAW);
 		r.seq = 41;
-		if (record__build(&rec, &r, &msg, &origin, &scratch) != MQK_BUILD_BAD_TOPIC) {
+		if (record__build(&rec, &r, &msg, 42, &origin, &scratch) != MQK_BUILD_BAD_TOPIC) {
 			fail_msg("case %zu: '%s' for '%s' gave Kafka topic '%s'", i,
 				 cases[i].topic_tpl, cases[i].topic, rec.topic);
 		}
-		/* The seq is taken even when the record cannot be built. */
-		assert_int_equal(r.seq, 42);
+		/*
+		 * The seq was taken by mosquitto's thread (plugin.c) before the entry reached
+		 * the Kafka thread: record__build leaves the route's counter alone.
+		 */
+		assert_int_equal(r.seq, 41);
 		assert_null(rec.headers);
 		record__discard(&rec);
 		free_route(&r);
@@ -246,14 +262,14 @@ static void test_bad_topic(void **state)
 		memset(long_level, 'k', len);
 		strcpy(long_level + len, "/x");
 		struct mqk_message msg = message(long_level, "x");
-		enum mqk_build_error e = record__build(&rec, &r, &msg, &origin, &scratch);
+		enum mqk_build_error e = record__build(&rec, &r, &msg, len, &origin, &scratch);
 		assert_int_equal(e, len <= 249 ? MQK_BUILD_OK : MQK_BUILD_BAD_TOPIC);
 		if (e == MQK_BUILD_OK) {
 			assert_int_equal(strlen(rec.topic), len);
 		}
 		record__discard(&rec);
 	}
-	assert_int_equal(r.seq, 10);
+	assert_int_equal(r.seq, 0);
 	free_route(&r);
 }
 
@@ -281,7 +297,7 @@ static void test_keys(void **state)
 		struct mqk_message msg = message("sensors/ue-1/spectrum", "x");
 
 		make_route(&r, "r", "sensors/+/spectrum", "t", cases[i].key_tpl, MQK_FORMAT_RAW);
-		assert_int_equal(record__build(&rec, &r, &msg, &origin, &scratch), MQK_BUILD_OK);
+		assert_int_equal(record__build(&rec, &r, &msg, 1, &origin, &scratch), MQK_BUILD_OK);
 		if (cases[i].expected == NULL) {
 			assert_null(rec.key);
 			assert_int_equal(rec.key_len, 0);
@@ -305,7 +321,7 @@ static void test_key_empty_values(void **state)
 	/* key=username without a username: an empty key, not a null one. */
 	msg.username = NULL;
 	make_route(&r, "r", "#", "t", "{username}", MQK_FORMAT_RAW);
-	assert_int_equal(record__build(&rec, &r, &msg, &origin, &scratch), MQK_BUILD_OK);
+	assert_int_equal(record__build(&rec, &r, &msg, 1, &origin, &scratch), MQK_BUILD_OK);
 	assert_non_null(rec.key);
 	assert_int_equal(rec.key_len, 0);
 	record__discard(&rec);
@@ -315,7 +331,7 @@ static void test_key_empty_values(void **state)
 	msg = message("a", "x");
 	msg.client_id = NULL;
 	make_route(&r, "r", "#", "t", "{clientid}", MQK_FORMAT_RAW);
-	assert_int_equal(record__build(&rec, &r, &msg, &origin, &scratch), MQK_BUILD_OK);
+	assert_int_equal(record__build(&rec, &r, &msg, 1, &origin, &scratch), MQK_BUILD_OK);
 	assert_non_null(rec.key);
 	assert_int_equal(rec.key_len, 0);
 	assert_string_equal(header(rec.headers, MQK_HDR_CLIENT_ID), "");
@@ -337,15 +353,15 @@ static void test_key_too_long(void **state)
 
 	/* Three full-length topics fit in the key buffer ... */
 	make_route(&r, "r", "#", "t", "{topic}{topic}{topic}", MQK_FORMAT_RAW);
-	assert_int_equal(record__build(&rec, &r, &msg, &origin, &scratch), MQK_BUILD_OK);
+	assert_int_equal(record__build(&rec, &r, &msg, 1, &origin, &scratch), MQK_BUILD_OK);
 	assert_int_equal(rec.key_len, 3 * len);
 	record__discard(&rec);
 	free_route(&r);
 
-	/* ... four do not: refused, and the seq is gone. */
+	/* ... four do not: refused (its seq, taken on mosquitto's thread, is a gap). */
 	make_route(&r, "r", "#", "t", "{topic}{topic}{topic}{topic}", MQK_FORMAT_RAW);
-	assert_int_equal(record__build(&rec, &r, &msg, &origin, &scratch), MQK_BUILD_REFUSED);
-	assert_int_equal(r.seq, 1);
+	assert_int_equal(record__build(&rec, &r, &msg, 1, &origin, &scratch), MQK_BUILD_REFUSED);
+	assert_int_equal(r.seq, 0);
 	assert_null(rec.headers);
 	record__discard(&rec);
 	free_route(&r);
@@ -365,7 +381,7 @@ static void test_raw_value(void **state)
 	make_route(&r, "r", "#", "t", NULL, MQK_FORMAT_RAW);
 	msg.payload = bin;
 	msg.payloadlen = sizeof(bin);
-	assert_int_equal(record__build(&rec, &r, &msg, &origin, &scratch), MQK_BUILD_OK);
+	assert_int_equal(record__build(&rec, &r, &msg, 1, &origin, &scratch), MQK_BUILD_OK);
 	/* Not copied: producer.c has librdkafka copy it once. */
 	assert_ptr_equal(rec.value, bin);
 	assert_int_equal(rec.value_len, 4);
@@ -374,7 +390,7 @@ static void test_raw_value(void **state)
 	/* An empty payload (the broker gives NULL, 0) is "" with length 0, not a tombstone. */
 	msg.payload = NULL;
 	msg.payloadlen = 0;
-	assert_int_equal(record__build(&rec, &r, &msg, &origin, &scratch), MQK_BUILD_OK);
+	assert_int_equal(record__build(&rec, &r, &msg, 1, &origin, &scratch), MQK_BUILD_OK);
 	assert_non_null(rec.value);
 	assert_int_equal(rec.value_len, 0);
 	assert_string_equal(rec.value, "");
@@ -391,8 +407,7 @@ static void test_json_value(void **state)
 	(void)state;
 	make_route(&r, "spectrum", "sensors/+/spectrum", "spectrum", "{clientid}",
 		   MQK_FORMAT_JSON);
-	r.seq = 6;
-	assert_int_equal(record__build(&rec, &r, &msg, &origin, &scratch), MQK_BUILD_OK);
+	assert_int_equal(record__build(&rec, &r, &msg, 7, &origin, &scratch), MQK_BUILD_OK);
 	assert_non_null(rec.value);
 	assert_int_equal(rec.value_len, strlen(rec.value));
 	assert_ptr_equal(rec.value, scratch.json);
@@ -428,23 +443,32 @@ static void test_seq_per_route(void **state)
 	(void)state;
 	make_route(&a, "a", "x/#", "ta", NULL, MQK_FORMAT_RAW);
 	make_route(&b, "b", "#", "tb", NULL, MQK_FORMAT_RAW);
+	/* Each route numbers its messages: mosquitto's thread does (plugin.c, forward). */
 	for (int i = 1; i <= 5; i++) {
-		assert_int_equal(record__build(&rec, &a, &msg, &origin, &scratch), MQK_BUILD_OK);
+		assert_int_equal(record__build(&rec, &a, &msg, ++a.seq, &origin, &scratch),
+				 MQK_BUILD_OK);
 		snprintf(want, sizeof(want), "%d", i);
 		assert_string_equal(header(rec.headers, MQK_HDR_SEQ), want);
 		assert_string_equal(header(rec.headers, MQK_HDR_ROUTE), "a");
 		record__discard(&rec);
 	}
-	assert_int_equal(record__build(&rec, &b, &msg, &origin, &scratch), MQK_BUILD_OK);
+	assert_int_equal(record__build(&rec, &b, &msg, ++b.seq, &origin, &scratch), MQK_BUILD_OK);
 	assert_string_equal(header(rec.headers, MQK_HDR_SEQ), "1");
 	assert_string_equal(header(rec.headers, MQK_HDR_ROUTE), "b");
 	record__discard(&rec);
+	/* record__build only reads the seq it is given. */
 	assert_int_equal(a.seq, 5);
 	assert_int_equal(b.seq, 1);
 
+	/* The header is the seq given, whatever the route's counter says. */
+	assert_int_equal(record__build(&rec, &a, &msg, 1234567, &origin, &scratch), MQK_BUILD_OK);
+	assert_string_equal(header(rec.headers, MQK_HDR_SEQ), "1234567");
+	record__discard(&rec);
+	assert_int_equal(a.seq, 5);
+
 	/* Near the top of the range: exact decimal. */
-	a.seq = UINT64_MAX - 1;
-	assert_int_equal(record__build(&rec, &a, &msg, &origin, &scratch), MQK_BUILD_OK);
+	assert_int_equal(record__build(&rec, &a, &msg, UINT64_MAX, &origin, &scratch),
+			 MQK_BUILD_OK);
 	assert_string_equal(header(rec.headers, MQK_HDR_SEQ), "18446744073709551615");
 	record__discard(&rec);
 	free_route(&a);
@@ -463,7 +487,7 @@ static void test_headers_fixed(void **state)
 	make_route(&r, "spectrum", "sensors/+/spectrum", "spectrum", "{clientid}", MQK_FORMAT_RAW);
 	msg.qos = 2;
 	msg.retain = true;
-	assert_int_equal(record__build(&rec, &r, &msg, &origin, &scratch), MQK_BUILD_OK);
+	assert_int_equal(record__build(&rec, &r, &msg, 1, &origin, &scratch), MQK_BUILD_OK);
 	const struct hdr all[] = {
 		{MQK_HDR_TOPIC, "sensors/ue-1/spectrum", 0},
 		{MQK_HDR_CLIENT_ID, "dev-1", 0},
@@ -482,7 +506,7 @@ static void test_headers_fixed(void **state)
 	msg.username = NULL;
 	msg.qos = 0;
 	msg.retain = false;
-	assert_int_equal(record__build(&rec, &r, &msg, &origin, &scratch), MQK_BUILD_OK);
+	assert_int_equal(record__build(&rec, &r, &msg, 2, &origin, &scratch), MQK_BUILD_OK);
 	const struct hdr no_user[] = {
 		{MQK_HDR_TOPIC, "sensors/ue-1/spectrum", 0},
 		{MQK_HDR_CLIENT_ID, "dev-1", 0},
@@ -500,7 +524,7 @@ static void test_headers_fixed(void **state)
 	/* An empty username is a username. */
 	msg.username = "";
 	msg.qos = 1;
-	assert_int_equal(record__build(&rec, &r, &msg, &origin, &scratch), MQK_BUILD_OK);
+	assert_int_equal(record__build(&rec, &r, &msg, 1, &origin, &scratch), MQK_BUILD_OK);
 	assert_string_equal(header(rec.headers, MQK_HDR_USERNAME), "");
 	assert_string_equal(header(rec.headers, MQK_HDR_QOS), "1");
 	record__discard(&rec);
@@ -544,10 +568,12 @@ static void test_headers_v5_properties(void **state)
 	assert_int_equal(
 		mosquitto_property_add_int32(&props, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, 60),
 		MOSQ_ERR_SUCCESS);
-	msg.properties = props;
+	set_props(&msg, props);
+	/* The compact form stands alone: the broker's list may be gone. */
+	mosquitto_property_free_all(&props);
 
 	make_route(&r, "r", "#", "t", NULL, MQK_FORMAT_RAW);
-	assert_int_equal(record__build(&rec, &r, &msg, &origin, &scratch), MQK_BUILD_OK);
+	assert_int_equal(record__build(&rec, &r, &msg, 1, &origin, &scratch), MQK_BUILD_OK);
 	const struct hdr all[] = {
 		{MQK_HDR_TOPIC, "a/b", 0},
 		{MQK_HDR_CLIENT_ID, "dev-1", 0},
@@ -572,7 +598,6 @@ static void test_headers_v5_properties(void **state)
 	assert_null(rec.headers);
 	record__discard(&rec); /* twice is harmless */
 	free_route(&r);
-	mosquitto_property_free_all(&props);
 }
 
 static void test_headers_v5_edge_values(void **state)
@@ -592,9 +617,9 @@ static void test_headers_v5_edge_values(void **state)
 			 MOSQ_ERR_SUCCESS);
 	assert_int_equal(mosquitto_property_add_byte(&props, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, 0),
 			 MOSQ_ERR_SUCCESS);
-	msg.properties = props;
+	set_props(&msg, props);
 	make_route(&r, "r", "#", "t", NULL, MQK_FORMAT_RAW);
-	assert_int_equal(record__build(&rec, &r, &msg, &origin, &scratch), MQK_BUILD_OK);
+	assert_int_equal(record__build(&rec, &r, &msg, 1, &origin, &scratch), MQK_BUILD_OK);
 	assert_int_equal(rd_kafka_header_cnt(rec.headers), 9 + 3);
 
 	const char *name;
@@ -631,9 +656,9 @@ static void test_headers_user_property_long_name(void **state)
 	assert_int_equal(
 		mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, name, "v"),
 		MOSQ_ERR_SUCCESS);
-	msg.properties = props;
+	set_props(&msg, props);
 	make_route(&r, "r", "#", "t", NULL, MQK_FORMAT_RAW);
-	assert_int_equal(record__build(&rec, &r, &msg, &origin, &scratch), MQK_BUILD_OK);
+	assert_int_equal(record__build(&rec, &r, &msg, 1, &origin, &scratch), MQK_BUILD_OK);
 	snprintf(hdr_name, 65536 + 16, MQK_HDR_USER_PREFIX "%s", name);
 	assert_int_equal(rd_kafka_header_get_last(rec.headers, hdr_name, &value, &size), 0);
 	assert_int_equal(size, 1);

@@ -21,10 +21,13 @@ static struct mqk_route routes[2];
 static struct mqk_config cfg;
 static struct mqk_stats st;
 
-static const char *const counter_names[] = {"matched",  "produced",  "delivered",
-					    "failed",   "queue_full", "bad_topic",
-					    "too_large", "refused",   "in_flight"};
+static const char *const counter_names[] = {"matched",   "produced", "delivered",
+					    "failed",    "buffer_full", "bad_topic",
+					    "too_large", "refused",  "in_flight"};
 #define PER_SCOPE 9
+/* received, unrouted, excluded, buffered_bytes */
+#define TOTALS_ONLY 4
+#define ALL_TOPICS (TOTALS_ONLY + PER_SCOPE * 3) /* totals and 2 routes */
 
 static int setup(void **state)
 {
@@ -56,10 +59,11 @@ static void test_topics(void **state)
 	int n = 0;
 
 	(void)state;
-	assert_int_equal(st.topic_count, 3 + PER_SCOPE * 3);
+	assert_int_equal(st.topic_count, ALL_TOPICS);
 	assert_string_equal(st.topics[n++], "$SYS/broker/kafka/received");
 	assert_string_equal(st.topics[n++], "$SYS/broker/kafka/unrouted");
 	assert_string_equal(st.topics[n++], "$SYS/broker/kafka/excluded");
+	assert_string_equal(st.topics[n++], "$SYS/broker/kafka/buffered_bytes");
 	for (int i = 0; i < PER_SCOPE; i++) {
 		snprintf(want, sizeof(want), MQK_SYS_PREFIX "/%s", counter_names[i]);
 		assert_string_equal(st.topics[n++], want);
@@ -82,16 +86,16 @@ static void test_tick_publishes_values(void **state)
 	st.unrouted = 7;
 	st.excluded = 3;
 	st.totals = (struct mqk_counters){.matched = 90, .produced = 88, .delivered = 80,
-					  .failed = 2, .queue_full = 1, .bad_topic = 1,
+					  .failed = 2, .buffer_full = 1, .bad_topic = 1,
 					  .too_large = 0, .refused = UINT64_MAX};
 	routes[0].counters = (struct mqk_counters){.matched = 60, .produced = 60, .delivered = 59};
 	routes[1].counters = (struct mqk_counters){.matched = 30, .produced = 28, .delivered = 21,
-						   .failed = 2, .queue_full = 1, .bad_topic = 1};
+						   .failed = 2, .buffer_full = 1, .bad_topic = 1};
 
-	stats__tick(&st, &cfg, 1000);
-	assert_int_equal(fake_publish_count(), 30);
+	stats__tick(&st, &cfg, 1000, 123456789);
+	assert_int_equal(fake_publish_count(), ALL_TOPICS);
 	/* In the order of the topics; all retained, QoS 0, to everyone. */
-	for (int i = 0; i < 30; i++) {
+	for (int i = 0; i < ALL_TOPICS; i++) {
 		const struct fake_publish *p = fake_publish_get(i);
 		assert_string_equal(p->topic, st.topics[i]);
 		assert_true(p->retain);
@@ -103,11 +107,12 @@ static void test_tick_publishes_values(void **state)
 		{"$SYS/broker/kafka/received", "100"},
 		{"$SYS/broker/kafka/unrouted", "7"},
 		{"$SYS/broker/kafka/excluded", "3"},
+		{"$SYS/broker/kafka/buffered_bytes", "123456789"},
 		{"$SYS/broker/kafka/matched", "90"},
 		{"$SYS/broker/kafka/produced", "88"},
 		{"$SYS/broker/kafka/delivered", "80"},
 		{"$SYS/broker/kafka/failed", "2"},
-		{"$SYS/broker/kafka/queue_full", "1"},
+		{"$SYS/broker/kafka/buffer_full", "1"},
 		{"$SYS/broker/kafka/bad_topic", "1"},
 		{"$SYS/broker/kafka/too_large", "0"},
 		{"$SYS/broker/kafka/refused", "18446744073709551615"},
@@ -119,7 +124,7 @@ static void test_tick_publishes_values(void **state)
 		{"$SYS/broker/kafka/routes/status-2/matched", "30"},
 		{"$SYS/broker/kafka/routes/status-2/produced", "28"},
 		{"$SYS/broker/kafka/routes/status-2/failed", "2"},
-		{"$SYS/broker/kafka/routes/status-2/queue_full", "1"},
+		{"$SYS/broker/kafka/routes/status-2/buffer_full", "1"},
 		{"$SYS/broker/kafka/routes/status-2/bad_topic", "1"},
 		{"$SYS/broker/kafka/routes/status-2/in_flight", "5"},
 	};
@@ -135,22 +140,26 @@ static void test_tick_publishes_values(void **state)
 static void test_tick_interval(void **state)
 {
 	(void)state;
-	stats__tick(&st, &cfg, 1000);
-	assert_int_equal(fake_publish_count(), 30);
+	stats__tick(&st, &cfg, 1000, 0);
+	assert_int_equal(fake_publish_count(), ALL_TOPICS);
 	assert_int_equal(st.next_publish, 1010);
+	assert_string_equal(fake_publish_find("$SYS/broker/kafka/buffered_bytes")->payload, "0");
 	/* Not before stats_interval seconds have passed. */
-	stats__tick(&st, &cfg, 1000);
-	stats__tick(&st, &cfg, 1005);
-	stats__tick(&st, &cfg, 1009);
-	assert_int_equal(fake_publish_count(), 30);
+	stats__tick(&st, &cfg, 1000, 1);
+	stats__tick(&st, &cfg, 1005, 2);
+	stats__tick(&st, &cfg, 1009, 3);
+	assert_int_equal(fake_publish_count(), ALL_TOPICS);
 	st.received = 1;
-	stats__tick(&st, &cfg, 1010);
-	assert_int_equal(fake_publish_count(), 60);
-	assert_string_equal(fake_publish_get(30)->topic, "$SYS/broker/kafka/received");
-	assert_string_equal(fake_publish_get(30)->payload, "1");
+	stats__tick(&st, &cfg, 1010, 4096);
+	assert_int_equal(fake_publish_count(), 2 * ALL_TOPICS);
+	assert_string_equal(fake_publish_get(ALL_TOPICS)->topic, "$SYS/broker/kafka/received");
+	assert_string_equal(fake_publish_get(ALL_TOPICS)->payload, "1");
+	/* The value at the tick that publishes. */
+	assert_string_equal(fake_publish_find("$SYS/broker/kafka/buffered_bytes")->payload,
+			    "4096");
 	/* A late tick schedules the next one from now. */
-	stats__tick(&st, &cfg, 1100);
-	assert_int_equal(fake_publish_count(), 90);
+	stats__tick(&st, &cfg, 1100, 0);
+	assert_int_equal(fake_publish_count(), 3 * ALL_TOPICS);
 	assert_int_equal(st.next_publish, 1110);
 }
 
@@ -159,7 +168,7 @@ static void test_tick_disabled(void **state)
 	(void)state;
 	cfg.stats_interval = 0;
 	for (time_t t = 0; t < 100000; t += 1000) {
-		stats__tick(&st, &cfg, t);
+		stats__tick(&st, &cfg, t, 100);
 	}
 	assert_int_equal(fake_publish_count(), 0);
 }
@@ -171,9 +180,9 @@ static void test_no_routes(void **state)
 
 	(void)state;
 	assert_int_equal(stats__init(&s, &none), 0);
-	assert_int_equal(s.topic_count, 3 + PER_SCOPE);
-	stats__tick(&s, &none, 5);
-	assert_int_equal(fake_publish_count(), 12);
+	assert_int_equal(s.topic_count, TOTALS_ONLY + PER_SCOPE);
+	stats__tick(&s, &none, 5, 0);
+	assert_int_equal(fake_publish_count(), TOTALS_ONLY + PER_SCOPE);
 	stats__free(&s);
 }
 
@@ -184,7 +193,7 @@ static void test_log_summary(void **state)
 	st.unrouted = 7;
 	st.excluded = 3;
 	st.totals = (struct mqk_counters){.matched = 90, .produced = 88, .delivered = 80,
-					  .failed = 2, .queue_full = 1, .bad_topic = 1,
+					  .failed = 2, .buffer_full = 1, .bad_topic = 1,
 					  .too_large = 4, .refused = 5};
 	routes[1].counters = (struct mqk_counters){.matched = 1, .produced = 1};
 	stats__log_summary(&st, &cfg);
@@ -196,15 +205,15 @@ static void test_log_summary(void **state)
 			    "mosquitto_kafka: totals: received 100, unrouted 7, excluded 3");
 	assert_string_equal(fake_log_get(1)->text,
 			    "mosquitto_kafka: totals: matched 90, produced 88, delivered 80, "
-			    "failed 2, queue_full 1, bad_topic 1, too_large 4, refused 5, "
+			    "failed 2, buffer_full 1, bad_topic 1, too_large 4, refused 5, "
 			    "in_flight 6");
 	assert_string_equal(fake_log_get(2)->text,
 			    "mosquitto_kafka: route spectrum: matched 0, produced 0, delivered 0, "
-			    "failed 0, queue_full 0, bad_topic 0, too_large 0, refused 0, "
+			    "failed 0, buffer_full 0, bad_topic 0, too_large 0, refused 0, "
 			    "in_flight 0");
 	assert_string_equal(fake_log_get(3)->text,
 			    "mosquitto_kafka: route status-2: matched 1, produced 1, delivered 0, "
-			    "failed 0, queue_full 0, bad_topic 0, too_large 0, refused 0, "
+			    "failed 0, buffer_full 0, bad_topic 0, too_large 0, refused 0, "
 			    "in_flight 1");
 	assert_int_equal(fake_publish_count(), 0);
 }
