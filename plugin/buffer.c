@@ -65,6 +65,9 @@ void buffer__free(struct mqk_buffer *b)
 
 struct mqk_entry *buffer__reserve(struct mqk_buffer *b, size_t size)
 {
+	if (size > b->capacity / 2) {
+		return NULL;
+	}
 	uint32_t need = aligned(size);
 	uint64_t head = b->head_local;
 	uint64_t tail = atomic_load_explicit(&b->tail, memory_order_acquire);
@@ -72,7 +75,7 @@ struct mqk_entry *buffer__reserve(struct mqk_buffer *b, size_t size)
 	size_t to_end = b->capacity - pos;
 	size_t pad = need > to_end ? to_end : 0;
 
-	if (need > b->capacity / 2 || head + pad + need - tail > b->capacity) {
+	if (head + pad + need - tail > b->capacity) {
 		return NULL;
 	}
 	if (pad) {

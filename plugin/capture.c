@@ -106,7 +106,7 @@ bool capture__next_prop(const char **cursor, const char *end, int *id, const cha
 	*id = (unsigned char)p[0];
 	memcpy(name_len, p + 1, 4);
 	memcpy(value_len, p + 5, 4);
-	if ((size_t)(end - p - PROP_HEADER) < (size_t)*name_len + *value_len) {
+	if ((uint64_t)(end - p - PROP_HEADER) < (uint64_t)*name_len + *value_len) {
 		return false;
 	}
 	*name = *name_len ? p + PROP_HEADER : NULL;
@@ -126,6 +126,9 @@ int capture__message(struct mqk_buffer *b, int route, uint64_t seq, const struct
 	struct mqk_entry *e;
 	char *p;
 
+	if (msg->payloadlen > b->capacity || fixed > b->capacity / 2) {
+		return -3; /* could never fit, however empty the buffer */
+	}
 	/* Large payloads live outside the ring, but within its capacity all the same. */
 	if (external && buffer__used(b) + msg->payloadlen > b->capacity) {
 		return -1;

@@ -143,7 +143,7 @@ static bool add_u64(cJSON *obj, const char *name, uint64_t v)
 /* Adds the MQTT v5 properties (capture.c's compact form). */
 static bool add_properties(cJSON *obj, const struct mqk_message *msg)
 {
-	const char *cursor = msg->props, *end = msg->props + msg->props_len;
+	const char *cursor = msg->props, *end = msg->props ? msg->props + msg->props_len : NULL;
 	const char *name, *value;
 	uint32_t name_len, value_len;
 	cJSON *pairs = NULL;

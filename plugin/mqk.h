@@ -96,9 +96,11 @@ enum mqk_format {
 };
 
 /*
- * Counters of one route, or the totals. Each has one writer: mosquitto's thread for
- * matched and buffer_full, the Kafka thread for the others; readers load them relaxed.
- * counter__inc is a plain load and store: no lock on the hot path.
+ * Counters of one route, or the totals. Each has one writer, but refused: mosquitto's
+ * thread for matched and buffer_full, the Kafka thread for the others; readers load
+ * them relaxed. counter__inc is a plain load and store (no lock on the hot path), so
+ * only a single writer may use it; refused, which both threads write, takes
+ * atomic_fetch_add.
  */
 struct mqk_counters {
 	atomic_uint_least64_t matched;     /* messages this route matched (totals: >= 1 route) */
@@ -302,7 +304,7 @@ bool capture__next_prop(const char **cursor, const char *end, int *id, const cha
 /*
  * mosquitto's thread: copies msg for route into the buffer. Returns 0, -1 when the
  * buffer is full, -2 when out of memory (a payload too large for the ring is copied
- * outside it).
+ * outside it), -3 when the message is larger than the whole buffer.
  */
 int capture__message(struct mqk_buffer *b, int route, uint64_t seq,
 		     const struct mqk_message *msg);

@@ -96,7 +96,8 @@ static void forward(struct mqk_plugin *pl, int index, const struct mqk_message *
 	uint64_t seq = ++route->seq;
 
 	counter__inc(&route->counters.matched);
-	switch (capture__message(&pl->buffer, index, seq, msg)) {
+	int rc = capture__message(&pl->buffer, index, seq, msg);
+	switch (rc) {
 	case 0:
 		return;
 	case -1:
@@ -112,8 +113,10 @@ static void forward(struct mqk_plugin *pl, int index, const struct mqk_message *
 		atomic_fetch_add(&route->counters.refused, 1);
 		atomic_fetch_add(&pl->stats.totals.refused, 1);
 		log__ratelimited(&pl->rl_refused, MOSQ_LOG_ERR,
-				 "route %s: out of memory for a %u-byte message on '%s': dropped",
-				 route->name, msg->payloadlen, msg->topic);
+				 "route %s: a %u-byte message on '%s' is dropped: %s", route->name,
+				 msg->payloadlen, msg->topic,
+				 rc == -3 ? "larger than the whole buffer (buffer_mb)"
+					  : "out of memory");
 		return;
 	}
 }

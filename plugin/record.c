@@ -73,7 +73,7 @@ static void add_property_headers(rd_kafka_headers_t *hdrs, const struct mqk_mess
 				 struct mqk_scratch *scratch)
 {
 	const size_t prefix = sizeof(MQK_HDR_USER_PREFIX) - 1;
-	const char *cursor = msg->props, *end = msg->props + msg->props_len;
+	const char *cursor = msg->props, *end = msg->props ? msg->props + msg->props_len : NULL;
 	const char *name, *value;
 	uint32_t name_len, value_len;
 	int id;
