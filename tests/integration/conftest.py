@@ -12,6 +12,7 @@ A skipped or xfailed test fails the session: nothing here may pass by not runnin
 """
 
 import os
+import re
 import time
 
 import pytest
@@ -24,6 +25,13 @@ def devkafka():
     dk = harness.DevKafka(brokers=3)
     yield dk
     dk.cleanup()
+
+
+def _plugin_in(valgrind_report):
+    """Does a valgrind error stack go through the plugin's code?"""
+    errors = valgrind_report.split("LEAK SUMMARY")[0]
+    return re.search(r"mosquitto_kafka\.so|\((?:plugin|options|template|route|record|envelope|"
+                     r"producer|stats|log)\.c:\d+\)", errors) is not None
 
 
 def _stop_broker(b):
@@ -50,10 +58,17 @@ def start_broker():
     for b in brokers:
         if b.process is not None and b.process.returncode is None:
             problems += _stop_broker(b)
-        elif b.process is not None and b.expect_exit is not None \
-                and b.process.returncode != b.expect_exit:
-            problems.append(f"{b.name} exited with {b.process.returncode}, "
-                            f"expected {b.expect_exit}")
+        elif b.process is not None:
+            rc = b.process.returncode
+            if b.expect_exit is not None and rc != b.expect_exit:
+                problems.append(f"{b.name} exited with {rc}, expected {b.expect_exit}")
+            if harness.VALGRIND and b.expect_exit is not None and rc == 99:
+                problems.append(f"valgrind found errors in {b.name}:\n{b.valgrind_report()}")
+            elif harness.VALGRIND and b.expect_exit is None and _plugin_in(b.valgrind_report()):
+                # mosquitto 2.0.11 leaks its own configuration when it exits on an error:
+                # only errors with a frame of the plugin count then.
+                problems.append(f"valgrind found plugin errors in {b.name}:\n"
+                                f"{b.valgrind_report()}")
     for b in brokers:
         b.cleanup()
     assert not problems, "\n".join(problems)
@@ -123,6 +138,7 @@ def pytest_sessionfinish(session, exitstatus):
     not_run = sum(len(tr.stats.get(k, [])) for k in ("skipped", "xfailed", "xpassed"))
     if not_run and session.exitstatus == 0:
         session.exitstatus = 1
+        tr.ensure_newline()
         tr.write_line(f"mosquitto-kafka: {not_run} test(s) skipped or xfailed: "
                       f"that is a failure here", red=True)
 
