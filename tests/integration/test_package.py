@@ -78,13 +78,16 @@ def test_deb_contents(deb):
         f"/usr/share/doc/{PKG}/copyright": "-rw-r--r--",
         f"/usr/share/doc/{PKG}/README.md": "-rw-r--r--",
     }
+    stray = [p for p in entries if p.startswith("/usr/etc") or p.startswith("/usr/local")
+             or p.startswith("/home") or p.startswith("/work")]
+    assert not stray, (
+        f"files outside the Debian layout: {stray}. (/usr/etc: an install() DESTINATION of "
+        f"${{CMAKE_INSTALL_SYSCONFDIR}} is relative to the /usr prefix; "
+        f"${{CMAKE_INSTALL_FULL_SYSCONFDIR}} is /etc)")
     got = {p: entries.get(p, ("absent",))[0] for p in want}
     assert got == want, f"files and modes: expected {want}, got {got}"
     owners = {o for _, o in entries.values()}
     assert owners == {"root/root"}, f"every file owned by root/root, got {owners}"
-    stray = [p for p in entries if p.startswith("/usr/etc") or p.startswith("/usr/local")
-             or p.startswith("/home") or p.startswith("/work")]
-    assert not stray, f"files outside the Debian layout: {stray}"
     dirs = {p: m for p, (m, _) in entries.items() if m.startswith("d")}
     bad_dirs = {p: m for p, m in dirs.items() if m != "drwxr-xr-x"}
     assert not bad_dirs, f"directories should be 0755: {bad_dirs}"
