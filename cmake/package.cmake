@@ -31,15 +31,15 @@ set(CPACK_DEBIAN_PACKAGE_SECTION "net")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${CPACK_PACKAGE_CONTACT}")
 set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://github.com/mosquitto-kafka/mosquitto-kafka")
-# The extended description: every line after the first starts with a space (deb-control).
-set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "${CPACK_PACKAGE_DESCRIPTION_SUMMARY}
- mosquitto-kafka is a plugin for the Mosquitto 2.0 MQTT broker. Every PUBLISH whose
- topic matches a configured route is produced to a Kafka topic with librdkafka,
- with its MQTT metadata (topic, client id, QoS, MQTT v5 properties, a per-route
- sequence number) as Kafka record headers, raw or as a JSON envelope.
- .
- The package installs the plugin, a commented-out configuration in
- /etc/mosquitto/conf.d and mqk-devkafka, a mock Kafka cluster for trying it out.")
+# The extended description; CPack puts the summary first and indents these lines.
+set(CPACK_DEBIAN_PACKAGE_DESCRIPTION
+"mosquitto-kafka is a plugin for the Mosquitto 2.0 MQTT broker. Every PUBLISH whose
+topic matches a configured route is produced to a Kafka topic with librdkafka,
+with its MQTT metadata (topic, client id, QoS, MQTT v5 properties, a per-route
+sequence number) as Kafka record headers, raw or as a JSON envelope.
+
+The package installs the plugin, a commented-out configuration file in
+/etc/mosquitto/conf.d and mqk-devkafka, a mock Kafka cluster for trying it out.")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "mosquitto (>= 2.0)")
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS OFF)
@@ -69,5 +69,23 @@ License: EPL-2.0 or EDL-1.0
 ")
 install(FILES "${MQK_COPYRIGHT_FILE}" DESTINATION ${CMAKE_INSTALL_DOCDIR}
         PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+
+# /usr/share/doc/<package>/changelog.Debian.gz (lintian: debian-changelog-file-missing),
+# gzip -9n so that the package is reproducible.
+find_program(MQK_GZIP gzip)
+if(MQK_GZIP)
+    string(TIMESTAMP MQK_CHANGELOG_DATE "%a, %d %b %Y %H:%M:%S +0000" UTC)
+    file(WRITE "${PROJECT_BINARY_DIR}/debian/changelog.Debian"
+"mosquitto-kafka (${PROJECT_VERSION}) unstable; urgency=medium
+
+  * Built from source with CPack.
+
+ -- ${CPACK_PACKAGE_CONTACT}  ${MQK_CHANGELOG_DATE}
+")
+    execute_process(COMMAND ${MQK_GZIP} -9nf "${PROJECT_BINARY_DIR}/debian/changelog.Debian")
+    install(FILES "${PROJECT_BINARY_DIR}/debian/changelog.Debian.gz"
+            DESTINATION ${CMAKE_INSTALL_DOCDIR}
+            PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+endif()
 
 include(CPack)
