@@ -192,25 +192,22 @@ error:
 /* Hands rec to librdkafka. Kafka thread. On success the headers are librdkafka's. */
 static rd_kafka_resp_err_t send_record(struct mqk_producer *p, struct mqk_record *rec)
 {
+	/* A dynamic topic's handle: librdkafka's cached one, with a reference for this call. */
+	rd_kafka_topic_t *rkt = rec->rkt ? rec->rkt : rd_kafka_topic_new(p->rk, rec->topic, NULL);
 	rd_kafka_resp_err_t err;
 
+	if (rkt == NULL) {
+		return rd_kafka_last_error();
+	}
 	/* The entry owns rec->value: RD_KAFKA_MSG_F_COPY makes librdkafka copy it. */
-	if (rec->rkt) {
-		err = rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(rec->rkt),
-					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-					RD_KAFKA_V_VALUE((void *)rec->value, rec->value_len),
-					RD_KAFKA_V_KEY(rec->key, rec->key_len),
-					RD_KAFKA_V_HEADERS(rec->headers),
-					RD_KAFKA_V_TIMESTAMP(rec->timestamp_ms),
-					RD_KAFKA_V_OPAQUE(rec->route), RD_KAFKA_V_END);
-	} else {
-		err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(rec->topic),
-					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-					RD_KAFKA_V_VALUE((void *)rec->value, rec->value_len),
-					RD_KAFKA_V_KEY(rec->key, rec->key_len),
-					RD_KAFKA_V_HEADERS(rec->headers),
-					RD_KAFKA_V_TIMESTAMP(rec->timestamp_ms),
-					RD_KAFKA_V_OPAQUE(rec->route), RD_KAFKA_V_END);
+	err = rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(rkt),
+				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+				RD_KAFKA_V_VALUE((void *)rec->value, rec->value_len),
+				RD_KAFKA_V_KEY(rec->key, rec->key_len), RD_KAFKA_V_HEADERS(rec->headers),
+				RD_KAFKA_V_TIMESTAMP(rec->timestamp_ms), RD_KAFKA_V_OPAQUE(rec->route),
+				RD_KAFKA_V_END);
+	if (rkt != rec->rkt) {
+		rd_kafka_topic_destroy(rkt);
 	}
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		rec->headers = NULL;
