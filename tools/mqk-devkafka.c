@@ -10,12 +10,16 @@
  *   mqk-devkafka --brokers 3 --topic spectrum:6 --topic device-status:6 \
  *                --bootstrap-file /tmp/kafka.bootstrap &
  *   kcat -b "$(cat /tmp/kafka.bootstrap)" -L
+ *   kill -USR1 %1                # every broker goes down (connections closed, refused)
+ *   kill -USR2 %1                # and comes back, on the same ports, with its data
  *   kill %1                      # SIGINT or SIGTERM: exits 0
  *
  * It prints the bootstrap servers ("127.0.0.1:port,...") as one line on stdout as soon
  * as the cluster listens, and with --bootstrap-file also writes them to a file (written
  * to a temporary name and renamed, so a reader polling for the file never sees half of
- * it). Then it waits for SIGINT or SIGTERM.
+ * it). Then it waits for signals: SIGUSR1 takes every broker down (an outage, as the
+ * plugin sees one: connections closed and refused), SIGUSR2 brings them back on the same
+ * ports with the data they had; SIGINT or SIGTERM stops it.
  *
  * Topics: --topic name:partitions creates a topic with that many partitions and a
  * replication factor of min(3, brokers). Any other topic is auto-created by the mock
@@ -86,6 +90,8 @@ static void usage(FILE *fp)
 		"consumer, `kcat -L -t name`; not `kcat -L`), with %d partitions and a replication\n"
 		"factor of min(3, brokers): a misspelt topic makes a new one, it does not fail.\n"
 		"The bootstrap file is removed when the tool exits.\n"
+		"Signals: SIGUSR1 takes every broker down (an outage), SIGUSR2 brings them back\n"
+		"on the same ports with their data; SIGINT/SIGTERM stop the cluster.\n"
 		"No disk, no TLS/SASL, no Admin API; replication exists only in metadata.\n"
 		"\n"
 		"Example:\n"
@@ -312,8 +318,10 @@ int main(int argc, char **argv)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGUSR1);
+	sigaddset(&sigs, SIGUSR2);
 	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0)
-		fatal("cannot block SIGINT/SIGTERM");
+		fatal("cannot block SIGINT/SIGTERM/SIGUSR1/SIGUSR2");
 	/* A reader of our stdout that goes away must not kill us silently mid-run. */
 	signal(SIGPIPE, SIG_IGN);
 
@@ -356,10 +364,22 @@ int main(int argc, char **argv)
 
 	for (;;) {
 		int rc = sigwait(&sigs, &sig);
-		if (rc == 0)
-			break;
-		if (rc != EINTR)
-			fatal("sigwait: %s", strerror(rc));
+		if (rc != 0) {
+			if (rc != EINTR)
+				fatal("sigwait: %s", strerror(rc));
+			continue;
+		}
+		if (sig == SIGUSR1 || sig == SIGUSR2) {
+			bool up = sig == SIGUSR2;
+			rd_kafka_resp_err_t err = up ? rd_kafka_mock_broker_set_up(mcluster, -1)
+						     : rd_kafka_mock_broker_set_down(mcluster, -1);
+			if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+				fatal("cannot set the brokers %s: %s", up ? "up" : "down",
+				      rd_kafka_err2str(err));
+			info("%s: every broker is %s", strsignal(sig), up ? "up" : "down");
+			continue;
+		}
+		break;
 	}
 	info("%s: stopping", strsignal(sig));
 

@@ -1,0 +1,144 @@
+"""
+test_outage.py - Kafka goes away under load and comes back: what mosquitto acknowledged
+waits (in librdkafka's queue, then in the plugin's buffer) and reaches Kafka in order;
+only a full buffer drops, and then every drop is counted and shows as an mqtt.seq gap.
+
+The outage is mqk-devkafka's: SIGUSR1 takes every mock broker down (connections closed
+and refused), SIGUSR2 brings them back on the same ports with their data. Each test runs
+a Kafka of its own, since it takes it down.
+"""
+
+import os
+import signal
+import time
+from collections import defaultdict
+
+import pytest
+
+import harness
+from harness import HDR, V311, V5
+
+
+@pytest.fixture
+def own_kafka():
+    dk = harness.DevKafka(brokers=1)
+    yield dk
+    dk.cleanup()
+
+
+def kafka_down(dk):
+    os.kill(dk.process.pid, signal.SIGUSR1)
+    dk.process.wait_log(r"every broker is down", 10)
+
+
+def kafka_up(dk):
+    os.kill(dk.process.pid, signal.SIGUSR2)
+    dk.process.wait_log(r"every broker is up", 10)
+
+
+def publish_all(port, prefix, clients, per_client, payload_size, protocol=V311):
+    """Each client publishes per_client QoS 1 messages numbered from 0 and waits for every
+    PUBACK. Returns {client_id: count}."""
+    sent = {}
+    for i in range(clients):
+        cid = f"{prefix}-{i}"
+        c = harness.Client(port, cid, protocol, max_inflight=20)
+        infos = [c.publish(f"o/{cid}", str(n).encode().ljust(payload_size, b"."), qos=1)
+                 for n in range(per_client)]
+        harness.wait_published(infos, 60)
+        c.close()
+        sent[cid] = per_client
+    return sent
+
+
+def test_outage_records_wait_and_arrive(own_kafka, start_broker):
+    topic = harness.unique("outage")
+    harness.topic_partitions(own_kafka.bootstrap, topic)  # created with 4 partitions
+    b = start_broker([
+        ("bootstrap_servers", own_kafka.bootstrap),
+        ("broker_id", "itest-outage"),
+        ("route_o", f"o/# -> {topic}"),
+        # A small librdkafka queue, so that the plugin's buffer takes the rest.
+        ("kafka.queue.buffering.max.messages", "500"),
+        ("stats_interval", "1"),
+    ], name="mosquitto-outage")
+    stats = harness.SysCounters(b.port)
+
+    before = publish_all(b.port, "pre", 1, 100, 50)
+    stats.wait_for({"delivered": 100})
+
+    kafka_down(own_kafka)
+    during = publish_all(b.port, "dev", 3, 1000, 50)
+    # Every message was acknowledged by mosquitto while Kafka was away: where is it now?
+    got = stats.wait_for({"matched": 3100, "in_flight": 500}, timeout=15)
+    waiting = dict(stats.values)
+    print(f"Kafka down: 3000 acknowledged; in librdkafka {waiting.get('in_flight')}, "
+          f"buffered_bytes {waiting.get('buffered_bytes')}, delivered {waiting.get('delivered')}")
+    assert got == {"matched": 3100, "in_flight": 500}, got
+    assert int(waiting["buffered_bytes"]) > 0, "the buffer holds what librdkafka could not"
+    assert int(waiting["delivered"]) == 100
+
+    time.sleep(3)  # an outage of some seconds: librdkafka backs off its reconnects
+    kafka_up(own_kafka)
+
+    expect = sum(before.values()) + sum(during.values())
+    records = harness.read_topic(own_kafka.bootstrap, topic, expect, timeout=90, grace=2)
+    per_client = defaultdict(list)
+    for r in records:
+        cid = r.header_str(HDR.CLIENT_ID)
+        per_client[cid].append((r.partition, r.offset, int(r.value.split(b".")[0])))
+    seqs = sorted(int(r.header_str(HDR.SEQ)) for r in records)
+    lost = sorted(set(range(1, expect + 1)) - set(seqs))
+    dups = len(seqs) - len(set(seqs))
+    print(f"{expect} acknowledged, {len(records)} in Kafka, {len(lost)} lost, {dups} duplicates")
+    assert len(lost) == 0, f"mqtt.seq missing: {lost[:20]}"
+    assert dups == 0
+    assert len(records) == expect
+    for cid, items in per_client.items():
+        assert len({p for p, _, _ in items}) == 1, f"{cid}: records in several partitions"
+        numbers = [n for _, _, n in sorted(items)]
+        assert numbers == list(range(len(numbers))), f"{cid}: not in publish order"
+
+    final = stats.wait_for({"delivered": expect, "in_flight": 0, "buffered_bytes": 0,
+                            "buffer_full": 0, "failed": 0}, timeout=15)
+    stats.close()
+    assert final == {"delivered": expect, "in_flight": 0, "buffered_bytes": 0, "buffer_full": 0,
+                     "failed": 0}, final
+
+
+def test_full_buffer_drops_are_counted(own_kafka, start_broker):
+    topic = harness.unique("overflow")
+    harness.topic_partitions(own_kafka.bootstrap, topic)
+    b = start_broker([
+        ("bootstrap_servers", own_kafka.bootstrap),
+        ("broker_id", "itest-overflow"),
+        ("route_o", f"o/# -> {topic}"),
+        ("kafka.queue.buffering.max.messages", "100"),
+        ("buffer_mb", "1"),
+        ("stats_interval", "1"),
+    ], name="mosquitto-overflow")
+    stats = harness.SysCounters(b.port)
+
+    kafka_down(own_kafka)
+    # 400 messages of 10 KiB: 100 fit in librdkafka's queue, ~100 in a 1 MiB buffer.
+    sent = publish_all(b.port, "ovf", 1, 400, 10 * 1024, V5)
+    n = sum(sent.values())
+    b.wait_log(r"mosquitto_kafka: the buffer for Kafka is full", 10)
+    time.sleep(1.5)
+    dropped = int(stats.values.get("buffer_full", "0"))
+    print(f"Kafka down: {n} acknowledged, {dropped} dropped for Kafka (buffer_full)")
+    assert 0 < dropped < n
+
+    kafka_up(own_kafka)
+    records = harness.read_topic(own_kafka.bootstrap, topic, n - dropped, timeout=90, grace=2)
+    seqs = sorted(int(r.header_str(HDR.SEQ)) for r in records)
+    gaps = sorted(set(range(1, n + 1)) - set(seqs))
+    print(f"{len(records)} in Kafka + {dropped} counted as dropped = {len(records) + dropped}; "
+          f"{len(gaps)} mqtt.seq gaps")
+    assert len(records) + dropped == n
+    assert len(gaps) == dropped, "every drop shows as a gap in mqtt.seq, and nothing else"
+    assert len(seqs) == len(set(seqs)), "no duplicates"
+    final = stats.wait_for({"delivered": n - dropped, "in_flight": 0, "buffered_bytes": 0},
+                           timeout=15)
+    stats.close()
+    assert final == {"delivered": n - dropped, "in_flight": 0, "buffered_bytes": 0}, final
