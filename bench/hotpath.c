@@ -64,8 +64,8 @@ static double seconds(clockid_t clock)
 struct scenario {
 	const char *name;
 	const char *prefix; /* topics are <prefix>/<client id>/data */
-	int extra_routes;      /* routes that never match, before the one that does */
-	const char *route;     /* the route that matches */
+	int extra_routes;   /* routes that never match, before the one that does */
+	const char *route;  /* the route that matches */
 };
 
 static int run(const struct scenario *sc, int messages)
@@ -79,12 +79,12 @@ static int run(const struct scenario *sc, int messages)
 	char payload[100];
 
 	memset(payload, 'x', sizeof(payload));
-#define OPT(k, v)                                                            \
-	do {                                                                 \
-		snprintf(names[n], sizeof(names[n]), "%s", k);               \
-		snprintf(values[n], sizeof(values[n]), "%s", v);             \
-		opts[n] = (struct mosquitto_opt){names[n], values[n]};       \
-		n++;                                                         \
+#define OPT(k, v)                                                                                  \
+	do {                                                                                       \
+		snprintf(names[n], sizeof(names[n]), "%s", k);                                     \
+		snprintf(values[n], sizeof(values[n]), "%s", v);                                   \
+		opts[n] = (struct mosquitto_opt){names[n], values[n]};                             \
+		n++;                                                                               \
 	} while (0)
 	OPT("bootstrap_servers", "127.0.0.1:9");
 	OPT("broker_id", "bench");

@@ -81,7 +81,8 @@ static bool is_text(const unsigned char *s, size_t len)
 			cp = cp << 6 | (s[i + k] & 0x3F);
 		}
 		if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800) ||
-		    (extra == 3 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+		    (extra == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+		    (cp >= 0xD800 && cp <= 0xDFFF)) {
 			return false;
 		}
 		i += (size_t)extra + 1;
@@ -170,7 +171,8 @@ static bool add_properties(cJSON *obj, const struct mqk_message *msg)
 			ok = add_string(obj, MQK_ENV_RESPONSE_TOPIC, value, value_len);
 			break;
 		case MQK_PROP_CORRELATION_DATA:
-			ok = add_bytes(obj, NULL, MQK_ENV_CORRELATION_DATA_BASE64, value, value_len);
+			ok = add_bytes(obj, NULL, MQK_ENV_CORRELATION_DATA_BASE64, value,
+				       value_len);
 			break;
 		default:
 			break;
@@ -190,7 +192,8 @@ int envelope__encode(const struct mqk_message *msg, const struct mqk_origin *ori
 	int len = -1;
 
 	ok = obj && cJSON_AddStringToObject(obj, MQK_ENV_TOPIC, msg->topic) &&
-	     cJSON_AddStringToObject(obj, MQK_ENV_CLIENT_ID, msg->client_id ? msg->client_id : "") &&
+	     cJSON_AddStringToObject(obj, MQK_ENV_CLIENT_ID,
+				     msg->client_id ? msg->client_id : "") &&
 	     (msg->username ? cJSON_AddStringToObject(obj, MQK_ENV_USERNAME, msg->username) != NULL
 			    : cJSON_AddNullToObject(obj, MQK_ENV_USERNAME) != NULL) &&
 	     cJSON_AddNumberToObject(obj, MQK_ENV_QOS, msg->qos) &&
@@ -198,9 +201,10 @@ int envelope__encode(const struct mqk_message *msg, const struct mqk_origin *ori
 	     cJSON_AddStringToObject(obj, MQK_ENV_BROKER, origin->broker_id) &&
 	     cJSON_AddStringToObject(obj, MQK_ENV_ROUTE, route) &&
 	     add_u64(obj, MQK_ENV_TIMESTAMP, (uint64_t)msg->timestamp_ms) &&
-	     add_u64(obj, MQK_ENV_SEQ, seq) && add_u64(obj, MQK_ENV_BOOT, (uint64_t)origin->boot_us) &&
-	     add_bytes(obj, MQK_ENV_PAYLOAD, MQK_ENV_PAYLOAD_BASE64, msg->payload ? msg->payload : "",
-		       msg->payloadlen) &&
+	     add_u64(obj, MQK_ENV_SEQ, seq) &&
+	     add_u64(obj, MQK_ENV_BOOT, (uint64_t)origin->boot_us) &&
+	     add_bytes(obj, MQK_ENV_PAYLOAD, MQK_ENV_PAYLOAD_BASE64,
+		       msg->payload ? msg->payload : "", msg->payloadlen) &&
 	     add_properties(obj, msg);
 	if (!ok) {
 		goto done;

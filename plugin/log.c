@@ -50,8 +50,7 @@ bool log__ratelimit_pass(struct mqk_ratelimit *rl, uint64_t *suppressed)
 	return true;
 }
 
-static void format_line(char *line, size_t size, const char *fmt, va_list ap,
-			uint64_t suppressed)
+static void format_line(char *line, size_t size, const char *fmt, va_list ap, uint64_t suppressed)
 {
 	int n = vsnprintf(line, size, fmt, ap);
 	if (suppressed > 0 && n >= 0 && (size_t)n < size) {

@@ -103,10 +103,10 @@ enum mqk_format {
  * atomic_fetch_add.
  */
 struct mqk_counters {
-	atomic_uint_least64_t matched;     /* messages this route matched (totals: >= 1 route) */
-	atomic_uint_least64_t produced;    /* records librdkafka accepted */
-	atomic_uint_least64_t delivered;   /* delivery reports with success */
-	atomic_uint_least64_t failed;      /* delivery reports with an error */
+	atomic_uint_least64_t matched;   /* messages this route matched (totals: >= 1 route) */
+	atomic_uint_least64_t produced;  /* records librdkafka accepted */
+	atomic_uint_least64_t delivered; /* delivery reports with success */
+	atomic_uint_least64_t failed;    /* delivery reports with an error */
 	/* Records never produced, by reason: */
 	atomic_uint_least64_t buffer_full; /* the plugin's buffer was full (Kafka away too long) */
 	atomic_uint_least64_t bad_topic;   /* the expanded Kafka topic was not a legal name */
@@ -237,7 +237,7 @@ struct mqk_entry {
 /* The ring. Fields marked (P) are the producer's (mosquitto's thread), (C) the consumer's. */
 struct mqk_buffer {
 	char *data;
-	size_t capacity; /* a power of 2 */
+	size_t capacity;            /* a power of 2 */
 	atomic_uint_least64_t head; /* committed end, written by P */
 	atomic_uint_least64_t tail; /* released start, written by C */
 	uint64_t head_local;        /* (P) */
@@ -306,8 +306,7 @@ bool capture__next_prop(const char **cursor, const char *end, int *id, const cha
  * buffer is full, -2 when out of memory (a payload too large for the ring is copied
  * outside it), -3 when the message is larger than the whole buffer.
  */
-int capture__message(struct mqk_buffer *b, int route, uint64_t seq,
-		     const struct mqk_message *msg);
+int capture__message(struct mqk_buffer *b, int route, uint64_t seq, const struct mqk_message *msg);
 /* Kafka thread: the message an entry holds (pointers into the entry). */
 void capture__read(const struct mqk_entry *e, struct mqk_message *msg);
 /* Kafka thread: frees what the entry owns outside the ring. */
@@ -407,9 +406,9 @@ int producer__close(struct mqk_producer *p, int timeout_ms);
 
 struct mqk_stats {
 	struct mqk_counters totals;
-	uint64_t received;  /* MESSAGE events */
-	uint64_t unrouted;  /* matched no route */
-	uint64_t excluded;  /* matched an exclude filter */
+	uint64_t received; /* MESSAGE events */
+	uint64_t unrouted; /* matched no route */
+	uint64_t excluded; /* matched an exclude filter */
 	time_t next_publish;
 	char **topics; /* the $SYS topic of each published value, built once */
 	int topic_count;

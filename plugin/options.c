@@ -34,10 +34,10 @@ static const char *const reserved_kafka_props[] = {
 	"enabled_events",
 };
 
-#define FAIL(...)                                                  \
-	do {                                                       \
-		snprintf(errstr, errstr_size, "plugin_opt_" __VA_ARGS__); \
-		return -1;                                         \
+#define FAIL(...)                                                                                  \
+	do {                                                                                       \
+		snprintf(errstr, errstr_size, "plugin_opt_" __VA_ARGS__);                          \
+		return -1;                                                                         \
 	} while (0)
 
 /* Trims white space at both ends into a new string (owned by the caller). */
@@ -221,8 +221,8 @@ static int parse_route(struct mqk_config *cfg, const char *key, char *value, cha
 	return 0;
 }
 
-static int parse_exclude(struct mqk_config *cfg, const char *key, const char *value,
-			 char *errstr, size_t errstr_size)
+static int parse_exclude(struct mqk_config *cfg, const char *key, const char *value, char *errstr,
+			 size_t errstr_size)
 {
 	char **excludes;
 
@@ -257,8 +257,9 @@ static int parse_kafka(struct mqk_config *cfg, const char *key, const char *valu
 	     i++) {
 		if (!strcmp(prop, reserved_kafka_props[i])) {
 			FAIL("%s: '%s' is set by the plugin and cannot be changed%s", key, prop,
-			     !strcmp(prop, "bootstrap.servers") ? " (use plugin_opt_bootstrap_servers)"
-								 : "");
+			     !strcmp(prop, "bootstrap.servers")
+				     ? " (use plugin_opt_bootstrap_servers)"
+				     : "");
 		}
 	}
 	for (int i = 0; i < cfg->kafka_prop_count; i++) {
@@ -310,8 +311,8 @@ static const struct {
 };
 #define N_NUMBERS (sizeof(numbers) / sizeof(numbers[0]))
 
-static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool *seen,
-		     char *errstr, size_t errstr_size)
+static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool *seen, char *errstr,
+		     size_t errstr_size)
 {
 	if (*value == '\0') {
 		FAIL("%s: empty value", key);

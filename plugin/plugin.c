@@ -251,8 +251,8 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 		plugin_free(pl);
 		return MOSQ_ERR_NOMEM;
 	}
-	pl->producer = producer__new(&pl->cfg, &pl->buffer, &pl->origin, &pl->stats.totals,
-				     errstr, sizeof(errstr));
+	pl->producer = producer__new(&pl->cfg, &pl->buffer, &pl->origin, &pl->stats.totals, errstr,
+				     sizeof(errstr));
 	if (pl->producer == NULL) {
 		log__printf(MOSQ_LOG_ERR, "%s", errstr);
 		plugin_free(pl);
@@ -260,7 +260,8 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 	}
 	if (mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, on_message, NULL, pl) ||
 	    mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, pl)) {
-		log__printf(MOSQ_LOG_ERR, "cannot register callbacks (is the plugin loaded twice?)");
+		log__printf(MOSQ_LOG_ERR,
+			    "cannot register callbacks (is the plugin loaded twice?)");
 		mosquitto_callback_unregister(identifier, MOSQ_EVT_MESSAGE, on_message, NULL);
 		producer__close(pl->producer, 0);
 		plugin_free(pl);
@@ -271,8 +272,7 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 	return MOSQ_ERR_SUCCESS;
 }
 
-EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options,
-				    int option_count)
+EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
 {
 	struct mqk_plugin *pl = userdata;
 	int left;

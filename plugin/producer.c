@@ -59,8 +59,8 @@
 
 struct mqk_producer {
 	rd_kafka_t *rk;
-	struct mqk_config *cfg;      /* the plugin's; records count against its routes */
-	struct mqk_buffer *buf;      /* the plugin's */
+	struct mqk_config *cfg; /* the plugin's; records count against its routes */
+	struct mqk_buffer *buf; /* the plugin's */
 	const struct mqk_origin *origin;
 	struct mqk_counters *totals; /* the plugin's */
 	pthread_t thread;
@@ -132,16 +132,16 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
-		log__deferred(MOSQ_LOG_ERR, "Kafka producer fatal error, records are no longer sent: %s",
-			      fatal);
+		log__deferred(MOSQ_LOG_ERR,
+			      "Kafka producer fatal error, records are no longer sent: %s", fatal);
 		return;
 	}
 	log__deferred_ratelimited(&p->rl_error, MOSQ_LOG_WARNING, "Kafka: %s (%s)", reason,
 				  rd_kafka_err2name((rd_kafka_resp_err_t)err));
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *option, const char *name,
-		    const char *value, char *errstr, size_t errstr_size)
+static int conf_set(rd_kafka_conf_t *conf, const char *option, const char *name, const char *value,
+		    char *errstr, size_t errstr_size)
 {
 	char why[512];
 
@@ -200,12 +200,12 @@ static rd_kafka_resp_err_t send_record(struct mqk_producer *p, struct mqk_record
 		return rd_kafka_last_error();
 	}
 	/* The entry owns rec->value: RD_KAFKA_MSG_F_COPY makes librdkafka copy it. */
-	err = rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(rkt),
-				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-				RD_KAFKA_V_VALUE((void *)rec->value, rec->value_len),
-				RD_KAFKA_V_KEY(rec->key, rec->key_len), RD_KAFKA_V_HEADERS(rec->headers),
-				RD_KAFKA_V_TIMESTAMP(rec->timestamp_ms), RD_KAFKA_V_OPAQUE(rec->route),
-				RD_KAFKA_V_END);
+	err = rd_kafka_producev(
+		p->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		RD_KAFKA_V_VALUE((void *)rec->value, rec->value_len),
+		RD_KAFKA_V_KEY(rec->key, rec->key_len), RD_KAFKA_V_HEADERS(rec->headers),
+		RD_KAFKA_V_TIMESTAMP(rec->timestamp_ms), RD_KAFKA_V_OPAQUE(rec->route),
+		RD_KAFKA_V_END);
 	if (rkt != rec->rkt) {
 		rd_kafka_topic_destroy(rkt);
 	}
@@ -236,7 +236,8 @@ static bool produce_entry(struct mqk_producer *p, struct mqk_entry *e)
 		log__deferred_ratelimited(&p->rl_bad_topic, MOSQ_LOG_WARNING,
 					  "route %s: '%s' from client '%s' gives an invalid Kafka "
 					  "topic name for '%s': not forwarded",
-					  route->name, msg.topic, msg.client_id, route->topic.source);
+					  route->name, msg.topic, msg.client_id,
+					  route->topic.source);
 		return true;
 	case MQK_BUILD_REFUSED:
 		atomic_fetch_add(&route->counters.refused, 1);

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #include "mosquitto_kafka.h"
 #include "mqk.h"
 
@@ -83,8 +82,8 @@ static void add_property_headers(rd_kafka_headers_t *hdrs, const struct mqk_mess
 		case MQK_PROP_USER_PROPERTY:
 			if (prefix + name_len < scratch->name_size) {
 				memcpy(scratch->name + prefix, name, name_len);
-				rd_kafka_header_add(hdrs, scratch->name, (ssize_t)(prefix + name_len),
-						    value, value_len);
+				rd_kafka_header_add(hdrs, scratch->name,
+						    (ssize_t)(prefix + name_len), value, value_len);
 			}
 			break;
 		case MQK_PROP_CONTENT_TYPE:

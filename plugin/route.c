@@ -25,7 +25,8 @@ static bool first_level_is(const char *topic, const char *level)
 
 bool route__is_reserved(const char *topic)
 {
-	return topic[0] == '$' && (first_level_is(topic, "$SYS") || first_level_is(topic, "$CONTROL"));
+	return topic[0] == '$' &&
+	       (first_level_is(topic, "$SYS") || first_level_is(topic, "$CONTROL"));
 }
 
 bool route__filter_is_valid(const char *filter)

@@ -105,20 +105,22 @@ void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 	publish(t[3], buffered_bytes);
 	publish_scope(t + TOTALS_ONLY, &st->totals);
 	for (int r = 0; r < cfg->route_count; r++) {
-		publish_scope(t + TOTALS_ONLY + PER_SCOPE * (size_t)(r + 1), &cfg->routes[r].counters);
+		publish_scope(t + TOTALS_ONLY + PER_SCOPE * (size_t)(r + 1),
+			      &cfg->routes[r].counters);
 	}
 }
 
 static void log_scope(const char *scope, const struct mqk_counters *c)
 {
-	log__printf(MOSQ_LOG_NOTICE,
-		    "%s: matched %llu, produced %llu, delivered %llu, failed %llu, buffer_full %llu, "
-		    "bad_topic %llu, too_large %llu, refused %llu, in_flight %llu",
-		    scope, (unsigned long long)get(c, 0), (unsigned long long)get(c, 1),
-		    (unsigned long long)get(c, 2), (unsigned long long)get(c, 3),
-		    (unsigned long long)get(c, 4), (unsigned long long)get(c, 5),
-		    (unsigned long long)get(c, 6), (unsigned long long)get(c, 7),
-		    (unsigned long long)producer__in_flight(c));
+	log__printf(
+		MOSQ_LOG_NOTICE,
+		"%s: matched %llu, produced %llu, delivered %llu, failed %llu, buffer_full %llu, "
+		"bad_topic %llu, too_large %llu, refused %llu, in_flight %llu",
+		scope, (unsigned long long)get(c, 0), (unsigned long long)get(c, 1),
+		(unsigned long long)get(c, 2), (unsigned long long)get(c, 3),
+		(unsigned long long)get(c, 4), (unsigned long long)get(c, 5),
+		(unsigned long long)get(c, 6), (unsigned long long)get(c, 7),
+		(unsigned long long)producer__in_flight(c));
 }
 
 void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg)

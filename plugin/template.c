@@ -126,7 +126,8 @@ static int add_placeholder(struct mqk_template *tpl, const char *name, size_t le
 		return add_part(tpl, MQK_TPL_LEVEL, level, NULL, 0);
 	}
 	for (size_t i = 0; i < sizeof(placeholders) / sizeof(placeholders[0]); i++) {
-		if (strlen(placeholders[i].name) == len && !strncmp(placeholders[i].name, name, len)) {
+		if (strlen(placeholders[i].name) == len &&
+		    !strncmp(placeholders[i].name, name, len)) {
 			return add_part(tpl, placeholders[i].kind, 0, NULL, 0);
 		}
 	}
@@ -172,10 +173,11 @@ int template__compile(struct mqk_template *tpl, const char *source, const char *
 		if (kafka_topic) {
 			for (size_t i = 0; i < len; i++) {
 				if (!is_kafka_topic_char(p[i])) {
-					snprintf(errstr, errstr_size,
-						 "'%s' is not a valid Kafka topic name: '%c' is not "
-						 "allowed (use [A-Za-z0-9._-] and placeholders)",
-						 source, p[i]);
+					snprintf(
+						errstr, errstr_size,
+						"'%s' is not a valid Kafka topic name: '%c' is not "
+						"allowed (use [A-Za-z0-9._-] and placeholders)",
+						source, p[i]);
 					goto error;
 				}
 			}

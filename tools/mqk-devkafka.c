@@ -76,18 +76,23 @@ static void usage(FILE *fp)
 		"\n"
 		"Options:\n"
 		"  -b, --brokers <n>            Number of brokers, 1..%d (default %d)\n"
-		"  -t, --topic <name:parts>     Create a topic with <parts> partitions, 1..%d, and a\n"
-		"                               replication factor of min(3, brokers). Repeatable.\n"
+		"  -t, --topic <name:parts>     Create a topic with <parts> partitions, 1..%d, and "
+		"a\n"
+		"                               replication factor of min(3, brokers). "
+		"Repeatable.\n"
 		"  -f, --bootstrap-file <path>  Also write the bootstrap servers to <path>\n"
-		"                               (atomically: written to a temporary file, renamed;\n"
+		"                               (atomically: written to a temporary file, "
+		"renamed;\n"
 		"                               removed again at exit)\n"
 		"  -q                           Quiet: no messages on stderr except errors\n"
-		"  -v                           Verbose: librdkafka's debug log on stderr (repeat: more)\n"
+		"  -v                           Verbose: librdkafka's debug log on stderr (repeat: "
+		"more)\n"
 		"  -V                           Print versions and exit\n"
 		"  -h, --help                   Print this help and exit\n"
 		"\n"
 		"Any other topic is created the first time a client names it (a producer, a\n"
-		"consumer, `kcat -L -t name`; not `kcat -L`), with %d partitions and a replication\n"
+		"consumer, `kcat -L -t name`; not `kcat -L`), with %d partitions and a "
+		"replication\n"
 		"factor of min(3, brokers): a misspelt topic makes a new one, it does not fail.\n"
 		"The bootstrap file is removed when the tool exits.\n"
 		"Signals: SIGUSR1 takes every broker down (an outage), SIGUSR2 brings them back\n"
@@ -270,8 +275,8 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 'b':
 			if (!parse_int(optarg, 1, MAX_BROKERS, &brokers))
-				fatal_usage("--brokers '%s': not a number of brokers (1..%d)", optarg,
-					    MAX_BROKERS);
+				fatal_usage("--brokers '%s': not a number of brokers (1..%d)",
+					    optarg, MAX_BROKERS);
 			break;
 		case 't':
 			if (topic_count == MAX_TOPICS)
@@ -328,9 +333,8 @@ int main(int argc, char **argv)
 	/* The mock cluster needs a client handle to live in; this one never connects. */
 	conf = rd_kafka_conf_new();
 	rd_kafka_conf_set_log_cb(conf, log_cb);
-	if (verbosity >= 3 &&
-	    rd_kafka_conf_set(conf, "debug", "broker,protocol,mock", errstr, sizeof(errstr)) !=
-		    RD_KAFKA_CONF_OK)
+	if (verbosity >= 3 && rd_kafka_conf_set(conf, "debug", "broker,protocol,mock", errstr,
+						sizeof(errstr)) != RD_KAFKA_CONF_OK)
 		fatal("%s", errstr);
 	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 	if (rk == NULL)

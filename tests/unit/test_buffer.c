@@ -278,8 +278,8 @@ static void test_wrap_with_padding(void **state)
 
 	/* Entries committed before and after a wrap come out in order. */
 	advance_to(4096 - 200, &seq);
-	assert_non_null(put(&b, 4, 200, 100));  /* fits: 100 + HDR bytes */
-	assert_non_null(put(&b, 4, 201, 100));  /* does not: padded, at 0 */
+	assert_non_null(put(&b, 4, 200, 100)); /* fits: 100 + HDR bytes */
+	assert_non_null(put(&b, 4, 201, 100)); /* does not: padded, at 0 */
 	assert_non_null(put(&b, 4, 202, 300));
 	take(&b, 4, 200);
 	take(&b, 4, 201);
@@ -497,7 +497,7 @@ struct producer_arg {
 	uint64_t count;
 	uint64_t round_trip; /* 0: as fast as it can; else wait for each release */
 	int64_t deadline_ms;
-	uint64_t full;     /* reserve refused, tried again */
+	uint64_t full; /* reserve refused, tried again */
 	bool timed_out;
 };
 
@@ -580,8 +580,8 @@ static void consume(struct mqk_buffer *buf, uint64_t count, int sleep_ms, bool w
 		}
 		for (size_t i = 0; i < e->payload_len; i++) {
 			if (e->data[i] != pattern(e->seq, i)) {
-				fail_msg("entry %llu: byte %zu damaged",
-					 (unsigned long long)e->seq, i);
+				fail_msg("entry %llu: byte %zu damaged", (unsigned long long)e->seq,
+					 i);
 			}
 		}
 		r->received++;

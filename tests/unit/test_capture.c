@@ -21,8 +21,8 @@
 #include "mqk.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
-#define RING 65536            /* external payloads: over RING / 8 */
-#define PROP_HEADER 9         /* id, name length, value length */
+#define RING 65536    /* external payloads: over RING / 8 */
+#define PROP_HEADER 9 /* id, name length, value length */
 
 static struct mqk_buffer b;
 static struct mqk_bytes props;
@@ -318,9 +318,9 @@ static void test_round_trip_props(void **state)
 	struct mqk_message m = message("a", "x", 1);
 
 	(void)state;
-	assert_int_equal(mosquitto_property_add_string_pair(&list, MQTT_PROP_USER_PROPERTY, "site",
-							    "lab"),
-			 MOSQ_ERR_SUCCESS);
+	assert_int_equal(
+		mosquitto_property_add_string_pair(&list, MQTT_PROP_USER_PROPERTY, "site", "lab"),
+		MOSQ_ERR_SUCCESS);
 	assert_int_equal(mosquitto_property_add_string(&list, MQTT_PROP_CONTENT_TYPE, "text/plain"),
 			 MOSQ_ERR_SUCCESS);
 	assert_int_equal(capture__props(list, &props), 0);
@@ -426,8 +426,14 @@ struct prop {
 	uint32_t value_len;
 };
 
-#define USER(n, v) {MQK_PROP_USER_PROPERTY, n, sizeof(n) - 1, v, sizeof(v) - 1}
-#define VALUE(id, v) {id, NULL, 0, v, sizeof(v) - 1}
+#define USER(n, v)                                                                                 \
+	{                                                                                          \
+		MQK_PROP_USER_PROPERTY, n, sizeof(n) - 1, v, sizeof(v) - 1                         \
+	}
+#define VALUE(id, v)                                                                               \
+	{                                                                                          \
+		id, NULL, 0, v, sizeof(v) - 1                                                      \
+	}
 
 /* Asserts capture__next_prop gives exactly `want` over data, then stops at the end. */
 static void assert_props(const char *data, size_t len, const struct prop *want, size_t n)
@@ -497,32 +503,31 @@ static void test_props_all_kinds(void **state)
 	mosquitto_property *list = NULL;
 
 	(void)state;
-	assert_int_equal(mosquitto_property_add_string_pair(&list, MQTT_PROP_USER_PROPERTY, "site",
-							    "lab"),
-			 0);
-	assert_int_equal(mosquitto_property_add_string(&list, MQTT_PROP_CONTENT_TYPE,
-						       "application/json"),
-			 0);
+	assert_int_equal(
+		mosquitto_property_add_string_pair(&list, MQTT_PROP_USER_PROPERTY, "site", "lab"),
+		0);
+	assert_int_equal(
+		mosquitto_property_add_string(&list, MQTT_PROP_CONTENT_TYPE, "application/json"),
+		0);
 	assert_int_equal(mosquitto_property_add_int32(&list, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, 60),
 			 0);
 	assert_int_equal(mosquitto_property_add_string_pair(&list, MQTT_PROP_USER_PROPERTY, "unit",
 							    "d\xc3\xa9"),
 			 0);
-	assert_int_equal(mosquitto_property_add_string(&list, MQTT_PROP_RESPONSE_TOPIC,
-						       "replies/dev-1"),
-			 0);
+	assert_int_equal(
+		mosquitto_property_add_string(&list, MQTT_PROP_RESPONSE_TOPIC, "replies/dev-1"), 0);
 	assert_int_equal(mosquitto_property_add_binary(&list, MQTT_PROP_CORRELATION_DATA, corr,
 						       sizeof(corr)),
 			 0);
 	assert_int_equal(mosquitto_property_add_byte(&list, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, 1),
 			 0);
 	/* Repeats keep their place, in the order the client sent them. */
-	assert_int_equal(mosquitto_property_add_string_pair(&list, MQTT_PROP_USER_PROPERTY, "site",
-							    "roof"),
-			 0);
-	assert_int_equal(mosquitto_property_add_string_pair(&list, MQTT_PROP_USER_PROPERTY, "site",
-							    "lab"),
-			 0);
+	assert_int_equal(
+		mosquitto_property_add_string_pair(&list, MQTT_PROP_USER_PROPERTY, "site", "roof"),
+		0);
+	assert_int_equal(
+		mosquitto_property_add_string_pair(&list, MQTT_PROP_USER_PROPERTY, "site", "lab"),
+		0);
 	assert_int_equal(mosquitto_property_add_string_pair(&list, MQTT_PROP_USER_PROPERTY, "", ""),
 			 0);
 	assert_int_equal(
@@ -630,9 +635,9 @@ static void test_next_prop_truncated(void **state)
 	size_t n = 0;
 
 	(void)state;
-	assert_int_equal(mosquitto_property_add_string_pair(&list, MQTT_PROP_USER_PROPERTY, "site",
-							    "lab"),
-			 0);
+	assert_int_equal(
+		mosquitto_property_add_string_pair(&list, MQTT_PROP_USER_PROPERTY, "site", "lab"),
+		0);
 	assert_int_equal(mosquitto_property_add_binary(&list, MQTT_PROP_CORRELATION_DATA, corr,
 						       sizeof(corr)),
 			 0);
@@ -719,18 +724,12 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-		T(test_round_trip_fields),
-		T(test_round_trip_payloads),
-		T(test_external_payload),
-		T(test_strings_copied),
-		T(test_round_trip_props),
-		T(test_full_ring),
-		T(test_many_through_small_ring),
-		T(test_props_none),
-		T(test_props_all_kinds),
-		T(test_props_edge_values),
-		T(test_props_many_and_long),
-		T(test_next_prop_truncated),
+		T(test_round_trip_fields),       T(test_round_trip_payloads),
+		T(test_external_payload),        T(test_strings_copied),
+		T(test_round_trip_props),        T(test_full_ring),
+		T(test_many_through_small_ring), T(test_props_none),
+		T(test_props_all_kinds),         T(test_props_edge_values),
+		T(test_props_many_and_long),     T(test_next_prop_truncated),
 		T(test_next_prop_bad_lengths),
 #undef T
 	};

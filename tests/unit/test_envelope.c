@@ -250,16 +250,16 @@ static void test_payload_utf8_text(void **state)
 {
 	static const char *const texts[] = {
 		"plain",
-		"caf\xc3\xa9",                 /* U+00E9 */
-		"\xe2\x82\xac 5",              /* U+20AC */
-		"\xf0\x9d\x84\x9e",            /* U+1D11E */
-		"\xef\xbf\xbf",                /* U+FFFF */
-		"\xf4\x8f\xbf\xbf",            /* U+10FFFF, the last code point */
-		"\xc2\x80",                    /* U+0080, the first 2-byte one */
-		"\xe0\xa0\x80",                /* U+0800 */
-		"\xf0\x90\x80\x80",            /* U+10000 */
-		"\xed\x9f\xbf",                /* U+D7FF, just below the surrogates */
-		"\xee\x80\x80",                /* U+E000, just above */
+		"caf\xc3\xa9",      /* U+00E9 */
+		"\xe2\x82\xac 5",   /* U+20AC */
+		"\xf0\x9d\x84\x9e", /* U+1D11E */
+		"\xef\xbf\xbf",     /* U+FFFF */
+		"\xf4\x8f\xbf\xbf", /* U+10FFFF, the last code point */
+		"\xc2\x80",         /* U+0080, the first 2-byte one */
+		"\xe0\xa0\x80",     /* U+0800 */
+		"\xf0\x90\x80\x80", /* U+10000 */
+		"\xed\x9f\xbf",     /* U+D7FF, just below the surrogates */
+		"\xee\x80\x80",     /* U+E000, just above */
 		"\x7f",
 		"quote \" backslash \\ slash / tab \t nl \n cr \r bs \b ff \f",
 		"\x01\x02\x1f control",
@@ -283,27 +283,27 @@ static void test_payload_not_text(void **state)
 	} cases[] = {
 		{"\xff", 1},
 		{"\xfe\xff", 2},
-		{"a\0b", 3},                    /* NUL */
+		{"a\0b", 3}, /* NUL */
 		{"\0", 1},
 		{"abc\0", 4},
-		{"\xc0\xaf", 2},                /* overlong '/' */
-		{"\xc1\xbf", 2},                /* overlong */
-		{"\xe0\x80\xaf", 3},            /* overlong '/' */
-		{"\xe0\x9f\xbf", 3},            /* overlong U+07FF */
-		{"\xf0\x80\x80\xaf", 4},        /* overlong '/' */
-		{"\xf0\x8f\xbf\xbf", 4},        /* overlong U+FFFF */
-		{"\xed\xa0\x80", 3},            /* U+D800, a surrogate */
-		{"\xed\xbf\xbf", 3},            /* U+DFFF */
+		{"\xc0\xaf", 2},                 /* overlong '/' */
+		{"\xc1\xbf", 2},                 /* overlong */
+		{"\xe0\x80\xaf", 3},             /* overlong '/' */
+		{"\xe0\x9f\xbf", 3},             /* overlong U+07FF */
+		{"\xf0\x80\x80\xaf", 4},         /* overlong '/' */
+		{"\xf0\x8f\xbf\xbf", 4},         /* overlong U+FFFF */
+		{"\xed\xa0\x80", 3},             /* U+D800, a surrogate */
+		{"\xed\xbf\xbf", 3},             /* U+DFFF */
 		{"\xed\xa0\xbd\xed\xb8\x80", 6}, /* a CESU-8 surrogate pair */
-		{"\xf4\x90\x80\x80", 4},        /* U+110000 */
+		{"\xf4\x90\x80\x80", 4},         /* U+110000 */
 		{"\xf7\xbf\xbf\xbf", 4},
-		{"\xf8\x88\x80\x80\x80", 5},    /* 5-byte form */
-		{"\xe2\x82", 2},                /* truncated */
+		{"\xf8\x88\x80\x80\x80", 5}, /* 5-byte form */
+		{"\xe2\x82", 2},             /* truncated */
 		{"ab\xe2\x82", 4},
 		{"\xc3", 1},
-		{"\x80", 1},                    /* lone continuation byte */
+		{"\x80", 1}, /* lone continuation byte */
 		{"a\xbf", 2},
-		{"\xc3\x28", 2},                /* bad continuation */
+		{"\xc3\x28", 2}, /* bad continuation */
 		{"\xe2\x28\xa1", 3},
 		{"\xf0\x9d\x84", 3},
 	};
@@ -426,29 +426,27 @@ static void test_properties(void **state)
 	unsigned char decoded[16];
 
 	(void)state;
-	assert_int_equal(mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "site",
-							    "lab"),
-			 0);
+	assert_int_equal(
+		mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "site", "lab"),
+		0);
 	assert_int_equal(mosquitto_property_add_string(&props, MQTT_PROP_CONTENT_TYPE,
 						       "text/plain; charset=\"utf-8\""),
 			 0);
-	assert_int_equal(mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY,
-							    "unit", "d\xc3\xa9"),
+	assert_int_equal(mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "unit",
+							    "d\xc3\xa9"),
 			 0);
-	assert_int_equal(mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC,
-						       "replies/ue-1"),
-			 0);
+	assert_int_equal(
+		mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, "replies/ue-1"), 0);
 	assert_int_equal(mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, corr,
 						       sizeof(corr)),
 			 0);
 	assert_int_equal(mosquitto_property_add_byte(&props, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, 1),
 			 0);
-	assert_int_equal(mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "site",
-							    "roof"),
-			 0);
-	assert_int_equal(mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "",
-							    ""),
-			 0);
+	assert_int_equal(
+		mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "site", "roof"),
+		0);
+	assert_int_equal(
+		mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "", ""), 0);
 	set_props(&msg, props);
 
 	cJSON *obj = encode(&msg, "r", 1);
@@ -544,18 +542,10 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-		T(test_all_fields),
-		T(test_username_qos_retain),
-		T(test_exact_integers),
-		T(test_payload_utf8_text),
-		T(test_payload_not_text),
-		T(test_payload_all_bytes),
-		T(test_payload_empty),
-		T(test_payload_large),
-		T(test_escaping),
-		T(test_properties),
-		T(test_base64_rfc4648),
-		T(test_base64_all_bytes),
+		T(test_all_fields),        T(test_username_qos_retain), T(test_exact_integers),
+		T(test_payload_utf8_text), T(test_payload_not_text),    T(test_payload_all_bytes),
+		T(test_payload_empty),     T(test_payload_large),       T(test_escaping),
+		T(test_properties),        T(test_base64_rfc4648),      T(test_base64_all_bytes),
 #undef T
 	};
 	return cmocka_run_group_tests_name("envelope", tests, NULL, NULL);

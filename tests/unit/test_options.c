@@ -56,19 +56,19 @@ static int parse_raw(const char *first_key, ...)
 #define PARSE(...) parse_raw(__VA_ARGS__, NULL)
 #define PARSE_BS(...) parse_raw("bootstrap_servers", "kafka:9092", __VA_ARGS__, NULL)
 
-#define assert_ok(rc)                                 \
-	do {                                          \
-		int rc_ = (rc);                       \
-		if (rc_ != 0) {                       \
-			print_error("errstr: %s\n", err); \
-		}                                     \
-		assert_int_equal(rc_, 0);             \
+#define assert_ok(rc)                                                                              \
+	do {                                                                                       \
+		int rc_ = (rc);                                                                    \
+		if (rc_ != 0) {                                                                    \
+			print_error("errstr: %s\n", err);                                          \
+		}                                                                                  \
+		assert_int_equal(rc_, 0);                                                          \
 	} while (0)
 
-#define assert_fails(rc, message)                  \
-	do {                                       \
-		assert_int_equal((rc), -1);        \
-		assert_string_equal(err, message); \
+#define assert_fails(rc, message)                                                                  \
+	do {                                                                                       \
+		assert_int_equal((rc), -1);                                                        \
+		assert_string_equal(err, message);                                                 \
 	} while (0)
 
 static int setup(void **state)
@@ -155,10 +155,10 @@ static void test_trimming(void **state)
 {
 	(void)state;
 	/* mosquitto keeps trailing spaces (and strips only CR/LF). */
-	assert_ok(PARSE("bootstrap_servers", " \tk:9092 \t ", "broker_id", "b1   ",
-			"route_r", "  a/+ -> t-{1}  key=topic \t format=json  ", "exclude",
-			"a/x/#\t", "kafka.linger.ms", " 20 ", "stats_interval", "5 ",
-			"flush_timeout_ms", "\t250\t"));
+	assert_ok(PARSE("bootstrap_servers", " \tk:9092 \t ", "broker_id", "b1   ", "route_r",
+			"  a/+ -> t-{1}  key=topic \t format=json  ", "exclude", "a/x/#\t",
+			"kafka.linger.ms", " 20 ", "stats_interval", "5 ", "flush_timeout_ms",
+			"\t250\t"));
 	assert_string_equal(cfg.bootstrap_servers, "k:9092");
 	assert_string_equal(cfg.broker_id, "b1");
 	assert_int_equal(cfg.route_count, 1);
@@ -199,8 +199,8 @@ static void test_route_keys(void **state)
 {
 	static const struct {
 		const char *attr;
-		const char *source;        /* NULL: null key */
-		enum mqk_tpl_kind kind;    /* of the first part */
+		const char *source;     /* NULL: null key */
+		enum mqk_tpl_kind kind; /* of the first part */
 		int parts;
 	} cases[] = {
 		{"key=clientid", "{clientid}", MQK_TPL_CLIENTID, 1},
@@ -373,9 +373,11 @@ static void test_numbers_out_of_range(void **state)
 		{"flush_timeout_ms", "1.5",
 		 "plugin_opt_flush_timeout_ms: '1.5' is not a number of milliseconds (0..600000)"},
 		{"buffer_mb", "0", "plugin_opt_buffer_mb: '0' is not a number of MiB (1..4096)"},
-		{"buffer_mb", "4097", "plugin_opt_buffer_mb: '4097' is not a number of MiB (1..4096)"},
+		{"buffer_mb", "4097",
+		 "plugin_opt_buffer_mb: '4097' is not a number of MiB (1..4096)"},
 		{"buffer_mb", "-1", "plugin_opt_buffer_mb: '-1' is not a number of MiB (1..4096)"},
-		{"buffer_mb", "64M", "plugin_opt_buffer_mb: '64M' is not a number of MiB (1..4096)"},
+		{"buffer_mb", "64M",
+		 "plugin_opt_buffer_mb: '64M' is not a number of MiB (1..4096)"},
 	};
 
 	(void)state;
@@ -549,7 +551,8 @@ static void test_route_long_key_message(void **state)
 	strcpy(key + 240, "{nope}");
 	snprintf(value, sizeof(value), "a -> t key=%s", key);
 	snprintf(expected, sizeof(expected),
-		 "plugin_opt_route_x: key: unknown placeholder '{nope}' in '%s' (use {1}, {2}, ... for the filter's wildcards, "
+		 "plugin_opt_route_x: key: unknown placeholder '{nope}' in '%s' (use {1}, {2}, ... "
+		 "for the filter's wildcards, "
 		 "{clientid}, {username}, {topic} or {broker})",
 		 key);
 	assert_fails(PARSE_BS("route_x", value), expected);
@@ -580,9 +583,11 @@ static void test_route_bad_placeholders(void **state)
 		     "plugin_opt_route_x: '{0}' in 't-{0}': the filter has 1 wildcard");
 	assert_fails(PARSE_BS("route_x", "a/+ -> t-{foo}"),
 		     "plugin_opt_route_x: unknown placeholder '{foo}' in 't-{foo}' (use "
-		     "{1}, {2}, ... for the filter's wildcards, {clientid}, {username}, {topic} or {broker})");
+		     "{1}, {2}, ... for the filter's wildcards, {clientid}, {username}, {topic} or "
+		     "{broker})");
 	assert_fails(PARSE_BS("route_x", "a/+ -> t-{}"),
-		     "plugin_opt_route_x: unknown placeholder '{}' in 't-{}' (use {1}, {2}, ... for the filter's wildcards, "
+		     "plugin_opt_route_x: unknown placeholder '{}' in 't-{}' (use {1}, {2}, ... "
+		     "for the filter's wildcards, "
 		     "{clientid}, {username}, {topic} or {broker})");
 	assert_fails(PARSE_BS("route_x", "a/+ -> t-{1"),
 		     "plugin_opt_route_x: unclosed '{' in 't-{1'");
@@ -603,7 +608,8 @@ static void test_route_bad_key(void **state)
 		     "plugin_opt_route_x: key: '{2}' in '{2}': the filter has 1 wildcard");
 	assert_fails(PARSE_BS("route_x", "a/+ -> t key={client}"),
 		     "plugin_opt_route_x: key: unknown placeholder '{client}' in '{client}' (use "
-		     "{1}, {2}, ... for the filter's wildcards, {clientid}, {username}, {topic} or {broker})");
+		     "{1}, {2}, ... for the filter's wildcards, {clientid}, {username}, {topic} or "
+		     "{broker})");
 	assert_fails(PARSE_BS("route_x", "a/+ -> t key=x{1"),
 		     "plugin_opt_route_x: key: unclosed '{' in 'x{1'");
 }

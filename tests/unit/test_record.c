@@ -55,8 +55,8 @@ static void set_props(struct mqk_message *msg, const mosquitto_property *props)
 }
 
 /* A route as options.c would make it; key NULL: key=none. */
-static void make_route(struct mqk_route *r, const char *name, const char *filter,
-		       const char *topic, const char *key, enum mqk_format format)
+static void make_route(struct mqk_route *r, const char *name, const char *filter, const char *topic,
+		       const char *key, enum mqk_format format)
 {
 	char err[512];
 
@@ -217,15 +217,15 @@ static void test_bad_topic(void **state)
 		const char *filter, *topic_tpl, *topic;
 		bool no_username;
 	} cases[] = {
-		{"+/x", "t-{1}", "a b/x", false},        /* illegal characters */
+		{"+/x", "t-{1}", "a b/x", false}, /* illegal characters */
 		{"+/x", "t-{1}", "caf\xc3\xa9/x", false},
 		{"+/x", "t-{1}", "a:b/x", false},
-		{"a/#", "{1}", "a", false},              /* empty name */
-		{"#", "{username}", "a", true},          /* empty name */
-		{"+/x", "{1}", "./x", false},            /* "." */
-		{"+/x", "{1}", "../x", false},           /* ".." */
-		{"#", "{1}", "/", false},                /* "/" becomes "." */
-		{"a/#", "{1}", "a/./", false},           /* "./" becomes ".." */
+		{"a/#", "{1}", "a", false},     /* empty name */
+		{"#", "{username}", "a", true}, /* empty name */
+		{"+/x", "{1}", "./x", false},   /* "." */
+		{"+/x", "{1}", "../x", false},  /* ".." */
+		{"#", "{1}", "/", false},       /* "/" becomes "." */
+		{"a/#", "{1}", "a/./", false},  /* "./" becomes ".." */
 	};
 	char long_level[300];
 
@@ -405,8 +405,7 @@ static void test_json_value(void **state)
 	struct mqk_message msg = message("sensors/ue-1/spectrum", "{\"dbm\":-71}");
 
 	(void)state;
-	make_route(&r, "spectrum", "sensors/+/spectrum", "spectrum", "{clientid}",
-		   MQK_FORMAT_JSON);
+	make_route(&r, "spectrum", "sensors/+/spectrum", "spectrum", "{clientid}", MQK_FORMAT_JSON);
 	assert_int_equal(record__build(&rec, &r, &msg, 7, &origin, &scratch), MQK_BUILD_OK);
 	assert_non_null(rec.value);
 	assert_int_equal(rec.value_len, strlen(rec.value));
@@ -540,30 +539,30 @@ static void test_headers_v5_properties(void **state)
 	static const unsigned char corr[] = {0x00, 0x01, 0xfe, 0xff, 'c'};
 
 	(void)state;
-	assert_int_equal(mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY,
-							    "site", "lab"),
-			 MOSQ_ERR_SUCCESS);
-	assert_int_equal(mosquitto_property_add_string(&props, MQTT_PROP_CONTENT_TYPE,
-						       "application/json"),
-			 MOSQ_ERR_SUCCESS);
-	assert_int_equal(mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY,
-							    "unit", "dBm"),
-			 MOSQ_ERR_SUCCESS);
-	assert_int_equal(mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC,
-						       "replies/dev-1"),
-			 MOSQ_ERR_SUCCESS);
+	assert_int_equal(
+		mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "site", "lab"),
+		MOSQ_ERR_SUCCESS);
+	assert_int_equal(
+		mosquitto_property_add_string(&props, MQTT_PROP_CONTENT_TYPE, "application/json"),
+		MOSQ_ERR_SUCCESS);
+	assert_int_equal(
+		mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "unit", "dBm"),
+		MOSQ_ERR_SUCCESS);
+	assert_int_equal(
+		mosquitto_property_add_string(&props, MQTT_PROP_RESPONSE_TOPIC, "replies/dev-1"),
+		MOSQ_ERR_SUCCESS);
 	assert_int_equal(mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, corr,
 						       sizeof(corr)),
 			 MOSQ_ERR_SUCCESS);
 	assert_int_equal(mosquitto_property_add_byte(&props, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR, 1),
 			 MOSQ_ERR_SUCCESS);
 	/* A repeat keeps its place; a name that imitates the plugin's stays prefixed. */
-	assert_int_equal(mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY,
-							    "site", "roof"),
-			 MOSQ_ERR_SUCCESS);
-	assert_int_equal(mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY,
-							    "mqtt.seq", ""),
-			 MOSQ_ERR_SUCCESS);
+	assert_int_equal(
+		mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "site", "roof"),
+		MOSQ_ERR_SUCCESS);
+	assert_int_equal(
+		mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "mqtt.seq", ""),
+		MOSQ_ERR_SUCCESS);
 	/* Properties the plugin does not map are ignored. */
 	assert_int_equal(
 		mosquitto_property_add_int32(&props, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, 60),

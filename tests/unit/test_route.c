@@ -185,13 +185,27 @@ static void test_empty_levels(void **state)
 static void test_filter_is_valid(void **state)
 {
 	static const char *const valid[] = {
-		"a", "a/b", "+", "#", "a/+/b", "a/#", "+/+/#", "/", "//", "a//b", "/#",
-		"with space/+", "é/+", "$SYSTEM/#", "$foo/+", "$sys/#", "a/$SYS",
+		"a",     "a/b",       "+",      "#",      "a/+/b",  "a/#",
+		"+/+/#", "/",         "//",     "a//b",   "/#",     "with space/+",
+		"é/+",   "$SYSTEM/#", "$foo/+", "$sys/#", "a/$SYS",
 	};
 	static const char *const invalid[] = {
-		"a/#/b", "#/a", "a#", "a/b#", "a+", "+a", "a/+b", "a/b+/c",
-		"$SYS", "$SYS/#", "$SYS/broker/+", "$CONTROL", "$CONTROL/dynamic-security/#",
-		"a/\xff", "\xc0\xaf", "\xed\xa0\x80",
+		"a/#/b",
+		"#/a",
+		"a#",
+		"a/b#",
+		"a+",
+		"+a",
+		"a/+b",
+		"a/b+/c",
+		"$SYS",
+		"$SYS/#",
+		"$SYS/broker/+",
+		"$CONTROL",
+		"$CONTROL/dynamic-security/#",
+		"a/\xff",
+		"\xc0\xaf",
+		"\xed\xa0\x80",
 	};
 
 	(void)state;

@@ -21,9 +21,9 @@ static struct mqk_route routes[2];
 static struct mqk_config cfg;
 static struct mqk_stats st;
 
-static const char *const counter_names[] = {"matched",   "produced", "delivered",
+static const char *const counter_names[] = {"matched",   "produced",    "delivered",
 					    "failed",    "buffer_full", "bad_topic",
-					    "too_large", "refused",  "in_flight"};
+					    "too_large", "refused",     "in_flight"};
 #define PER_SCOPE 9
 /* received, unrouted, excluded, buffered_bytes */
 #define TOTALS_ONLY 4
@@ -85,12 +85,21 @@ static void test_tick_publishes_values(void **state)
 	st.received = 100;
 	st.unrouted = 7;
 	st.excluded = 3;
-	st.totals = (struct mqk_counters){.matched = 90, .produced = 88, .delivered = 80,
-					  .failed = 2, .buffer_full = 1, .bad_topic = 1,
-					  .too_large = 0, .refused = UINT64_MAX};
+	st.totals = (struct mqk_counters){.matched = 90,
+					  .produced = 88,
+					  .delivered = 80,
+					  .failed = 2,
+					  .buffer_full = 1,
+					  .bad_topic = 1,
+					  .too_large = 0,
+					  .refused = UINT64_MAX};
 	routes[0].counters = (struct mqk_counters){.matched = 60, .produced = 60, .delivered = 59};
-	routes[1].counters = (struct mqk_counters){.matched = 30, .produced = 28, .delivered = 21,
-						   .failed = 2, .buffer_full = 1, .bad_topic = 1};
+	routes[1].counters = (struct mqk_counters){.matched = 30,
+						   .produced = 28,
+						   .delivered = 21,
+						   .failed = 2,
+						   .buffer_full = 1,
+						   .bad_topic = 1};
 
 	stats__tick(&st, &cfg, 1000, 123456789);
 	assert_int_equal(fake_publish_count(), ALL_TOPICS);
@@ -155,8 +164,7 @@ static void test_tick_interval(void **state)
 	assert_string_equal(fake_publish_get(ALL_TOPICS)->topic, "$SYS/broker/kafka/received");
 	assert_string_equal(fake_publish_get(ALL_TOPICS)->payload, "1");
 	/* The value at the tick that publishes. */
-	assert_string_equal(fake_publish_find("$SYS/broker/kafka/buffered_bytes")->payload,
-			    "4096");
+	assert_string_equal(fake_publish_find("$SYS/broker/kafka/buffered_bytes")->payload, "4096");
 	/* A late tick schedules the next one from now. */
 	stats__tick(&st, &cfg, 1100, 0);
 	assert_int_equal(fake_publish_count(), 3 * ALL_TOPICS);
@@ -192,9 +200,14 @@ static void test_log_summary(void **state)
 	st.received = 100;
 	st.unrouted = 7;
 	st.excluded = 3;
-	st.totals = (struct mqk_counters){.matched = 90, .produced = 88, .delivered = 80,
-					  .failed = 2, .buffer_full = 1, .bad_topic = 1,
-					  .too_large = 4, .refused = 5};
+	st.totals = (struct mqk_counters){.matched = 90,
+					  .produced = 88,
+					  .delivered = 80,
+					  .failed = 2,
+					  .buffer_full = 1,
+					  .bad_topic = 1,
+					  .too_large = 4,
+					  .refused = 5};
 	routes[1].counters = (struct mqk_counters){.matched = 1, .produced = 1};
 	stats__log_summary(&st, &cfg);
 	assert_int_equal(fake_log_count(), 4);
@@ -242,12 +255,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-		T(test_topics),
-		T(test_tick_publishes_values),
-		T(test_tick_interval),
-		T(test_tick_disabled),
-		T(test_no_routes),
-		T(test_log_summary),
+		T(test_topics),          T(test_tick_publishes_values),
+		T(test_tick_interval),   T(test_tick_disabled),
+		T(test_no_routes),       T(test_log_summary),
 		T(test_long_route_name),
 #undef T
 	};

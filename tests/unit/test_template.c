@@ -107,8 +107,8 @@ static void test_empty_levels(void **state)
 static void test_message_placeholders(void **state)
 {
 	(void)state;
-	assert_string_equal(expand_for("{clientid}|{username}|{topic}|{broker}", "#", false,
-				       "a/b", "dev-1", "alice"),
+	assert_string_equal(expand_for("{clientid}|{username}|{topic}|{broker}", "#", false, "a/b",
+				       "dev-1", "alice"),
 			    "dev-1|alice|a/b|broker-1");
 	/* No username: empty. */
 	assert_string_equal(expand_for("<{username}>", "#", false, "a", "dev-1", NULL), "<>");
@@ -123,9 +123,8 @@ static void test_parts(void **state)
 	struct mqk_template tpl;
 
 	(void)state;
-	assert_int_equal(template__compile(&tpl, "a{1}b{clientid}{2}", "+/+", true, err,
-					   sizeof(err)),
-			 0);
+	assert_int_equal(
+		template__compile(&tpl, "a{1}b{clientid}{2}", "+/+", true, err, sizeof(err)), 0);
 	assert_false(tpl.is_static);
 	assert_int_equal(tpl.part_count, 5);
 	assert_int_equal(tpl.parts[0].kind, MQK_TPL_LITERAL);
@@ -183,19 +182,24 @@ static void test_compile_errors(void **state)
 		{"{1}", "a/b", false, "'{1}' in '{1}': the filter has 0 wildcards"},
 		{"{0}", "+", false, "'{0}' in '{0}': the filter has 1 wildcard"},
 		{"{foo}", "+", false,
-		 "unknown placeholder '{foo}' in '{foo}' (use {1}, {2}, ... for the filter's wildcards, {clientid}, {username}, "
+		 "unknown placeholder '{foo}' in '{foo}' (use {1}, {2}, ... for the filter's "
+		 "wildcards, {clientid}, {username}, "
 		 "{topic} or {broker})"},
 		{"{CLIENTID}", "+", false,
-		 "unknown placeholder '{CLIENTID}' in '{CLIENTID}' (use {1}, {2}, ... for the filter's wildcards, {clientid}, "
+		 "unknown placeholder '{CLIENTID}' in '{CLIENTID}' (use {1}, {2}, ... for the "
+		 "filter's wildcards, {clientid}, "
 		 "{username}, {topic} or {broker})"},
 		{"{1000}", "+", false,
-		 "unknown placeholder '{1000}' in '{1000}' (use {1}, {2}, ... for the filter's wildcards, {clientid}, "
+		 "unknown placeholder '{1000}' in '{1000}' (use {1}, {2}, ... for the filter's "
+		 "wildcards, {clientid}, "
 		 "{username}, {topic} or {broker})"},
 		{"{-1}", "+", false,
-		 "unknown placeholder '{-1}' in '{-1}' (use {1}, {2}, ... for the filter's wildcards, {clientid}, {username}, "
+		 "unknown placeholder '{-1}' in '{-1}' (use {1}, {2}, ... for the filter's "
+		 "wildcards, {clientid}, {username}, "
 		 "{topic} or {broker})"},
 		{"{ 1}", "+", false,
-		 "unknown placeholder '{ 1}' in '{ 1}' (use {1}, {2}, ... for the filter's wildcards, {clientid}, {username}, "
+		 "unknown placeholder '{ 1}' in '{ 1}' (use {1}, {2}, ... for the filter's "
+		 "wildcards, {clientid}, {username}, "
 		 "{topic} or {broker})"},
 		{"a{1", "+", false, "unclosed '{' in 'a{1'"},
 		{"a{", "+", false, "unclosed '{' in 'a{'"},
@@ -268,8 +272,8 @@ static void test_is_kafka_topic(void **state)
 	/* len is what counts, not the NUL. */
 	assert_true(template__is_kafka_topic("ab cd", 2));
 	assert_false(template__is_kafka_topic("..x", 2));
-	static const char *const bad[] = {"a b", "a/b", "a:b", "a+b", "a#b", "é", "a\tb",
-					  "a{b", "a}b", "a,b", "a@b", "a\x7f"};
+	static const char *const bad[] = {"a b",  "a/b", "a:b", "a+b", "a#b", "é",
+					  "a\tb", "a{b", "a}b", "a,b", "a@b", "a\x7f"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_false(template__is_kafka_topic(bad[i], strlen(bad[i])));
 	}
@@ -283,24 +287,15 @@ static void test_wildcard_level(void **state)
 		int n;
 		const char *expected; /* NULL: false */
 	} cases[] = {
-		{"a/+/c", "a/b/c", 1, "b"},
-		{"a/+/c", "a/b/c", 2, NULL},
-		{"a/+/c", "a/b/c", 0, NULL},
-		{"+/+", "x/y", 1, "x"},
-		{"+/+", "x/y", 2, "y"},
-		{"+/+", "x/y", 3, NULL},
-		{"a/#", "a/b/c", 1, "b/c"},
-		{"a/#", "a", 1, NULL},
-		{"a/#", "a/", 1, ""},
-		{"#", "a/b", 1, "a/b"},
-		{"#", "/", 1, "/"},
-		{"+/#", "x", 1, "x"},
-		{"+/#", "x", 2, NULL},
-		{"+/#", "x/y/z", 2, "y/z"},
-		{"a/+/+", "a//b", 1, ""},
-		{"a/+/+", "a//b", 2, "b"},
-		{"+/+", "/", 1, ""},
-		{"+/+", "/", 2, ""},
+		{"a/+/c", "a/b/c", 1, "b"},  {"a/+/c", "a/b/c", 2, NULL},
+		{"a/+/c", "a/b/c", 0, NULL}, {"+/+", "x/y", 1, "x"},
+		{"+/+", "x/y", 2, "y"},      {"+/+", "x/y", 3, NULL},
+		{"a/#", "a/b/c", 1, "b/c"},  {"a/#", "a", 1, NULL},
+		{"a/#", "a/", 1, ""},        {"#", "a/b", 1, "a/b"},
+		{"#", "/", 1, "/"},          {"+/#", "x", 1, "x"},
+		{"+/#", "x", 2, NULL},       {"+/#", "x/y/z", 2, "y/z"},
+		{"a/+/+", "a//b", 1, ""},    {"a/+/+", "a//b", 2, "b"},
+		{"+/+", "/", 1, ""},         {"+/+", "/", 2, ""},
 		{"a/b", "a/b", 1, NULL},
 	};
 
