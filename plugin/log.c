@@ -2,12 +2,12 @@
  * log.c - the plugin's log lines, through mosquitto's log.
  *
  * Every line starts with "mosquitto_kafka: " so an admin can grep for it. Lines that
- * could repeat once per message (a delivery failure, a full queue) are rate-limited:
+ * could repeat once per message (a delivery failure, a full buffer) are rate-limited:
  * the first is logged at once, the next ones at most every 10 s with how many were not
  * logged in between, so a Kafka outage cannot flood the log.
  *
  * mosquitto_log_printf may only be called on mosquitto's thread. A thread of the
- * plugin's own (the delivery thread, see producer.c) uses log__deferred instead: the
+ * plugin's own (the Kafka thread, see producer.c) uses log__deferred instead: the
  * line waits in a small mailbox until log__drain, on the next TICK, logs it. When the
  * mailbox is full, lines are counted and the count is logged instead.
  */

@@ -171,7 +171,7 @@ static int on_message(int event, void *event_data, void *userdata)
 
 /*
  * MOSQ_EVT_TICK: ~10/s idle, once per loop iteration under load. O(1), never blocks:
- * logs what the delivery thread left for mosquitto's thread, publishes the counters
+ * logs what the Kafka thread left for mosquitto's thread, publishes the counters
  * when it is time.
  */
 static int on_tick(int event, void *event_data, void *userdata)
