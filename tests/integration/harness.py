@@ -18,6 +18,7 @@ Environment:
   MQK_VALGRIND=1  run mosquitto under valgrind (slower; any valgrind error fails the test)
 """
 
+import atexit
 import base64
 import os
 import re
@@ -93,6 +94,27 @@ def make_tempdir(prefix):
     d = tempfile.mkdtemp(prefix=prefix)
     os.chmod(d, 0o755)
     return d
+
+
+_plugin_copy = None
+
+
+def built_plugin():
+    """
+    The built plugin, as mosquitto can load it. Started as root, mosquitto drops to user
+    mosquitto before it loads plugins, and the build directory may sit below a directory
+    only root can enter (a fresh clone under mktemp -d, say): so the tests load a copy in
+    a world-readable directory of their own, made once per process and removed at exit.
+    """
+    global _plugin_copy
+    if _plugin_copy is None:
+        require_file(PLUGIN, "the plugin")
+        d = make_tempdir("mqk-plugin-")
+        atexit.register(shutil.rmtree, d, True)
+        _plugin_copy = os.path.join(d, os.path.basename(PLUGIN))
+        shutil.copy2(PLUGIN, _plugin_copy)
+        os.chmod(_plugin_copy, 0o755)
+    return _plugin_copy
 
 
 # ---- the public header -------------------------------------------------------------
@@ -263,11 +285,14 @@ class Mosquitto:
     /usr/sbin/mosquitto on 127.0.0.1:<free port> with the plugin and the given options.
 
     options: list of (key, value) for plugin_opt_<key> <value>, in order (duplicates kept).
-    extra: more mosquitto.conf lines. plugin=None: no plugin line at all.
+    extra: more mosquitto.conf lines. plugin: "built" (a loadable copy of the built plugin),
+    a path, or None for no plugin line at all.
     """
 
-    def __init__(self, options, extra=(), plugin=PLUGIN, wait=True, name="mosquitto",
+    def __init__(self, options, extra=(), plugin="built", wait=True, name="mosquitto",
                  start_timeout=10.0, listen=True):
+        if plugin == "built":
+            plugin = built_plugin()
         if plugin is not None:
             require_file(plugin, "the plugin")
         if not os.path.isfile(MOSQUITTO):
