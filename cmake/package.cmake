@@ -18,7 +18,7 @@ set(CPACK_GENERATOR "DEB")
 set(CPACK_PACKAGE_NAME "mosquitto-kafka")
 set(CPACK_PACKAGE_VERSION "${PROJECT_VERSION}")
 set(CPACK_PACKAGE_VENDOR "mosquitto-kafka")
-set(CPACK_PACKAGE_CONTACT "mosquitto-kafka maintainers <mosquitto-kafka@localhost>")
+set(CPACK_PACKAGE_CONTACT "mosquitto-kafka maintainers <maintainers@mosquitto-kafka.example.org>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "Mosquitto plugin that forwards MQTT messages to Kafka")
 set(CPACK_PACKAGING_INSTALL_PREFIX "/usr")
 set(CPACK_STRIP_FILES ON)
@@ -30,16 +30,17 @@ set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE "amd64")
 set(CPACK_DEBIAN_PACKAGE_SECTION "net")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 set(CPACK_DEBIAN_PACKAGE_MAINTAINER "${CPACK_PACKAGE_CONTACT}")
-set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://github.com/mosquitto-kafka/mosquitto-kafka")
 # The extended description; CPack puts the summary first and indents these lines.
 set(CPACK_DEBIAN_PACKAGE_DESCRIPTION
-"mosquitto-kafka is a plugin for the Mosquitto 2.0 MQTT broker. Every PUBLISH whose
-topic matches a configured route is produced to a Kafka topic with librdkafka,
-with its MQTT metadata (topic, client id, QoS, MQTT v5 properties, a per-route
-sequence number) as Kafka record headers, raw or as a JSON envelope.
+"mosquitto-kafka is a plugin for the Mosquitto 2.0 MQTT broker. Every PUBLISH
+whose topic matches a configured route is produced to a Kafka topic with
+librdkafka, with its MQTT metadata (topic, client id, QoS, MQTT v5 properties,
+a per-route sequence number) as Kafka record headers, raw or as a JSON
+envelope.
 
 The package installs the plugin, a commented-out configuration file in
-/etc/mosquitto/conf.d and mqk-devkafka, a mock Kafka cluster for trying it out.")
+/etc/mosquitto/conf.d and mqk-devkafka, a mock Kafka cluster for trying it
+out.")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "mosquitto (>= 2.0)")
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS OFF)
@@ -59,10 +60,10 @@ set(MQK_COPYRIGHT_FILE "${PROJECT_BINARY_DIR}/debian/copyright")
 file(WRITE "${MQK_COPYRIGHT_FILE}"
 "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: mosquitto-kafka
-Source: ${CPACK_DEBIAN_PACKAGE_HOMEPAGE}
+Source: the mosquitto-kafka source repository
 
 Files: *
-Copyright: mosquitto-kafka contributors
+Copyright: 2026 The mosquitto-kafka contributors
 License: EPL-2.0 or EDL-1.0
  Licensed like Mosquitto, under the Eclipse Public License 2.0 or the Eclipse
  Distribution License 1.0 (BSD-3-Clause).
@@ -70,22 +71,40 @@ License: EPL-2.0 or EDL-1.0
 install(FILES "${MQK_COPYRIGHT_FILE}" DESTINATION ${CMAKE_INSTALL_DOCDIR}
         PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 
-# /usr/share/doc/<package>/changelog.Debian.gz (lintian: debian-changelog-file-missing),
-# gzip -9n so that the package is reproducible.
+# /usr/share/doc/<package>/changelog.gz (a native package: its version has no Debian
+# revision), gzip -9n so that the package is reproducible. The man page likewise.
 find_program(MQK_GZIP gzip)
 if(MQK_GZIP)
     string(TIMESTAMP MQK_CHANGELOG_DATE "%a, %d %b %Y %H:%M:%S +0000" UTC)
-    file(WRITE "${PROJECT_BINARY_DIR}/debian/changelog.Debian"
+    file(WRITE "${PROJECT_BINARY_DIR}/debian/changelog"
 "mosquitto-kafka (${PROJECT_VERSION}) unstable; urgency=medium
 
   * Built from source with CPack.
 
  -- ${CPACK_PACKAGE_CONTACT}  ${MQK_CHANGELOG_DATE}
 ")
-    execute_process(COMMAND ${MQK_GZIP} -9nf "${PROJECT_BINARY_DIR}/debian/changelog.Debian")
-    install(FILES "${PROJECT_BINARY_DIR}/debian/changelog.Debian.gz"
+    execute_process(COMMAND ${MQK_GZIP} -9nf "${PROJECT_BINARY_DIR}/debian/changelog")
+    install(FILES "${PROJECT_BINARY_DIR}/debian/changelog.gz"
             DESTINATION ${CMAKE_INSTALL_DOCDIR}
             PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+    configure_file("${PROJECT_SOURCE_DIR}/docs/man/mqk-devkafka.1"
+                   "${PROJECT_BINARY_DIR}/debian/mqk-devkafka.1" COPYONLY)
+    execute_process(COMMAND ${MQK_GZIP} -9nf "${PROJECT_BINARY_DIR}/debian/mqk-devkafka.1")
+    install(FILES "${PROJECT_BINARY_DIR}/debian/mqk-devkafka.1.gz"
+            DESTINATION ${CMAKE_INSTALL_MANDIR}/man1
+            PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 endif()
+
+# lintian: the plugin has no SONAME and lives in the multiarch library directory because
+# that is where Debian's mosquitto keeps its plugins (mosquitto_dynamic_security.so);
+# CPack adds the ldconfig calls for any .so there.
+file(WRITE "${PROJECT_BINARY_DIR}/debian/lintian-overrides"
+"mosquitto-kafka: sharedobject-in-library-directory-missing-soname [usr/lib/x86_64-linux-gnu/mosquitto_kafka.so]
+mosquitto-kafka: maintscript-calls-ldconfig [postinst]
+mosquitto-kafka: maintscript-calls-ldconfig [postrm]
+")
+install(FILES "${PROJECT_BINARY_DIR}/debian/lintian-overrides"
+        DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/lintian/overrides RENAME mosquitto-kafka
+        PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 
 include(CPack)
