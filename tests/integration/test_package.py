@@ -44,14 +44,14 @@ def test_deb_name_and_control(deb):
     assert os.path.basename(deb) == f"{PKG}_{version}_amd64.deb", os.path.basename(deb)
     fields = {}
     for name in ("Package", "Version", "Architecture", "Section", "Maintainer", "Depends",
-                 "Homepage", "Description"):
+                 "Description"):
         fields[name] = run(["dpkg-deb", "-f", deb, name]).stdout.strip()
     print(f"control: {fields}")
     assert fields["Package"] == PKG
     assert fields["Version"] == version
     assert fields["Architecture"] == "amd64"
     assert fields["Section"] == "net"
-    assert fields["Maintainer"] and fields["Homepage"] and fields["Description"]
+    assert fields["Maintainer"] and fields["Description"]
     depends = [d.strip() for d in fields["Depends"].split(",")]
     names = [re.split(r"[ (]", d)[0] for d in depends]
     for want in ("mosquitto", "librdkafka1", "libcjson1", "libc6"):
@@ -73,7 +73,7 @@ def test_deb_contents(deb):
     want = {
         PLUGIN_PATH: "-rw-r--r--",
         CONFFILE: "-rw-r--r--",
-        "/usr/bin/mqk-devkafka": "-rwxr-xr-x",
+        "/usr/bin/mqk-kafka": "-rwxr-xr-x",
         "/usr/include/mosquitto_kafka.h": "-rw-r--r--",
         f"/usr/share/doc/{PKG}/copyright": "-rw-r--r--",
         f"/usr/share/doc/{PKG}/README.md": "-rw-r--r--",
@@ -98,7 +98,7 @@ def _installed():
     return "install ok installed" in p.stdout
 
 
-def test_install_run_purge(deb, devkafka):
+def test_install_run_purge(deb, kafka):
     assert os.geteuid() == 0, ("installing the package needs root (CI runs as root): "
                                "run ./scripts/test.sh as root")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -108,7 +108,7 @@ def test_install_run_purge(deb, devkafka):
         run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
              os.path.abspath(deb)], env=env, timeout=600)
         assert _installed(), f"{PKG} not installed after apt-get install"
-        for path in (PLUGIN_PATH, CONFFILE, "/usr/bin/mqk-devkafka"):
+        for path in (PLUGIN_PATH, CONFFILE, "/usr/bin/mqk-kafka"):
             assert os.path.isfile(path), f"{path} missing after install"
         status = run(["dpkg", "--status", PKG]).stdout
         assert CONFFILE in status, f"dpkg does not list {CONFFILE} as a conffile:\n{status}"
@@ -133,7 +133,8 @@ def test_install_run_purge(deb, devkafka):
 
         # The installed plugin, run by /usr/sbin/mosquitto as user mosquitto, forwards.
         topic = harness.unique("pkg")
-        b = harness.Mosquitto([("bootstrap_servers", devkafka.bootstrap),
+        kafka.create_topic(topic)
+        b = harness.Mosquitto([("bootstrap_servers", kafka.bootstrap),
                                ("broker_id", "itest-pkg"),
                                ("route_pkg", f"pkg/# -> {topic}")],
                               plugin=PLUGIN_PATH, name="mosquitto-installed")
@@ -141,7 +142,7 @@ def test_install_run_purge(deb, devkafka):
             c = harness.Client(b.port, harness.unique("pkg"), V311)
             c.publish_wait("pkg/one", b"installed plugin", qos=1)
             c.close()
-            recs = harness.read_topic(devkafka.bootstrap, topic, 1, timeout=30)
+            recs = harness.read_topic(kafka.bootstrap, topic, 1, timeout=30)
             print(f"installed plugin: 1 sent, {len(recs)} received")
             assert [r.value for r in recs] == [b"installed plugin"], recs
             assert recs[0].header_str(HDR.BROKER) == "itest-pkg"
@@ -154,5 +155,5 @@ def test_install_run_purge(deb, devkafka):
         purge = run(["dpkg", "--purge", PKG], check=False, env=env)
     assert purge.returncode == 0, f"dpkg --purge failed:\n{purge.stdout}{purge.stderr}"
     assert not _installed(), f"{PKG} still installed after purge"
-    for path in (PLUGIN_PATH, CONFFILE, "/usr/bin/mqk-devkafka"):
+    for path in (PLUGIN_PATH, CONFFILE, "/usr/bin/mqk-kafka"):
         assert not os.path.exists(path), f"{path} left after dpkg --purge"
