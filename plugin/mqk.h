@@ -8,6 +8,7 @@
  *   capture.c   the message copied into the buffer, one entry per route
  *   buffer.c    the ring between mosquitto's thread and the Kafka thread
  *   producer.c  the Kafka thread: entries -> records -> librdkafka, delivery reports
+ *   topics.c    the Kafka topics already created or found to exist      (Kafka thread)
  *   record.c    the Kafka record: topic, key, headers, value       (Kafka thread)
  *   template.c  Kafka topic and key templates ({1}, {clientid}, ...)
  *   envelope.c  the JSON value of format=json routes
@@ -154,6 +155,9 @@ struct mqk_config {
 	int stats_interval;   /* seconds; 0: no $SYS statistics */
 	int flush_timeout_ms; /* how long cleanup waits for Kafka */
 	int buffer_mb;        /* the buffer between mosquitto's thread and the Kafka thread */
+	bool create_topics;   /* create missing Kafka topics (Admin API) before producing */
+	int topic_partitions; /* ... with this many partitions */
+	int topic_replication_factor; /* ... and this factor; -1: the brokers' default */
 };
 
 /*
@@ -387,7 +391,8 @@ struct mqk_producer;
  * Creates the librdkafka producer with the plugin's defaults and cfg's kafka.* props,
  * a topic handle for each static route topic, and the Kafka thread, which takes the
  * entries of buf, produces them and serves librdkafka's delivery reports, logs and
- * errors. Returns NULL with one line in errstr that names the option librdkafka
+ * errors. With cfg->create_topics, the Kafka thread creates missing topics (Admin API)
+ * before it produces to them. Returns NULL with one line in errstr that names the option librdkafka
  * refused.
  */
 struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_buffer *buf,
@@ -401,6 +406,42 @@ uint64_t producer__in_flight(const struct mqk_counters *c);
  * producer. Returns how many records were not delivered.
  */
 int producer__close(struct mqk_producer *p, int timeout_ms);
+
+/* ---- known Kafka topics (Kafka thread) ---------------------------------------------- */
+
+struct mqk_topic_slot {
+	char *name; /* NULL: empty slot; owned by the set */
+	uint32_t hash;
+	int64_t retry_at_ms; /* 0: the topic exists; else its creation failed: try again then */
+};
+
+/*
+ * The Kafka topics the Kafka thread has created or found to exist, and those whose
+ * creation failed (with when to try again). Bounded: holding max_names names, it
+ * forgets them all before it takes a new one.
+ */
+struct mqk_topics {
+	struct mqk_topic_slot *slots;
+	size_t slot_count; /* 0 or a power of 2 */
+	size_t count;
+	size_t max_names;
+};
+
+int topics__init(struct mqk_topics *t, size_t max_names);
+void topics__free(struct mqk_topics *t);
+/* Forgets every name. */
+void topics__clear(struct mqk_topics *t);
+/*
+ * Is name in the set? If so, *retry_at_ms is 0 when the topic exists, or the monotonic
+ * time (ms) after which a failed creation may be tried again.
+ */
+bool topics__get(const struct mqk_topics *t, const char *name, int64_t *retry_at_ms);
+/*
+ * Adds or updates name (copied). Returns 0; 1 when the set was full and forgot every
+ * other name first; -1 when out of memory (the set is unchanged, or emptied).
+ */
+int topics__put(struct mqk_topics *t, const char *name, int64_t retry_at_ms);
+size_t topics__count(const struct mqk_topics *t);
 
 /* ---- statistics ----------------------------------------------------------------------- */
 

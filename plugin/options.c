@@ -25,7 +25,9 @@
 #define DEFAULT_STATS_INTERVAL 10
 #define DEFAULT_FLUSH_TIMEOUT_MS 10000
 #define DEFAULT_BUFFER_MB 64
-#define MAX_ROUTES 65534 /* a buffer entry names its route in 16 bits */
+#define DEFAULT_TOPIC_PARTITIONS 6
+#define DEFAULT_TOPIC_REPLICATION_FACTOR -1 /* the brokers' default.replication.factor */
+#define MAX_ROUTES 65534                    /* a buffer entry names its route in 16 bits */
 
 /* librdkafka properties the plugin sets and depends on: not for the admin to change. */
 static const char *const reserved_kafka_props[] = {
@@ -296,23 +298,62 @@ static int set_once(char **field, const char *key, const char *value, char *errs
 	return 0;
 }
 
-/* The numeric options: each may be given once. */
+/* The numeric options: each may be given once. range: what the message says is allowed. */
 static const struct {
 	const char *name;
 	size_t offset;
 	int min, max;
 	const char *what;
+	const char *range; /* NULL: "min..max" */
+	bool not_zero;
 } numbers[] = {
 	{"stats_interval", offsetof(struct mqk_config, stats_interval), 0, 86400,
-	 "a number of seconds"},
+	 "a number of seconds", NULL, false},
 	{"flush_timeout_ms", offsetof(struct mqk_config, flush_timeout_ms), 0, 600000,
-	 "a number of milliseconds"},
-	{"buffer_mb", offsetof(struct mqk_config, buffer_mb), 1, 4096, "a number of MiB"},
+	 "a number of milliseconds", NULL, false},
+	{"buffer_mb", offsetof(struct mqk_config, buffer_mb), 1, 4096, "a number of MiB", NULL,
+	 false},
+	{"topic_partitions", offsetof(struct mqk_config, topic_partitions), 1, 10000,
+	 "a number of partitions", NULL, false},
+	{"topic_replication_factor", offsetof(struct mqk_config, topic_replication_factor), -1,
+	 32767, "a replication factor", "-1 for the brokers' default, or 1..32767", true},
 };
 #define N_NUMBERS (sizeof(numbers) / sizeof(numbers[0]))
+/* The numbers that only mean something with create_topics true. */
+#define FIRST_TOPIC_NUMBER 3
 
-static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool *seen, char *errstr,
-		     size_t errstr_size)
+static int parse_number(struct mqk_config *cfg, size_t i, const char *key, const char *value,
+			char *errstr, size_t errstr_size)
+{
+	int *field = (int *)((char *)cfg + numbers[i].offset);
+
+	if (numbers[i].range == NULL) {
+		return parse_int(key, value, numbers[i].min, numbers[i].max, numbers[i].what, field,
+				 errstr, errstr_size);
+	}
+	if (parse_int(key, value, numbers[i].min, numbers[i].max, numbers[i].what, field, errstr,
+		      errstr_size) ||
+	    (numbers[i].not_zero && *field == 0)) {
+		FAIL("%s: '%s' is not %s (%s)", key, value, numbers[i].what, numbers[i].range);
+	}
+	return 0;
+}
+
+static int parse_bool(const char *key, const char *value, bool *out, char *errstr,
+		      size_t errstr_size)
+{
+	if (!strcmp(value, "true")) {
+		*out = true;
+	} else if (!strcmp(value, "false")) {
+		*out = false;
+	} else {
+		FAIL("%s: '%s' is not true or false", key, value);
+	}
+	return 0;
+}
+
+static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool *seen,
+		     bool *seen_create, char *errstr, size_t errstr_size)
 {
 	if (*value == '\0') {
 		FAIL("%s: empty value", key);
@@ -336,19 +377,25 @@ static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool 
 	if (!strncmp(key, "kafka.", 6)) {
 		return parse_kafka(cfg, key, value, errstr, errstr_size);
 	}
+	if (!strcmp(key, "create_topics")) {
+		if (*seen_create) {
+			FAIL("%s: given twice", key);
+		}
+		*seen_create = true;
+		return parse_bool(key, value, &cfg->create_topics, errstr, errstr_size);
+	}
 	for (size_t i = 0; i < N_NUMBERS; i++) {
 		if (!strcmp(key, numbers[i].name)) {
 			if (seen[i]) {
 				FAIL("%s: given twice", key);
 			}
 			seen[i] = true;
-			return parse_int(key, value, numbers[i].min, numbers[i].max,
-					 numbers[i].what, (int *)((char *)cfg + numbers[i].offset),
-					 errstr, errstr_size);
+			return parse_number(cfg, i, key, value, errstr, errstr_size);
 		}
 	}
 	FAIL("%s: unknown option (known: bootstrap_servers, broker_id, route_<name>, exclude, "
-	     "kafka.<librdkafka property>, stats_interval, flush_timeout_ms, buffer_mb)",
+	     "kafka.<librdkafka property>, stats_interval, flush_timeout_ms, buffer_mb, "
+	     "create_topics, topic_partitions, topic_replication_factor)",
 	     key);
 }
 
@@ -356,10 +403,13 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 		   char *errstr, size_t errstr_size)
 {
 	bool seen[N_NUMBERS] = {false};
+	bool seen_create = false;
 
 	cfg->stats_interval = DEFAULT_STATS_INTERVAL;
 	cfg->flush_timeout_ms = DEFAULT_FLUSH_TIMEOUT_MS;
 	cfg->buffer_mb = DEFAULT_BUFFER_MB;
+	cfg->topic_partitions = DEFAULT_TOPIC_PARTITIONS;
+	cfg->topic_replication_factor = DEFAULT_TOPIC_REPLICATION_FACTOR;
 	for (int i = 0; i < opt_count; i++) {
 		const char *key = opts[i].key ? opts[i].key : "";
 		char *value = trimmed(opts[i].value);
@@ -368,7 +418,7 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 		if (value == NULL) {
 			FAIL("%s: out of memory", key);
 		}
-		rc = parse_one(cfg, key, value, seen, errstr, errstr_size);
+		rc = parse_one(cfg, key, value, seen, &seen_create, errstr, errstr_size);
 		free(value);
 		if (rc) {
 			return -1;
@@ -377,6 +427,14 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 	if (cfg->bootstrap_servers == NULL) {
 		FAIL("bootstrap_servers: required: the Kafka brokers to connect to, e.g. "
 		     "plugin_opt_bootstrap_servers kafka1:9092,kafka2:9092");
+	}
+	for (size_t i = FIRST_TOPIC_NUMBER; i < N_NUMBERS; i++) {
+		if (seen[i] && !cfg->create_topics) {
+			FAIL("%s: only used when the plugin creates topics: add "
+			     "plugin_opt_create_topics "
+			     "true, or remove it",
+			     numbers[i].name);
+		}
 	}
 	if (cfg->broker_id == NULL) {
 		char host[256] = "";

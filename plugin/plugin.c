@@ -42,6 +42,14 @@
  * a message dropped: counted (buffer_full), logged at most every 10 s, its mqtt.seq
  * missing in Kafka. That is the one place a local journal will take over.
  *
+ * Topics that do not exist. Kafka admins usually turn topic auto-creation off, and by
+ * default (create_topics false) the plugin does not create topics either: a record for
+ * a missing topic is failed by librdkafka, counted (failed) and logged as "topic does
+ * not exist". With create_topics true the Kafka thread creates each topic through the
+ * Admin API before it produces the first record for it (static topics at start, dynamic
+ * ones when first needed), with topic_partitions and topic_replication_factor; records
+ * wait in the buffer, in order, while it does (producer.c, topics.c).
+ *
  * What is guaranteed. Mosquitto 2.0 acknowledges a PUBLISH as soon as MESSAGE returns;
  * it cannot wait for Kafka. A record is in the plugin's buffer before the PUBACK, and
  * from there it reaches Kafka at least once and in order per partition (exactly once
@@ -53,6 +61,7 @@
  * is forwarded again: the pipeline is at-least-once, and mqtt.seq tells the copies
  * apart from losses.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -191,10 +200,20 @@ static void log_configuration(const struct mqk_plugin *pl)
 
 	log__printf(MOSQ_LOG_NOTICE,
 		    "version %s (librdkafka %s): broker_id %s, %d route%s, %d exclude%s, "
-		    "bootstrap_servers %s, buffer %d MiB",
+		    "bootstrap_servers %s, buffer %d MiB, create_topics %s",
 		    MQK_VERSION, rd_kafka_version_str(), cfg->broker_id, cfg->route_count,
 		    cfg->route_count == 1 ? "" : "s", cfg->exclude_count,
-		    cfg->exclude_count == 1 ? "" : "s", cfg->bootstrap_servers, cfg->buffer_mb);
+		    cfg->exclude_count == 1 ? "" : "s", cfg->bootstrap_servers, cfg->buffer_mb,
+		    cfg->create_topics ? "true" : "false");
+	if (cfg->create_topics) {
+		char rf[16];
+		snprintf(rf, sizeof(rf), "%d", cfg->topic_replication_factor);
+		log__printf(MOSQ_LOG_NOTICE,
+			    "missing Kafka topics are created with %d partitions, replication "
+			    "factor %s",
+			    cfg->topic_partitions,
+			    cfg->topic_replication_factor < 0 ? "the brokers' default" : rf);
+	}
 	for (int i = 0; i < cfg->route_count; i++) {
 		const struct mqk_route *r = &cfg->routes[i];
 		log__printf(MOSQ_LOG_NOTICE, "route %s: %s -> %s key=%s format=%s", r->name,

@@ -27,6 +27,21 @@
  * Defaults that lose nothing: idempotence (acks=all, retries without duplicates or
  * reordering), message.timeout.ms=0 (retry forever), the Java client's murmur2
  * partitioner. The admin's kafka.* properties are applied after them.
+ *
+ * Topics that do not exist. With create_topics false (the default) the routed topics
+ * must exist: librdkafka fails a record for a missing topic after
+ * topic.metadata.propagation.max.ms, with UNKNOWN_TOPIC_OR_PART in its delivery report
+ * (then, once it knows the topic is missing, at once from rd_kafka_producev with
+ * _UNKNOWN_TOPIC, without a report); both are counted as failed and logged as a missing
+ * topic. With create_topics true the thread creates each topic through the Admin API
+ * (CreateTopics on the producer handle, topic_partitions and topic_replication_factor),
+ * before it produces the first record for it: every static route topic when it starts,
+ * each expanded (dynamic) topic the first time a record needs it. It waits for the answer
+ * (at most CREATE_TIMEOUT_MS, serving delivery reports meanwhile) while the entry stays
+ * in the buffer: nothing is dropped and the order is kept. TOPIC_ALREADY_EXISTS is
+ * success. topics.c remembers the outcome. A failed creation is logged with Kafka's
+ * reason and tried again at most every CREATE_RETRY_MS; the record is produced anyway
+ * (and librdkafka fails it as above if the topic is still missing).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -56,6 +71,18 @@
 #define BLOCKED_SLEEP_MS 10
 /* Under sustained load, serve delivery reports at least every so many records. */
 #define POLL_EVERY 1024
+/*
+ * create_topics: one CreateTopics request is given CREATE_TIMEOUT_MS (the broker itself
+ * CREATE_OPERATION_MS to create the partitions); the thread waits for its answer in slices
+ * of CREATE_POLL_MS, serving delivery reports in between. A failed creation is not tried
+ * again before CREATE_RETRY_MS. The set of known topics forgets everything when it holds
+ * KNOWN_TOPICS_MAX names.
+ */
+#define CREATE_TIMEOUT_MS 10000
+#define CREATE_OPERATION_MS 8000
+#define CREATE_POLL_MS 100
+#define CREATE_RETRY_MS 10000
+#define KNOWN_TOPICS_MAX 100000
 
 struct mqk_producer {
 	rd_kafka_t *rk;
@@ -70,8 +97,10 @@ struct mqk_producer {
 	uint64_t abandoned;               /* entries left in the buffer at the deadline */
 	/* The Kafka thread's (mosquitto's thread's once the Kafka thread has stopped): */
 	struct mqk_scratch scratch;
-	bool closing; /* purged records are summed up, not logged one by one */
+	bool closing;             /* purged records are summed up, not logged one by one */
+	struct mqk_topics topics; /* create_topics: topics created or known to exist */
 	struct mqk_ratelimit rl_failed, rl_error, rl_bad_topic, rl_too_large, rl_refused;
+	struct mqk_ratelimit rl_missing, rl_create;
 };
 
 static const struct {
@@ -91,6 +120,39 @@ static int64_t monotonic_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The errors librdkafka fails a record with when its topic does not exist. */
+static bool topic_is_missing(rd_kafka_resp_err_t err)
+{
+	return err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+	       err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+}
+
+/*
+ * A record failed because its topic does not exist. Kafka thread (mosquitto's thread in
+ * producer__close, once the Kafka thread has stopped).
+ */
+static void topic_missing(struct mqk_producer *p, const struct mqk_route *route, const char *topic)
+{
+	int64_t retry_at;
+
+	if (!p->cfg->create_topics) {
+		log__deferred_ratelimited(&p->rl_missing, MOSQ_LOG_ERR,
+					  "route %s: Kafka topic '%s' does not exist (topic "
+					  "auto-creation is off?): create it, or set "
+					  "plugin_opt_create_topics true",
+					  route->name, topic);
+		return;
+	}
+	log__deferred_ratelimited(&p->rl_missing, MOSQ_LOG_ERR,
+				  "route %s: Kafka topic '%s' does not exist and could not be "
+				  "created (see the lines above): its records fail",
+				  route->name, topic);
+	/* Created once, deleted since? Created again, CREATE_RETRY_MS from now at the earliest. */
+	if (topics__get(&p->topics, topic, &retry_at) && retry_at == 0) {
+		topics__put(&p->topics, topic, monotonic_ms() + CREATE_RETRY_MS);
+	}
+}
+
 /* Delivery report. Kafka thread (inside rd_kafka_poll). */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -105,7 +167,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	}
 	counter__inc(&route->counters.failed);
 	counter__inc(&p->totals->failed);
-	if (!p->closing) {
+	if (!p->closing && topic_is_missing(m->err)) {
+		topic_missing(p, route, rd_kafka_topic_name(m->rkt));
+	} else if (!p->closing) {
 		log__deferred_ratelimited(&p->rl_failed, MOSQ_LOG_ERR,
 					  "route %s: a record to Kafka topic %s failed: %s",
 					  route->name, rd_kafka_topic_name(m->rkt),
@@ -189,6 +253,154 @@ error:
 	return NULL;
 }
 
+/*
+ * create_topics: asks Kafka to create topic name (CreateTopics on the producer handle)
+ * and waits for the answer, at most CREATE_TIMEOUT_MS and never past the shutdown
+ * deadline, serving the main queue (delivery reports, logs) meanwhile. Kafka thread.
+ * Returns Kafka's error for the topic (TOPIC_ALREADY_EXISTS included), with its reason
+ * in why.
+ */
+static rd_kafka_resp_err_t create_topic(struct mqk_producer *p, const char *name, char *why,
+					size_t why_size)
+{
+	int64_t deadline = monotonic_ms() + CREATE_TIMEOUT_MS + 2 * CREATE_POLL_MS;
+	rd_kafka_NewTopic_t *nt;
+	rd_kafka_AdminOptions_t *opts;
+	rd_kafka_queue_t *q;
+	rd_kafka_event_t *ev = NULL;
+	rd_kafka_resp_err_t err;
+	const rd_kafka_topic_result_t **results;
+	size_t n = 0;
+
+	nt = rd_kafka_NewTopic_new(name, p->cfg->topic_partitions, p->cfg->topic_replication_factor,
+				   why, why_size);
+	if (nt == NULL) {
+		return RD_KAFKA_RESP_ERR__INVALID_ARG;
+	}
+	opts = rd_kafka_AdminOptions_new(p->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+	if (opts == NULL ||
+	    rd_kafka_AdminOptions_set_request_timeout(opts, CREATE_TIMEOUT_MS, why, why_size) ||
+	    rd_kafka_AdminOptions_set_operation_timeout(opts, CREATE_OPERATION_MS, why, why_size)) {
+		if (opts == NULL) {
+			snprintf(why, why_size, "out of memory");
+		}
+		rd_kafka_AdminOptions_destroy(opts);
+		rd_kafka_NewTopic_destroy(nt);
+		return RD_KAFKA_RESP_ERR__INVALID_ARG;
+	}
+	/* A queue of its own: the answer cannot mix with the main queue's events. */
+	q = rd_kafka_queue_new(p->rk);
+	rd_kafka_CreateTopics(p->rk, &nt, 1, opts, q); /* copies nt and opts */
+	rd_kafka_AdminOptions_destroy(opts);
+	rd_kafka_NewTopic_destroy(nt);
+	for (;;) {
+		ev = rd_kafka_queue_poll(q, CREATE_POLL_MS);
+		rd_kafka_poll(p->rk, 0);
+		if (ev != NULL) {
+			break;
+		}
+		int64_t now = monotonic_ms();
+		if (now >= deadline ||
+		    (atomic_load(&p->stop) && now >= atomic_load(&p->deadline_ms))) {
+			break;
+		}
+	}
+	/* librdkafka holds its own reference until the request ends: safe while pending. */
+	rd_kafka_queue_destroy(q);
+	if (ev == NULL) {
+		snprintf(why, why_size, "no answer within %d ms", CREATE_TIMEOUT_MS);
+		return RD_KAFKA_RESP_ERR__TIMED_OUT;
+	}
+	err = rd_kafka_event_error(ev);
+	if (err) {
+		snprintf(why, why_size, "%s", rd_kafka_event_error_string(ev));
+	} else {
+		const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+		results = rd_kafka_CreateTopics_result_topics(res, &n);
+		if (n < 1) {
+			err = RD_KAFKA_RESP_ERR__FAIL;
+			snprintf(why, why_size, "an answer without the topic");
+		} else {
+			const char *msg = rd_kafka_topic_result_error_string(results[0]);
+			err = rd_kafka_topic_result_error(results[0]);
+			snprintf(why, why_size, "%s", msg ? msg : rd_kafka_err2str(err));
+		}
+	}
+	rd_kafka_event_destroy(ev);
+	return err;
+}
+
+/*
+ * create_topics: makes sure Kafka topic name exists before a record for it is produced:
+ * creates it the first time, and again after a failure once CREATE_RETRY_MS have passed.
+ * Kafka thread. Blocks up to CREATE_TIMEOUT_MS when it asks Kafka; the caller's entry
+ * waits in the buffer meanwhile. Whatever Kafka says, the caller produces the record.
+ */
+static void ensure_topic(struct mqk_producer *p, const struct mqk_route *route, const char *name)
+{
+	int64_t retry_at;
+	rd_kafka_resp_err_t err;
+	char why[512] = "";
+	char rf[48];
+
+	if (!p->cfg->create_topics) {
+		return;
+	}
+	if (topics__get(&p->topics, name, &retry_at) &&
+	    (retry_at == 0 || monotonic_ms() < retry_at)) {
+		return;
+	}
+	err = create_topic(p, name, why, sizeof(why));
+	if (p->cfg->topic_replication_factor < 0) {
+		snprintf(rf, sizeof(rf), "the brokers' default");
+	} else {
+		snprintf(rf, sizeof(rf), "%d", p->cfg->topic_replication_factor);
+	}
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log__deferred(MOSQ_LOG_NOTICE,
+			      "route %s: created Kafka topic '%s' (%d partitions, replication "
+			      "factor %s)",
+			      route->name, name, p->cfg->topic_partitions, rf);
+	} else if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+		log__deferred(MOSQ_LOG_INFO, "route %s: Kafka topic '%s' exists", route->name,
+			      name);
+	} else {
+		log__deferred_ratelimited(
+			&p->rl_create, MOSQ_LOG_ERR,
+			"route %s: cannot create Kafka topic '%s' (%d partitions, "
+			"replication factor %s): %s (%s); its records are "
+			"produced anyway, next try in %d s at the earliest",
+			route->name, name, p->cfg->topic_partitions, rf, why,
+			rd_kafka_err2name(err), CREATE_RETRY_MS / 1000);
+	}
+	bool exists =
+		err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS;
+	switch (topics__put(&p->topics, name, exists ? 0 : monotonic_ms() + CREATE_RETRY_MS)) {
+	case 1:
+		log__deferred(MOSQ_LOG_NOTICE,
+			      "%d Kafka topic names known: forgotten, each is checked again "
+			      "(CreateTopics) when a record needs it",
+			      KNOWN_TOPICS_MAX);
+		break;
+	case -1:
+		/* Not remembered: the next record asks Kafka again. */
+		log__deferred_ratelimited(&p->rl_create, MOSQ_LOG_ERR,
+					  "out of memory: Kafka topic '%s' not remembered", name);
+		break;
+	}
+}
+
+/* create_topics: every static route topic, before anything is produced. Kafka thread. */
+static void ensure_static_topics(struct mqk_producer *p)
+{
+	for (int i = 0; i < p->cfg->route_count && !atomic_load(&p->stop); i++) {
+		const struct mqk_route *r = &p->cfg->routes[i];
+		if (r->topic.is_static) {
+			ensure_topic(p, r, r->topic.source);
+		}
+	}
+}
+
 /* Hands rec to librdkafka. Kafka thread. On success the headers are librdkafka's. */
 static rd_kafka_resp_err_t send_record(struct mqk_producer *p, struct mqk_record *rec)
 {
@@ -249,6 +461,8 @@ static bool produce_entry(struct mqk_producer *p, struct mqk_entry *e)
 		return true;
 	}
 
+	const char *topic = rec.rkt ? route->topic.source : rec.topic;
+	ensure_topic(p, route, topic);
 	err = send_record(p, &rec);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		counter__inc(&route->counters.produced);
@@ -258,6 +472,18 @@ static bool produce_entry(struct mqk_producer *p, struct mqk_entry *e)
 	record__discard(&rec);
 	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
 		return false;
+	}
+	if (topic_is_missing(err)) {
+		/*
+		 * librdkafka knows the topic is missing and fails the record at once, without a
+		 * delivery report: counted as produced and failed, like one it failed later.
+		 */
+		counter__inc(&route->counters.produced);
+		counter__inc(&p->totals->produced);
+		counter__inc(&route->counters.failed);
+		counter__inc(&p->totals->failed);
+		topic_missing(p, route, topic);
+		return true;
 	}
 	if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
 		counter__inc(&route->counters.too_large);
@@ -312,6 +538,7 @@ static void *kafka_thread(void *arg)
 	struct mqk_producer *p = arg;
 	int64_t last_work = 0;
 
+	ensure_static_topics(p);
 	for (;;) {
 		bool had_work = !buffer__is_empty(p->buf);
 		bool blocked = !drain(p);
@@ -357,6 +584,7 @@ struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_buffer *bu
 		free(p);
 		return NULL;
 	}
+	topics__init(&p->topics, KNOWN_TOPICS_MAX);
 	p->cfg = cfg;
 	p->buf = buf;
 	p->origin = origin;
@@ -450,6 +678,7 @@ int producer__close(struct mqk_producer *p, int timeout_ms)
 	log__drain();
 	left += p->abandoned;
 	record__scratch_free(&p->scratch);
+	topics__free(&p->topics);
 	free(p);
 	return (int)left;
 }

@@ -103,6 +103,9 @@ static void test_minimal_defaults(void **state)
 	assert_int_equal(cfg.stats_interval, 10);
 	assert_int_equal(cfg.flush_timeout_ms, 10000);
 	assert_int_equal(cfg.buffer_mb, 64);
+	assert_false(cfg.create_topics);
+	assert_int_equal(cfg.topic_partitions, 6);
+	assert_int_equal(cfg.topic_replication_factor, -1);
 }
 
 static void test_no_options_at_all(void **state)
@@ -343,6 +346,95 @@ static void test_numbers_in_range(void **state)
 	assert_int_equal(cfg.flush_timeout_ms, 9);
 }
 
+static void test_create_topics(void **state)
+{
+	(void)state;
+	assert_ok(PARSE_BS("create_topics", "false"));
+	assert_false(cfg.create_topics);
+	assert_int_equal(cfg.topic_partitions, 6);
+	assert_int_equal(cfg.topic_replication_factor, -1);
+	assert_ok(PARSE_BS("create_topics", " true\t"));
+	assert_true(cfg.create_topics);
+	assert_int_equal(cfg.topic_partitions, 6);
+	assert_int_equal(cfg.topic_replication_factor, -1);
+	assert_ok(PARSE_BS("create_topics", "true", "topic_partitions", "3",
+			   "topic_replication_factor", "3"));
+	assert_int_equal(cfg.topic_partitions, 3);
+	assert_int_equal(cfg.topic_replication_factor, 3);
+	/* Order does not matter: the check waits for every option. */
+	assert_ok(PARSE_BS("topic_partitions", "1", "topic_replication_factor", "-1",
+			   "create_topics", "true"));
+	assert_int_equal(cfg.topic_partitions, 1);
+	assert_int_equal(cfg.topic_replication_factor, -1);
+	assert_ok(PARSE_BS("create_topics", "true", "topic_partitions", "10000",
+			   "topic_replication_factor", "32767"));
+	assert_int_equal(cfg.topic_partitions, 10000);
+	assert_int_equal(cfg.topic_replication_factor, 32767);
+	assert_ok(PARSE_BS("create_topics", "true", "topic_replication_factor", "1"));
+	assert_int_equal(cfg.topic_replication_factor, 1);
+}
+
+static void test_create_topics_errors(void **state)
+{
+	static const struct {
+		const char *key, *value, *expected;
+	} cases[] = {
+		{"create_topics", "yes", "plugin_opt_create_topics: 'yes' is not true or false"},
+		{"create_topics", "1", "plugin_opt_create_topics: '1' is not true or false"},
+		{"create_topics", "TRUE", "plugin_opt_create_topics: 'TRUE' is not true or false"},
+		{"topic_partitions", "0",
+		 "plugin_opt_topic_partitions: '0' is not a number of partitions (1..10000)"},
+		{"topic_partitions", "10001",
+		 "plugin_opt_topic_partitions: '10001' is not a number of partitions (1..10000)"},
+		{"topic_partitions", "-1",
+		 "plugin_opt_topic_partitions: '-1' is not a number of partitions (1..10000)"},
+		{"topic_partitions", "3x",
+		 "plugin_opt_topic_partitions: '3x' is not a number of partitions (1..10000)"},
+		{"topic_replication_factor", "0",
+		 "plugin_opt_topic_replication_factor: '0' is not a replication factor (-1 for the "
+		 "brokers' default, or 1..32767)"},
+		{"topic_replication_factor", "-2",
+		 "plugin_opt_topic_replication_factor: '-2' is not a replication factor (-1 for "
+		 "the brokers' default, or 1..32767)"},
+		{"topic_replication_factor", "32768",
+		 "plugin_opt_topic_replication_factor: '32768' is not a replication factor (-1 for "
+		 "the brokers' default, or 1..32767)"},
+		{"topic_replication_factor", "three",
+		 "plugin_opt_topic_replication_factor: 'three' is not a replication factor (-1 for "
+		 "the brokers' default, or 1..32767)"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (!strcmp(cases[i].key, "create_topics")) {
+			assert_fails(PARSE_BS(cases[i].key, cases[i].value), cases[i].expected);
+		} else {
+			assert_fails(
+				PARSE_BS("create_topics", "true", cases[i].key, cases[i].value),
+				cases[i].expected);
+		}
+	}
+	assert_fails(PARSE_BS("create_topics", "true", "create_topics", "true"),
+		     "plugin_opt_create_topics: given twice");
+	assert_fails(
+		PARSE_BS("create_topics", "true", "topic_partitions", "3", "topic_partitions", "3"),
+		"plugin_opt_topic_partitions: given twice");
+	assert_fails(PARSE_BS("create_topics", "true", "topic_replication_factor", "3",
+			      "topic_replication_factor", "1"),
+		     "plugin_opt_topic_replication_factor: given twice");
+	assert_fails(PARSE_BS("create_topics", ""), "plugin_opt_create_topics: empty value");
+	/* Without create_topics true, the topic settings would silently do nothing. */
+	assert_fails(PARSE_BS("topic_partitions", "3"),
+		     "plugin_opt_topic_partitions: only used when the plugin creates topics: add "
+		     "plugin_opt_create_topics true, or remove it");
+	assert_fails(PARSE_BS("create_topics", "false", "topic_replication_factor", "3"),
+		     "plugin_opt_topic_replication_factor: only used when the plugin creates "
+		     "topics: add plugin_opt_create_topics true, or remove it");
+	assert_fails(PARSE_BS("topic_replication_factor", "-1", "topic_partitions", "2"),
+		     "plugin_opt_topic_partitions: only used when the plugin creates topics: add "
+		     "plugin_opt_create_topics true, or remove it");
+}
+
 /* ---- errors ------------------------------------------------------------------------ */
 
 static void test_numbers_out_of_range(void **state)
@@ -402,15 +494,18 @@ static void test_unknown_option(void **state)
 	assert_fails(PARSE_BS("bootstrap_server", "k:9092"),
 		     "plugin_opt_bootstrap_server: unknown option (known: bootstrap_servers, "
 		     "broker_id, route_<name>, exclude, kafka.<librdkafka property>, "
-		     "stats_interval, flush_timeout_ms, buffer_mb)");
+		     "stats_interval, flush_timeout_ms, buffer_mb, create_topics, "
+		     "topic_partitions, topic_replication_factor)");
 	assert_fails(PARSE_BS("route", "a -> t"),
 		     "plugin_opt_route: unknown option (known: bootstrap_servers, broker_id, "
 		     "route_<name>, exclude, kafka.<librdkafka property>, stats_interval, "
-		     "flush_timeout_ms, buffer_mb)");
+		     "flush_timeout_ms, buffer_mb, create_topics, topic_partitions, "
+		     "topic_replication_factor)");
 	assert_fails(PARSE_BS("kafka", "x"),
 		     "plugin_opt_kafka: unknown option (known: bootstrap_servers, broker_id, "
 		     "route_<name>, exclude, kafka.<librdkafka property>, stats_interval, "
-		     "flush_timeout_ms, buffer_mb)");
+		     "flush_timeout_ms, buffer_mb, create_topics, topic_partitions, "
+		     "topic_replication_factor)");
 }
 
 static void test_duplicates(void **state)
@@ -701,6 +796,8 @@ int main(void)
 		T(test_excludes),
 		T(test_kafka_props),
 		T(test_numbers_in_range),
+		T(test_create_topics),
+		T(test_create_topics_errors),
 		T(test_numbers_out_of_range),
 		T(test_empty_values),
 		T(test_unknown_option),
