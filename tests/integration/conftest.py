@@ -1,7 +1,13 @@
 """
 conftest.py - pytest fixtures for the integration tests; the machinery is in harness.py.
 
-  devkafka        one mqk-devkafka (3 mock brokers) for the whole session
+  kafka           the session's Kafka, by MQK_KAFKA: real (default) a 1-node Apache Kafka
+                  KRaft cluster (harness.RealKafka), mock a 3-broker mqk-devkafka
+                  (harness.DevKafka). Both: .bootstrap, .create_topics(names, partitions),
+                  .create_topic(name, partitions), .down(), .up(), .kind ("real"/"mock").
+                  One per session (a JVM starts in ~3-4 s); a test that takes it down
+                  brings it up again (kafka_up_after does that even when the test fails).
+  devkafka        one mqk-devkafka (3 mock brokers) whatever MQK_KAFKA says
   start_broker    start_broker(options, **kw) -> harness.Mosquitto; stopped after the test,
                   and its exit code must be 0 (and valgrind's report clean) unless the test
                   says otherwise (broker.expect_exit = None)
@@ -18,6 +24,20 @@ import time
 import pytest
 
 import harness
+
+
+@pytest.fixture(scope="session")
+def kafka():
+    k = harness.start_kafka()
+    yield k
+    k.cleanup()
+
+
+@pytest.fixture
+def kafka_up_after(kafka):
+    """The session's Kafka, brought up again after the test (which may take it down)."""
+    yield kafka
+    kafka.up()
 
 
 @pytest.fixture(scope="session")
@@ -129,6 +149,9 @@ def pytest_runtest_makereport(item, call):
         if len(lines) > 400:
             text = "\n".join([f"... {len(lines) - 400} earlier lines ..."] + lines[-400:])
         rep.sections.append((f"{p.name} (pid {p.pid}) log: {p.log_path}", text))
+    for k in harness.KAFKAS:
+        for title, text in k.logs():
+            rep.sections.append((title, text))
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -145,5 +168,6 @@ def pytest_sessionfinish(session, exitstatus):
 
 def pytest_report_header(config):
     return [f"mosquitto-kafka build dir: {harness.BUILD_DIR}",
-            f"valgrind: {'on' if harness.VALGRIND else 'off'}"]
+            f"valgrind: {'on' if harness.VALGRIND else 'off'}",
+            f"Kafka (MQK_KAFKA): {harness.KAFKA_MODE}"]
 

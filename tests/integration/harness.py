@@ -3,8 +3,13 @@ harness.py - the processes and clients the integration tests drive.
 
 Like mosquitto's own broker tests, every test runs the real /usr/sbin/mosquitto with a
 generated configuration that loads build/plugin/mosquitto_kafka.so, on a free port of
-127.0.0.1, and reads what reached Kafka with confluent_kafka. Kafka is the librdkafka
-mock cluster run as a process by build/tools/mqk-devkafka.
+127.0.0.1, and reads what reached Kafka with confluent_kafka. Kafka is, by MQK_KAFKA,
+either a real Apache Kafka (RealKafka: a KRaft cluster run by tests/kafka/kafka.py) or
+librdkafka's mock cluster run as a process by build/tools/mqk-devkafka (DevKafka). Both
+offer what the tests use: .bootstrap, .create_topics(names, partitions) (real Kafka does
+not auto-create topics, so every test creates each topic it produces to), .down() and
+.up() (an outage: every broker stopped, then started again on the same ports with its
+data), .cleanup().
 
 Rules every helper here keeps:
 - only processes this module started are signalled, by their pid;
@@ -16,10 +21,15 @@ Environment:
   MQK_BUILD_DIR   the CMake build directory (default: <repo>/build)
   MQK_SOURCE_DIR  the repository (default: two levels above this file)
   MQK_VALGRIND=1  run mosquitto under valgrind (slower; any valgrind error fails the test)
+  MQK_KAFKA       real (the default): the session's Kafka is a 1-node Apache Kafka KRaft
+                  cluster (fetched from Maven Central once per machine, see tests/kafka);
+                  mock: mqk-devkafka. The failover, kafka_outage and stop_under_load tests
+                  start real clusters of their own whatever this says.
 """
 
 import atexit
 import base64
+import importlib.util
 import os
 import re
 import shutil
@@ -28,6 +38,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import sys
 import time
 import uuid
 
@@ -43,6 +54,11 @@ PUBLIC_HEADER = os.path.join(SOURCE_DIR, "include", "mosquitto_kafka.h")
 VALGRIND = os.environ.get("MQK_VALGRIND", "") not in ("", "0")
 # Under valgrind everything mosquitto does is ~20x slower.
 SLOW = 10.0 if VALGRIND else 1.0
+KAFKA_MODE = os.environ.get("MQK_KAFKA", "") or "real"
+KAFKA_PY = os.path.join(SOURCE_DIR, "tests", "kafka", "kafka.py")
+# What mqk-devkafka gives a topic it auto-creates (DEFAULT_AUTO_PARTITIONS): the tests
+# create theirs with this many partitions on real Kafka too, so both see the same layout.
+MOCK_PARTITIONS = 4
 
 
 class HarnessError(AssertionError):
@@ -271,6 +287,43 @@ class DevKafka:
                 raise HarnessError(f"mqk-devkafka listens on {hp}, not 127.0.0.1")
             wait_for(lambda: port_accepts(int(port)), timeout, what=f"Kafka mock broker {hp}")
 
+    kind = "mock"
+
+    def create_topics(self, names, partitions=MOCK_PARTITIONS, replication_factor=None,
+                      config=None, timeout=15.0):
+        """Makes the mock create each topic (asking for its metadata auto-creates it, with
+        MOCK_PARTITIONS partitions; the mock has no CreateTopics). replication_factor and
+        config mean nothing to the mock and are ignored."""
+        for name in names:
+            got = topic_partitions(self.bootstrap, name, timeout)
+            if got != partitions:
+                raise HarnessError(f"mqk-devkafka made topic {name} with {got} partitions, "
+                                   f"the test wants {partitions}: the mock auto-creates "
+                                   f"{MOCK_PARTITIONS} (other counts: --topic at its start)")
+
+    def create_topic(self, name, partitions=MOCK_PARTITIONS, **kw):
+        self.create_topics([name], partitions, **kw)
+
+    def _signal_and_wait(self, sig, line, timeout=10.0):
+        before = self.process.log().count(line)
+        self.process.signal(sig)
+        wait_for(lambda: self.process.log().count(line) > before, timeout,
+                 what=f"mqk-devkafka to log {line!r}")
+
+    def down(self):
+        """An outage: SIGUSR1 closes and refuses every mock broker's connections."""
+        self._signal_and_wait(signal.SIGUSR1, "every broker is down")
+        self.is_down = True
+
+    def up(self):
+        """SIGUSR2: the brokers are back on the same ports, with their data. No-op when up."""
+        if getattr(self, "is_down", False):
+            self._signal_and_wait(signal.SIGUSR2, "every broker is up")
+            self.is_down = False
+
+    def logs(self):
+        return [(f"mqk-devkafka (pid {self.process.pid}) log", self.process.log())]
+
     def stop(self):
         rc = self.process.stop()
         return rc
@@ -278,6 +331,150 @@ class DevKafka:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_kafka_module = None
+
+
+def kafka_module():
+    """tests/kafka/kafka.py, imported by path (a `kafka` package elsewhere must not win)."""
+    global _kafka_module
+    if _kafka_module is None:
+        require_file(KAFKA_PY, "tests/kafka/kafka.py")
+        spec = importlib.util.spec_from_file_location("mqk_kafka_cluster", KAFKA_PY)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+        _kafka_module = mod
+    return _kafka_module
+
+
+class RealKafka:
+    """
+    A real Apache Kafka: an N-node KRaft cluster (tests/kafka/kafka.py's KafkaCluster) in
+    a temporary directory, on 127.0.0.1 ports of its own. Topic auto-creation is off: a
+    test creates every topic it produces to (create_topics, through confluent_kafka's
+    AdminClient: one request for many topics, no JVM started). Three nodes: topics get
+    replication factor 3 and min.insync.replicas 2. The JVMs die with the process that
+    started them (setpriv --pdeathsig), so start it from the main thread.
+    """
+
+    kind = "real"
+
+    def __init__(self, nodes=1, extra_config=None, timeout=120.0):
+        km = kafka_module()
+        try:
+            km.fetch()
+        except km.KafkaError as e:
+            raise HarnessError(f"cannot fetch Apache Kafka (python3 {KAFKA_PY} fetch): {e}")
+        self.cluster = km.KafkaCluster(nodes=nodes, extra_config=extra_config,
+                                       die_with_parent=True)
+        self.nodes = nodes
+        started = time.monotonic()
+        try:
+            self.cluster.start(timeout)
+        except BaseException:
+            self.cluster.stop()
+            raise
+        self.start_seconds = time.monotonic() - started
+        self.bootstrap = self.cluster.bootstrap
+        self._down = []
+        KAFKAS.append(self)
+
+    def create_topics(self, names, partitions=MOCK_PARTITIONS, replication_factor=None,
+                      config=None, replica_assignment=None, timeout=60.0):
+        """Creates the topics (default: MOCK_PARTITIONS partitions, replication factor 1 on
+        one node, 3 with min.insync.replicas=2 on three) and waits until every alive node
+        knows a leader for each partition. replica_assignment ([[broker ids], ...] per
+        partition, the first the preferred leader) replaces partitions and the factor."""
+        from confluent_kafka.admin import AdminClient, NewTopic
+        rf = replication_factor or (3 if self.nodes >= 3 else 1)
+        if config is None:
+            config = {"min.insync.replicas": "2"} if self.nodes >= 3 else {}
+        config = {k: str(v) for k, v in config.items()}
+        if replica_assignment is not None:
+            partitions = len(replica_assignment)
+            new = [NewTopic(n, partitions, replica_assignment=replica_assignment,
+                            config=config) for n in names]
+        else:
+            new = [NewTopic(n, num_partitions=partitions, replication_factor=rf, config=config)
+                   for n in names]
+        admin = AdminClient({"bootstrap.servers": self.cluster.alive_bootstrap(),
+                             "log_level": 3})
+        futures = admin.create_topics(new, operation_timeout=timeout / 2,
+                                      request_timeout=timeout)
+        errors = []
+        for name, f in futures.items():
+            try:
+                f.result(timeout)
+            except Exception as e:  # KafkaException with the broker's error
+                errors.append(f"{name}: {e}")
+        if errors:
+            raise HarnessError("creating Kafka topics failed: " + "; ".join(errors))
+        for name in names:
+            self.cluster.wait_topic(name, partitions, timeout)
+
+    def create_topic(self, name, partitions=MOCK_PARTITIONS, **kw):
+        self.create_topics([name], partitions, **kw)
+
+    def down(self, node_ids=None):
+        """Stops the nodes given (default: all) with SIGTERM, a controlled shutdown (SIGKILL
+        after a bounded wait); their ports and data stay for up()."""
+        ids = node_ids or [n.id for n in self.cluster.nodes if n.alive()]
+        for i in ids:
+            self.cluster.stop_node(i)
+            self._down.append(i)
+
+    def kill(self, node_id):
+        """kill -9 of one node (a crash); up() starts it again."""
+        self.cluster.kill(node_id)
+        self._down.append(node_id)
+
+    def up(self, timeout=120.0):
+        """Starts every stopped node again (same ids, ports and data) and waits until all
+        serve metadata listing every broker. No-op when none is down."""
+        if not self._down:
+            return 0.0
+        started = time.monotonic()
+        for i in self._down:
+            node = self.cluster.node(i)
+            for port in (node.port, node.controller_port):
+                if port_accepts(port):
+                    raise HarnessError(f"port {port} of Kafka node {i} was taken meanwhile")
+            # All at once: a KRaft quorum needs a majority of its voters up to serve.
+            self.cluster._launch(node)
+        self._down = []
+        self.cluster.wait_ready(timeout)
+        return time.monotonic() - started
+
+    def logs(self, lines=60):
+        out = []
+        if not os.path.isdir(self.cluster.workdir):
+            return out
+        for n in self.cluster.nodes:
+            out.append((f"Kafka node {n.id} (pid {n.pid}) log: {n.log}",
+                        kafka_module()._tail(n.log, lines)))
+        return out
+
+    def cleanup(self):
+        self.cluster.stop()
+
+
+# Every Kafka started: the log dump of a failed test shows theirs too.
+KAFKAS = []
+
+
+def start_kafka(mode=None):
+    """The session's Kafka, by MQK_KAFKA: a 1-node RealKafka (real, the default) or a
+    3-broker DevKafka (mock). Anything else is an error."""
+    mode = mode or KAFKA_MODE
+    if mode == "real":
+        k = RealKafka(nodes=1)
+    elif mode == "mock":
+        k = DevKafka(brokers=3)
+    else:
+        raise HarnessError(f"MQK_KAFKA={mode!r}: expected 'real' or 'mock'")
+    return k
 
 
 class Mosquitto:
@@ -672,3 +869,132 @@ class SysCounters:
 
     def close(self):
         self.client.close()
+
+
+# ---- steady load and what reached Kafka of it -------------------------------------------
+
+class Load:
+    """
+    Steady QoS 1 load: n_clients MQTT clients, one thread each, together about `rate`
+    messages per second. Client <cid> publishes to "<topic_prefix>/<cid>" the payloads
+    "<cid>:0", "<cid>:1", ... (its own sequence). start(), then stop(): stop() waits for
+    every PUBACK unless the broker went away (wait_acks=False). A client whose connection
+    breaks stops publishing (stop_under_load SIGTERMs mosquitto under it); anything else
+    going wrong is in .errors.
+    """
+
+    def __init__(self, port, n_clients, rate, topic_prefix, prefix="load", protocol=V311):
+        self.topic_prefix = topic_prefix
+        self.interval = n_clients / float(rate)
+        self.clients = [Client(port, unique(f"{prefix}{i}"), protocol) for i in range(n_clients)]
+        self.infos = {c.client_id: [] for c in self.clients}
+        self.errors = []
+        self.disconnected = set()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(c,), daemon=True)
+                         for c in self.clients]
+        self.started_at = self.stopped_at = None
+
+    def start(self):
+        self.started_at = time.monotonic()
+        for t in self._threads:
+            t.start()
+        return self
+
+    def _run(self, client):
+        infos = self.infos[client.client_id]
+        topic = f"{self.topic_prefix}/{client.client_id}"
+        due = time.monotonic()
+        n = 0
+        try:
+            while not self._stop.is_set():
+                info = client.c.publish(topic, f"{client.client_id}:{n}".encode(), qos=1)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    self.disconnected.add(client.client_id)
+                    return
+                infos.append(info)
+                n += 1
+                due += self.interval
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                elif delay < -1.0:
+                    due = time.monotonic()  # behind by a second: do not burst to catch up
+        except Exception as e:  # reported by stop()
+            self.errors.append(f"{client.client_id}: {e!r}")
+
+    def stop(self, wait_acks=True, timeout=60.0):
+        """Stops publishing; returns {client id: messages published} (PUBACKed ones when
+        wait_acks, which raises if some are not acknowledged within timeout)."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(10)
+        self.stopped_at = time.monotonic()
+        if any(t.is_alive() for t in self._threads):
+            self.errors.append("a publisher thread did not stop within 10 s")
+        if wait_acks:
+            wait_published([i for infos in self.infos.values() for i in infos], timeout)
+        for c in self.clients:
+            try:
+                c.close()
+            except Exception:
+                pass
+        if wait_acks:
+            return {cid: len(infos) for cid, infos in self.infos.items()}
+        return {cid: sum(1 for i in infos if i.is_published())
+                for cid, infos in self.infos.items()}
+
+    def published(self):
+        """How many messages were handed to the clients so far (all of them)."""
+        return sum(len(infos) for infos in self.infos.values())
+
+
+def sequence_report(records, published):
+    """
+    Checks records of a Load against {client id: messages published}: every "<cid>:<n>"
+    for n < published[cid] present (else lost), none twice (duplicates), each client's
+    records in one partition in increasing n by offset (else out of order). Records of
+    unknown clients or beyond what was published count as unexpected. Returns a dict of
+    counts plus examples.
+    """
+    per_client = {cid: [] for cid in published}
+    unexpected = []
+    for r in records:
+        try:
+            cid, n = r.value.decode().rsplit(":", 1)
+            n = int(n)
+        except (ValueError, UnicodeDecodeError):
+            unexpected.append(r.value)
+            continue
+        if cid not in per_client or n >= published[cid]:
+            unexpected.append(r.value)
+            continue
+        per_client[cid].append((r.partition, r.offset, n))
+    lost = duplicates = out_of_order = 0
+    examples = []
+    for cid, items in per_client.items():
+        ns = [n for _, _, n in items]
+        distinct = set(ns)
+        duplicates += len(ns) - len(distinct)
+        missing = published[cid] - len(distinct)
+        lost += missing
+        if missing:
+            gaps = sorted(set(range(published[cid])) - distinct)
+            examples.append(f"{cid}: {missing} lost, e.g. {gaps[:5]}")
+        parts = {p for p, _, _ in items}
+        if len(parts) > 1:
+            examples.append(f"{cid}: records in partitions {sorted(parts)}")
+        ordered = [n for _, _, n in sorted(items)]
+        bad = sum(1 for a, b in zip(ordered, ordered[1:]) if b <= a)
+        out_of_order += bad
+        if bad:
+            examples.append(f"{cid}: {bad} records out of publish order")
+    return {"published": sum(published.values()), "in_kafka": len(records), "lost": lost,
+            "duplicates": duplicates, "out_of_order": out_of_order,
+            "unexpected": len(unexpected), "examples": examples[:20]}
+
+
+def format_report(rep):
+    return (f"{rep['published']} published, {rep['in_kafka']} in Kafka, {rep['lost']} lost, "
+            f"{rep['duplicates']} duplicates, {rep['out_of_order']} out of order, "
+            f"{rep['unexpected']} unexpected")
