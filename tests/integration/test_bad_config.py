@@ -82,10 +82,10 @@ def test_bad_config_stops_mosquitto(start_broker, case, options, option):
     assert len(lines) == 1, f"{case}: expected 1 plugin_opt line, got {len(lines)}: {lines}"
 
 
-def test_good_config_starts(devkafka, start_broker):
+def test_good_config_starts(kafka, start_broker):
     """The control: the same base options, valid, start mosquitto (values are trimmed)."""
     b = start_broker([
-        ("bootstrap_servers", devkafka.bootstrap + "  "),
+        ("bootstrap_servers", kafka.bootstrap + "  "),
         ("broker_id", "\tgood-1 "),
         ("route_ok", "ok/# -> ok-topic key={1} format=json "),
         ("route_tpl", "a/+/b/# -> t.{1} key=none"),

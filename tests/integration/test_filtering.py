@@ -10,10 +10,11 @@ import harness
 from harness import HDR, SYS_PREFIX, V311, V5
 
 
-def test_filters_excludes_and_sys(devkafka, start_broker):
+def test_filters_excludes_and_sys(kafka, start_broker):
     p = harness.unique("flt")
+    kafka.create_topics([f"{p}-temp", f"{p}-any"])
     b = start_broker([
-        ("bootstrap_servers", devkafka.bootstrap),
+        ("bootstrap_servers", kafka.bootstrap),
         ("broker_id", "itest-flt"),
         ("route_temp", f"sensors/+/temp -> {p}-temp"),
         ("route_any", f"# -> {p}-any"),
@@ -54,9 +55,9 @@ def test_filters_excludes_and_sys(devkafka, start_broker):
 
     want_temp = sorted([t.encode() for t, (a, _) in sent.items() if a] + [b"marker"])
     want_any = sorted([t.encode() for t, (_, a) in sent.items() if a] + [b"marker"])
-    temp = harness.read_topic(devkafka.bootstrap, f"{p}-temp", len(want_temp), timeout=30,
+    temp = harness.read_topic(kafka.bootstrap, f"{p}-temp", len(want_temp), timeout=30,
                               grace=2)
-    anyr = harness.read_topic(devkafka.bootstrap, f"{p}-any", len(want_any), timeout=30,
+    anyr = harness.read_topic(kafka.bootstrap, f"{p}-any", len(want_any), timeout=30,
                               grace=2)
     print(f"route temp: {len(want_temp)} expected, {len(temp)} received; "
           f"route any: {len(want_any)} expected, {len(anyr)} received")
@@ -92,11 +93,12 @@ def test_filters_excludes_and_sys(devkafka, start_broker):
     assert not bad, f"non-numeric counters: {bad}"
 
 
-def test_no_route_nothing_forwarded(devkafka, start_broker):
+def test_no_route_nothing_forwarded(kafka, start_broker):
     """A broker whose routes match nothing forwards nothing, and counts it as unrouted."""
     p = harness.unique("none")
+    kafka.create_topic(p)
     b = start_broker([
-        ("bootstrap_servers", devkafka.bootstrap),
+        ("bootstrap_servers", kafka.bootstrap),
         ("route_only", f"only/this -> {p}"),
         ("stats_interval", "1"),
     ], name="mosquitto-none")
@@ -106,7 +108,7 @@ def test_no_route_nothing_forwarded(devkafka, start_broker):
         c.publish_wait(f"only/that/{i}", b"x")
     c.publish_wait("only/this", b"marker")
     c.close()
-    recs = harness.read_topic(devkafka.bootstrap, p, 1, timeout=30, grace=2)
+    recs = harness.read_topic(kafka.bootstrap, p, 1, timeout=30, grace=2)
     print(f"51 sent, 1 routed, {len(recs)} received")
     assert [r.value for r in recs] == [b"marker"], f"only the marker expected, got {recs}"
     expect = {"unrouted": 50, "matched": 1, "delivered": 1, "routes/only/matched": 1}

@@ -18,9 +18,14 @@ P = harness.unique("fwd")  # the Kafka topic prefix of this run
 
 
 @pytest.fixture(scope="module")
-def broker(devkafka, start_module_broker):
+def broker(kafka, start_module_broker):
+    # Every Kafka topic the routes produce to, templated ones included (auto-creation is
+    # off on real Kafka).
+    kafka.create_topics([f"{P}-{t}" for t in ("bulk", "props", "ktopic", "knone", "kuser",
+                                              "ktpl", "tpl.dev1.temp", "tpl.dev2.hum",
+                                              "both1", "both2", "ret")])
     opts = [
-        ("bootstrap_servers", devkafka.bootstrap),
+        ("bootstrap_servers", kafka.bootstrap),
         ("broker_id", BROKER_ID),
         ("route_bulk", f"bulk/# -> {P}-bulk"),
         ("route_props", f"props/# -> {P}-props"),
@@ -41,7 +46,7 @@ def _hdr(rec, name):
     return rec.header_str(name)
 
 
-def test_20000_messages_10_clients_qos012_v311_v5(devkafka, broker):
+def test_20000_messages_10_clients_qos012_v311_v5(kafka, broker):
     """20,000 messages, 10 clients, QoS 0/1/2, MQTT 3.1.1 and 5: all in Kafka, once, in order."""
     n_clients, per_client = 10, 2000
     total = n_clients * per_client
@@ -84,7 +89,7 @@ def test_20000_messages_10_clients_qos012_v311_v5(devkafka, broker):
     assert not errors, errors
     print(f"published {total} messages in {(t1_ms - t0_ms) / 1000:.1f} s")
 
-    records = harness.read_topic(devkafka.bootstrap, f"{P}-bulk", total, timeout=120)
+    records = harness.read_topic(kafka.bootstrap, f"{P}-bulk", total, timeout=120)
     by_spec = {s["cid"]: s for s in specs}
     seen = {}
     duplicates = 0
@@ -163,7 +168,7 @@ def test_20000_messages_10_clients_qos012_v311_v5(devkafka, broker):
     assert not order_errors, "\n".join(order_errors)
 
 
-def test_v5_properties_become_headers(devkafka, broker):
+def test_v5_properties_become_headers(kafka, broker):
     c = harness.Client(broker.port, harness.unique("props"), V5)
     user = [("a", "1"), ("b", "2"), ("a", "3"), ("unicode-ä", "välue ü")]
     props = harness.v5_properties(user=user, content_type="application/json",
@@ -172,7 +177,7 @@ def test_v5_properties_become_headers(devkafka, broker):
     c.publish_wait("props/with", b'{"x": 1}', qos=1, properties=props)
     c.publish_wait("props/without", b"plain", qos=1)
     c.close()
-    records = harness.read_topic(devkafka.bootstrap, f"{P}-props", 2, timeout=30)
+    records = harness.read_topic(kafka.bootstrap, f"{P}-props", 2, timeout=30)
     print(f"2 sent, {len(records)} received")
     assert len(records) == 2, f"2 records expected, got {len(records)}: {records}"
     with_props = next(r for r in records if _hdr(r, HDR.TOPIC) == "props/with")
@@ -192,7 +197,7 @@ def test_v5_properties_become_headers(devkafka, broker):
     assert extra == [], f"a PUBLISH without properties got property headers {extra}"
 
 
-def test_keys(devkafka, broker):
+def test_keys(kafka, broker):
     cid = harness.unique("keys")
     c = harness.Client(broker.port, cid, V311, username="alice")
     c.publish_wait("keys/topic/a/b", b"1")
@@ -204,7 +209,7 @@ def test_keys(devkafka, broker):
              ("ktpl", f"{cid}-zone7".encode())]
     got = {}
     for route, key in cases:
-        recs = harness.read_topic(devkafka.bootstrap, f"{P}-{route}", 1, timeout=30)
+        recs = harness.read_topic(kafka.bootstrap, f"{P}-{route}", 1, timeout=30)
         assert len(recs) == 1, f"route {route}: 1 record expected, got {len(recs)}"
         got[route] = recs[0].key
         assert recs[0].header_str(HDR.USERNAME) == "alice"
@@ -213,24 +218,24 @@ def test_keys(devkafka, broker):
     assert got == dict(cases), f"keys expected {dict(cases)}, got {got}"
 
 
-def test_topic_template(devkafka, broker):
+def test_topic_template(kafka, broker):
     c = harness.Client(broker.port, harness.unique("tpl"), V5)
     c.publish_wait("tpl/dev1/data/temp", b"21.5")
     c.publish_wait("tpl/dev2/data/hum", b"40")
     c.close()
     for topic, value in ((f"{P}-tpl.dev1.temp", b"21.5"), (f"{P}-tpl.dev2.hum", b"40")):
-        recs = harness.read_topic(devkafka.bootstrap, topic, 1, timeout=30)
+        recs = harness.read_topic(kafka.bootstrap, topic, 1, timeout=30)
         assert [r.value for r in recs] == [value], f"{topic}: expected [{value!r}], got {recs}"
     print("2 sent to templated topics, 2 received")
 
 
-def test_message_matching_two_routes_goes_to_both(devkafka, broker):
+def test_message_matching_two_routes_goes_to_both(kafka, broker):
     c = harness.Client(broker.port, harness.unique("both"), V311)
     c.publish_wait("both/a/x", b"both-routes")
     c.publish_wait("both/a/y", b"first-route-only")
     c.close()
-    r1 = harness.read_topic(devkafka.bootstrap, f"{P}-both1", 2, timeout=30)
-    r2 = harness.read_topic(devkafka.bootstrap, f"{P}-both2", 1, timeout=30)
+    r1 = harness.read_topic(kafka.bootstrap, f"{P}-both1", 2, timeout=30)
+    r2 = harness.read_topic(kafka.bootstrap, f"{P}-both2", 1, timeout=30)
     print(f"both1: {len(r1)} records (2 expected), both2: {len(r2)} (1 expected)")
     assert sorted(r.value for r in r1) == [b"both-routes", b"first-route-only"]
     assert [r.value for r in r2] == [b"both-routes"]
@@ -240,13 +245,13 @@ def test_message_matching_two_routes_goes_to_both(devkafka, broker):
     assert [int(r.header_str(HDR.SEQ)) for r in r2] == [1]
 
 
-def test_retain_flag(devkafka, broker):
+def test_retain_flag(kafka, broker):
     c = harness.Client(broker.port, harness.unique("ret"), V311)
     c.publish_wait("ret/a", b"kept", retain=True)
     c.publish_wait("ret/a", b"", retain=True)  # clears the retained message
     c.publish_wait("ret/b", b"not kept", retain=False)
     c.close()
-    recs = harness.read_topic(devkafka.bootstrap, f"{P}-ret", 3, timeout=30)
+    recs = harness.read_topic(kafka.bootstrap, f"{P}-ret", 3, timeout=30)
     got = sorted((r.value, r.header_str(HDR.RETAIN)) for r in recs)
     want = sorted([(b"kept", "1"), (b"", "1"), (b"not kept", "0")])
     assert got == want, f"(value, {HDR.RETAIN}) expected {want}, got {got}"

@@ -10,19 +10,20 @@ import harness
 from harness import HDR, V311, V5
 
 
-def test_two_brokers_behind_haproxy(devkafka, start_broker, start_haproxy):
+def test_two_brokers_behind_haproxy(kafka, start_broker, start_haproxy):
     topic = harness.unique("ha")
+    kafka.create_topic(topic)
     # Both route site/<own letter>/# to the same Kafka topic; broker a also takes
     # common/#, broker b excludes site/b/private/#.
     a = start_broker([
-        ("bootstrap_servers", devkafka.bootstrap),
+        ("bootstrap_servers", kafka.bootstrap),
         ("broker_id", "ha-a"),
         ("route_site", f"site/a/# -> {topic}"),
         ("route_common", f"common/# -> {topic}"),
         ("stats_interval", "0"),
     ], name="mosquitto-a")
     b = start_broker([
-        ("bootstrap_servers", devkafka.bootstrap),
+        ("bootstrap_servers", kafka.bootstrap),
         ("broker_id", "ha-b"),
         ("route_site", f"site/b/# -> {topic}"),
         ("exclude", "site/b/private/#"),
@@ -64,7 +65,7 @@ def test_two_brokers_behind_haproxy(devkafka, start_broker, start_haproxy):
             expected |= {(f"{cid}:{t}:{i}", "ha-a") for i in range(per_topic)}
     for cid in on_b:
         expected |= {(f"{cid}:site/b/t:{i}", "ha-b") for i in range(per_topic)}
-    recs = harness.read_topic(devkafka.bootstrap, topic, len(expected), timeout=60, grace=2)
+    recs = harness.read_topic(kafka.bootstrap, topic, len(expected), timeout=60, grace=2)
     got = [(r.value.decode(), r.header_str(HDR.BROKER)) for r in recs]
     per_broker = defaultdict(int)
     for _, brk in got:

@@ -3,37 +3,17 @@ test_outage.py - Kafka goes away under load and comes back: what mosquitto ackno
 waits (in librdkafka's queue, then in the plugin's buffer) and reaches Kafka in order;
 only a full buffer drops, and then every drop is counted and shows as an mqtt.seq gap.
 
-The outage is mqk-devkafka's: SIGUSR1 takes every mock broker down (connections closed
-and refused), SIGUSR2 brings them back on the same ports with their data. Each test runs
-a Kafka of its own, since it takes it down.
+The outage is the session's Kafka's (conftest.py's kafka, by MQK_KAFKA): real Kafka's
+nodes are stopped and started again on the same ports with their data; mqk-devkafka's
+brokers go down on SIGUSR1 and come back on SIGUSR2. kafka_up_after brings it back
+even when a test fails half-way.
 """
 
-import os
-import signal
 import time
 from collections import defaultdict
 
-import pytest
-
 import harness
 from harness import HDR, V311, V5
-
-
-@pytest.fixture
-def own_kafka():
-    dk = harness.DevKafka(brokers=1)
-    yield dk
-    dk.cleanup()
-
-
-def kafka_down(dk):
-    os.kill(dk.process.pid, signal.SIGUSR1)
-    dk.process.wait_log(r"every broker is down", 10)
-
-
-def kafka_up(dk):
-    os.kill(dk.process.pid, signal.SIGUSR2)
-    dk.process.wait_log(r"every broker is up", 10)
 
 
 def publish_all(port, prefix, clients, per_client, payload_size, protocol=V311):
@@ -51,11 +31,12 @@ def publish_all(port, prefix, clients, per_client, payload_size, protocol=V311):
     return sent
 
 
-def test_outage_records_wait_and_arrive(own_kafka, start_broker):
+def test_outage_records_wait_and_arrive(kafka_up_after, start_broker):
+    kafka = kafka_up_after
     topic = harness.unique("outage")
-    harness.topic_partitions(own_kafka.bootstrap, topic)  # created with 4 partitions
+    kafka.create_topic(topic, 4)
     b = start_broker([
-        ("bootstrap_servers", own_kafka.bootstrap),
+        ("bootstrap_servers", kafka.bootstrap),
         ("broker_id", "itest-outage"),
         ("route_o", f"o/# -> {topic}"),
         # A small librdkafka queue, so that the plugin's buffer takes the rest.
@@ -67,7 +48,7 @@ def test_outage_records_wait_and_arrive(own_kafka, start_broker):
     before = publish_all(b.port, "pre", 1, 100, 50)
     stats.wait_for({"delivered": 100})
 
-    kafka_down(own_kafka)
+    kafka.down()
     during = publish_all(b.port, "dev", 3, 1000, 50)
     # Every message was acknowledged by mosquitto while Kafka was away: where is it now?
     got = stats.wait_for({"matched": 3100, "in_flight": 500}, timeout=15)
@@ -79,10 +60,10 @@ def test_outage_records_wait_and_arrive(own_kafka, start_broker):
     assert int(waiting["delivered"]) == 100
 
     time.sleep(3)  # an outage of some seconds: librdkafka backs off its reconnects
-    kafka_up(own_kafka)
+    kafka.up()
 
     expect = sum(before.values()) + sum(during.values())
-    records = harness.read_topic(own_kafka.bootstrap, topic, expect, timeout=90, grace=2)
+    records = harness.read_topic(kafka.bootstrap, topic, expect, timeout=90, grace=2)
     per_client = defaultdict(list)
     for r in records:
         cid = r.header_str(HDR.CLIENT_ID)
@@ -106,11 +87,12 @@ def test_outage_records_wait_and_arrive(own_kafka, start_broker):
                      "failed": 0}, final
 
 
-def test_full_buffer_drops_are_counted(own_kafka, start_broker):
+def test_full_buffer_drops_are_counted(kafka_up_after, start_broker):
+    kafka = kafka_up_after
     topic = harness.unique("overflow")
-    harness.topic_partitions(own_kafka.bootstrap, topic)
+    kafka.create_topic(topic, 4)
     b = start_broker([
-        ("bootstrap_servers", own_kafka.bootstrap),
+        ("bootstrap_servers", kafka.bootstrap),
         ("broker_id", "itest-overflow"),
         ("route_o", f"o/# -> {topic}"),
         ("kafka.queue.buffering.max.messages", "100"),
@@ -119,7 +101,7 @@ def test_full_buffer_drops_are_counted(own_kafka, start_broker):
     ], name="mosquitto-overflow")
     stats = harness.SysCounters(b.port)
 
-    kafka_down(own_kafka)
+    kafka.down()
     # 400 messages of 10 KiB: 100 fit in librdkafka's queue, ~100 in a 1 MiB buffer.
     sent = publish_all(b.port, "ovf", 1, 400, 10 * 1024, V5)
     n = sum(sent.values())
@@ -129,8 +111,8 @@ def test_full_buffer_drops_are_counted(own_kafka, start_broker):
     print(f"Kafka down: {n} acknowledged, {dropped} dropped for Kafka (buffer_full)")
     assert 0 < dropped < n
 
-    kafka_up(own_kafka)
-    records = harness.read_topic(own_kafka.bootstrap, topic, n - dropped, timeout=90, grace=2)
+    kafka.up()
+    records = harness.read_topic(kafka.bootstrap, topic, n - dropped, timeout=90, grace=2)
     seqs = sorted(int(r.header_str(HDR.SEQ)) for r in records)
     gaps = sorted(set(range(1, n + 1)) - set(seqs))
     print(f"{len(records)} in Kafka + {dropped} counted as dropped = {len(records) + dropped}; "

@@ -35,9 +35,10 @@ def _is_utf8(b):
 
 
 @pytest.fixture(scope="module")
-def broker(devkafka, start_module_broker):
+def broker(kafka, start_module_broker):
+    kafka.create_topics([f"{P}-raw", f"{P}-json", f"{P}-odd"])
     return start_module_broker([
-        ("bootstrap_servers", devkafka.bootstrap),
+        ("bootstrap_servers", kafka.bootstrap),
         ("broker_id", BROKER_ID),
         ("route_raw", f"raw/# -> {P}-raw"),
         ("route_json", f"json/# -> {P}-json format=json"),
@@ -47,7 +48,7 @@ def broker(devkafka, start_module_broker):
 
 
 @pytest.fixture(scope="module")
-def published(devkafka, broker):
+def published(kafka, broker):
     """Publishes every payload to raw/<name> and json/<name> once; returns the client id."""
     cid = harness.unique("pay")
     c = harness.Client(broker.port, cid, V5)
@@ -58,8 +59,8 @@ def published(devkafka, broker):
     return cid
 
 
-def test_raw_values_byte_for_byte(devkafka, published):
-    recs = harness.read_topic(devkafka.bootstrap, f"{P}-raw", len(PAYLOADS), timeout=30)
+def test_raw_values_byte_for_byte(kafka, published):
+    recs = harness.read_topic(kafka.bootstrap, f"{P}-raw", len(PAYLOADS), timeout=30)
     print(f"{len(PAYLOADS)} sent, {len(recs)} received")
     assert len(recs) == len(PAYLOADS), f"{len(PAYLOADS)} records expected, got {len(recs)}"
     by_name = {r.header_str(HDR.TOPIC).split("/", 1)[1]: r for r in recs}
@@ -72,8 +73,8 @@ def test_raw_values_byte_for_byte(devkafka, published):
     assert by_name["empty"].value == b"", "an empty payload must be b'' in Kafka, not null"
 
 
-def test_json_envelope(devkafka, published):
-    recs = harness.read_topic(devkafka.bootstrap, f"{P}-json", len(PAYLOADS), timeout=30)
+def test_json_envelope(kafka, published):
+    recs = harness.read_topic(kafka.bootstrap, f"{P}-json", len(PAYLOADS), timeout=30)
     print(f"{len(PAYLOADS)} sent, {len(recs)} received")
     assert len(recs) == len(PAYLOADS), f"{len(PAYLOADS)} records expected, got {len(recs)}"
     for r in recs:
@@ -112,7 +113,7 @@ def test_json_envelope(devkafka, published):
         assert ENV.PAYLOAD in by_name[name], f"{name}: valid UTF-8 must be \"payload\""
 
 
-def test_json_escaping_and_v5_properties(devkafka, broker):
+def test_json_escaping_and_v5_properties(kafka, broker):
     cid = harness.unique("odd")
     c = harness.Client(broker.port, cid, V5, username='us"er\\ü')
     topics = ['odd/quote"and\\backslash', "odd/ünïcödé/𝄞", "odd/with space/and%25per cent",
@@ -125,7 +126,7 @@ def test_json_escaping_and_v5_properties(devkafka, broker):
     c.publish_wait("odd/props", "with props".encode(), qos=2, properties=props)
     c.close()
     n = len(topics) + 1
-    recs = harness.read_topic(devkafka.bootstrap, f"{P}-odd", n, timeout=30)
+    recs = harness.read_topic(kafka.bootstrap, f"{P}-odd", n, timeout=30)
     print(f"{n} sent, {len(recs)} received")
     assert len(recs) == n, f"{n} records expected, got {len(recs)}"
     envs = {}

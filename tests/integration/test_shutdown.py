@@ -20,10 +20,11 @@ def summary(log, scope):
     return {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", m.group(1))}
 
 
-def test_clean_shutdown_delivers_everything(devkafka, start_broker):
+def test_clean_shutdown_delivers_everything(kafka, start_broker):
     topic = harness.unique("shut")
+    kafka.create_topic(topic)
     b = start_broker([
-        ("bootstrap_servers", devkafka.bootstrap),
+        ("bootstrap_servers", kafka.bootstrap),
         ("route_all", f"s/# -> {topic}"),
         ("stats_interval", "0"),
     ], name="mosquitto-shut")
@@ -47,7 +48,7 @@ def test_clean_shutdown_delivers_everything(devkafka, start_broker):
     undelivered = int(m.group(1))
     totals = summary(log, "totals")
     route = summary(log, "route all")
-    recs = harness.read_topic(devkafka.bootstrap, topic, n, timeout=60)
+    recs = harness.read_topic(kafka.bootstrap, topic, n, timeout=60)
     values = [r.value for r in recs]
     print(f"{n} sent, {len(recs)} in Kafka, {len(values) - len(set(values))} duplicates, "
           f"shutdown line: {undelivered} not delivered, totals {totals}")
@@ -60,45 +61,43 @@ def test_clean_shutdown_delivers_everything(devkafka, start_broker):
         f"Kafka: {n} distinct records expected, {len(set(values))} distinct of {len(values)}"
 
 
-def test_kafka_down_at_shutdown_counts_the_lost(start_broker):
+def test_kafka_down_at_shutdown_counts_the_lost(kafka_up_after, start_broker):
     """Kafka stops; the records published after it are reported lost, exactly."""
-    dk = harness.DevKafka(brokers=1)
-    try:
-        topic = harness.unique("down")
-        flush_ms = 1000
-        b = start_broker([
-            ("bootstrap_servers", dk.bootstrap),
-            ("route_all", f"d/# -> {topic}"),
-            ("flush_timeout_ms", str(flush_ms)),
-            ("stats_interval", "0"),
-        ], name="mosquitto-down")
-        c = harness.Client(b.port, harness.unique("dn"), V311)
-        # While Kafka is up: 10 records, all delivered (the producer is connected).
-        for i in range(10):
-            c.publish_wait("d/up", f"up{i}".encode())
-        before = harness.read_topic(dk.bootstrap, topic, 10, timeout=30)
-        assert len(before) == 10, f"10 records expected while Kafka is up, got {len(before)}"
+    kafka = kafka_up_after
+    topic = harness.unique("down")
+    kafka.create_topic(topic)
+    flush_ms = 1000
+    b = start_broker([
+        ("bootstrap_servers", kafka.bootstrap),
+        ("route_all", f"d/# -> {topic}"),
+        ("flush_timeout_ms", str(flush_ms)),
+        ("stats_interval", "0"),
+    ], name="mosquitto-down")
+    c = harness.Client(b.port, harness.unique("dn"), V311)
+    # While Kafka is up: 10 records, all delivered (the producer is connected).
+    for i in range(10):
+        c.publish_wait("d/up", f"up{i}".encode())
+    before = harness.read_topic(kafka.bootstrap, topic, 10, timeout=30)
+    assert len(before) == 10, f"10 records expected while Kafka is up, got {len(before)}"
 
-        dk.stop()
-        n = 200
-        for i in range(n):
-            c.publish_wait("d/down", f"down{i}".encode())
-        c.close()
-        t0 = time.monotonic()
-        rc = b.stop(timeout=30)
-        took = time.monotonic() - t0
-        log = b.log()
-        m = re.search(SHUTDOWN_RX, log)
-        assert m, f"no shutdown line /{SHUTDOWN_RX}/ in the log:\n{log}"
-        undelivered = int(m.group(1))
-        totals = summary(log, "totals")
-        print(f"{n + 10} sent, 10 delivered before Kafka stopped, shutdown after {took:.1f} s "
-              f"(flush_timeout_ms {flush_ms}): {undelivered} not delivered; totals {totals}")
-        assert rc == 0, f"mosquitto exited {rc}, expected 0"
-        assert undelivered == n, f"{n} records were never delivered, the plugin says {undelivered}"
-        assert totals.get("delivered") == 10 and totals.get("failed") == n, (
-            f"totals: delivered 10 and failed {n} expected, got {totals}")
-        assert took < flush_ms / 1000 + 10 * harness.SLOW, (
-            f"shutdown took {took:.1f} s with flush_timeout_ms {flush_ms}")
-    finally:
-        dk.cleanup()
+    kafka.down()
+    n = 200
+    for i in range(n):
+        c.publish_wait("d/down", f"down{i}".encode())
+    c.close()
+    t0 = time.monotonic()
+    rc = b.stop(timeout=30)
+    took = time.monotonic() - t0
+    log = b.log()
+    m = re.search(SHUTDOWN_RX, log)
+    assert m, f"no shutdown line /{SHUTDOWN_RX}/ in the log:\n{log}"
+    undelivered = int(m.group(1))
+    totals = summary(log, "totals")
+    print(f"{n + 10} sent, 10 delivered before Kafka stopped, shutdown after {took:.1f} s "
+          f"(flush_timeout_ms {flush_ms}): {undelivered} not delivered; totals {totals}")
+    assert rc == 0, f"mosquitto exited {rc}, expected 0"
+    assert undelivered == n, f"{n} records were never delivered, the plugin says {undelivered}"
+    assert totals.get("delivered") == 10 and totals.get("failed") == n, (
+        f"totals: delivered 10 and failed {n} expected, got {totals}")
+    assert took < flush_ms / 1000 + 10 * harness.SLOW, (
+        f"shutdown took {took:.1f} s with flush_timeout_ms {flush_ms}")
