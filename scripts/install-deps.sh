@@ -17,6 +17,10 @@ missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The real-Kafka tests (tests/kafka) run Apache Kafka on the machine's Java and fetch it
+# once with Maven: any JRE and mvn on the PATH will do, else Debian's.
+command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 sudo=""

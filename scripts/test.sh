@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The project's test command: installs what is missing, builds in build/, runs every test
-# (cmocka unit tests, exported symbols, and the integration tests with a real mosquitto,
-# mqk-devkafka and HAProxy), and exits with ctest's code.
+# The project's test command: installs what is missing, builds in build/, fetches Apache
+# Kafka once per machine, runs every test (cmocka unit tests, exported symbols, and the
+# integration tests with a real mosquitto, a real Apache Kafka and HAProxy), and exits
+# with ctest's code.
 #
 #   ./scripts/test.sh                 # everything (as root: the package test installs the .deb)
 #   ./scripts/test.sh -R forwarding   # extra arguments go to ctest
 #   MQK_VALGRIND=1 ./scripts/test.sh  # mosquitto under valgrind (slow)
+#   MQK_KAFKA=mock ./scripts/test.sh  # the integration tests against mqk-devkafka instead
+#                                     # (failover, kafka_outage, stop_under_load stay real)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +17,11 @@ cd "$(dirname "$0")/.."
 jobs=${MQK_JOBS:-2}
 cmake -S . -B build
 cmake --build build -j"$jobs"
+
+# Apache Kafka's jars from Maven Central into ~/.cache/mosquitto-kafka (once per machine;
+# later runs return at once without the network). Bounded: MQK_KAFKA_FETCH_TIMEOUT (900 s).
+export MQK_KAFKA=${MQK_KAFKA:-real}
+timeout "$(( ${MQK_KAFKA_FETCH_TIMEOUT:-900} + 30 ))" /usr/bin/python3 tests/kafka/kafka.py fetch >/dev/null
 
 # Two at a time: each integration file uses its own broker, Kafka topics and ports. The
 # forwarding test is the heavy one; it is ordered first so it does not end the run alone.
