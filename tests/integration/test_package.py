@@ -73,7 +73,7 @@ def test_deb_contents(deb):
     want = {
         PLUGIN_PATH: "-rw-r--r--",
         CONFFILE: "-rw-r--r--",
-        "/usr/bin/mqk-kafka": "-rwxr-xr-x",
+        "/usr/bin/mqk-devkafka": "-rwxr-xr-x",
         "/usr/include/mosquitto_kafka.h": "-rw-r--r--",
         f"/usr/share/doc/{PKG}/copyright": "-rw-r--r--",
         f"/usr/share/doc/{PKG}/README.md": "-rw-r--r--",
@@ -108,7 +108,7 @@ def test_install_run_purge(deb, kafka):
         run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
              os.path.abspath(deb)], env=env, timeout=600)
         assert _installed(), f"{PKG} not installed after apt-get install"
-        for path in (PLUGIN_PATH, CONFFILE, "/usr/bin/mqk-kafka"):
+        for path in (PLUGIN_PATH, CONFFILE, "/usr/bin/mqk-devkafka"):
             assert os.path.isfile(path), f"{path} missing after install"
         status = run(["dpkg", "--status", PKG]).stdout
         assert CONFFILE in status, f"dpkg does not list {CONFFILE} as a conffile:\n{status}"
@@ -155,5 +155,5 @@ def test_install_run_purge(deb, kafka):
         purge = run(["dpkg", "--purge", PKG], check=False, env=env)
     assert purge.returncode == 0, f"dpkg --purge failed:\n{purge.stdout}{purge.stderr}"
     assert not _installed(), f"{PKG} still installed after purge"
-    for path in (PLUGIN_PATH, CONFFILE, "/usr/bin/mqk-kafka"):
+    for path in (PLUGIN_PATH, CONFFILE, "/usr/bin/mqk-devkafka"):
         assert not os.path.exists(path), f"{path} left after dpkg --purge"
