@@ -92,6 +92,9 @@ def test_leader_killed_under_load_nothing_lost(kafka3, start_broker):
     rc = broker.stop()
     m = re.search(r"mosquitto_kafka: shutdown: (\d+) records not delivered", broker.log())
     print(f"mosquitto exited {rc}; shutdown line: {m.group(0) if m else None}")
+    # The plugin's own lines (mosquitto logs every packet too: the dump's tail misses them).
+    for line in [ln for ln in broker.log().splitlines() if "mosquitto_kafka:" in ln][-40:]:
+        print("  " + line)
     assert (rep["lost"], rep["duplicates"], rep["out_of_order"], rep["unexpected"]) == \
         (0, 0, 0, 0), harness.format_report(rep) + "\n" + "\n".join(rep["examples"])
     assert rep["in_kafka"] == total
