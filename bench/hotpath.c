@@ -17,39 +17,10 @@
  */
 #include "../plugin/plugin.c"
 
+#include "fake_broker.h" /* struct mosquitto, the broker functions */
+
 #include <stdio.h>
 #include <unistd.h>
-
-/* The broker's client object is opaque to plugins: this is the bench's own. */
-struct mosquitto {
-	char id[32];
-};
-
-const char *mosquitto_client_id(const struct mosquitto *client)
-{
-	return client->id;
-}
-
-const char *mosquitto_client_username(const struct mosquitto *client)
-{
-	(void)client;
-	return NULL;
-}
-
-int mosquitto_callback_register(mosquitto_plugin_id_t *identifier, int event,
-				MOSQ_FUNC_generic_callback cb_func, const void *event_data,
-				void *userdata)
-{
-	(void)identifier, (void)event, (void)cb_func, (void)event_data, (void)userdata;
-	return MOSQ_ERR_SUCCESS;
-}
-
-int mosquitto_callback_unregister(mosquitto_plugin_id_t *identifier, int event,
-				  MOSQ_FUNC_generic_callback cb_func, const void *event_data)
-{
-	(void)identifier, (void)event, (void)cb_func, (void)event_data;
-	return MOSQ_ERR_SUCCESS;
-}
 
 #define CLIENTS 200
 #define TICK_EVERY 16

@@ -2,10 +2,14 @@
  * buffer.c - the hand-off between mosquitto's thread and the Kafka thread.
  *
  * A single-producer single-consumer ring of bytes. mosquitto's thread (the only
- * producer) reserves room for one entry, copies the message into it and commits it;
- * the Kafka thread (the only consumer) reads entries in order and releases them once
- * librdkafka has taken the record. Entries are contiguous: one that does not fit before
- * the end of the ring is preceded by a padding entry and starts again at offset 0.
+ * producer) reserves room for one entry, copies the message into it and commits it.
+ * The Kafka thread (the only consumer) keeps two positions: send, the next entry to
+ * hand to librdkafka, and tail, the oldest entry Kafka has not acknowledged yet. An
+ * entry's room goes back to the producer only when the entry is settled (delivered, or
+ * failed for good), so that everything not yet acknowledged can be sent again from
+ * tail (buffer__rewind) when librdkafka's producer has to be replaced. Entries are
+ * contiguous: one that does not fit before the end of the ring is preceded by a padding
+ * entry and starts again at offset 0.
  *
  * head and tail only grow (64-bit byte offsets, reduced modulo the capacity when used),
  * so used = head - tail needs no other state. The producer writes head, the consumer
@@ -107,32 +111,67 @@ void buffer__wake(struct mqk_buffer *b)
 	(void)!write(b->wake_fd, &one, sizeof(one));
 }
 
-struct mqk_entry *buffer__peek(struct mqk_buffer *b)
+struct mqk_entry *buffer__at(struct mqk_buffer *b, uint64_t *pos)
 {
-	for (;;) {
-		uint64_t head = atomic_load_explicit(&b->head, memory_order_acquire);
-		uint64_t tail = b->tail_local;
-		if (tail == head) {
-			return NULL;
-		}
-		struct mqk_entry *e = (struct mqk_entry *)(b->data + (tail & (b->capacity - 1)));
+	uint64_t head = atomic_load_explicit(&b->head, memory_order_acquire);
+
+	while (*pos != head) {
+		struct mqk_entry *e = (struct mqk_entry *)(b->data + (*pos & (b->capacity - 1)));
 		if (e->route != PAD_ROUTE) {
 			return e;
 		}
-		b->tail_local += e->size;
-		atomic_store_explicit(&b->tail, b->tail_local, memory_order_release);
+		*pos += e->size;
 	}
+	return NULL;
+}
+
+struct mqk_entry *buffer__peek(struct mqk_buffer *b)
+{
+	uint64_t tail = b->tail_local;
+	struct mqk_entry *e = buffer__at(b, &tail);
+
+	if (tail != b->tail_local) { /* padding skipped: its room goes back at once */
+		b->tail_local = tail;
+		if (b->send_local < tail) {
+			b->send_local = tail;
+		}
+		atomic_store_explicit(&b->tail, tail, memory_order_release);
+	}
+	return e;
 }
 
 void buffer__release(struct mqk_buffer *b, struct mqk_entry *e)
 {
 	b->tail_local += e->size;
+	if (b->send_local < b->tail_local) {
+		b->send_local = b->tail_local;
+	}
 	atomic_store_explicit(&b->tail, b->tail_local, memory_order_release);
+}
+
+struct mqk_entry *buffer__next_unsent(struct mqk_buffer *b)
+{
+	return buffer__at(b, &b->send_local);
+}
+
+void buffer__mark_sent(struct mqk_buffer *b, struct mqk_entry *e)
+{
+	b->send_local += e->size;
+}
+
+void buffer__rewind(struct mqk_buffer *b)
+{
+	b->send_local = b->tail_local;
 }
 
 bool buffer__is_empty(struct mqk_buffer *b)
 {
 	return atomic_load_explicit(&b->head, memory_order_acquire) == b->tail_local;
+}
+
+bool buffer__all_sent(struct mqk_buffer *b)
+{
+	return atomic_load_explicit(&b->head, memory_order_acquire) == b->send_local;
 }
 
 size_t buffer__used(struct mqk_buffer *b)
@@ -151,7 +190,7 @@ void buffer__sleep(struct mqk_buffer *b, int timeout_ms, bool wake_on_commit)
 		atomic_store_explicit(&b->sleeping, true, memory_order_seq_cst);
 	}
 	if (!wake_on_commit ||
-	    atomic_load_explicit(&b->head, memory_order_seq_cst) == b->tail_local) {
+	    atomic_load_explicit(&b->head, memory_order_seq_cst) == b->send_local) {
 		while (poll(&pfd, 1, timeout_ms) < 0 && errno == EINTR) {
 		}
 	}

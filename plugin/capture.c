@@ -148,6 +148,7 @@ int capture__message(struct mqk_buffer *b, int route, uint64_t seq, const struct
 	e->username_len = username_len;
 	e->props_len = msg->props_len;
 	e->payload_len = msg->payloadlen;
+	e->state = MQK_ENTRY_NEW;
 	e->external = NULL;
 
 	p = e->data;

@@ -121,6 +121,12 @@ static inline void counter__inc(atomic_uint_least64_t *c)
 			      memory_order_relaxed);
 }
 
+static inline void counter__dec(atomic_uint_least64_t *c)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) - 1,
+			      memory_order_relaxed);
+}
+
 static inline uint64_t counter__get(const atomic_uint_least64_t *c)
 {
 	return atomic_load_explicit(c, memory_order_relaxed);
@@ -230,10 +236,14 @@ struct mqk_entry {
 	uint32_t username_len;
 	uint32_t props_len;
 	uint32_t payload_len;
-	uint32_t unused;
+	uint32_t state; /* MQK_ENTRY_NEW, _IN_KAFKA, _SETTLED: the Kafka thread's */
 	void *external;
 	char data[];
 };
+
+#define MQK_ENTRY_NEW 0      /* not handed to librdkafka (again) yet */
+#define MQK_ENTRY_IN_KAFKA 1 /* handed to librdkafka, no delivery report yet */
+#define MQK_ENTRY_SETTLED 2  /* delivered, or failed for good: its room can go back */
 
 #define MQK_ENTRY_RETAIN 0x01
 #define MQK_ENTRY_USERNAME 0x02
@@ -246,7 +256,8 @@ struct mqk_buffer {
 	atomic_uint_least64_t tail; /* released start, written by C */
 	uint64_t head_local;        /* (P) */
 	uint32_t reserved;          /* (P) size of the entry being written */
-	uint64_t tail_local;        /* (C) */
+	uint64_t tail_local;        /* (C) oldest entry not settled */
+	uint64_t send_local;        /* (C) next entry to hand to librdkafka */
 	atomic_bool sleeping;       /* C is (about to be) asleep in buffer__sleep */
 	int wake_fd;                /* eventfd C sleeps on */
 	/* Payloads copied outside the ring (capture.c): they count against the capacity. */
@@ -261,17 +272,26 @@ struct mqk_entry *buffer__reserve(struct mqk_buffer *b, size_t size);
 void buffer__commit(struct mqk_buffer *b, struct mqk_entry *e);
 /* Any thread: wakes C. */
 void buffer__wake(struct mqk_buffer *b);
-/* (C) The oldest committed entry, or NULL. */
+/* (C) The oldest entry (skipping and releasing padding), or NULL. */
 struct mqk_entry *buffer__peek(struct mqk_buffer *b);
 /* (C) Gives the oldest entry's room back to P. */
 void buffer__release(struct mqk_buffer *b, struct mqk_entry *e);
+/* (C) The entry at consumer position *pos, skipping padding, or NULL at the end. */
+struct mqk_entry *buffer__at(struct mqk_buffer *b, uint64_t *pos);
+/* (C) The next entry to hand to librdkafka, or NULL; buffer__mark_sent moves past it. */
+struct mqk_entry *buffer__next_unsent(struct mqk_buffer *b);
+void buffer__mark_sent(struct mqk_buffer *b, struct mqk_entry *e);
+/* (C) Everything from the oldest unsettled entry on is to be sent again. */
+void buffer__rewind(struct mqk_buffer *b);
+/* No entry at all / none left to send. */
 bool buffer__is_empty(struct mqk_buffer *b);
+bool buffer__all_sent(struct mqk_buffer *b);
 /* Bytes in use, payloads kept outside the ring included (a snapshot for other threads). */
 size_t buffer__used(struct mqk_buffer *b);
 /*
  * (C) Sleeps until woken or timeout_ms. wake_on_commit: returns at once if an entry is
- * there, and a commit wakes it; else only the eventfd's other writers (librdkafka's
- * events) or the timeout end the sleep.
+ * left to send, and a commit wakes it; else only the eventfd's other writers
+ * (librdkafka's events) or the timeout end the sleep.
  */
 void buffer__sleep(struct mqk_buffer *b, int timeout_ms, bool wake_on_commit);
 
@@ -327,6 +347,7 @@ struct mqk_record {
 	rd_kafka_headers_t *headers; /* owned by the record until producer__send succeeds */
 	int64_t timestamp_ms;
 	struct mqk_route *route; /* delivery reports count against it */
+	struct mqk_entry *entry; /* the buffer entry it was built from (producer.c's) */
 };
 
 /*

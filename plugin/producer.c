@@ -94,10 +94,10 @@ struct mqk_producer {
 	bool thread_started;
 	atomic_bool stop;
 	atomic_int_least64_t deadline_ms; /* when stopping: give up on the buffer then */
-	uint64_t abandoned;               /* entries left in the buffer at the deadline */
 	/* The Kafka thread's (mosquitto's thread's once the Kafka thread has stopped): */
 	struct mqk_scratch scratch;
 	bool closing;             /* purged records are summed up, not logged one by one */
+	bool fatal;               /* librdkafka raised a fatal error: replace the producer */
 	struct mqk_topics topics; /* create_topics: topics created or known to exist */
 	struct mqk_ratelimit rl_failed, rl_error, rl_bad_topic, rl_too_large, rl_refused;
 	struct mqk_ratelimit rl_missing, rl_create;
@@ -153,18 +153,32 @@ static void topic_missing(struct mqk_producer *p, const struct mqk_route *route,
 	}
 }
 
-/* Delivery report. Kafka thread (inside rd_kafka_poll). */
+/*
+ * Delivery report. Kafka thread (inside rd_kafka_poll). The record's buffer entry is
+ * settled (its room can go back), or, when the producer failed fatally and is being
+ * replaced, made new again so that it is sent again.
+ */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	struct mqk_producer *p = opaque;
-	struct mqk_route *route = m->_private;
+	struct mqk_entry *e = m->_private;
+	struct mqk_route *route = &p->cfg->routes[e->route];
 
 	(void)rk;
 	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		e->state = MQK_ENTRY_SETTLED;
 		counter__inc(&route->counters.delivered);
 		counter__inc(&p->totals->delivered);
 		return;
 	}
+	if (!p->closing && (p->fatal || m->err == RD_KAFKA_RESP_ERR__FATAL)) {
+		/* Taken back from librdkafka: it goes out again through the new producer. */
+		e->state = MQK_ENTRY_NEW;
+		counter__dec(&route->counters.produced);
+		counter__dec(&p->totals->produced);
+		return;
+	}
+	e->state = MQK_ENTRY_SETTLED;
 	counter__inc(&route->counters.failed);
 	counter__inc(&p->totals->failed);
 	if (!p->closing && topic_is_missing(m->err)) {
@@ -196,8 +210,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 
 	if (err == RD_KAFKA_RESP_ERR__FATAL) {
 		rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
-		log__deferred(MOSQ_LOG_ERR,
-			      "Kafka producer fatal error, records are no longer sent: %s", fatal);
+		log__deferred(MOSQ_LOG_ERR, "Kafka producer fatal error: %s", fatal);
+		p->fatal = true; /* the Kafka thread replaces the producer (recover()) */
 		return;
 	}
 	log__deferred_ratelimited(&p->rl_error, MOSQ_LOG_WARNING, "Kafka: %s (%s)", reason,
@@ -416,7 +430,7 @@ static rd_kafka_resp_err_t send_record(struct mqk_producer *p, struct mqk_record
 		p->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 		RD_KAFKA_V_VALUE((void *)rec->value, rec->value_len),
 		RD_KAFKA_V_KEY(rec->key, rec->key_len), RD_KAFKA_V_HEADERS(rec->headers),
-		RD_KAFKA_V_TIMESTAMP(rec->timestamp_ms), RD_KAFKA_V_OPAQUE(rec->route),
+		RD_KAFKA_V_TIMESTAMP(rec->timestamp_ms), RD_KAFKA_V_OPAQUE(rec->entry),
 		RD_KAFKA_V_END);
 	if (rkt != rec->rkt) {
 		rd_kafka_topic_destroy(rkt);
@@ -439,6 +453,8 @@ static bool produce_entry(struct mqk_producer *p, struct mqk_entry *e)
 	rd_kafka_resp_err_t err;
 
 	capture__read(e, &msg);
+	/* Settled unless librdkafka takes it (below), or it is to be tried again. */
+	e->state = MQK_ENTRY_SETTLED;
 	switch (record__build(&rec, route, &msg, e->seq, p->origin, &p->scratch)) {
 	case MQK_BUILD_OK:
 		break;
@@ -463,6 +479,8 @@ static bool produce_entry(struct mqk_producer *p, struct mqk_entry *e)
 
 	const char *topic = rec.rkt ? route->topic.source : rec.topic;
 	ensure_topic(p, route, topic);
+	rec.entry = e;
+	e->state = MQK_ENTRY_IN_KAFKA; /* before: a delivery report may come at once */
 	err = send_record(p, &rec);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		counter__inc(&route->counters.produced);
@@ -470,7 +488,13 @@ static bool produce_entry(struct mqk_producer *p, struct mqk_entry *e)
 		return true;
 	}
 	record__discard(&rec);
-	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+	e->state = MQK_ENTRY_SETTLED;
+	if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL || err == RD_KAFKA_RESP_ERR__FATAL) {
+		/* Tried again: when librdkafka has room, or through a new producer. */
+		e->state = MQK_ENTRY_NEW;
+		if (err == RD_KAFKA_RESP_ERR__FATAL) {
+			p->fatal = true;
+		}
 		return false;
 	}
 	if (topic_is_missing(err)) {
@@ -502,35 +526,151 @@ static bool produce_entry(struct mqk_producer *p, struct mqk_entry *e)
 	return true;
 }
 
-/* Produces what the buffer holds. Kafka thread. Returns false when blocked (queue full). */
+/* Gives the room of the oldest settled entries back to mosquitto's thread. Kafka thread. */
+static void release_settled(struct mqk_producer *p)
+{
+	struct mqk_entry *e;
+
+	while ((e = buffer__peek(p->buf)) != NULL && e->state == MQK_ENTRY_SETTLED) {
+		capture__discard(p->buf, e);
+		buffer__release(p->buf, e);
+	}
+}
+
+/*
+ * Hands what the buffer holds to librdkafka, in order. Kafka thread. Returns false when
+ * blocked: librdkafka's queue is full, or its producer failed fatally.
+ */
 static bool drain(struct mqk_producer *p)
 {
 	struct mqk_entry *e;
 	int n = 0;
 
-	while ((e = buffer__peek(p->buf)) != NULL) {
-		if (!produce_entry(p, e)) {
+	while (!p->fatal && (e = buffer__next_unsent(p->buf)) != NULL) {
+		/* After a rewind, entries Kafka acknowledged meanwhile are skipped. */
+		if (e->state != MQK_ENTRY_SETTLED && !produce_entry(p, e)) {
 			return false;
 		}
-		capture__discard(p->buf, e);
-		buffer__release(p->buf, e);
+		buffer__mark_sent(p->buf, e);
 		if (++n % POLL_EVERY == 0) {
 			rd_kafka_poll(p->rk, 0);
+			release_settled(p);
 		}
 	}
-	return true;
+	return !p->fatal;
 }
 
-/* Drops what is left in the buffer at the shutdown deadline. Kafka thread. */
-static void abandon(struct mqk_producer *p)
+/*
+ * Creates the librdkafka handle, routes its main queue's events to the buffer's
+ * eventfd, and a topic handle for each static route topic. Returns 0, or -1 with one
+ * line in errstr.
+ */
+static int create_handle(struct mqk_producer *p, char *errstr, size_t errstr_size)
 {
-	struct mqk_entry *e;
+	/* An eventfd wants 8-byte writes: librdkafka writes this when its queue wakes up. */
+	static const uint64_t one = 1;
+	rd_kafka_conf_t *conf = build_conf(p, p->cfg, errstr, errstr_size);
+	rd_kafka_queue_t *mainq;
+	char why[512];
 
-	while ((e = buffer__peek(p->buf)) != NULL) {
-		p->abandoned++;
-		capture__discard(p->buf, e);
-		buffer__release(p->buf, e);
+	if (conf == NULL) {
+		return -1;
 	}
+	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)); /* takes conf on success */
+	if (p->rk == NULL) {
+		rd_kafka_conf_destroy(conf);
+		snprintf(errstr, errstr_size,
+			 "plugin_opt_kafka.*: librdkafka refused the configuration: %s", why);
+		return -1;
+	}
+	/* Logs come out of rd_kafka_poll on the Kafka thread, not from librdkafka's. */
+	rd_kafka_set_log_queue(p->rk, NULL);
+	mainq = rd_kafka_queue_get_main(p->rk);
+	rd_kafka_queue_io_event_enable(mainq, p->buf->wake_fd, &one, sizeof(one));
+	rd_kafka_queue_destroy(mainq);
+
+	for (int i = 0; i < p->cfg->route_count; i++) {
+		struct mqk_route *r = &p->cfg->routes[i];
+		if (r->topic.is_static) {
+			r->rkt = rd_kafka_topic_new(p->rk, r->topic.source, NULL);
+			if (r->rkt == NULL) {
+				snprintf(errstr, errstr_size, "plugin_opt_route_%s: topic '%s': %s",
+					 r->name, r->topic.source,
+					 rd_kafka_err2str(rd_kafka_last_error()));
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+/* Destroys the librdkafka handle and the route topic handles made from it. */
+static void destroy_handle(struct mqk_producer *p)
+{
+	for (int i = 0; i < p->cfg->route_count; i++) {
+		if (p->cfg->routes[i].rkt) {
+			rd_kafka_topic_destroy(p->cfg->routes[i].rkt);
+			p->cfg->routes[i].rkt = NULL;
+		}
+	}
+	if (p->rk) {
+		rd_kafka_destroy(p->rk);
+		p->rk = NULL;
+	}
+}
+
+/*
+ * librdkafka's idempotent producer raised a fatal error (librdkafka 2.0 can, when a
+ * partition leader fails over mid-request: "sequence desynchronization"). The handle
+ * cannot send any more, so it is replaced, and every record not yet acknowledged is sent
+ * again, in order, from the buffer, which still holds it. Records Kafka had stored
+ * without our seeing the acknowledgement reach it twice (the new producer has a new
+ * producer id): at least once, not exactly once; mqtt.seq tells the copies apart.
+ * Kafka thread.
+ */
+static void recover(struct mqk_producer *p)
+{
+	char reason[512] = "", errstr[1024];
+	uint64_t resent = 0;
+
+	rd_kafka_fatal_error(p->rk, reason, sizeof(reason));
+	/* The records librdkafka holds come back through delivery reports (on_delivery). */
+	rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+	for (int i = 0; i < 50 && producer__in_flight(p->totals) > 0; i++) {
+		rd_kafka_poll(p->rk, 100);
+	}
+	destroy_handle(p);
+	/* Those it did not report are taken back too. */
+	for (uint64_t pos = p->buf->tail_local; pos < p->buf->send_local;) {
+		struct mqk_entry *e = buffer__at(p->buf, &pos);
+		if (e == NULL) {
+			break;
+		}
+		if (e->state == MQK_ENTRY_IN_KAFKA) {
+			e->state = MQK_ENTRY_NEW;
+			counter__dec(&p->cfg->routes[e->route].counters.produced);
+			counter__dec(&p->totals->produced);
+		}
+		if (e->state == MQK_ENTRY_NEW) {
+			resent++;
+		}
+		pos += e->size;
+	}
+	buffer__rewind(p->buf);
+	while (create_handle(p, errstr, sizeof(errstr)) != 0) {
+		destroy_handle(p);
+		log__deferred_ratelimited(&p->rl_error, MOSQ_LOG_ERR,
+					  "cannot create a new Kafka producer: %s", errstr);
+		if (atomic_load(&p->stop)) {
+			return; /* producer__close finds no handle: the buffer's records are lost */
+		}
+		buffer__sleep(p->buf, 1000, false);
+	}
+	p->fatal = false;
+	log__deferred(MOSQ_LOG_WARNING,
+		      "replaced the Kafka producer after a fatal error (%s): %llu records not yet "
+		      "acknowledged are sent again (Kafka may receive some twice)",
+		      reason, (unsigned long long)resent);
 }
 
 static void *kafka_thread(void *arg)
@@ -540,16 +680,20 @@ static void *kafka_thread(void *arg)
 
 	ensure_static_topics(p);
 	for (;;) {
-		bool had_work = !buffer__is_empty(p->buf);
+		bool had_work = !buffer__all_sent(p->buf);
 		bool blocked = !drain(p);
 		rd_kafka_poll(p->rk, 0);
+		release_settled(p);
+		if (p->fatal) {
+			recover(p);
+			continue;
+		}
 		if (atomic_load(&p->stop)) {
-			if (buffer__is_empty(p->buf)) {
+			if (buffer__all_sent(p->buf)) {
 				break;
 			}
 			if (monotonic_ms() >= atomic_load(&p->deadline_ms)) {
-				abandon(p);
-				break;
+				break; /* what is left is counted by producer__close */
 			}
 		}
 		int64_t now = monotonic_ms();
@@ -571,13 +715,8 @@ struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_buffer *bu
 				   const struct mqk_origin *origin, struct mqk_counters *totals,
 				   char *errstr, size_t errstr_size)
 {
-	/* An eventfd wants 8-byte writes: librdkafka writes this when its queue wakes up. */
-	static const uint64_t one = 1;
 	struct mqk_producer *p = calloc(1, sizeof(*p));
-	rd_kafka_conf_t *conf;
-	rd_kafka_queue_t *mainq;
 	sigset_t all, old;
-	char why[512];
 
 	if (p == NULL || record__scratch_init(&p->scratch)) {
 		snprintf(errstr, errstr_size, "out of memory");
@@ -589,39 +728,9 @@ struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_buffer *bu
 	p->buf = buf;
 	p->origin = origin;
 	p->totals = totals;
-	conf = build_conf(p, cfg, errstr, errstr_size);
-	if (conf == NULL) {
-		record__scratch_free(&p->scratch);
-		free(p);
+	if (create_handle(p, errstr, errstr_size) != 0) {
+		producer__close(p, 0);
 		return NULL;
-	}
-	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)); /* takes conf on success */
-	if (p->rk == NULL) {
-		rd_kafka_conf_destroy(conf);
-		snprintf(errstr, errstr_size,
-			 "plugin_opt_kafka.*: librdkafka refused the configuration: %s", why);
-		record__scratch_free(&p->scratch);
-		free(p);
-		return NULL;
-	}
-	/* Logs come out of rd_kafka_poll on the Kafka thread, not from librdkafka's. */
-	rd_kafka_set_log_queue(p->rk, NULL);
-	mainq = rd_kafka_queue_get_main(p->rk);
-	rd_kafka_queue_io_event_enable(mainq, buf->wake_fd, &one, sizeof(one));
-	rd_kafka_queue_destroy(mainq);
-
-	for (int i = 0; i < cfg->route_count; i++) {
-		struct mqk_route *r = &cfg->routes[i];
-		if (r->topic.is_static) {
-			r->rkt = rd_kafka_topic_new(p->rk, r->topic.source, NULL);
-			if (r->rkt == NULL) {
-				snprintf(errstr, errstr_size, "plugin_opt_route_%s: topic '%s': %s",
-					 r->name, r->topic.source,
-					 rd_kafka_err2str(rd_kafka_last_error()));
-				producer__close(p, 0);
-				return NULL;
-			}
-		}
 	}
 
 	/* The thread inherits this mask: signals stay mosquitto's business. */
@@ -646,37 +755,42 @@ uint64_t producer__in_flight(const struct mqk_counters *c)
 int producer__close(struct mqk_producer *p, int timeout_ms)
 {
 	int64_t deadline = monotonic_ms() + timeout_ms;
-	uint64_t left;
+	uint64_t left = 0;
 
 	if (p == NULL) {
 		return 0;
 	}
 	if (p->thread_started) {
-		/* The thread produces what the buffer holds, until the deadline. */
+		/* The thread hands what the buffer holds to librdkafka, until the deadline. */
 		atomic_store(&p->deadline_ms, deadline);
 		atomic_store(&p->stop, true);
 		buffer__wake(p->buf);
 		pthread_join(p->thread, NULL);
 	}
 	/* From here on mosquitto's thread serves librdkafka's main queue. */
-	int64_t remaining = deadline - monotonic_ms();
-	rd_kafka_flush(p->rk, remaining > 0 ? (int)remaining : 0);
-	left = producer__in_flight(p->totals);
-	if (left > 0) {
-		/* What Kafka did not take in time: reported as failed (purged), and lost. */
-		p->closing = true;
-		rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-		rd_kafka_flush(p->rk, 1000); /* serves the purge reports */
-	}
-	for (int i = 0; i < p->cfg->route_count; i++) {
-		if (p->cfg->routes[i].rkt) {
-			rd_kafka_topic_destroy(p->cfg->routes[i].rkt);
-			p->cfg->routes[i].rkt = NULL;
+	if (p->rk) {
+		int64_t remaining = deadline - monotonic_ms();
+		rd_kafka_flush(p->rk, remaining > 0 ? (int)remaining : 0);
+		left = producer__in_flight(p->totals);
+		if (left > 0) {
+			/* What Kafka did not take in time: reported as failed (purged), and lost.
+			 */
+			p->closing = true;
+			rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+			rd_kafka_flush(p->rk, 1000); /* serves the purge reports */
 		}
 	}
-	rd_kafka_destroy(p->rk);
+	destroy_handle(p);
+	/* And what never reached librdkafka: lost too. */
+	for (uint64_t pos = p->buf->tail_local;;) {
+		struct mqk_entry *e = buffer__at(p->buf, &pos);
+		if (e == NULL) {
+			break;
+		}
+		left += e->state == MQK_ENTRY_NEW;
+		pos += e->size;
+	}
 	log__drain();
-	left += p->abandoned;
 	record__scratch_free(&p->scratch);
 	topics__free(&p->topics);
 	free(p);

@@ -95,9 +95,30 @@ def test_leader_killed_under_load_nothing_lost(kafka3, start_broker):
     # The plugin's own lines (mosquitto logs every packet too: the dump's tail misses them).
     for line in [ln for ln in broker.log().splitlines() if "mosquitto_kafka:" in ln][-40:]:
         print("  " + line)
-    assert (rep["lost"], rep["duplicates"], rep["out_of_order"], rep["unexpected"]) == \
-        (0, 0, 0, 0), harness.format_report(rep) + "\n" + "\n".join(rep["examples"])
-    assert rep["in_kafka"] == total
-    assert seq_gaps == 0 and len(seqs) == len(set(seqs)), f"mqtt.seq: {seq_gaps} gaps"
+    # librdkafka 2.0's idempotent producer can fail fatally when a leader fails over
+    # mid-request ("sequence desynchronization"); the plugin then replaces it and sends
+    # every record not yet acknowledged again. Nothing is lost, but records Kafka had
+    # stored unacknowledged arrive twice (a new producer id): at least once, with the
+    # copies told apart by mqtt.seq, and at most as many copies as records resent.
+    replaced = [int(x) for x in re.findall(
+        r"replaced the Kafka producer after a fatal error .*?: (\d+) records not yet", broker.log())]
+    print(f"producer replacements: {len(replaced)}, records resent: {sum(replaced)}")
+    assert (rep["lost"], rep["unexpected"]) == (0, 0), \
+        harness.format_report(rep) + "\n" + "\n".join(rep["examples"])
+    assert seq_gaps == 0, f"mqtt.seq: {seq_gaps} gaps"
+    if not replaced:
+        assert (rep["duplicates"], rep["out_of_order"]) == (0, 0), \
+            harness.format_report(rep) + "\n" + "\n".join(rep["examples"])
+        assert rep["in_kafka"] == total and len(seqs) == len(set(seqs))
+    else:
+        assert rep["duplicates"] <= sum(replaced), harness.format_report(rep)
+        # Per client, the first copy of each record comes in publish order.
+        first, seen = {}, set()
+        for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+            cid, n = r.value.decode().rsplit(":", 1)
+            if (cid, n) not in seen:
+                seen.add((cid, n))
+                first.setdefault(cid, []).append(int(n))
+        assert all(v == sorted(v) for v in first.values()), "first copies out of order"
     assert during > 0.5 * RATE * AFTER_KILL, f"only {during} published while the node was down"
     assert m and m.group(1) == "0", "every record delivered before mosquitto stopped"

@@ -28,6 +28,15 @@ struct fake_publish {
 	bool retain;
 };
 
+/*
+ * The broker's client object is opaque to plugins: the fake's holds what the plugin
+ * asks of it (mosquitto_client_id, mosquitto_client_username).
+ */
+struct mosquitto {
+	char id[32];
+	const char *username; /* NULL: none */
+};
+
 /* Forgets every recorded line and publish. */
 void fake_broker_reset(void);
 
