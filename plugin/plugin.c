@@ -38,8 +38,11 @@
  *
  * When Kafka is down. librdkafka keeps records in its queue and retries forever
  * (message.timeout.ms=0). When its queue is full, the Kafka thread stops taking
- * entries: records wait in the buffer (buffer_mb). Only when the buffer is full too is
- * a message dropped: counted (buffer_full), logged at most every 10 s, its mqtt.seq
+ * entries: records wait in the buffer (buffer_mb). An entry leaves the buffer only when
+ * Kafka has acknowledged its record, so when librdkafka's idempotent producer fails
+ * fatally (librdkafka 2.0 can, on a leader failover) the Kafka thread replaces it and
+ * sends everything not yet acknowledged again. Only when the buffer is full is a
+ * message dropped: counted (buffer_full), logged at most every 10 s, its mqtt.seq
  * missing in Kafka. That is the one place a local journal will take over.
  *
  * Topics that do not exist. Kafka admins usually turn topic auto-creation off, and by

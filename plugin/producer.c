@@ -4,12 +4,12 @@
  * mosquitto's thread only copies each routed message into the buffer (capture.c).
  * This file owns the thread that does everything else, in order:
  *
- *   1. takes the oldest entry from the buffer, builds its record (record.c) and hands
- *      it to rd_kafka_producev (RD_KAFKA_MSG_F_COPY: librdkafka copies the payload,
- *      then the entry's room goes back to mosquitto's thread);
- *   2. serves librdkafka's main queue with rd_kafka_poll: delivery reports (counted),
- *      librdkafka's log lines (log.queue=true) and errors (both through log.c's
- *      mailbox, since only mosquitto's thread may log);
+ *   1. takes the next entry from the buffer, builds its record (record.c) and hands
+ *      it to rd_kafka_producev (RD_KAFKA_MSG_F_COPY: librdkafka copies the payload);
+ *   2. serves librdkafka's main queue with rd_kafka_poll: delivery reports (counted;
+ *      each settles its entry, and settled entries at the buffer's tail give their
+ *      room back to mosquitto's thread), librdkafka's log lines (log.queue=true) and
+ *      errors (both through log.c's mailbox, since only mosquitto's thread may log);
  *   3. sleeps on the buffer's eventfd when there is nothing to do; a commit on
  *      mosquitto's thread and a new event in librdkafka's main queue
  *      (rd_kafka_queue_io_event_enable) both wake it.
