@@ -399,18 +399,7 @@ class RealKafka:
         else:
             new = [NewTopic(n, num_partitions=partitions, replication_factor=rf, config=config)
                    for n in names]
-        admin = AdminClient({"bootstrap.servers": self.cluster.alive_bootstrap(),
-                             "log_level": 3})
-        futures = admin.create_topics(new, operation_timeout=timeout / 2,
-                                      request_timeout=timeout)
-        errors = []
-        for name, f in futures.items():
-            try:
-                f.result(timeout)
-            except Exception as e:  # KafkaException with the broker's error
-                errors.append(f"{name}: {e}")
-        if errors:
-            raise HarnessError("creating Kafka topics failed: " + "; ".join(errors))
+        admin_create_topics(self.cluster.alive_bootstrap(), new, timeout)
         for name in names:
             self.cluster.wait_topic(name, partitions, timeout)
 
@@ -464,16 +453,82 @@ class RealKafka:
 KAFKAS = []
 
 
+def admin_create_topics(bootstrap, new_topics, timeout):
+    """CreateTopics through confluent_kafka's AdminClient: one request for all of them."""
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    futures = admin.create_topics(new_topics, operation_timeout=timeout / 2,
+                                  request_timeout=timeout)
+    errors = []
+    for name, f in futures.items():
+        try:
+            f.result(timeout)
+        except Exception as e:  # KafkaException with the broker's error
+            errors.append(f"{name}: {e}")
+    if errors:
+        raise HarnessError("creating Kafka topics failed: " + "; ".join(errors))
+
+
+class ExternalKafka:
+    """
+    MQK_KAFKA=external: a Kafka cluster of your own, at MQK_KAFKA_BOOTSTRAP (PLAINTEXT,
+    reachable from this machine), for the tests that do not stop Kafka. Each test creates
+    its topics (unique names, left behind) with MQK_KAFKA_REPLICATION (default 1) replicas.
+    A test that takes Kafka down fails with a clear message: it needs a cluster it owns.
+    """
+
+    kind = "external"
+
+    def __init__(self):
+        self.bootstrap = os.environ.get("MQK_KAFKA_BOOTSTRAP", "")
+        if not self.bootstrap:
+            raise HarnessError("MQK_KAFKA=external needs MQK_KAFKA_BOOTSTRAP=host:port[,...]")
+        self.replication = int(os.environ.get("MQK_KAFKA_REPLICATION", "1"))
+        self.nodes = self.replication
+
+    def create_topics(self, names, partitions=MOCK_PARTITIONS, replication_factor=None,
+                      config=None, timeout=60.0):
+        from confluent_kafka.admin import NewTopic
+        rf = replication_factor or self.replication
+        config = {k: str(v) for k, v in (config or {}).items()}
+        admin_create_topics(self.bootstrap, [NewTopic(n, num_partitions=partitions,
+                                                      replication_factor=rf, config=config)
+                                             for n in names], timeout)
+        for name in names:
+            got = topic_partitions(self.bootstrap, name, timeout)
+            if got != partitions:
+                raise HarnessError(f"topic {name}: {got} partitions, {partitions} wanted")
+
+    def create_topic(self, name, partitions=MOCK_PARTITIONS, **kw):
+        self.create_topics([name], partitions, **kw)
+
+    def down(self, *args, **kw):
+        raise HarnessError("MQK_KAFKA=external: this test stops Kafka, which it does only to a "
+                           "cluster of its own: run it with MQK_KAFKA=real")
+
+    def up(self, *args, **kw):
+        return 0.0
+
+    def logs(self):
+        return []
+
+    def cleanup(self):
+        pass
+
+
 def start_kafka(mode=None):
-    """The session's Kafka, by MQK_KAFKA: a 1-node RealKafka (real, the default) or a
-    3-broker DevKafka (mock). Anything else is an error."""
+    """The session's Kafka, by MQK_KAFKA: a 1-node RealKafka (real, the default), a
+    3-broker DevKafka (mock) or a cluster of your own (external, ExternalKafka). Anything
+    else is an error."""
     mode = mode or KAFKA_MODE
     if mode == "real":
         k = RealKafka(nodes=1)
     elif mode == "mock":
         k = DevKafka(brokers=3)
+    elif mode == "external":
+        k = ExternalKafka()
     else:
-        raise HarnessError(f"MQK_KAFKA={mode!r}: expected 'real' or 'mock'")
+        raise HarnessError(f"MQK_KAFKA={mode!r}: expected 'real', 'mock' or 'external'")
     return k
 
 
