@@ -839,7 +839,10 @@ def topic_partitions(bootstrap, topic, timeout=15.0):
                      "log_level": 3})
     try:
         def count():
-            md = c.list_topics(topic, timeout=2)
+            try:
+                md = c.list_topics(topic, timeout=2)
+            except ck.KafkaException:  # a busy or restarting broker: ask again
+                return None
             t = md.topics.get(topic)
             if t is None or t.error is not None or not t.partitions:
                 return None

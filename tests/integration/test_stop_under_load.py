@@ -34,6 +34,10 @@ def kafka1():
     k.cleanup()
 
 
+# Records stored by Kafka whose acknowledgement was lost when it went away (see below).
+POSSIBLY_PERSISTED_MAX = 200
+
+
 def totals(log):
     m = re.search(r"mosquitto_kafka: totals: (matched \d+.*)$", log, re.M)
     assert m, f"no shutdown summary (totals) in the log:\n{log}"
@@ -67,7 +71,11 @@ def stop_and_compare(kafka, broker, load, topic, before_stop=None):
           f"{dups} duplicates, {len(beyond)} beyond")
     assert rc == 0, f"mosquitto exited {rc} after SIGTERM"
     assert dups == 0 and not beyond, f"{dups} duplicates, {len(beyond)} unexpected seqs"
-    assert len(missing) == n_lost, (
+    # The shutdown line counts the records Kafka did not acknowledge. When Kafka goes away
+    # mid-request, a few of those may have been stored with the acknowledgement lost
+    # ("possibly persisted"): at most the requests in flight then (max.in.flight 5 per
+    # connection, a few records each per partition). Never more missing than counted.
+    assert len(missing) <= n_lost <= len(missing) + POSSIBLY_PERSISTED_MAX, (
         f"the shutdown line says {n_lost} not delivered, Kafka lacks {len(missing)} "
         f"(e.g. {sorted(missing)[:10]})")
     assert tot.get("failed", 0) + tot.get("delivered", 0) + tot.get("buffer_full", 0) <= matched
