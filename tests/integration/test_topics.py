@@ -164,7 +164,8 @@ def test_create_topics(real_kafka, start_broker):
     c2.close()
     b2.wait_log(rf"route dyn: Kafka topic '{re.escape(dyn[0])}' exists", timeout=30)
     got = harness.read_topic(real_kafka.bootstrap, dyn[0], n + 1, timeout=30, grace=1)
-    assert [r.value for r in got][-1] == b"from-b2"
+    # Another client id, so maybe another partition: not necessarily read last.
+    assert [r.value for r in got].count(b"from-b2") == 1
     assert len(got) == n + 1
     assert "created Kafka topic" not in b2.log()
 
