@@ -376,10 +376,32 @@ class RealKafka:
         except BaseException:
             self.cluster.stop()
             raise
-        self.start_seconds = time.monotonic() - started
         self.bootstrap = self.cluster.bootstrap
         self._down = []
         KAFKAS.append(self)
+        try:
+            self._warm_up(timeout)
+        except BaseException:
+            self.cluster.stop()
+            raise
+        self.start_seconds = time.monotonic() - started
+
+    def _warm_up(self, timeout):
+        """
+        One idempotent produce before any test: a fresh cluster creates its transaction
+        state topic on the first InitProducerId, which on a busy 2-core machine took more
+        than 10 s once, and a test's first producer must not pay for that.
+        """
+        topic = "mqk-warm-up"
+        self.create_topics([topic], partitions=1)
+        p = ck.Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True,
+                         "log_level": 3})
+        done = []
+        p.produce(topic, b"warm-up", on_delivery=lambda err, msg: done.append(err))
+        left = p.flush(timeout)
+        if left or not done or done[0] is not None:
+            raise HarnessError(f"Kafka not ready for idempotent producers within {timeout} s: "
+                               f"{done[0] if done else 'no delivery report'}")
 
     def create_topics(self, names, partitions=MOCK_PARTITIONS, replication_factor=None,
                       config=None, replica_assignment=None, timeout=60.0):
