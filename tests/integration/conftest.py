@@ -64,8 +64,28 @@ def _stop_broker(b):
     return problems
 
 
-@pytest.fixture
-def start_broker():
+def _exit_problems(b):
+    """What is wrong with how broker b ended (stopping it first if it still runs)."""
+    if b.process is None:
+        return []
+    if b.process.returncode is None:
+        return _stop_broker(b)
+    problems = []
+    rc = b.process.returncode
+    if b.expect_exit is not None and rc != b.expect_exit:
+        problems.append(f"{b.name} exited with {rc}, expected {b.expect_exit}")
+    if harness.VALGRIND and b.expect_exit is not None and rc == 99:
+        problems.append(f"valgrind found errors in {b.name}:\n{b.valgrind_report()}")
+    elif harness.VALGRIND and b.expect_exit is None and _plugin_in(b.valgrind_report()):
+        # mosquitto 2.0.11 leaks its own configuration when it exits on an error:
+        # only errors with a frame of the plugin count then.
+        problems.append(f"valgrind found plugin errors in {b.name}:\n{b.valgrind_report()}")
+    return problems
+
+
+def _broker_starter():
+    """start(options, **kw) -> harness.Mosquitto; after the yield, every broker it started
+    is stopped and removed, and how each ended is checked."""
     brokers = []
 
     def start(options, **kw):
@@ -76,42 +96,21 @@ def start_broker():
     yield start
     problems = []
     for b in brokers:
-        if b.process is not None and b.process.returncode is None:
-            problems += _stop_broker(b)
-        elif b.process is not None:
-            rc = b.process.returncode
-            if b.expect_exit is not None and rc != b.expect_exit:
-                problems.append(f"{b.name} exited with {rc}, expected {b.expect_exit}")
-            if harness.VALGRIND and b.expect_exit is not None and rc == 99:
-                problems.append(f"valgrind found errors in {b.name}:\n{b.valgrind_report()}")
-            elif harness.VALGRIND and b.expect_exit is None and _plugin_in(b.valgrind_report()):
-                # mosquitto 2.0.11 leaks its own configuration when it exits on an error:
-                # only errors with a frame of the plugin count then.
-                problems.append(f"valgrind found plugin errors in {b.name}:\n"
-                                f"{b.valgrind_report()}")
+        problems += _exit_problems(b)
     for b in brokers:
         b.cleanup()
     assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def start_broker():
+    yield from _broker_starter()
 
 
 @pytest.fixture(scope="module")
 def start_module_broker():
     """The same as start_broker, for brokers a whole test module shares."""
-    brokers = []
-
-    def start(options, **kw):
-        b = harness.Mosquitto(options, **kw)
-        b.expect_exit = 0
-        brokers.append(b)
-        return b
-    yield start
-    problems = []
-    for b in brokers:
-        if b.process is not None and b.process.returncode is None:
-            problems += _stop_broker(b)
-    for b in brokers:
-        b.cleanup()
-    assert not problems, "\n".join(problems)
+    yield from _broker_starter()
 
 
 @pytest.fixture
