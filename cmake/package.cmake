@@ -93,6 +93,12 @@ if(MQK_GZIP)
     install(FILES "${PROJECT_BINARY_DIR}/debian/mqk-devkafka.1.gz"
             DESTINATION ${CMAKE_INSTALL_MANDIR}/man1
             PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+    configure_file("${PROJECT_SOURCE_DIR}/docs/man/mqk-loadgen.1"
+                   "${PROJECT_BINARY_DIR}/debian/mqk-loadgen.1" COPYONLY)
+    execute_process(COMMAND ${MQK_GZIP} -9nf "${PROJECT_BINARY_DIR}/debian/mqk-loadgen.1")
+    install(FILES "${PROJECT_BINARY_DIR}/debian/mqk-loadgen.1.gz"
+            DESTINATION ${CMAKE_INSTALL_MANDIR}/man1
+            PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 endif()
 
 # lintian: the plugin has no SONAME and lives in the multiarch library directory because
