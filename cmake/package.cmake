@@ -7,10 +7,14 @@
 #   /usr/lib/x86_64-linux-gnu/mosquitto_kafka.so     the plugin
 #   /etc/mosquitto/conf.d/mosquitto-kafka.conf       all comments: enables nothing (conffile)
 #   /usr/bin/mqk-devkafka                            a mock Kafka cluster for trying it out
+#   /usr/bin/mqk-loadgen, /usr/bin/mqk-controller    the study's load simulator and controller
 #   /usr/include/mosquitto_kafka.h                   header and envelope names for consumers
+#   /usr/include/mqk_payload.h                       mqk-loadgen's payload layout
+#   /usr/share/man/man1/mqk-*.1.gz                   the three tools' manual pages
 #   /usr/share/doc/mosquitto-kafka/{README.md,copyright}
 #
-# Depends are computed by dpkg-shlibdeps (librdkafka1, libcjson1, libc6) plus mosquitto.
+# Depends are computed by dpkg-shlibdeps (librdkafka1, libcjson1, libmosquitto1, libc6)
+# plus mosquitto.
 # The plugin's mosquitto_* symbols are resolved from the broker at load time, so
 # dpkg-shlibdeps cannot see that dependency: it is declared by hand.
 
@@ -39,8 +43,10 @@ a per-route sequence number) as Kafka record headers, raw or as a JSON
 envelope.
 
 The package installs the plugin, a commented-out configuration file in
-/etc/mosquitto/conf.d and mqk-devkafka, a mock Kafka cluster for trying it
-out.")
+/etc/mosquitto/conf.d, mqk-devkafka, a mock Kafka cluster for trying it
+out, mqk-loadgen, which simulates thousands of MQTT devices, and
+mqk-controller, a Kafka consumer that measures loss and latency and sends
+commands to devices.")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "mosquitto (>= 2.0)")
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS OFF)
@@ -87,18 +93,14 @@ if(MQK_GZIP)
     install(FILES "${PROJECT_BINARY_DIR}/debian/changelog.gz"
             DESTINATION ${CMAKE_INSTALL_DOCDIR}
             PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
-    configure_file("${PROJECT_SOURCE_DIR}/docs/man/mqk-devkafka.1"
-                   "${PROJECT_BINARY_DIR}/debian/mqk-devkafka.1" COPYONLY)
-    execute_process(COMMAND ${MQK_GZIP} -9nf "${PROJECT_BINARY_DIR}/debian/mqk-devkafka.1")
-    install(FILES "${PROJECT_BINARY_DIR}/debian/mqk-devkafka.1.gz"
-            DESTINATION ${CMAKE_INSTALL_MANDIR}/man1
-            PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
-    configure_file("${PROJECT_SOURCE_DIR}/docs/man/mqk-loadgen.1"
-                   "${PROJECT_BINARY_DIR}/debian/mqk-loadgen.1" COPYONLY)
-    execute_process(COMMAND ${MQK_GZIP} -9nf "${PROJECT_BINARY_DIR}/debian/mqk-loadgen.1")
-    install(FILES "${PROJECT_BINARY_DIR}/debian/mqk-loadgen.1.gz"
-            DESTINATION ${CMAKE_INSTALL_MANDIR}/man1
-            PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+    foreach(page mqk-devkafka mqk-loadgen mqk-controller)
+        configure_file("${PROJECT_SOURCE_DIR}/docs/man/${page}.1"
+                       "${PROJECT_BINARY_DIR}/debian/${page}.1" COPYONLY)
+        execute_process(COMMAND ${MQK_GZIP} -9nf "${PROJECT_BINARY_DIR}/debian/${page}.1")
+        install(FILES "${PROJECT_BINARY_DIR}/debian/${page}.1.gz"
+                DESTINATION ${CMAKE_INSTALL_MANDIR}/man1
+                PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+    endforeach()
 endif()
 
 # lintian: the plugin has no SONAME and lives in the multiarch library directory because

@@ -158,6 +158,8 @@ struct mqtt *mqtt__open(const struct settings *set, struct controller *ctl, char
 			goto error;
 		}
 		mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION, set->protocol);
+		/* Without it a command waits ~40 ms for the previous packet's delayed ACK. */
+		mosquitto_int_option(c->mosq, MOSQ_OPT_TCP_NODELAY, 1);
 		mosquitto_connect_v5_callback_set(c->mosq, on_connect);
 		mosquitto_disconnect_v5_callback_set(c->mosq, on_disconnect);
 		mosquitto_message_v5_callback_set(c->mosq, on_message);

@@ -1,10 +1,11 @@
 """
 test_package.py - the Debian package: `cpack -G DEB` builds it, it holds the right files
 with the right metadata, and (as root, as in CI) it installs, leaves the system
-mosquitto configuration working, forwards one message with the installed plugin, and
-purges cleanly. Not root is a failure, not a skip: the install is half of this test.
+mosquitto configuration working, forwards one message with the installed plugin, runs
+the installed mqk-loadgen -> plugin -> Kafka -> mqk-controller loop, and purges cleanly. Not root is a failure, not a skip: the install is half of this test.
 """
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ import harness
 from harness import HDR, V311
 
 PKG = "mosquitto-kafka"
+TOOLS = ("/usr/bin/mqk-devkafka", "/usr/bin/mqk-loadgen", "/usr/bin/mqk-controller")
 PLUGIN_PATH = "/usr/lib/x86_64-linux-gnu/mosquitto_kafka.so"
 CONFFILE = "/etc/mosquitto/conf.d/mosquitto-kafka.conf"
 
@@ -54,7 +56,7 @@ def test_deb_name_and_control(deb):
     assert fields["Maintainer"] and fields["Description"]
     depends = [d.strip() for d in fields["Depends"].split(",")]
     names = [re.split(r"[ (]", d)[0] for d in depends]
-    for want in ("mosquitto", "librdkafka1", "libcjson1", "libc6"):
+    for want in ("mosquitto", "librdkafka1", "libcjson1", "libmosquitto1", "libc6"):
         assert want in names, f"Depends should name {want}: {fields['Depends']}"
     assert "mosquitto (>= 2.0)" in depends, f"Depends: mosquitto (>= 2.0) expected: {depends}"
     conffiles = run(["dpkg-deb", "-I", deb, "conffiles"]).stdout.split()
@@ -73,8 +75,10 @@ def test_deb_contents(deb):
     want = {
         PLUGIN_PATH: "-rw-r--r--",
         CONFFILE: "-rw-r--r--",
-        "/usr/bin/mqk-devkafka": "-rwxr-xr-x",
+        **{tool: "-rwxr-xr-x" for tool in TOOLS},
+        **{f"/usr/share/man/man1/{os.path.basename(tool)}.1.gz": "-rw-r--r--" for tool in TOOLS},
         "/usr/include/mosquitto_kafka.h": "-rw-r--r--",
+        "/usr/include/mqk_payload.h": "-rw-r--r--",
         f"/usr/share/doc/{PKG}/copyright": "-rw-r--r--",
         f"/usr/share/doc/{PKG}/README.md": "-rw-r--r--",
     }
@@ -108,7 +112,7 @@ def test_install_run_purge(deb, kafka):
         run(["apt-get", "install", "-y", "-q", "--no-install-recommends",
              os.path.abspath(deb)], env=env, timeout=600)
         assert _installed(), f"{PKG} not installed after apt-get install"
-        for path in (PLUGIN_PATH, CONFFILE, "/usr/bin/mqk-devkafka"):
+        for path in (PLUGIN_PATH, CONFFILE, *TOOLS):
             assert os.path.isfile(path), f"{path} missing after install"
         status = run(["dpkg", "--status", PKG]).stdout
         assert CONFFILE in status, f"dpkg does not list {CONFFILE} as a conffile:\n{status}"
@@ -146,6 +150,22 @@ def test_install_run_purge(deb, kafka):
             print(f"installed plugin: 1 sent, {len(recs)} received")
             assert [r.value for r in recs] == [b"installed plugin"], recs
             assert recs[0].header_str(HDR.BROKER) == "itest-pkg"
+
+            # The installed tools around the installed plugin: 20 devices x 10 messages.
+            prefix = harness.unique("pkgue")
+            gen = run(["/usr/bin/mqk-loadgen", "-q", "--host", f"127.0.0.1:{b.port}", "-n", "20",
+                       "-i", prefix + "-%02d", "-c", "10", "-r", "20", "-t", "pkg/{id}/data"],
+                      timeout=60)
+            assert json.loads(gen.stdout)["acked"] == 200, gen.stdout
+            ctl = run(["/usr/bin/mqk-controller", "-q", "-b", kafka.bootstrap, "-t", topic,
+                       "-g", harness.unique("g"), "--expect", "200", "--duration", "60"],
+                      timeout=120, check=False)
+            report = json.loads(ctl.stdout)
+            print("installed tools:", {k: report[k] for k in ("received", "unique", "lost")})
+            assert ctl.returncode == 0, ctl.stderr
+            # The first record of the topic is the paho one above: foreign to the controller.
+            assert (report["unique"], report["lost"], report["duplicates"], report["devices"],
+                    report["foreign"]) == (200, 0, 0, 20, 1), report
             rc = b.stop()
             assert rc == 0, f"mosquitto with the installed plugin exited {rc}"
             assert re.search(r"shutdown: 0 records not delivered", b.log()), b.log()
@@ -155,5 +175,5 @@ def test_install_run_purge(deb, kafka):
         purge = run(["dpkg", "--purge", PKG], check=False, env=env)
     assert purge.returncode == 0, f"dpkg --purge failed:\n{purge.stdout}{purge.stderr}"
     assert not _installed(), f"{PKG} still installed after purge"
-    for path in (PLUGIN_PATH, CONFFILE, "/usr/bin/mqk-devkafka"):
+    for path in (PLUGIN_PATH, CONFFILE, *TOOLS):
         assert not os.path.exists(path), f"{path} left after dpkg --purge"
