@@ -19,36 +19,6 @@
 
 #include "controller.h"
 
-char *expand_id(const char *tpl, const char *device)
-{
-	size_t n = 0, dlen = strlen(device);
-	const char *p;
-
-	for (p = tpl; *p; p++) {
-		if (strncmp(p, "{id}", 4) == 0) {
-			n += dlen;
-			p += 3;
-		} else {
-			n++;
-		}
-	}
-	char *out = malloc(n + 1), *o = out;
-	if (out == NULL) {
-		return NULL;
-	}
-	for (p = tpl; *p; p++) {
-		if (strncmp(p, "{id}", 4) == 0) {
-			memcpy(o, device, dlen);
-			o += dlen;
-			p += 3;
-		} else {
-			*o++ = *p;
-		}
-	}
-	*o = '\0';
-	return out;
-}
-
 void command__free(struct command *cmd)
 {
 	free(cmd->device);

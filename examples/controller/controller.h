@@ -20,6 +20,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "expand_id.h"
+
 /* ---- seqset.c: a set of sequence numbers as sorted, disjoint, inclusive ranges ---- */
 
 struct seqrange {
@@ -180,8 +182,6 @@ void commands__answer(struct commands *c, struct report *r, const void *payload,
 		      uint64_t now);
 void command__free(struct command *cmd);
 void commands__free(struct commands *c);
-/* tpl with every {id} replaced by device; NULL when out of memory. Caller frees. */
-char *expand_id(const char *tpl, const char *device);
 
 /* ---- settings (main.c) and the two sources (kafka.c, mqtt.c) ---- */
 

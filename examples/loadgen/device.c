@@ -418,9 +418,9 @@ int device__init(struct device *d, struct worker *w, long long index, char *errs
 	}
 	d->id = strdup(id);
 	d->id_len = (size_t)len;
-	d->topic = options__expand(opt->topic, id);
-	d->commands = opt->commands ? options__expand(opt->commands, id) : NULL;
-	d->answers = opt->answers ? options__expand(opt->answers, id) : NULL;
+	d->topic = expand_id(opt->topic, id);
+	d->commands = opt->commands ? expand_id(opt->commands, id) : NULL;
+	d->answers = opt->answers ? expand_id(opt->answers, id) : NULL;
 	if (d->id == NULL || d->topic == NULL || (opt->commands && d->commands == NULL) ||
 	    (opt->answers && d->answers == NULL)) {
 		snprintf(errstr, errstr_size, "out of memory");

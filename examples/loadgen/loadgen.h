@@ -23,6 +23,8 @@
 
 #include <mosquitto.h>
 
+#include "expand_id.h"
+
 #define LOADGEN_NAME "mqk-loadgen"
 
 /* ---- options ---------------------------------------------------------------- */
@@ -86,9 +88,6 @@ void options__free(struct options *opt);
  * length, or -1 when it does not fit in size.
  */
 int options__format_id(const struct id_pattern *p, long long number, char *buf, size_t size);
-
-/* tmpl with every "{id}" replaced by id; malloc'd, NULL when out of memory. */
-char *options__expand(const char *tmpl, const char *id);
 
 /* The payload size a device with an id of id_len bytes publishes. */
 size_t options__payload_size(const struct options *opt, size_t id_len);

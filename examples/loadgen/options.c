@@ -405,34 +405,6 @@ int options__format_id(const struct id_pattern *p, long long number, char *buf, 
 	return len;
 }
 
-char *options__expand(const char *tmpl, const char *id)
-{
-	size_t idlen = strlen(id), n = 0, len = 0;
-	const char *s;
-	char *out, *o;
-
-	for (s = tmpl; (s = strstr(s, "{id}")) != NULL; s += 4) {
-		n++;
-	}
-	len = strlen(tmpl) - 4 * n + idlen * n;
-	out = malloc(len + 1);
-	if (out == NULL) {
-		return NULL;
-	}
-	o = out;
-	for (s = tmpl; *s;) {
-		if (strncmp(s, "{id}", 4) == 0) {
-			memcpy(o, id, idlen);
-			o += idlen;
-			s += 4;
-		} else {
-			*o++ = *s++;
-		}
-	}
-	*o = '\0';
-	return out;
-}
-
 size_t options__payload_size(const struct options *opt, size_t id_len)
 {
 	size_t min = mqk_payload_min_size(id_len);
@@ -442,7 +414,7 @@ size_t options__payload_size(const struct options *opt, size_t id_len)
 /* Checks what a template expands to, for the client id `id`. */
 static void check_topic(const char *name, const char *tmpl, const char *id, bool filter)
 {
-	char *t = options__expand(tmpl, id);
+	char *t = expand_id(tmpl, id);
 	int rc;
 
 	if (t == NULL) {
