@@ -105,11 +105,12 @@ void tally__free(struct tally *t);
 /* ---- report.c: the run's counts, the live line, the JSON report ---- */
 
 struct report {
-	char mode[8];               /* "kafka", "mqtt" or "merged" */
-	unsigned instances;         /* how many controller runs this report covers */
-	uint64_t received;          /* data messages (decoded payloads), duplicates included */
-	uint64_t foreign;           /* messages that are not mqk-loadgen payloads */
-	uint64_t early;             /* latencies below 0 (clocks apart), counted as 0 */
+	char mode[8];       /* "kafka", "mqtt" or "merged" */
+	unsigned instances; /* how many controller runs this report covers */
+	uint64_t received;  /* data messages (decoded payloads), duplicates included */
+	uint64_t distinct;  /* of those, distinct (device, seq): the devices' set sizes summed */
+	uint64_t foreign;   /* messages that are not mqk-loadgen payloads */
+	uint64_t early;     /* latencies below 0 (clocks apart), counted as 0 */
 	uint64_t first_us, last_us; /* first and last arrival, µs since the epoch */
 	uint64_t expect;            /* --expect, 0 when not given */
 	struct hist latency;
@@ -129,7 +130,7 @@ void report__free(struct report *r);
  */
 void report__message(struct report *r, const void *payload, size_t len, uint64_t now_us,
 		     const char *broker, const char *route, const char *boot, uint64_t seq);
-/* Unique data messages so far (what --expect compares with). */
+/* Unique data messages so far (what --expect compares with): O(1), r->distinct. */
 uint64_t report__unique(const struct report *r);
 /* One status line (no newline) for the terminal: totals and the rate since *prev. */
 void report__live(const struct report *r, uint64_t now_us, uint64_t *prev_received,

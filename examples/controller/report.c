@@ -79,7 +79,10 @@ void report__message(struct report *r, const void *payload, size_t len, uint64_t
 	if (tr == NULL) {
 		return;
 	}
-	track__arrive(tr, p.seq);
+	enum arrival a = track__arrive(tr, p.seq);
+	if (a == ARRIVAL_NEW || a == ARRIVAL_LATE) {
+		r->distinct++;
+	}
 	r->received++;
 	if (r->first_us == 0) {
 		r->first_us = now;
@@ -121,7 +124,7 @@ static struct sums sum_tally(const struct tally *t)
 
 uint64_t report__unique(const struct report *r)
 {
-	return sum_tally(&r->devices).unique;
+	return r->distinct;
 }
 
 bool report__lossy(const struct report *r)
@@ -378,6 +381,7 @@ int report__merge_json(struct report *r, const cJSON *json, char *errstr, size_t
 		snprintf(errstr, errstr_size, "a malformed range, histogram or device entry");
 		return -1;
 	}
+	r->distinct = sum_tally(&r->devices).unique;
 	r->instances += (unsigned)instances;
 	r->received += received;
 	r->foreign += foreign;

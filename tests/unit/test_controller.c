@@ -300,6 +300,7 @@ static void test_merge(void **state)
 	assert_int_equal(num(j, "instances"), 2);
 	assert_int_equal(num(j, "received"), 112);
 	assert_int_equal(num(j, "unique"), 100 + 2);
+	assert_int_equal(report__unique(&m), 100 + 2);
 	assert_int_equal(num(j, "duplicates"), 10); /* 50..59 seen by both */
 	assert_int_equal(num(j, "lost"), 1);
 	assert_int_equal(num(j, "audit.lost"), 0);
