@@ -91,6 +91,36 @@
 #define MQK_ENV_RESPONSE_TOPIC "response_topic"
 #define MQK_ENV_CORRELATION_DATA_BASE64 "correlation_data_base64"
 
+/* ---- commands: Kafka -> one device (docs/commands.md) ------------------------ */
+
+/*
+ * A command record's key is its target client id (unless the plugin's
+ * commands_target names a header). These headers become MQTT v5 properties of the
+ * PUBLISH to the device: MQK_HDR_RESPONSE_TOPIC, MQK_HDR_CORRELATION_DATA,
+ * MQK_HDR_CONTENT_TYPE, MQK_HDR_PAYLOAD_FORMAT and MQK_HDR_USER_PREFIX + name.
+ * The pipeline adds its own:
+ */
+/* How many times a broker sent the command back to the router: "0", "1", ... */
+#define MQK_HDR_HOPS "mqk.hops"
+/* Who sent it back, or gave up on it (a dead letter): a broker_id, or "mqk-router". */
+#define MQK_HDR_BY "mqk.broker"
+/* Why a dead letter is one: "no target", "bad topic", "not connected", ... */
+#define MQK_HDR_REASON "mqk.reason"
+
+/*
+ * Presence records (targeted mode), for a compacted topic. Key "<broker>/<client id>":
+ * the client is connected to that broker (a JSON object, below) or left it (a null
+ * value). Key "<broker>": the broker's plugin is "up" or "down".
+ */
+#define MQK_PRESENCE_BROKER "broker"       /* string */
+#define MQK_PRESENCE_CLIENT_ID "client_id" /* string; client records only */
+#define MQK_PRESENCE_STATE "state"         /* string: one of the four below */
+#define MQK_PRESENCE_BOOT "boot"           /* number: the broker's mqtt.boot */
+#define MQK_PRESENCE_TIMESTAMP "timestamp" /* number: ms since the Unix epoch */
+#define MQK_PRESENCE_CONNECTED "connected"
+#define MQK_PRESENCE_UP "up"
+#define MQK_PRESENCE_DOWN "down"
+
 /* ---- $SYS statistics --------------------------------------------------------- */
 
 /* Totals are published under MQK_SYS_PREFIX "/<counter>", each route's under

@@ -12,6 +12,16 @@
  *   record.c    the Kafka record: topic, key, headers, value       (Kafka thread)
  *   template.c  Kafka topic and key templates ({1}, {clientid}, ...)
  *   envelope.c  the JSON value of format=json routes
+ *
+ * and the other way, Kafka -> one device (docs/commands.md):
+ *
+ *   commands.c  the commands thread: Kafka consumer -> hand-off; returns, dead letters
+ *   handoff.c   the queue between the commands thread and mosquitto's thread
+ *   deliver.c   on the TICK: a command -> mosquitto_broker_publish to its client id
+ *   clients.c   which clients are connected to this broker (BASIC_AUTH, DISCONNECT)
+ *   presence.c  connected/disconnected records for targeted mode's router
+ *   wake.c      the loopback connection that wakes mosquitto's loop
+ *
  *   stats.c     counters, $SYS/broker/kafka/..., the shutdown summary
  *   log.c       log lines with the plugin's prefix, rate-limited where they can flood
  *
@@ -20,6 +30,7 @@
 #ifndef MQK_H
 #define MQK_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -148,6 +159,31 @@ struct mqk_kafka_prop {
 	char *value;
 };
 
+enum mqk_cmd_mode {
+	MQK_CMD_OFF,       /* no commands_topic: the plugin only forwards */
+	MQK_CMD_BROADCAST, /* every broker reads every command, delivers its own */
+	MQK_CMD_TARGETED,  /* mqk-router sends each broker its own commands */
+};
+
+/* The commands_* and presence_topic options (docs/commands.md). */
+struct mqk_cmd_config {
+	enum mqk_cmd_mode mode;
+	char *topic;                    /* commands_topic, {broker} expanded */
+	char *group;                    /* commands_group: the consumer group, {broker} expanded */
+	char *target;                   /* commands_target as given, or NULL */
+	char *target_header;            /* commands_target header:<name>; NULL: the record key */
+	struct mqk_template mqtt_topic; /* commands_mqtt_topic: {clientid}, {broker} */
+	int qos;
+	int expiry;              /* commands_expiry: seconds; 0: no Message Expiry Interval */
+	char *return_topic;      /* targeted: where "not here" goes back to the router */
+	char *dead_letter_topic; /* targeted: commands that can never be delivered */
+	int max_hops;            /* targeted: returns before a dead letter */
+	char *presence_topic;    /* NULL: no presence records */
+	char *wake;              /* "auto", "off" or host:port */
+	struct mqk_kafka_prop *kafka_props; /* commands_kafka.*: the consumer's own */
+	int kafka_prop_count;
+};
+
 /* Everything plugin_opt_* says. Owns every pointer in it. */
 struct mqk_config {
 	char *bootstrap_servers;
@@ -164,6 +200,7 @@ struct mqk_config {
 	bool create_topics;   /* create missing Kafka topics (Admin API) before producing */
 	int topic_partitions; /* ... with this many partitions */
 	int topic_replication_factor; /* ... and this factor; -1: the brokers' default */
+	struct mqk_cmd_config commands;
 };
 
 /*
@@ -419,6 +456,12 @@ struct mqk_producer;
 struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_buffer *buf,
 				   const struct mqk_origin *origin, struct mqk_counters *totals,
 				   char *errstr, size_t errstr_size);
+/*
+ * rd_kafka_conf_set, with librdkafka's refusal reported as "<option>: <why>" in errstr.
+ * Returns 0 or -1. Any thread.
+ */
+int producer__conf_set(rd_kafka_conf_t *conf, const char *option, const char *name,
+		       const char *value, char *errstr, size_t errstr_size);
 /* Records librdkafka holds, not yet reported: produced - delivered - failed. */
 uint64_t producer__in_flight(const struct mqk_counters *c);
 /*
@@ -464,13 +507,198 @@ bool topics__get(const struct mqk_topics *t, const char *name, int64_t *retry_at
 int topics__put(struct mqk_topics *t, const char *name, int64_t retry_at_ms);
 size_t topics__count(const struct mqk_topics *t);
 
+/* ---- commands: Kafka -> one device (docs/commands.md) ---------------------------------- */
+
+/* The command path's counters. Each has one writer thread, named. */
+struct mqk_cmd_counters {
+	atomic_uint_least64_t consumed;      /* command records read (commands thread) */
+	atomic_uint_least64_t delivered;     /* handed to a connected client (mosquitto's) */
+	atomic_uint_least64_t skipped;       /* broadcast: not connected here (mosquitto's) */
+	atomic_uint_least64_t returned;      /* targeted: back to the router (commands thread) */
+	atomic_uint_least64_t dead_lettered; /* to the dead-letter topic (commands thread) */
+	atomic_uint_least64_t invalid;       /* no target, bad target or topic (commands thread) */
+	atomic_uint_least64_t presence;      /* presence records Kafka took (commands thread) */
+	atomic_uint_least64_t wakes;         /* PINGREQs that woke mosquitto (commands thread) */
+	atomic_uint_least64_t lost; /* returns, dead letters Kafka refused (commands thread) */
+};
+
+enum mqk_cmd_state {
+	MQK_CMD_QUEUED,    /* waiting for mosquitto's thread */
+	MQK_CMD_DONE,      /* delivered, skipped, or its return/dead letter is in Kafka */
+	MQK_CMD_RETURN,    /* targeted, not here: to go back to the router */
+	MQK_CMD_DEAD,      /* to the dead-letter topic; reason says why */
+	MQK_CMD_PRODUCING, /* its return or dead letter is with librdkafka */
+};
+
+/*
+ * One command record on its way to a device. One allocation: the struct, then
+ * client_id and topic. Owned by the hand-off queue from handoff__push to
+ * handoff__release; while its state is MQK_CMD_QUEUED after handoff__take, mosquitto's
+ * thread may read it and set its state (once, with release order).
+ */
+struct mqk_command {
+	struct mqk_command *next;
+	rd_kafka_message_t *rkm; /* the record: payload and headers are read from it */
+	const char *client_id;   /* the target */
+	const char *topic;       /* the MQTT topic; "" when dead on arrival */
+	int hops;                /* its mqk.hops header */
+	const char *reason;      /* MQK_CMD_DEAD: static text, the mqk.reason header */
+	atomic_int state;        /* enum mqk_cmd_state */
+};
+
+/* A client came or went, for presence records. One allocation. */
+struct mqk_presence_event {
+	struct mqk_presence_event *next;
+	int64_t timestamp_ms;
+	bool connected;
+	char client_id[];
+};
+
+/*
+ * The queue between the commands thread and mosquitto's thread, in Kafka order. The
+ * commands thread appends (handoff__push) and releases settled commands from the head;
+ * mosquitto's thread takes what it has not seen yet (handoff__take). Commands are few
+ * next to messages: a mutex is cheap enough, and mosquitto's thread only takes it when
+ * `pending` says there is something.
+ */
+struct mqk_handoff {
+	pthread_mutex_t lock;
+	struct mqk_command *head; /* oldest not released */
+	struct mqk_command *tail;
+	struct mqk_command *next; /* oldest not taken by mosquitto's thread, or NULL */
+	size_t count;             /* commands in the queue */
+	atomic_bool pending;      /* next != NULL: lets the TICK skip the lock */
+	struct mqk_presence_event *events, *events_tail; /* for the commands thread */
+	atomic_uint_least64_t ticks; /* TICKs seen: the commands thread checks they come */
+	int wake_fd; /* eventfd the commands thread sleeps on (also librdkafka's queues') */
+};
+
+int handoff__init(struct mqk_handoff *h);
+/* Frees every command (destroying its record) and event left. */
+void handoff__free(struct mqk_handoff *h);
+/* Commands thread: appends cmd. Returns true when mosquitto's thread has to be woken. */
+bool handoff__push(struct mqk_handoff *h, struct mqk_command *cmd);
+/*
+ * Mosquitto's thread: takes up to max commands not taken yet; returns the first and
+ * sets *count. Follow ->next exactly *count - 1 times; each is mosquitto's thread's to
+ * settle (its state) until then.
+ */
+struct mqk_command *handoff__take(struct mqk_handoff *h, size_t max, size_t *count);
+/* Any thread: wakes the commands thread. */
+void handoff__signal(struct mqk_handoff *h);
+/* Commands thread: the oldest command, or NULL. */
+struct mqk_command *handoff__head(struct mqk_handoff *h);
+/* Commands thread: removes the head (settled: MQK_CMD_DONE) and returns it, for freeing. */
+struct mqk_command *handoff__pop(struct mqk_handoff *h);
+/* Mosquitto's thread: queues a presence event (copied) and wakes the commands thread. */
+int handoff__push_event(struct mqk_handoff *h, const char *client_id, bool connected,
+			int64_t timestamp_ms);
+/* Commands thread: takes every queued event (a list it then owns). */
+struct mqk_presence_event *handoff__take_events(struct mqk_handoff *h);
+
+/* ---- who is connected here (mosquitto's thread) ------------------------------------ */
+
+struct mqk_clients;
+
+/* Returns NULL when out of memory. */
+struct mqk_clients *clients__new(void);
+void clients__free(struct mqk_clients *c);
+/* MOSQ_EVT_BASIC_AUTH: client (not dereferenced) is connecting as id. 0, or -1 (no memory). */
+int clients__connecting(struct mqk_clients *c, const void *client, const char *id);
+/*
+ * MOSQ_EVT_DISCONNECT for client. Calls gone(arg, id) when that was the id's last
+ * connection counted as connected.
+ */
+void clients__disconnected(struct mqk_clients *c, const void *client,
+			   void (*gone)(void *arg, const char *id), void *arg);
+/*
+ * TICK: the connections that were not refused since their BASIC_AUTH now count as
+ * connected; calls came(arg, id) for each id that was connected nowhere here before.
+ * O(1) when nothing connected.
+ */
+void clients__tick(struct mqk_clients *c, void (*came)(void *arg, const char *id), void *arg);
+/* Is a client with this id connected here (and past its CONNECT)? */
+bool clients__is_connected(const struct mqk_clients *c, const char *id);
+/* How many distinct ids are connected here. */
+size_t clients__count(const struct mqk_clients *c);
+
+/* ---- delivery (mosquitto's thread) ---------------------------------------------------- */
+
+/*
+ * TICK: settles up to max queued commands: mosquitto_broker_publish to the connected
+ * client with the record's v5 properties (MQK_CMD_DONE); not connected here: broadcast
+ * skips (MQK_CMD_DONE, counted), targeted returns (MQK_CMD_RETURN). Wakes the commands
+ * thread when it leaves anything for it. Returns how many it settled.
+ */
+size_t deliver__tick(struct mqk_handoff *h, const struct mqk_cmd_config *cc,
+		     const struct mqk_clients *clients, struct mqk_cmd_counters *ctr, size_t max);
+
+/* ---- presence records (commands thread) ---------------------------------------------- */
+
+/*
+ * The record for a client event: key "<broker>/<client>", a JSON value when connected,
+ * NULL (a tombstone) when not. *key and *value are malloc'd, the caller's.
+ * Returns 0, or -1 when out of memory.
+ */
+int presence__client_record(const struct mqk_origin *origin, const struct mqk_presence_event *ev,
+			    char **key, size_t *key_len, char **value, size_t *value_len);
+/* The record for the broker itself: key "<broker>", state "up" or "down". */
+int presence__broker_record(const struct mqk_origin *origin, bool up, int64_t timestamp_ms,
+			    char **key, size_t *key_len, char **value, size_t *value_len);
+
+/* ---- the wake connection (commands thread) -------------------------------------------- */
+
+struct mqk_wake {
+	int fd;         /* the connection, -1 when none */
+	bool off;       /* commands_wake off */
+	bool automatic; /* commands_wake auto: look for a listener */
+	char host[256]; /* commands_wake host:port */
+	char port[8];
+	int64_t next_try_ms;    /* (re)connect not before */
+	bool warned;            /* "cannot connect" logged */
+	int64_t quiet_until_ms; /* no such warning before */
+	/* Random, made once: only the plugin's BASIC_AUTH accepts them (read by any thread). */
+	char client_id[40];
+	char password[40];
+};
+
+/* Parses commands_wake ("auto", "off", host:port) and makes the credentials. */
+int wake__init(struct mqk_wake *w, const char *spec, char *errstr, size_t errstr_size);
+/* Mosquitto's thread (BASIC_AUTH): are these the wake connection's credentials? */
+bool wake__is_own(const struct mqk_wake *w, const char *username, const char *password);
+/* Commands thread: ends mosquitto's wait now; connects first when needed. */
+void wake__ping(struct mqk_wake *w, struct mqk_cmd_counters *ctr);
+/* Commands thread: reads and drops PINGRESPs, notices a closed connection. */
+void wake__drain(struct mqk_wake *w);
+void wake__close(struct mqk_wake *w);
+
+/* ---- the commands thread ------------------------------------------------------------- */
+
+struct mqk_commands;
+
+/*
+ * Starts the command path: its consumer (cfg->commands.topic, consumer group), its
+ * producer (returns, dead letters, presence) and the commands thread. Returns NULL
+ * with one line in errstr (a librdkafka property refused, out of memory).
+ */
+struct mqk_commands *commands__new(const struct mqk_config *cfg, const struct mqk_origin *origin,
+				   struct mqk_cmd_counters *ctr, char *errstr, size_t errstr_size);
+struct mqk_handoff *commands__handoff(struct mqk_commands *c);
+const struct mqk_wake *commands__wake(const struct mqk_commands *c);
+/*
+ * Stops the thread: a "down" presence record, the consumer closed (its stored offsets
+ * committed), returns and presence records flushed within timeout_ms. Frees c.
+ */
+void commands__close(struct mqk_commands *c, int timeout_ms);
+
 /* ---- statistics ----------------------------------------------------------------------- */
 
 struct mqk_stats {
 	struct mqk_counters totals;
-	uint64_t received; /* MESSAGE events */
-	uint64_t unrouted; /* matched no route */
-	uint64_t excluded; /* matched an exclude filter */
+	struct mqk_cmd_counters commands; /* all zero when commands are off */
+	uint64_t received;                /* MESSAGE events */
+	uint64_t unrouted;                /* matched no route */
+	uint64_t excluded;                /* matched an exclude filter */
 	time_t next_publish;
 	char **topics; /* the $SYS topic of each published value, built once */
 	int topic_count;

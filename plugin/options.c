@@ -244,16 +244,17 @@ static int parse_exclude(struct mqk_config *cfg, const char *key, const char *va
 	return 0;
 }
 
-static int parse_kafka(struct mqk_config *cfg, const char *key, const char *value, char *errstr,
-		       size_t errstr_size)
+/* kafka.<prop> (all the plugin's Kafka clients) or commands_kafka.<prop> (its consumer). */
+static int parse_kafka(struct mqk_kafka_prop **list, int *count, const char *key, const char *value,
+		       char *errstr, size_t errstr_size)
 {
-	const char *prop = key + strlen("kafka.");
+	const char *prop = strchr(key, '.') + 1;
 	struct mqk_kafka_prop *props;
 
 	if (*prop == '\0') {
-		FAIL("%s: a librdkafka property name must follow 'kafka.', e.g. "
+		FAIL("%s: a librdkafka property name must follow '%s', e.g. "
 		     "plugin_opt_kafka.compression.type",
-		     key);
+		     key, key);
 	}
 	for (size_t i = 0; i < sizeof(reserved_kafka_props) / sizeof(reserved_kafka_props[0]);
 	     i++) {
@@ -264,21 +265,20 @@ static int parse_kafka(struct mqk_config *cfg, const char *key, const char *valu
 				     : "");
 		}
 	}
-	for (int i = 0; i < cfg->kafka_prop_count; i++) {
-		if (!strcmp(cfg->kafka_props[i].name, prop)) {
-			FAIL("%s: given twice ('%s' and '%s')", key, cfg->kafka_props[i].value,
-			     value);
+	for (int i = 0; i < *count; i++) {
+		if (!strcmp((*list)[i].name, prop)) {
+			FAIL("%s: given twice ('%s' and '%s')", key, (*list)[i].value, value);
 		}
 	}
-	props = realloc(cfg->kafka_props, sizeof(*props) * (size_t)(cfg->kafka_prop_count + 1));
+	props = realloc(*list, sizeof(*props) * (size_t)(*count + 1));
 	if (props == NULL) {
 		FAIL("%s: out of memory", key);
 	}
-	cfg->kafka_props = props;
-	props[cfg->kafka_prop_count].name = strdup(prop);
-	props[cfg->kafka_prop_count].value = strdup(value);
-	cfg->kafka_prop_count++;
-	if (!props[cfg->kafka_prop_count - 1].name || !props[cfg->kafka_prop_count - 1].value) {
+	*list = props;
+	props[*count].name = strdup(prop);
+	props[*count].value = strdup(value);
+	(*count)++;
+	if (!props[*count - 1].name || !props[*count - 1].value) {
 		FAIL("%s: out of memory", key);
 	}
 	return 0;
@@ -352,6 +352,255 @@ static int parse_bool(const char *key, const char *value, bool *out, char *errst
 	return 0;
 }
 
+/* ---- commands_* and presence_topic (docs/commands.md) ---- */
+
+#define DEFAULT_COMMANDS_GROUP "mosquitto-kafka-commands-{broker}"
+#define DEFAULT_COMMANDS_MQTT_TOPIC "devices/{clientid}/commands"
+#define DEFAULT_COMMANDS_QOS 1
+#define DEFAULT_RETURN_TOPIC "mqtt-commands"
+#define DEFAULT_DEAD_LETTER_TOPIC "mqtt-commands.dead"
+#define DEFAULT_PRESENCE_TOPIC "mqtt-presence"
+#define DEFAULT_MAX_HOPS 5
+#define UNSET -2 /* a number option not given */
+
+/* s with every "{broker}" replaced by broker, malloc'd; NULL when out of memory. */
+static char *expand_broker(const char *s, const char *broker)
+{
+	size_t n = 1;
+	char *out, *o;
+
+	for (const char *p = s; *p;) {
+		if (!strncmp(p, "{broker}", 8)) {
+			n += strlen(broker);
+			p += 8;
+		} else {
+			n++;
+			p++;
+		}
+	}
+	out = o = malloc(n);
+	if (out == NULL) {
+		return NULL;
+	}
+	for (const char *p = s; *p;) {
+		if (!strncmp(p, "{broker}", 8)) {
+			o = stpcpy(o, broker);
+			p += 8;
+		} else {
+			*o++ = *p++;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+static int parse_commands(struct mqk_config *cfg, const char *key, const char *value, char *errstr,
+			  size_t errstr_size)
+{
+	struct mqk_cmd_config *cc = &cfg->commands;
+
+	if (!strncmp(key, "commands_kafka.", 15)) {
+		return parse_kafka(&cc->kafka_props, &cc->kafka_prop_count, key, value, errstr,
+				   errstr_size);
+	}
+	if (!strcmp(key, "commands_topic")) {
+		return set_once(&cc->topic, key, value, errstr, errstr_size);
+	}
+	if (!strcmp(key, "commands_mode")) {
+		if (cc->mode != MQK_CMD_OFF) {
+			FAIL("%s: given twice", key);
+		}
+		if (!strcmp(value, "broadcast")) {
+			cc->mode = MQK_CMD_BROADCAST;
+		} else if (!strcmp(value, "targeted")) {
+			cc->mode = MQK_CMD_TARGETED;
+		} else {
+			FAIL("%s: '%s' is not broadcast or targeted", key, value);
+		}
+		return 0;
+	}
+	if (!strcmp(key, "commands_group")) {
+		return set_once(&cc->group, key, value, errstr, errstr_size);
+	}
+	if (!strcmp(key, "commands_target")) {
+		if (strcmp(value, "key") && (strncmp(value, "header:", 7) || value[7] == '\0')) {
+			FAIL("%s: '%s' is not key or header:<name>", key, value);
+		}
+		return set_once(&cc->target, key, value, errstr, errstr_size);
+	}
+	if (!strcmp(key, "commands_mqtt_topic")) {
+		if (cc->mqtt_topic.source != NULL) {
+			FAIL("%s: given twice", key);
+		}
+		if (strchr(value, '+') || strchr(value, '#') || value[0] == '$') {
+			FAIL("%s: '%s' is not a topic to publish to (no +, # or leading $)", key,
+			     value);
+		}
+		if (template__compile(&cc->mqtt_topic, value, "", false, errstr, errstr_size)) {
+			char why[512];
+			snprintf(why, sizeof(why), "%s", errstr);
+			FAIL("%s: %s", key, why);
+		}
+		return 0;
+	}
+	if (!strcmp(key, "commands_qos") || !strcmp(key, "commands_expiry") ||
+	    !strcmp(key, "commands_max_hops")) {
+		int *field = key[9] == 'q' ? &cc->qos : key[9] == 'e' ? &cc->expiry : &cc->max_hops;
+		int max = key[9] == 'q' ? 2 : key[9] == 'e' ? 2147483647 : 100;
+		if (*field != UNSET) {
+			FAIL("%s: given twice", key);
+		}
+		return parse_int(key, value, key[9] == 'm' ? 1 : 0, max,
+				 key[9] == 'q'   ? "an MQTT QoS"
+				 : key[9] == 'e' ? "a number of seconds"
+						 : "a number of hops",
+				 field, errstr, errstr_size);
+	}
+	if (!strcmp(key, "commands_return_topic")) {
+		return set_once(&cc->return_topic, key, value, errstr, errstr_size);
+	}
+	if (!strcmp(key, "commands_dead_letter_topic")) {
+		return set_once(&cc->dead_letter_topic, key, value, errstr, errstr_size);
+	}
+	if (!strcmp(key, "presence_topic")) {
+		return set_once(&cc->presence_topic, key, value, errstr, errstr_size);
+	}
+	if (!strcmp(key, "commands_wake")) {
+		return set_once(&cc->wake, key, value, errstr, errstr_size);
+	}
+	FAIL("%s: unknown option (known commands_* options: commands_topic, commands_mode, "
+	     "commands_group, commands_target, commands_mqtt_topic, commands_qos, "
+	     "commands_expiry, commands_return_topic, commands_dead_letter_topic, "
+	     "commands_max_hops, commands_wake, commands_kafka.<librdkafka property>)",
+	     key);
+}
+
+/* A topic option's value, {broker} expanded, must be a legal Kafka topic name. */
+static int finish_topic(char **field, const char *dflt, const char *option, const char *broker,
+			char *errstr, size_t errstr_size)
+{
+	char *expanded = expand_broker(*field ? *field : dflt, broker);
+
+	if (expanded == NULL) {
+		FAIL("%s: out of memory", option);
+	}
+	if (!template__is_kafka_topic(expanded, strlen(expanded))) {
+		snprintf(errstr, errstr_size,
+			 "plugin_opt_%s: '%s' is not a legal Kafka topic name (1..249 of "
+			 "[A-Za-z0-9._-]; {broker} is the broker_id)",
+			 option, expanded);
+		free(expanded);
+		return -1;
+	}
+	free(*field);
+	*field = expanded;
+	return 0;
+}
+
+/* After every option: defaults, {broker}, what needs what. */
+static int finish_commands(struct mqk_config *cfg, char *errstr, size_t errstr_size)
+{
+	struct mqk_cmd_config *cc = &cfg->commands;
+	bool targeted = cc->mode == MQK_CMD_TARGETED;
+	const char *given = NULL;
+
+	if (cc->topic == NULL) {
+		if (cc->mode != MQK_CMD_OFF) {
+			given = "commands_mode";
+		} else if (cc->group) {
+			given = "commands_group";
+		} else if (cc->target) {
+			given = "commands_target";
+		} else if (cc->qos != UNSET) {
+			given = "commands_qos";
+		} else if (cc->mqtt_topic.source) {
+			given = "commands_mqtt_topic";
+		} else if (cc->expiry != UNSET) {
+			given = "commands_expiry";
+		} else if (cc->return_topic) {
+			given = "commands_return_topic";
+		} else if (cc->dead_letter_topic) {
+			given = "commands_dead_letter_topic";
+		} else if (cc->max_hops != UNSET) {
+			given = "commands_max_hops";
+		} else if (cc->presence_topic) {
+			given = "presence_topic";
+		} else if (cc->wake) {
+			given = "commands_wake";
+		} else if (cc->kafka_prop_count) {
+			given = "commands_kafka.*";
+		}
+		if (given != NULL) {
+			FAIL("%s: only used with plugin_opt_commands_topic (the Kafka topic of "
+			     "commands for devices): add it, or remove this option",
+			     given);
+		}
+		cc->mode = MQK_CMD_OFF;
+		return 0;
+	}
+	if (cc->mode == MQK_CMD_OFF) {
+		cc->mode = MQK_CMD_BROADCAST;
+	}
+	if (!targeted) {
+		given = cc->return_topic        ? "commands_return_topic"
+			: cc->dead_letter_topic ? "commands_dead_letter_topic"
+			: cc->max_hops != UNSET ? "commands_max_hops"
+						: NULL;
+		if (given != NULL) {
+			FAIL("%s: only used with plugin_opt_commands_mode targeted", given);
+		}
+	} else if (!strstr(cc->topic, "{broker}")) {
+		FAIL("commands_topic: '%s': in targeted mode each broker reads its own topic: put "
+		     "{broker} in it, e.g. mqtt-commands.{broker}",
+		     cc->topic);
+	}
+	if (cc->target != NULL && !strncmp(cc->target, "header:", 7) &&
+	    (cc->target_header = strdup(cc->target + 7)) == NULL) {
+		FAIL("commands_target: out of memory");
+	}
+	if (cc->qos == UNSET) {
+		cc->qos = DEFAULT_COMMANDS_QOS;
+	}
+	if (cc->expiry == UNSET) {
+		cc->expiry = 0;
+	}
+	if (cc->max_hops == UNSET) {
+		cc->max_hops = DEFAULT_MAX_HOPS;
+	}
+	if (cc->wake == NULL && (cc->wake = strdup("auto")) == NULL) {
+		FAIL("commands_wake: out of memory");
+	}
+	if (cc->mqtt_topic.source == NULL &&
+	    template__compile(&cc->mqtt_topic, DEFAULT_COMMANDS_MQTT_TOPIC, "", false, errstr,
+			      errstr_size)) {
+		return -1;
+	}
+	if (finish_topic(&cc->topic, NULL, "commands_topic", cfg->broker_id, errstr, errstr_size)) {
+		return -1;
+	}
+	char *group = expand_broker(cc->group ? cc->group : DEFAULT_COMMANDS_GROUP, cfg->broker_id);
+	if (group == NULL) {
+		FAIL("commands_group: out of memory");
+	}
+	free(cc->group);
+	cc->group = group;
+	if (targeted &&
+	    (finish_topic(&cc->return_topic, DEFAULT_RETURN_TOPIC, "commands_return_topic",
+			  cfg->broker_id, errstr, errstr_size) ||
+	     finish_topic(&cc->dead_letter_topic, DEFAULT_DEAD_LETTER_TOPIC,
+			  "commands_dead_letter_topic", cfg->broker_id, errstr, errstr_size) ||
+	     finish_topic(&cc->presence_topic, DEFAULT_PRESENCE_TOPIC, "presence_topic",
+			  cfg->broker_id, errstr, errstr_size))) {
+		return -1;
+	}
+	if (!targeted && cc->presence_topic != NULL &&
+	    finish_topic(&cc->presence_topic, NULL, "presence_topic", cfg->broker_id, errstr,
+			 errstr_size)) {
+		return -1;
+	}
+	return 0;
+}
+
 static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool *seen,
 		     bool *seen_create, char *errstr, size_t errstr_size)
 {
@@ -375,7 +624,11 @@ static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool 
 		return parse_exclude(cfg, key, value, errstr, errstr_size);
 	}
 	if (!strncmp(key, "kafka.", 6)) {
-		return parse_kafka(cfg, key, value, errstr, errstr_size);
+		return parse_kafka(&cfg->kafka_props, &cfg->kafka_prop_count, key, value, errstr,
+				   errstr_size);
+	}
+	if (!strncmp(key, "commands_", 9) || !strcmp(key, "presence_topic")) {
+		return parse_commands(cfg, key, value, errstr, errstr_size);
 	}
 	if (!strcmp(key, "create_topics")) {
 		if (*seen_create) {
@@ -395,7 +648,11 @@ static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool 
 	}
 	FAIL("%s: unknown option (known: bootstrap_servers, broker_id, route_<name>, exclude, "
 	     "kafka.<librdkafka property>, stats_interval, flush_timeout_ms, buffer_mb, "
-	     "create_topics, topic_partitions, topic_replication_factor)",
+	     "create_topics, topic_partitions, topic_replication_factor, commands_topic, "
+	     "commands_mode, commands_group, commands_target, commands_mqtt_topic, "
+	     "commands_qos, commands_expiry, commands_return_topic, commands_dead_letter_topic, "
+	     "commands_max_hops, commands_wake, commands_kafka.<librdkafka property>, "
+	     "presence_topic)",
 	     key);
 }
 
@@ -410,6 +667,7 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 	cfg->buffer_mb = DEFAULT_BUFFER_MB;
 	cfg->topic_partitions = DEFAULT_TOPIC_PARTITIONS;
 	cfg->topic_replication_factor = DEFAULT_TOPIC_REPLICATION_FACTOR;
+	cfg->commands.qos = cfg->commands.expiry = cfg->commands.max_hops = UNSET;
 	for (int i = 0; i < opt_count; i++) {
 		const char *key = opts[i].key ? opts[i].key : "";
 		char *value = trimmed(opts[i].value);
@@ -446,7 +704,7 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 			FAIL("broker_id: out of memory");
 		}
 	}
-	return 0;
+	return finish_commands(cfg, errstr, errstr_size);
 }
 
 void options__free(struct mqk_config *cfg)
@@ -468,6 +726,21 @@ void options__free(struct mqk_config *cfg)
 		free(cfg->kafka_props[i].value);
 	}
 	free(cfg->kafka_props);
+	struct mqk_cmd_config *cc = &cfg->commands;
+	free(cc->topic);
+	free(cc->group);
+	free(cc->target);
+	free(cc->target_header);
+	template__free(&cc->mqtt_topic);
+	free(cc->return_topic);
+	free(cc->dead_letter_topic);
+	free(cc->presence_topic);
+	free(cc->wake);
+	for (int i = 0; i < cc->kafka_prop_count; i++) {
+		free(cc->kafka_props[i].name);
+		free(cc->kafka_props[i].value);
+	}
+	free(cc->kafka_props);
 	free(cfg->bootstrap_servers);
 	free(cfg->broker_id);
 	memset(cfg, 0, sizeof(*cfg));

@@ -64,6 +64,7 @@
  * is forwarded again: the pipeline is at-least-once, and mqtt.seq tells the copies
  * apart from losses.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +92,14 @@ struct mqk_plugin {
 	int *matches;           /* route__match's output: one slot per route */
 	struct mqk_ratelimit rl_buffer_full;
 	struct mqk_ratelimit rl_refused;
+	/* Commands (cfg.commands.mode != MQK_CMD_OFF), docs/commands.md: */
+	struct mqk_commands *commands;
+	struct mqk_clients *clients;
+	struct mqk_ratelimit rl_clients;
 };
+
+/* Commands delivered per TICK at most: a burst does not stall mosquitto's loop. */
+#define DELIVER_PER_TICK 1000
 
 static int64_t now_us(void)
 {
@@ -181,6 +189,61 @@ static int on_message(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_SUCCESS;
 }
 
+/* A client's presence record goes through the commands thread. */
+static void presence_event(struct mqk_plugin *pl, const char *id, bool connected)
+{
+	if (pl->cfg.commands.presence_topic == NULL) {
+		return;
+	}
+	if (handoff__push_event(commands__handoff(pl->commands), id, connected, now_us() / 1000)) {
+		log__ratelimited(&pl->rl_clients, MOSQ_LOG_ERR,
+				 "commands: out of memory: a presence record is lost");
+	}
+}
+
+static void client_came(void *arg, const char *id)
+{
+	presence_event(arg, id, true);
+}
+
+static void client_gone(void *arg, const char *id)
+{
+	presence_event(arg, id, false);
+}
+
+/*
+ * MOSQ_EVT_BASIC_AUTH: mosquitto 2.0's only sign of a CONNECT. The plugin does not
+ * decide (MOSQ_ERR_PLUGIN_DEFER), except for its own wake connection; it notes the
+ * client, which counts as connected from the next TICK if it was not refused.
+ */
+static int on_basic_auth(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_basic_auth *ev = event_data;
+	struct mqk_plugin *pl = userdata;
+	const char *id = mosquitto_client_id(ev->client);
+
+	(void)event;
+	if (wake__is_own(commands__wake(pl->commands), ev->username, ev->password)) {
+		return MOSQ_ERR_SUCCESS;
+	}
+	if (id != NULL && clients__connecting(pl->clients, ev->client, id)) {
+		log__ratelimited(&pl->rl_clients, MOSQ_LOG_ERR,
+				 "commands: out of memory: client '%s' will not get commands", id);
+	}
+	return MOSQ_ERR_PLUGIN_DEFER;
+}
+
+/* MOSQ_EVT_DISCONNECT: also for refused CONNECTs; the client struct tells them apart. */
+static int on_disconnect(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_disconnect *ev = event_data;
+	struct mqk_plugin *pl = userdata;
+
+	(void)event;
+	clients__disconnected(pl->clients, ev->client, client_gone, pl);
+	return MOSQ_ERR_SUCCESS;
+}
+
 /*
  * MOSQ_EVT_TICK: ~10/s idle, once per loop iteration under load. O(1), never blocks:
  * logs what the Kafka thread left for mosquitto's thread, publishes the counters
@@ -193,6 +256,14 @@ static int on_tick(int event, void *event_data, void *userdata)
 	(void)event;
 	(void)event_data; /* all zero in 2.0.11 */
 	log__drain();
+	if (pl->commands != NULL) {
+		struct mqk_handoff *h = commands__handoff(pl->commands);
+		atomic_fetch_add_explicit(&h->ticks, 1, memory_order_relaxed);
+		/* First who came since the last TICK: a command for them may be queued. */
+		clients__tick(pl->clients, client_came, pl);
+		deliver__tick(h, &pl->cfg.commands, pl->clients, &pl->stats.commands,
+			      DELIVER_PER_TICK);
+	}
 	stats__tick(&pl->stats, &pl->cfg, time(NULL), buffer__used(&pl->buffer));
 	return MOSQ_ERR_SUCCESS;
 }
@@ -226,16 +297,56 @@ static void log_configuration(const struct mqk_plugin *pl)
 	if (cfg->route_count == 0) {
 		log__printf(MOSQ_LOG_WARNING, "no plugin_opt_route_* given: nothing is forwarded");
 	}
+	const struct mqk_cmd_config *cc = &cfg->commands;
+	if (cc->mode != MQK_CMD_OFF) {
+		log__printf(MOSQ_LOG_NOTICE,
+			    "commands: %s mode, from Kafka topic %s (group %s), to %s QoS %d%s%s",
+			    cc->mode == MQK_CMD_TARGETED ? "targeted" : "broadcast", cc->topic,
+			    cc->group, cc->mqtt_topic.source, cc->qos,
+			    cc->presence_topic ? ", presence to " : "",
+			    cc->presence_topic ? cc->presence_topic : "");
+		log__printf(MOSQ_LOG_NOTICE,
+			    "commands: the plugin sees CONNECTs through BASIC_AUTH and leaves the "
+			    "decision to the password_file or auth plugins; with neither, "
+			    "mosquitto 2.0 refuses clients that give a username");
+	}
 }
 
 static void plugin_free(struct mqk_plugin *pl)
 {
+	clients__free(pl->clients);
 	stats__free(&pl->stats);
 	buffer__free(&pl->buffer);
 	free(pl->props.data);
 	free(pl->matches);
 	options__free(&pl->cfg);
 	free(pl);
+}
+
+/* MESSAGE and TICK; with commands, BASIC_AUTH and DISCONNECT too. 0, or -1. */
+static int register_callbacks(struct mqk_plugin *pl)
+{
+	if (mosquitto_callback_register(pl->id, MOSQ_EVT_MESSAGE, on_message, NULL, pl) ||
+	    mosquitto_callback_register(pl->id, MOSQ_EVT_TICK, on_tick, NULL, pl)) {
+		return -1;
+	}
+	if (pl->commands != NULL &&
+	    (mosquitto_callback_register(pl->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, pl) ||
+	     mosquitto_callback_register(pl->id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, pl))) {
+		return -1;
+	}
+	return 0;
+}
+
+/* Unregisters what register_callbacks registered (what it did not is refused, harmless). */
+static void unregister_callbacks(struct mqk_plugin *pl)
+{
+	mosquitto_callback_unregister(pl->id, MOSQ_EVT_MESSAGE, on_message, NULL);
+	mosquitto_callback_unregister(pl->id, MOSQ_EVT_TICK, on_tick, NULL);
+	if (pl->commands != NULL) {
+		mosquitto_callback_unregister(pl->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+		mosquitto_callback_unregister(pl->id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
+	}
 }
 
 EXPORT int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
@@ -280,11 +391,24 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 		plugin_free(pl);
 		return MOSQ_ERR_INVAL;
 	}
-	if (mosquitto_callback_register(identifier, MOSQ_EVT_MESSAGE, on_message, NULL, pl) ||
-	    mosquitto_callback_register(identifier, MOSQ_EVT_TICK, on_tick, NULL, pl)) {
+	if (pl->cfg.commands.mode != MQK_CMD_OFF) {
+		pl->clients = clients__new();
+		pl->commands = pl->clients
+				       ? commands__new(&pl->cfg, &pl->origin, &pl->stats.commands,
+						       errstr, sizeof(errstr))
+				       : NULL;
+		if (pl->commands == NULL) {
+			log__printf(MOSQ_LOG_ERR, "%s", pl->clients ? errstr : "out of memory");
+			producer__close(pl->producer, 0);
+			plugin_free(pl);
+			return MOSQ_ERR_INVAL;
+		}
+	}
+	if (register_callbacks(pl)) {
 		log__printf(MOSQ_LOG_ERR,
 			    "cannot register callbacks (is the plugin loaded twice?)");
-		mosquitto_callback_unregister(identifier, MOSQ_EVT_MESSAGE, on_message, NULL);
+		unregister_callbacks(pl);
+		commands__close(pl->commands, 0);
 		producer__close(pl->producer, 0);
 		plugin_free(pl);
 		return MOSQ_ERR_INVAL;
@@ -304,8 +428,9 @@ EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *option
 	if (pl == NULL) {
 		return MOSQ_ERR_SUCCESS;
 	}
-	mosquitto_callback_unregister(pl->id, MOSQ_EVT_MESSAGE, on_message, NULL);
-	mosquitto_callback_unregister(pl->id, MOSQ_EVT_TICK, on_tick, NULL);
+	unregister_callbacks(pl);
+	/* No DISCONNECT comes for the clients still connected: "down" says they are gone. */
+	commands__close(pl->commands, pl->cfg.flush_timeout_ms);
 	left = producer__close(pl->producer, pl->cfg.flush_timeout_ms);
 	log__printf(left ? MOSQ_LOG_ERR : MOSQ_LOG_NOTICE,
 		    "shutdown: %d records not delivered to Kafka%s", left,

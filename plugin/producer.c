@@ -218,8 +218,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 				  rd_kafka_err2name((rd_kafka_resp_err_t)err));
 }
 
-static int conf_set(rd_kafka_conf_t *conf, const char *option, const char *name, const char *value,
-		    char *errstr, size_t errstr_size)
+int producer__conf_set(rd_kafka_conf_t *conf, const char *option, const char *name,
+		       const char *value, char *errstr, size_t errstr_size)
 {
 	char why[512];
 
@@ -239,21 +239,22 @@ static rd_kafka_conf_t *build_conf(struct mqk_producer *p, struct mqk_config *cf
 
 	snprintf(client_id, sizeof(client_id), "mosquitto_kafka-%s", cfg->broker_id);
 	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
-		if (conf_set(conf, "plugin defaults", defaults[i].name, defaults[i].value, errstr,
-			     errstr_size)) {
+		if (producer__conf_set(conf, "plugin defaults", defaults[i].name, defaults[i].value,
+				       errstr, errstr_size)) {
 			goto error;
 		}
 	}
-	if (conf_set(conf, "plugin defaults", "client.id", client_id, errstr, errstr_size) ||
-	    conf_set(conf, "plugin_opt_bootstrap_servers", "bootstrap.servers",
-		     cfg->bootstrap_servers, errstr, errstr_size) ||
-	    conf_set(conf, "plugin defaults", "log.queue", "true", errstr, errstr_size)) {
+	if (producer__conf_set(conf, "plugin defaults", "client.id", client_id, errstr,
+			       errstr_size) ||
+	    producer__conf_set(conf, "plugin_opt_bootstrap_servers", "bootstrap.servers",
+			       cfg->bootstrap_servers, errstr, errstr_size) ||
+	    producer__conf_set(conf, "plugin defaults", "log.queue", "true", errstr, errstr_size)) {
 		goto error;
 	}
 	for (int i = 0; i < cfg->kafka_prop_count; i++) {
 		snprintf(option, sizeof(option), "plugin_opt_kafka.%s", cfg->kafka_props[i].name);
-		if (conf_set(conf, option, cfg->kafka_props[i].name, cfg->kafka_props[i].value,
-			     errstr, errstr_size)) {
+		if (producer__conf_set(conf, option, cfg->kafka_props[i].name,
+				       cfg->kafka_props[i].value, errstr, errstr_size)) {
 			goto error;
 		}
 	}

@@ -27,6 +27,22 @@ static const char *const counter_names[] = {
 /* Totals only: received, unrouted, excluded, buffered_bytes. */
 #define TOTALS_ONLY 4
 
+/* The command path's, under MQK_SYS_PREFIX "/commands/" (only when commands are on). */
+static const char *const command_names[] = {
+	"consumed", "delivered", "skipped", "returned", "dead_lettered",
+	"invalid",  "presence",  "wakes",   "lost",
+};
+#define N_COMMAND_COUNTERS (sizeof(command_names) / sizeof(command_names[0]))
+
+static uint64_t get_command(const struct mqk_cmd_counters *c, size_t i)
+{
+	const atomic_uint_least64_t *fields[N_COMMAND_COUNTERS] = {
+		&c->consumed, &c->delivered, &c->skipped, &c->returned, &c->dead_lettered,
+		&c->invalid,  &c->presence,  &c->wakes,   &c->lost,
+	};
+	return counter__get(fields[i]);
+}
+
 /* The i-th of counter_names. */
 static uint64_t get(const struct mqk_counters *c, size_t i)
 {
@@ -45,7 +61,8 @@ int stats__init(struct mqk_stats *st, const struct mqk_config *cfg)
 	char topic[256];
 
 	memset(st, 0, sizeof(*st));
-	st->topic_count = TOTALS_ONLY + (int)PER_SCOPE * (1 + cfg->route_count);
+	st->topic_count = TOTALS_ONLY + (int)PER_SCOPE * (1 + cfg->route_count) +
+			  (cfg->commands.mode != MQK_CMD_OFF ? (int)N_COMMAND_COUNTERS : 0);
 	st->topics = calloc((size_t)st->topic_count, sizeof(char *));
 	if (st->topics == NULL) {
 		return -1;
@@ -65,6 +82,10 @@ int stats__init(struct mqk_stats *st, const struct mqk_config *cfg)
 				 i < N_COUNTERS ? counter_names[i] : "in_flight");
 			st->topics[n++] = strdup(topic);
 		}
+	}
+	for (size_t i = 0; cfg->commands.mode != MQK_CMD_OFF && i < N_COMMAND_COUNTERS; i++) {
+		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/commands/%s", command_names[i]);
+		st->topics[n++] = strdup(topic);
 	}
 	for (int i = 0; i < n; i++) {
 		if (st->topics[i] == NULL) {
@@ -108,6 +129,12 @@ void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 		publish_scope(t + TOTALS_ONLY + PER_SCOPE * (size_t)(r + 1),
 			      &cfg->routes[r].counters);
 	}
+	if (cfg->commands.mode != MQK_CMD_OFF) {
+		t += TOTALS_ONLY + PER_SCOPE * (size_t)(cfg->route_count + 1);
+		for (size_t i = 0; i < N_COMMAND_COUNTERS; i++) {
+			publish(t[i], get_command(&st->commands, i));
+		}
+	}
 }
 
 static void log_scope(const char *scope, const struct mqk_counters *c)
@@ -134,6 +161,16 @@ void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg
 	for (int r = 0; r < cfg->route_count; r++) {
 		snprintf(scope, sizeof(scope), "route %s", cfg->routes[r].name);
 		log_scope(scope, &cfg->routes[r].counters);
+	}
+	if (cfg->commands.mode != MQK_CMD_OFF) {
+		char line[512];
+		size_t len = 0;
+		for (size_t i = 0; i < N_COMMAND_COUNTERS; i++) {
+			len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s %llu",
+						i ? ", " : "", command_names[i],
+						(unsigned long long)get_command(&st->commands, i));
+		}
+		log__printf(MOSQ_LOG_NOTICE, "commands: %s", line);
 	}
 }
 

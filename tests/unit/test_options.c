@@ -488,6 +488,12 @@ static void test_empty_values(void **state)
 	assert_fails(PARSE_BS("stats_interval", "\t"), "plugin_opt_stats_interval: empty value");
 }
 
+/* The end of the "unknown option" message: the command path's options. */
+#define COMMAND_OPTIONS                                                                            \
+	"commands_topic, commands_mode, commands_group, commands_target, commands_mqtt_topic, "    \
+	"commands_qos, commands_expiry, commands_return_topic, commands_dead_letter_topic, "       \
+	"commands_max_hops, commands_wake, commands_kafka.<librdkafka property>, presence_topic"
+
 static void test_unknown_option(void **state)
 {
 	(void)state;
@@ -495,17 +501,17 @@ static void test_unknown_option(void **state)
 		     "plugin_opt_bootstrap_server: unknown option (known: bootstrap_servers, "
 		     "broker_id, route_<name>, exclude, kafka.<librdkafka property>, "
 		     "stats_interval, flush_timeout_ms, buffer_mb, create_topics, "
-		     "topic_partitions, topic_replication_factor)");
+		     "topic_partitions, topic_replication_factor, " COMMAND_OPTIONS ")");
 	assert_fails(PARSE_BS("route", "a -> t"),
 		     "plugin_opt_route: unknown option (known: bootstrap_servers, broker_id, "
 		     "route_<name>, exclude, kafka.<librdkafka property>, stats_interval, "
 		     "flush_timeout_ms, buffer_mb, create_topics, topic_partitions, "
-		     "topic_replication_factor)");
+		     "topic_replication_factor, " COMMAND_OPTIONS ")");
 	assert_fails(PARSE_BS("kafka", "x"),
 		     "plugin_opt_kafka: unknown option (known: bootstrap_servers, broker_id, "
 		     "route_<name>, exclude, kafka.<librdkafka property>, stats_interval, "
 		     "flush_timeout_ms, buffer_mb, create_topics, topic_partitions, "
-		     "topic_replication_factor)");
+		     "topic_replication_factor, " COMMAND_OPTIONS ")");
 }
 
 static void test_duplicates(void **state)

@@ -1,0 +1,353 @@
+/*
+ * wake.c - the loopback MQTT connection that wakes mosquitto's main loop.
+ *
+ * Commands thread. Mosquitto 2.0 waits up to 100 ms in epoll_wait between TICKs when
+ * idle, and offers no way to wake it. A byte arriving on one of its sockets does: the
+ * commands thread keeps one MQTT connection to its own broker and sends a PINGREQ
+ * (C0 00) when it has queued commands, so the TICK that delivers them runs at once
+ * (measured: thread -> TICK 0.15 ms p50 / 0.3 ms p99, against 51 / 100 ms without;
+ * docs/commands-facts.md).
+ *
+ * The connection is MQTT 3.1.1, clean session, keepalive 0, with a client id and a
+ * username "mqk-wake-<random>" and a random password: the plugin's own BASIC_AUTH
+ * accepts exactly these (wake__is_own), so it works with allow_anonymous false, and
+ * nobody can guess the id to take it over. It only ever sends PINGREQs; the PINGRESPs
+ * are read and dropped (wake__drain).
+ *
+ * Which listener: "auto" looks at the process's own listening TCP sockets (mosquitto
+ * opens them after plugin init, so this happens on the first wake) and uses the first
+ * that answers CONNACK: a TLS or websockets listener does not, and is passed over. A
+ * wildcard address is dialled on loopback. "host:port" names one; "off" never wakes.
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+
+#include "mqk.h"
+
+#define HANDSHAKE_MS 1000
+#define RETRY_MS 2000
+#define QUIET_MS 5000
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void random_hex(char *out, size_t bytes)
+{
+	unsigned char r[32];
+	size_t got = 0;
+
+	while (got < bytes) {
+		ssize_t n = getrandom(r + got, bytes - got, 0);
+		if (n <= 0) {
+			/* Not expected on Linux >= 3.17; still unpredictable enough for an id. */
+			for (; got < bytes; got++) {
+				r[got] = (unsigned char)(rand() ^ (int)monotonic_ms());
+			}
+			break;
+		}
+		got += (size_t)n;
+	}
+	for (size_t i = 0; i < bytes; i++) {
+		sprintf(out + 2 * i, "%02x", r[i]);
+	}
+}
+
+int wake__init(struct mqk_wake *w, const char *spec, char *errstr, size_t errstr_size)
+{
+	memset(w, 0, sizeof(*w));
+	w->fd = -1;
+	/* Listeners open after plugin init: no warning before they had time to. */
+	w->quiet_until_ms = monotonic_ms() + QUIET_MS;
+	strcpy(w->client_id, "mqk-wake-");
+	random_hex(w->client_id + strlen(w->client_id), 8);
+	random_hex(w->password, 16);
+	if (!strcmp(spec, "off")) {
+		w->off = true;
+		return 0;
+	}
+	if (!strcmp(spec, "auto")) {
+		w->automatic = true;
+		return 0;
+	}
+	const char *colon = strrchr(spec, ':');
+	char *end;
+	long port = colon ? strtol(colon + 1, &end, 10) : 0;
+	if (colon == NULL || colon == spec || (size_t)(colon - spec) >= sizeof(w->host) ||
+	    colon[1] == '\0' || *end != '\0' || port < 1 || port > 65535) {
+		snprintf(errstr, errstr_size,
+			 "plugin_opt_commands_wake: '%s' is not auto, off or host:port", spec);
+		return -1;
+	}
+	/* [::1]:1883 */
+	if (spec[0] == '[' && colon[-1] == ']') {
+		memcpy(w->host, spec + 1, (size_t)(colon - spec - 2));
+	} else {
+		memcpy(w->host, spec, (size_t)(colon - spec));
+	}
+	snprintf(w->port, sizeof(w->port), "%ld", port);
+	return 0;
+}
+
+bool wake__is_own(const struct mqk_wake *w, const char *username, const char *password)
+{
+	unsigned char diff = 0;
+	size_t len = strlen(w->password);
+
+	if (username == NULL || password == NULL || strcmp(username, w->client_id) ||
+	    strlen(password) != len) {
+		return false;
+	}
+	for (size_t i = 0; i < len; i++) {
+		diff |= (unsigned char)(password[i] ^ w->password[i]);
+	}
+	return diff == 0;
+}
+
+static void put_string(unsigned char **p, const char *s)
+{
+	size_t len = strlen(s);
+	*(*p)++ = (unsigned char)(len >> 8);
+	*(*p)++ = (unsigned char)len;
+	memcpy(*p, s, len);
+	*p += len;
+}
+
+/* Connects to addr, sends CONNECT, waits for a CONNACK that accepts. The fd, or -1. */
+static int handshake(const struct mqk_wake *w, const struct sockaddr *addr, socklen_t addrlen)
+{
+	unsigned char packet[160], *p = packet + 2;
+	unsigned char connack[4];
+	struct pollfd pfd;
+	int one = 1;
+	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	size_t got = 0;
+
+	if (fd < 0) {
+		return -1;
+	}
+	pfd.fd = fd;
+	if (connect(fd, addr, addrlen) != 0) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+		pfd.events = POLLOUT;
+		if (errno != EINPROGRESS || poll(&pfd, 1, HANDSHAKE_MS) != 1 ||
+		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+			goto error;
+		}
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* CONNECT: "MQTT" level 4, flags username+password+clean session, keepalive 0. */
+	static const unsigned char header[] = {0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 0};
+	memcpy(p, header, sizeof(header));
+	p += sizeof(header);
+	put_string(&p, w->client_id);
+	put_string(&p, w->client_id);
+	put_string(&p, w->password);
+	packet[0] = 0x10;
+	packet[1] = (unsigned char)(p - packet - 2); /* < 128: one length byte */
+	if (send(fd, packet, (size_t)(p - packet), MSG_NOSIGNAL) != p - packet) {
+		goto error;
+	}
+	pfd.events = POLLIN;
+	while (got < sizeof(connack)) {
+		if (poll(&pfd, 1, HANDSHAKE_MS) != 1) {
+			goto error;
+		}
+		ssize_t n = recv(fd, connack + got, sizeof(connack) - got, 0);
+		if (n <= 0) {
+			goto error;
+		}
+		got += (size_t)n;
+	}
+	if (connack[0] != 0x20 || connack[1] != 2 || connack[3] != 0) {
+		goto error;
+	}
+	return fd;
+error:
+	close(fd);
+	return -1;
+}
+
+/* A listening socket's address, with a wildcard turned into loopback. */
+static bool listener_address(int fd, struct sockaddr_storage *ss, socklen_t *len)
+{
+	int value = 0;
+	socklen_t vlen = sizeof(value);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &vlen) != 0 || !value) {
+		return false;
+	}
+	vlen = sizeof(value);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &value, &vlen) != 0 || value != SOCK_STREAM) {
+		return false;
+	}
+	*len = sizeof(*ss);
+	if (getsockname(fd, (struct sockaddr *)ss, len) != 0) {
+		return false;
+	}
+	if (ss->ss_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)ss;
+		if (in->sin_addr.s_addr == htonl(INADDR_ANY)) {
+			in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		}
+		return true;
+	}
+	if (ss->ss_family == AF_INET6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+		if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr)) {
+			in6->sin6_addr = in6addr_loopback;
+		}
+		return true;
+	}
+	return false; /* a unix socket */
+}
+
+static void remember(struct mqk_wake *w, const struct sockaddr_storage *ss)
+{
+	const void *addr = ss->ss_family == AF_INET
+				   ? (const void *)&((const struct sockaddr_in *)ss)->sin_addr
+				   : (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr;
+	unsigned port =
+		ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
+					       : ((const struct sockaddr_in6 *)ss)->sin6_port);
+
+	inet_ntop(ss->ss_family, addr, w->host, sizeof(w->host));
+	snprintf(w->port, sizeof(w->port), "%u", port);
+}
+
+/* auto: the first of the process's listeners that answers. */
+static int connect_auto(struct mqk_wake *w)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *de;
+	int fd = -1;
+
+	if (dir == NULL) {
+		return -1;
+	}
+	while (fd < 0 && (de = readdir(dir)) != NULL) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+		char *end;
+		long n = strtol(de->d_name, &end, 10);
+		if (*end != '\0' || n == dirfd(dir) || !listener_address((int)n, &ss, &len)) {
+			continue;
+		}
+		fd = handshake(w, (struct sockaddr *)&ss, len);
+		if (fd >= 0) {
+			remember(w, &ss);
+		}
+	}
+	closedir(dir);
+	return fd;
+}
+
+static int connect_named(struct mqk_wake *w)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
+	int fd = -1;
+
+	if (getaddrinfo(w->host, w->port, &hints, &res) != 0) {
+		return -1;
+	}
+	for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+		fd = handshake(w, ai->ai_addr, ai->ai_addrlen);
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+static void try_connect(struct mqk_wake *w)
+{
+	int64_t now = monotonic_ms();
+
+	if (now < w->next_try_ms) {
+		return;
+	}
+	w->fd = w->automatic && w->host[0] == '\0' ? connect_auto(w) : connect_named(w);
+	if (w->fd < 0) {
+		w->next_try_ms = now + RETRY_MS;
+		if (!w->warned && now >= w->quiet_until_ms) {
+			w->warned = true;
+			log__deferred(MOSQ_LOG_WARNING,
+				      "commands: no wake connection to %s (%s): commands wait for "
+				      "mosquitto's next tick, up to 100 ms; set "
+				      "plugin_opt_commands_wake host:port of a plain MQTT listener",
+				      w->automatic && w->host[0] == '\0' ? "any listener" : w->host,
+				      w->automatic ? "commands_wake auto" : "commands_wake");
+		}
+		return;
+	}
+	log__deferred(MOSQ_LOG_NOTICE, "commands: wake connection to %s port %s as %s", w->host,
+		      w->port, w->client_id);
+	w->warned = false;
+}
+
+void wake__ping(struct mqk_wake *w, struct mqk_cmd_counters *ctr)
+{
+	static const unsigned char pingreq[2] = {0xC0, 0x00};
+
+	if (w->off) {
+		return;
+	}
+	if (w->fd < 0) {
+		try_connect(w);
+		if (w->fd < 0) {
+			return;
+		}
+	}
+	if (send(w->fd, pingreq, sizeof(pingreq), MSG_NOSIGNAL | MSG_DONTWAIT) ==
+	    (ssize_t)sizeof(pingreq)) {
+		counter__inc(&ctr->wakes);
+		return;
+	}
+	if (errno != EAGAIN && errno != EWOULDBLOCK) {
+		wake__close(w); /* mosquitto closed it: the next wake reconnects */
+	}
+}
+
+void wake__drain(struct mqk_wake *w)
+{
+	unsigned char buf[256];
+
+	while (w->fd >= 0) {
+		ssize_t n = recv(w->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n > 0) {
+			continue;
+		}
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+			return;
+		}
+		wake__close(w);
+	}
+}
+
+void wake__close(struct mqk_wake *w)
+{
+	if (w->fd >= 0) {
+		/* Mosquitto closes it when it stops: no warning unless it stays away. */
+		w->quiet_until_ms = monotonic_ms() + QUIET_MS;
+		close(w->fd);
+		w->fd = -1;
+	}
+}
