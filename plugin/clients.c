@@ -13,8 +13,9 @@
  *   struct is dropped at the return), the second time for a pointer already gone here.
  * - A connection counts from the TICK after its BASIC_AUTH: a refused CONNECT raises
  *   its DISCONNECT within the same loop iteration, before that TICK, so it never counts.
- * - An id counts as connected while one of its connections does, so a takeover does
- *   not make it disappear for a moment.
+ * - An id is delivered to while one of its connections counts. For presence (came,
+ *   gone) it stays connected through a takeover: the new connection, not yet counted,
+ *   keeps it from being announced gone between the old one's DISCONNECT and the TICK.
  *
  * Two chained hash tables: connections by pointer, ids by name (each id entry owns its
  * string; connections point to it). Everything here runs on mosquitto's thread.
@@ -28,8 +29,9 @@
 struct id_entry {
 	struct id_entry *next;
 	uint32_t hash;
-	int connected; /* confirmed connections */
-	int refs;      /* connections, confirmed or not */
+	int connected;  /* confirmed connections */
+	int refs;       /* connections, confirmed or not */
+	bool announced; /* came() was called, gone() not since: what presence says */
 	char id[];
 };
 
@@ -44,7 +46,8 @@ struct mqk_clients {
 	struct conn **conns; /* by pointer */
 	size_t conn_buckets, conn_count;
 	struct id_entry **ids; /* by id */
-	size_t id_buckets, id_count, connected_ids;
+	size_t id_buckets, id_count;
+	size_t connected_ids;  /* ids announced */
 	struct conn **pending; /* connections since the last TICK */
 	size_t pending_count, pending_size;
 };
@@ -254,15 +257,18 @@ void clients__disconnected(struct mqk_clients *c, const void *client,
 	}
 	struct id_entry *e = x->ide;
 	if (x->confirmed) {
-		if (--e->connected == 0) {
-			c->connected_ids--;
-			if (gone != NULL) {
-				gone(arg, e->id);
-			}
-		}
+		e->connected--;
 		free(x);
 	} else {
 		x->client = NULL; /* still in the pending list: the TICK frees it */
+	}
+	/* Gone for the world only when no other connection of the id is left or coming. */
+	if (e->announced && e->connected == 0 && e->refs == 1) {
+		e->announced = false;
+		c->connected_ids--;
+		if (gone != NULL) {
+			gone(arg, e->id);
+		}
 	}
 	unref_id(c, e);
 }
@@ -276,7 +282,9 @@ void clients__tick(struct mqk_clients *c, void (*came)(void *arg, const char *id
 			continue;
 		}
 		x->confirmed = true;
-		if (x->ide->connected++ == 0) {
+		x->ide->connected++;
+		if (!x->ide->announced) {
+			x->ide->announced = true;
 			c->connected_ids++;
 			if (came != NULL) {
 				came(arg, x->ide->id);

@@ -47,7 +47,9 @@ void handoff__free(struct mqk_handoff *h)
 
 	while (cmd != NULL) {
 		struct mqk_command *next = cmd->next;
-		rd_kafka_message_destroy(cmd->rkm);
+		if (cmd->rkm != NULL) {
+			rd_kafka_message_destroy(cmd->rkm);
+		}
 		free(cmd);
 		cmd = next;
 	}

@@ -784,6 +784,109 @@ static void test_small_errstr(void **state)
 	assert_string_equal(small, "plugin_opt_nope");
 }
 
+static void test_commands_off_by_default(void **state)
+{
+	(void)state;
+	assert_ok(PARSE_BS("broker_id", "b1"));
+	assert_int_equal(cfg.commands.mode, MQK_CMD_OFF);
+	assert_null(cfg.commands.topic);
+}
+
+static void test_commands_broadcast_defaults(void **state)
+{
+	const struct mqk_cmd_config *cc = &cfg.commands;
+
+	(void)state;
+	assert_ok(PARSE_BS("broker_id", "b1", "commands_topic", "mqtt-commands"));
+	assert_int_equal(cc->mode, MQK_CMD_BROADCAST);
+	assert_string_equal(cc->topic, "mqtt-commands");
+	assert_string_equal(cc->group, "mosquitto-kafka-commands-b1");
+	assert_null(cc->target_header);
+	assert_string_equal(cc->mqtt_topic.source, "devices/{clientid}/commands");
+	assert_int_equal(cc->qos, 1);
+	assert_int_equal(cc->expiry, 0);
+	assert_string_equal(cc->wake, "auto");
+	assert_null(cc->presence_topic);
+	assert_null(cc->return_topic);
+	assert_null(cc->dead_letter_topic);
+}
+
+static void test_commands_targeted(void **state)
+{
+	const struct mqk_cmd_config *cc = &cfg.commands;
+
+	(void)state;
+	assert_ok(PARSE_BS("broker_id", "b-2", "commands_topic", "cmd.{broker}", "commands_mode",
+			   "targeted", "commands_target", "header:device", "commands_mqtt_topic",
+			   "c/{broker}/{clientid}", "commands_qos", "2", "commands_expiry", "60",
+			   "commands_max_hops", "3", "commands_group", "g-{broker}",
+			   "commands_kafka.fetch.wait.max.ms", "10", "commands_wake",
+			   "127.0.0.1:1883"));
+	assert_int_equal(cc->mode, MQK_CMD_TARGETED);
+	assert_string_equal(cc->topic, "cmd.b-2");
+	assert_string_equal(cc->group, "g-b-2");
+	assert_string_equal(cc->target_header, "device");
+	assert_string_equal(cc->mqtt_topic.source, "c/{broker}/{clientid}");
+	assert_int_equal(cc->qos, 2);
+	assert_int_equal(cc->expiry, 60);
+	assert_int_equal(cc->max_hops, 3);
+	assert_string_equal(cc->return_topic, "mqtt-commands");
+	assert_string_equal(cc->dead_letter_topic, "mqtt-commands.dead");
+	assert_string_equal(cc->presence_topic, "mqtt-presence");
+	assert_int_equal(cc->kafka_prop_count, 1);
+	assert_string_equal(cc->kafka_props[0].name, "fetch.wait.max.ms");
+	assert_string_equal(cc->wake, "127.0.0.1:1883");
+	/* commands_target key is the default, given explicitly. */
+	assert_ok(PARSE_BS("commands_topic", "c", "commands_target", "key"));
+	assert_null(cfg.commands.target_header);
+}
+
+static void test_commands_errors(void **state)
+{
+	(void)state;
+	assert_fails(
+		PARSE_BS("commands_mode", "broadcast"),
+		"plugin_opt_commands_mode: only used with plugin_opt_commands_topic (the Kafka "
+		"topic of commands for devices): add it, or remove this option");
+	assert_fails(PARSE_BS("presence_topic", "p"),
+		     "plugin_opt_presence_topic: only used with plugin_opt_commands_topic (the "
+		     "Kafka topic of commands for devices): add it, or remove this option");
+	assert_fails(PARSE_BS("commands_topic", "c", "commands_mode", "sideways"),
+		     "plugin_opt_commands_mode: 'sideways' is not broadcast or targeted");
+	assert_fails(PARSE_BS("commands_topic", "c", "commands_mode", "targeted"),
+		     "plugin_opt_commands_topic: 'c': in targeted mode each broker reads its own "
+		     "topic: put {broker} in it, e.g. mqtt-commands.{broker}");
+	assert_fails(PARSE_BS("commands_topic", "c", "commands_return_topic", "r"),
+		     "plugin_opt_commands_return_topic: only used with plugin_opt_commands_mode "
+		     "targeted");
+	assert_fails(PARSE_BS("commands_topic", "c", "commands_qos", "3"),
+		     "plugin_opt_commands_qos: '3' is not an MQTT QoS (0..2)");
+	assert_fails(PARSE_BS("commands_topic", "c", "commands_max_hops", "0"),
+		     "plugin_opt_commands_max_hops: '0' is not a number of hops (1..100)");
+	assert_fails(PARSE_BS("commands_topic", "c", "commands_target", "header:"),
+		     "plugin_opt_commands_target: 'header:' is not key or header:<name>");
+	assert_fails(PARSE_BS("commands_topic", "c", "commands_mqtt_topic", "d/+/c"),
+		     "plugin_opt_commands_mqtt_topic: 'd/+/c' is not a topic to publish to (no +, "
+		     "# or leading $)");
+	assert_fails(PARSE_BS("commands_topic", "bad topic"),
+		     "plugin_opt_commands_topic: 'bad topic' is not a legal Kafka topic name "
+		     "(1..249 of [A-Za-z0-9._-]; {broker} is the broker_id)");
+	assert_fails(PARSE_BS("commands_topic", "c", "commands_topic", "d"),
+		     "plugin_opt_commands_topic: given twice ('c' and 'd')");
+	assert_fails(PARSE_BS("commands_topic", "c", "commands_qos", "1", "commands_qos", "1"),
+		     "plugin_opt_commands_qos: given twice");
+	assert_fails(
+		PARSE_BS("commands_topic", "c", "commands_kafka.bootstrap.servers", "x"),
+		"plugin_opt_commands_kafka.bootstrap.servers: 'bootstrap.servers' is set by the "
+		"plugin and cannot be changed (use plugin_opt_bootstrap_servers)");
+	assert_fails(PARSE_BS("commands_topic", "c", "commands_nope", "x"),
+		     "plugin_opt_commands_nope: unknown option (known commands_* options: "
+		     "commands_topic, commands_mode, commands_group, commands_target, "
+		     "commands_mqtt_topic, commands_qos, commands_expiry, commands_return_topic, "
+		     "commands_dead_letter_topic, commands_max_hops, commands_wake, "
+		     "commands_kafka.<librdkafka property>)");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -824,6 +927,10 @@ int main(void)
 		T(test_kafka_prop_errors),
 		T(test_error_then_reparse),
 		T(test_small_errstr),
+		T(test_commands_off_by_default),
+		T(test_commands_broadcast_defaults),
+		T(test_commands_targeted),
+		T(test_commands_errors),
 #undef T
 	};
 	return cmocka_run_group_tests_name("options", tests, NULL, NULL);
