@@ -63,6 +63,16 @@
  * MESSAGE again (mosquitto 2.0.11 gives the plugin no message id or DUP flag), so it
  * is forwarded again: the pipeline is at-least-once, and mqtt.seq tells the copies
  * apart from losses.
+ *
+ * Commands, the other way (commands_topic; docs/commands.md). A second thread of the
+ * plugin (commands.c) consumes command records and queues them (handoff.c); it wakes
+ * mosquitto's loop with a PINGREQ on a loopback connection of its own (wake.c), and
+ * the TICK publishes each command to its client id with mosquitto_broker_publish
+ * (deliver.c), if that client is connected here (clients.c, kept from BASIC_AUTH and
+ * DISCONNECT, since mosquitto 2.0 has no CONNECT event). What is not for this broker is
+ * skipped (broadcast: every broker reads every command) or sent back to the router
+ * (targeted: mqk-router picks the broker from the presence records, presence.c). A
+ * command's offset is committed only once it is settled: at-least-once.
  */
 #include <stdatomic.h>
 #include <stdio.h>
