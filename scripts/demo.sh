@@ -20,6 +20,10 @@
 # 5. Checks that every client got exactly the records its broker's routes call for, each
 #    client's records of a topic are in one partition, mqtt.seq has no gap or duplicate,
 #    and $SYS agrees with Kafka. Exits 1 when anything is off (and shows the logs).
+# 6. Commands, the other way: two phones connect through HAProxy (one lands on each
+#    broker), kcat produces one command record per phone to mqtt-commands, and each phone
+#    gets exactly its own command from the broker it is connected to (broadcast mode:
+#    both brokers read every command; the other one skips it, as its $SYS counters show).
 #
 # Everything it starts is stopped by pid when it exits, and its temporary directory is
 # removed. Environment:
@@ -39,6 +43,8 @@ RUN_TIMEOUT=${MQK_DEMO_TIMEOUT:-180}
 BROKERS=(broker-a broker-b)
 KAFKA_TOPICS=(spectrum device-status battery)
 PARTITIONS=6
+COMMANDS_TOPIC=mqtt-commands
+PHONES=(phone-1 phone-2)
 
 # The clients: id, MQTT topic, messages, payload. Started in this order, 0.2 s apart,
 # so HAProxy's roundrobin sends consecutive clients to alternate brokers: each pair
@@ -153,6 +159,7 @@ topic_args=()
 for t in "${KAFKA_TOPICS[@]}"; do
     topic_args+=(--topic "$t:$PARTITIONS")
 done
+topic_args+=(--topic "$COMMANDS_TOPIC:$PARTITIONS")
 proc_start kafka "$work/kafka.log" "$DEVKAFKA" --brokers 3 "${topic_args[@]}" \
     --bootstrap-file "$work/kafka.bootstrap"
 PROC_WATCH_PID=$PROC_LAST_PID proc_wait_until 10 "mqk-devkafka's bootstrap file" \
@@ -160,7 +167,7 @@ PROC_WATCH_PID=$PROC_LAST_PID proc_wait_until 10 "mqk-devkafka's bootstrap file"
 BOOTSTRAP=$(cat "$work/kafka.bootstrap")
 timeout 10 kcat -b "$BOOTSTRAP" -L -m 5 >/dev/null || fail "kcat cannot reach $BOOTSTRAP"
 printf '%-9s %s\n%-9s %s\n' kafka "$BOOTSTRAP" "" \
-    "mqk-devkafka: 3 brokers; topics ${KAFKA_TOPICS[*]}, $PARTITIONS partitions each"
+    "mqk-devkafka: 3 brokers; topics ${KAFKA_TOPICS[*]} $COMMANDS_TOPIC, $PARTITIONS partitions each"
 
 declare -A PORT
 for b in "${BROKERS[@]}"; do
@@ -184,6 +191,8 @@ for b in "${BROKERS[@]}"; do
         echo "plugin_opt_bootstrap_servers $BOOTSTRAP"
         echo "plugin_opt_broker_id $b"
         echo "plugin_opt_stats_interval 1"
+        echo "# Commands from Kafka to the device they name (docs/commands.md)."
+        echo "plugin_opt_commands_topic $COMMANDS_TOPIC"
         echo
         echo "# ---- mosquitto.conf.d/demo-$b.conf ----"
         cat "$ROOT/mosquitto.conf.d/demo-$b.conf"
@@ -528,6 +537,72 @@ for t in "${KAFKA_TOPICS[@]}"; do
     timeout 10 kcat -b "$BOOTSTRAP" -C -t "$t" -o beginning -c 1 -q -e -f \
         'topic %t [%p] @%o  key %k\n  headers %h\n  value   %s\n' || true
 done
+
+
+# ---- 6. commands: from Kafka to the one phone that must get them ---------------------------------
+heading "Commands: from Kafka to the one phone that must get them (broadcast mode)"
+echo "Both brokers read every record of $COMMANDS_TOPIC (each with its own consumer group); the"
+echo "broker a phone is connected to publishes the command to it, the other skips it."
+for b in "${BROKERS[@]}"; do
+    # A new consumer group starts at the end of the topic: wait until it has its partitions.
+    proc_wait_until 30 "$b's commands consumer" \
+        grep -q 'mosquitto_kafka: commands: consuming' "$work/$b.log"
+done
+sub_pids=()
+for phone in "${PHONES[@]}"; do
+    # -C 1: exit after one message; the plugin publishes to the client id, on
+    # devices/<id>/commands (plugin_opt_commands_mqtt_topic's default).
+    timeout 30 mosquitto_sub -h 127.0.0.1 -p "$HAPORT" -i "$phone" -V mqttv5 -q 1 \
+        -t "devices/$phone/commands" -C 1 -W 25 -F '%t %p' >"$work/cmd-$phone.txt" \
+        2>"$work/cmd-$phone.err" &
+    sub_pids+=($!)
+    sleep 0.3 # alternate brokers (roundrobin), and be connected before the command
+done
+for phone in "${PHONES[@]}"; do
+    printf '{"action":"set-rate","hz":10,"for":"%s"}' "$phone" |
+        timeout 10 kcat -P -b "$BOOTSTRAP" -t "$COMMANDS_TOPIC" -k "$phone" ||
+        fail "kcat could not produce the command for $phone"
+    echo "kcat -P -t $COMMANDS_TOPIC -k $phone   <- {\"action\":\"set-rate\",...}"
+done
+for i in "${!sub_pids[@]}"; do
+    wait "${sub_pids[$i]}" || true
+done
+sleep 1.5 # the brokers' $SYS counters (stats_interval 1)
+commands_ok=1
+for phone in "${PHONES[@]}"; do
+    got=$(cat "$work/cmd-$phone.txt")
+    expect="devices/$phone/commands {\"action\":\"set-rate\",\"hz\":10,\"for\":\"$phone\"}"
+    if [ "$got" = "$expect" ]; then
+        echo "$phone got: $got"
+    else
+        echo "PROBLEM: $phone got '$got', expected '$expect'" >&2
+        commands_ok=0
+    fi
+done
+delivered=0
+skipped=0
+for b in "${BROKERS[@]}"; do
+    # Retained, and published again every second: the last value counts.
+    sys=$(timeout 10 mosquitto_sub -h 127.0.0.1 -p "${PORT[$b]}" -i "cmdsys-$b" -v -W 2 \
+        -t '$SYS/broker/kafka/commands/#' 2>/dev/null || true)
+    d=$(awk '$1 == "$SYS/broker/kafka/commands/delivered" { v = $2 } END { print v }' <<<"$sys")
+    k=$(awk '$1 == "$SYS/broker/kafka/commands/skipped" { v = $2 } END { print v }' <<<"$sys")
+    w=$(awk '$1 == "$SYS/broker/kafka/commands/wakes" { v = $2 } END { print v }' <<<"$sys")
+    printf '  %-9s $SYS/broker/kafka/commands: delivered %s, skipped %s, wakes %s\n' "$b" \
+        "${d:--}" "${k:--}" "${w:--}"
+    delivered=$((delivered + ${d:-0}))
+    skipped=$((skipped + ${k:-0}))
+done
+if [ "$delivered" -ne "${#PHONES[@]}" ] || [ "$skipped" -ne "${#PHONES[@]}" ]; then
+    echo "PROBLEM: the brokers delivered $delivered and skipped $skipped commands, expected" \
+        "${#PHONES[@]} each" >&2
+    commands_ok=0
+fi
+if [ "$commands_ok" -eq 1 ]; then
+    echo "Each phone got exactly its own command, from the broker it is connected to."
+else
+    report_status=1
+fi
 
 # ---- 5. stop, and show the plugin's shutdown summary ----------------------------------------
 if [ "$report_status" -ne 0 ]; then
