@@ -633,6 +633,18 @@ const struct mqk_wake *commands__wake(const struct mqk_commands *c)
 	return &c->wake;
 }
 
+void commands__stop(struct mqk_commands *c, int timeout_ms)
+{
+	if (c == NULL || atomic_load(&c->stop)) {
+		return;
+	}
+	c->close_timeout_ms = timeout_ms; /* read by the thread after it sees stop */
+	atomic_store(&c->stop, true);
+	if (c->thread_started) {
+		handoff__signal(&c->handoff);
+	}
+}
+
 void commands__close(struct mqk_commands *c, int timeout_ms)
 {
 	struct mqk_command *cmd;
@@ -640,10 +652,8 @@ void commands__close(struct mqk_commands *c, int timeout_ms)
 	if (c == NULL) {
 		return;
 	}
-	c->close_timeout_ms = timeout_ms;
-	atomic_store(&c->stop, true);
+	commands__stop(c, timeout_ms);
 	if (c->thread_started) {
-		handoff__signal(&c->handoff);
 		pthread_join(c->thread, NULL);
 	}
 	/*

@@ -686,8 +686,14 @@ struct mqk_commands *commands__new(const struct mqk_config *cfg, const struct mq
 struct mqk_handoff *commands__handoff(struct mqk_commands *c);
 const struct mqk_wake *commands__wake(const struct mqk_commands *c);
 /*
- * Stops the thread: a "down" presence record, the consumer closed (its stored offsets
- * committed), returns and presence records flushed within timeout_ms. Frees c.
+ * Asks the thread to stop (a "down" presence record, returns and presence records
+ * flushed within timeout_ms) without waiting for it: the forwarding producer can flush
+ * meanwhile. Mosquitto's thread.
+ */
+void commands__stop(struct mqk_commands *c, int timeout_ms);
+/*
+ * Stops the thread (commands__stop, unless done): a "down" presence record, the consumer closed
+ * (its stored offsets committed), returns and presence records flushed within timeout_ms. Frees c.
  */
 void commands__close(struct mqk_commands *c, int timeout_ms);
 

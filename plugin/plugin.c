@@ -439,9 +439,13 @@ EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *option
 		return MOSQ_ERR_SUCCESS;
 	}
 	unregister_callbacks(pl);
-	/* No DISCONNECT comes for the clients still connected: "down" says they are gone. */
-	commands__close(pl->commands, pl->cfg.flush_timeout_ms);
+	/*
+	 * No DISCONNECT comes for the clients still connected: the "down" presence record says
+	 * they are gone. Both threads flush at the same time, within flush_timeout_ms.
+	 */
+	commands__stop(pl->commands, pl->cfg.flush_timeout_ms);
 	left = producer__close(pl->producer, pl->cfg.flush_timeout_ms);
+	commands__close(pl->commands, 0);
 	log__printf(left ? MOSQ_LOG_ERR : MOSQ_LOG_NOTICE,
 		    "shutdown: %d records not delivered to Kafka%s", left,
 		    left ? " within flush_timeout_ms: they are lost" : "");
