@@ -518,6 +518,13 @@ static void check_ticks(struct mqk_commands *c)
 			      "commands are not delivered (mosquitto 2.0 never does with "
 			      "per_listener_settings true, which commands do not support)",
 			      NO_TICK_MS / 1000);
+		/*
+		 * Only mosquitto's thread may write that line, and without TICKs nothing makes it
+		 * do so: reconnecting the wake connection raises BASIC_AUTH, which does.
+		 */
+		wake__close(&c->wake);
+		c->wake.next_try_ms = 0;
+		wake__ping(&c->wake, c->ctr);
 	}
 }
 

@@ -233,6 +233,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	const char *id = mosquitto_client_id(ev->client);
 
 	(void)event;
+	log__drain(); /* with per_listener_settings true there is no TICK to do it */
 	if (wake__is_own(commands__wake(pl->commands), ev->username, ev->password)) {
 		return MOSQ_ERR_SUCCESS;
 	}
@@ -250,6 +251,7 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	struct mqk_plugin *pl = userdata;
 
 	(void)event;
+	log__drain();
 	clients__disconnected(pl->clients, ev->client, client_gone, pl);
 	return MOSQ_ERR_SUCCESS;
 }

@@ -8,6 +8,8 @@
  * starts and "down" when it stops. broker_id cannot contain '/', so the first '/'
  * splits the key.
  */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,12 +44,16 @@ static char *make_value(const struct mqk_origin *origin, const char *client_id, 
 {
 	cJSON *o = cJSON_CreateObject();
 	char *out = NULL;
+	char ts[24];
+
+	snprintf(ts, sizeof(ts), "%" PRId64, timestamp_ms);
 
 	if (o != NULL && cJSON_AddStringToObject(o, MQK_PRESENCE_BROKER, origin->broker_id) &&
 	    (client_id == NULL || cJSON_AddStringToObject(o, MQK_PRESENCE_CLIENT_ID, client_id)) &&
 	    cJSON_AddStringToObject(o, MQK_PRESENCE_STATE, state) &&
-	    cJSON_AddNumberToObject(o, MQK_PRESENCE_BOOT, (double)origin->boot_us) &&
-	    cJSON_AddNumberToObject(o, MQK_PRESENCE_TIMESTAMP, (double)timestamp_ms)) {
+	    /* Raw decimals: cJSON prints a double ending in 0 as 1.79e+15. */
+	    cJSON_AddRawToObject(o, MQK_PRESENCE_BOOT, origin->boot_str) &&
+	    cJSON_AddRawToObject(o, MQK_PRESENCE_TIMESTAMP, ts)) {
 		out = cJSON_PrintUnformatted(o);
 	}
 	cJSON_Delete(o);
