@@ -11,6 +11,9 @@ import harness
 
 BOOT = ("bootstrap_servers", "127.0.0.1:9")  # never contacted: init fails first
 ROUTE = ("route_ok", "ok/# -> ok-topic")
+CMD = ("commands_topic", "cmds")
+CMD_B = ("commands_topic", "cmds.{broker}")
+TARGETED = ("commands_mode", "targeted")
 
 # (case id, options, the option the log line must name)
 CASES = [
@@ -45,6 +48,44 @@ CASES = [
     ("bad-broker-id-chars", [BOOT, ("broker_id", "a/b")], "broker_id"),
     ("bad-broker-id", [BOOT, ("broker_id", "has space!")], "broker_id"),
     ("duplicate-broker-id", [BOOT, ("broker_id", "a"), ("broker_id", "b")], "broker_id"),
+    # The command path (docs/commands.md).
+    ("commands-mode-without-topic", [BOOT, ("commands_mode", "broadcast")], "commands_mode"),
+    ("presence-without-topic", [BOOT, ("presence_topic", "p")], "presence_topic"),
+    ("commands-kafka-without-topic", [BOOT, ("commands_kafka.fetch.wait.max.ms", "10")],
+     "commands_kafka"),
+    ("duplicate-commands-topic", [BOOT, CMD, CMD], "commands_topic"),
+    ("illegal-commands-topic", [BOOT, ("commands_topic", "bad topic!")], "commands_topic"),
+    ("unknown-commands-mode", [BOOT, CMD, ("commands_mode", "unicast")], "commands_mode"),
+    ("targeted-without-broker", [BOOT, CMD, TARGETED], "commands_topic"),
+    ("commands-qos-3", [BOOT, CMD, ("commands_qos", "3")], "commands_qos"),
+    ("commands-expiry-negative", [BOOT, CMD, ("commands_expiry", "-1")], "commands_expiry"),
+    ("commands-max-hops-0", [BOOT, CMD_B, TARGETED, ("commands_max_hops", "0")],
+     "commands_max_hops"),
+    ("commands-wake-nonsense", [BOOT, CMD, ("commands_wake", "nonsense")], "commands_wake"),
+    ("commands-wake-port-0", [BOOT, CMD, ("commands_wake", "127.0.0.1:0")], "commands_wake"),
+    ("commands-target-empty-header", [BOOT, CMD, ("commands_target", "header:")],
+     "commands_target"),
+    ("commands-target-unknown", [BOOT, CMD, ("commands_target", "topic")], "commands_target"),
+    ("return-topic-in-broadcast", [BOOT, CMD, ("commands_return_topic", "r")],
+     "commands_return_topic"),
+    ("dead-letter-topic-in-broadcast", [BOOT, CMD, ("commands_dead_letter_topic", "d")],
+     "commands_dead_letter_topic"),
+    ("max-hops-in-broadcast", [BOOT, CMD, ("commands_max_hops", "3")], "commands_max_hops"),
+    ("commands-mqtt-topic-wildcard", [BOOT, CMD, ("commands_mqtt_topic", "devices/+/in")],
+     "commands_mqtt_topic"),
+    ("commands-mqtt-topic-sys", [BOOT, CMD, ("commands_mqtt_topic", "$SYS/{clientid}")],
+     "commands_mqtt_topic"),
+    ("commands-mqtt-topic-placeholder", [BOOT, CMD, ("commands_mqtt_topic", "d/{nosuch}")],
+     "commands_mqtt_topic"),
+    ("illegal-presence-topic", [BOOT, CMD_B, TARGETED, ("presence_topic", "bad presence")],
+     "presence_topic"),
+    ("illegal-return-topic", [BOOT, CMD_B, TARGETED, ("commands_return_topic", "r/x")],
+     "commands_return_topic"),
+    ("unknown-commands-option", [BOOT, CMD, ("commands_colour", "blue")], "commands_colour"),
+    ("unknown-commands-kafka-prop", [BOOT, CMD, ("commands_kafka.no.such.prop", "1")],
+     "commands_kafka.no.such.prop"),
+    ("bad-commands-kafka-value", [BOOT, CMD, ("commands_kafka.fetch.wait.max.ms", "soon")],
+     "commands_kafka.fetch.wait.max.ms"),
 ]
 
 
@@ -99,4 +140,29 @@ def test_good_config_starts(kafka, start_broker):
     assert "mosquitto_kafka: plugin_opt_" not in b.log()
     rc = b.stop()
     print(f"good config: started, stopped with exit code {rc}")
+    assert rc == 0, f"mosquitto exited {rc} after SIGTERM, expected 0"
+
+
+def test_good_commands_config_starts(kafka, start_broker):
+    """The control for the command options: every broadcast-mode option, valid."""
+    b = start_broker([
+        ("bootstrap_servers", kafka.bootstrap),
+        ("broker_id", "good-cmd"),
+        ("commands_topic", "good-commands "),
+        ("commands_mode", "broadcast"),
+        ("commands_group", "good-group-{broker}"),
+        ("commands_target", "header:device"),
+        ("commands_mqtt_topic", "cmd/{broker}/{clientid}"),
+        ("commands_qos", "0"),
+        ("commands_expiry", "60"),
+        ("commands_wake", "off"),
+        ("commands_kafka.fetch.wait.max.ms", "100"),
+    ], name="mosquitto-good-commands")
+    m = re.search(r"mosquitto_kafka: commands: broadcast mode, from Kafka topic good-commands "
+                  r"\(group good-group-good-cmd\), to cmd/\{broker\}/\{clientid\} QoS 0",
+                  b.log())
+    assert b.process.alive() and m, b.log()
+    assert "mosquitto_kafka: plugin_opt_" not in b.log()
+    rc = b.stop()
+    print(f"good commands config: {m.group(0)}; stopped with exit code {rc}")
     assert rc == 0, f"mosquitto exited {rc} after SIGTERM, expected 0"
