@@ -5,7 +5,8 @@
  * more brokers) hands every message to tally__message() (report.c), which decodes the
  * mqk-loadgen payload (include/mqk_payload.h) and counts it per device (seqset.c), per
  * (broker, route, boot) from the plugin's headers, and into a latency histogram
- * (hist.c). commands.c sends control commands and pairs the devices' answers with them.
+ * (hist.c). commands.c sends control commands and pairs the devices' answers with them,
+ * counting answers that come twice or from another device than the command's.
  * report.c prints the live line and the final JSON report, saves the mergeable detail
  * and merges several instances' saved reports.
  *
@@ -116,9 +117,12 @@ struct report {
 	struct hist latency;
 	struct tally devices; /* by device id, sequences from 0 */
 	struct tally brokers; /* by "broker\troute\tboot", sequences from 1 (Kafka mode) */
-	/* commands (commands.c) */
+	/* commands (commands.c): sent = handed to Kafka or a broker; failed = refused then
+	 * or later; answers = commands answered by their own device, once each */
 	uint64_t commands_sent, commands_failed, answers, answers_unmatched;
-	struct hist rtt;
+	uint64_t answers_duplicate, answers_misdelivered;
+	struct hist rtt;      /* command sent -> answer here */
+	struct hist delivery; /* command sent -> the device answered (its payload's send time) */
 };
 
 void report__init(struct report *r, const char *mode);
@@ -145,27 +149,49 @@ cJSON *report__json(const struct report *r, bool detail);
  * Returns 0, or -1 with a reason in errstr.
  */
 int report__merge_json(struct report *r, const cJSON *json, char *errstr, size_t errstr_size);
-/* Whether the report shows loss: gaps, or fewer unique messages than expected. */
+/* Whether the report shows data loss: gaps, or fewer unique messages than expected. */
 bool report__lossy(const struct report *r);
+/* Commands sent and not answered by their device (sent minus answered, at least 0). */
+uint64_t report__unanswered(const struct report *r);
+/*
+ * Whether the commands were not each delivered exactly once to their own device: some
+ * sent, and unanswered, duplicate or misdelivered answers. False when none was sent.
+ */
+bool report__commands_lossy(const struct report *r);
 
 /* ---- commands.c: control commands out, answers back, round trips ---- */
 
-struct pending {
-	char *id;      /* the command's id (correlation data); owned */
-	char *payload; /* as sent (v3.1.1 devices echo it); owned */
+/* A command sent, answered or not (kept for the whole run, to catch duplicates). */
+struct sent {
+	char *id;            /* one allocation holding id, payload and device; owned */
+	const char *payload; /* as sent (v3.1.1 devices echo it); in id's allocation */
+	const char *device;  /* the target; in id's allocation */
 	uint64_t sent_us;
+	uint32_t same_payload; /* the previous command with this payload: index + 1, or 0 */
+	bool answered;
 };
 
 struct commands {
-	struct pending *p; /* commands not answered yet; owned */
+	struct sent *s; /* every command sent, in sending order; owned */
 	size_t n, cap;
-	uint64_t next;   /* number of the next command */
-	char prefix[48]; /* makes ids unique across controller instances */
+	uint32_t *by_id, *by_payload; /* hash tables of index + 1 (0: empty); owned */
+	size_t index_cap;             /* slots of each, a power of two */
+	uint64_t answered;            /* commands answered by their device */
+	uint64_t next;                /* number of the next command */
+	char prefix[48];              /* makes ids unique across controller instances */
 };
 
 /* A command ready to send. Every string is owned by the struct (command__free). */
 struct command {
 	char *device, *id, *payload, *response_topic;
+};
+
+/* What an answer turned out to be. */
+enum answer {
+	ANSWER_OK,           /* the first answer of its command, from its device */
+	ANSWER_DUPLICATE,    /* its command was already answered by its device */
+	ANSWER_MISDELIVERED, /* from another device than the command's target */
+	ANSWER_UNMATCHED,    /* no command sent has its id or payload (or not a payload) */
 };
 
 /*
@@ -175,12 +201,19 @@ struct command {
  */
 int commands__make(struct commands *c, const char *device, const char *payload,
 		   const char *answers_tpl, struct command *out);
-/* Remembers a command as sent at sent_us, to pair its answer with. */
+/*
+ * Remembers a command as sent at sent_us (CLOCK_REALTIME µs), to pair its answers with:
+ * the strings are copied. Returns 0, or -1 when out of memory or the id was sent before.
+ */
 int commands__sent(struct commands *c, const struct command *cmd, uint64_t sent_us);
-/* Pairs an answer payload arrived at now with its command: counts r->answers and the
- * round trip, or r->answers_unmatched. */
-void commands__answer(struct commands *c, struct report *r, const void *payload, size_t len,
-		      uint64_t now);
+/*
+ * Pairs an answer payload arrived at now (CLOCK_REALTIME µs) with its command, in O(1)
+ * (by id, then by payload), and counts it in r: answers with the round trip (r->rtt) and
+ * the delivery time (the answer's send time minus the command's, r->delivery), or
+ * answers_duplicate, answers_misdelivered, answers_unmatched. Returns which.
+ */
+enum answer commands__answer(struct commands *c, struct report *r, const void *payload, size_t len,
+			     uint64_t now);
 void command__free(struct command *cmd);
 void commands__free(struct commands *c);
 
@@ -213,6 +246,7 @@ struct controller {
 	const struct settings *set;
 	struct report report;
 	struct commands commands;
+	uint64_t refused; /* commands refused as they were sent (counted in commands_failed too) */
 };
 
 /*
@@ -228,7 +262,9 @@ struct kafka *kafka__open(const struct settings *set, char *errstr, size_t errst
 /*
  * Waits up to timeout_ms for records (a blocking poll, no sleeping) and hands each to
  * controller__deliver, storing its offset after: the offset is committed only once
- * the record was counted. Returns how many records it handled, or -1 on a fatal error.
+ * the record was counted. Once one came, it takes those already there for up to
+ * timeout_ms more (at least 1 ms; 10,000 at most). Returns how many records it handled,
+ * or -1 on a fatal error.
  */
 int kafka__poll(struct kafka *k, struct controller *ctl, int timeout_ms);
 /* Produces a command to set->command_topic (key: the device). 0, or -1 with errstr. */

@@ -3,7 +3,8 @@
  *
  * The study's controller slept between polls and so added latency to every message.
  * This one blocks in rd_kafka_consumer_poll(), which returns the moment a record is
- * there: it pulls at its own pace and waits for nothing else.
+ * there: it pulls at its own pace and waits for nothing else. The caller bounds the
+ * wait by when its next command is due, and a batch of records by the same time.
  *
  * Nothing counted twice, nothing skipped, across rebalances: offsets are stored
  * (enable.auto.offset.store=false) only after a record was counted, and committed from
@@ -197,11 +198,22 @@ int kafka__poll(struct kafka *k, struct controller *ctl, int timeout_ms)
 	if (k->consumer == NULL) {
 		return 0;
 	}
-	/* Block for the first record, then take what is already there, up to a batch. */
+	/*
+	 * Block for the first record, then take what is already there, up to a batch of
+	 * 10,000 or for as long as timeout_ms (at least 1 ms) after the first record came:
+	 * the caller may have a command due then.
+	 */
+	uint64_t until = 0;
 	for (int i = 0; i < 10000; i++) {
+		if (i > 0 && (i & 63) == 0 && mono_us() >= until) {
+			break;
+		}
 		rd_kafka_message_t *rkm = rd_kafka_consumer_poll(k->consumer, i ? 0 : timeout_ms);
 		if (rkm == NULL) {
 			break;
+		}
+		if (i == 0) {
+			until = mono_us() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 1) * 1000;
 		}
 		if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			handle(k, ctl, rkm);

@@ -21,9 +21,16 @@
  * it is a terminal; a JSON report on stdout at the end. --save keeps the detail so that
  * `mqk-controller merge` can add several instances' reports up exactly.
  *
- * A run ends on --expect (that many distinct data messages), --idle (no message for so
- * many seconds, once one arrived), --duration, or SIGINT/SIGTERM. The exit status is 0
- * when the report shows no loss, 2 when it does, 1 on an error.
+ * With --command-every it also sends commands to random devices seen, and pairs their
+ * answers (commands.c): each command answered once by its own device, none twice, none
+ * by another device; round trip and delivery (command -> device) times.
+ *
+ * A run ends on --expect (that many distinct data messages) and --commands (that many
+ * commands sent and answered) when both given ones are reached, on --idle (no message
+ * for so many seconds, once one arrived), --duration, or SIGINT/SIGTERM. Then, but for a
+ * signal, it waits up to --wait seconds for the answers still due. The exit status is 0
+ * when the report shows no loss, 2 when it does (data lost, or commands unanswered,
+ * answered twice or by another device), 1 on an error.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -49,6 +56,8 @@
 #define DEFAULT_ANSWERS "devices/{id}/answers"
 #define DEFAULT_COMMAND_PAYLOAD "{\"action\":\"ping\"}"
 #define FLUSH_MS 10000
+#define DEFAULT_ANSWER_WAIT 5.0 /* run: seconds to wait for answers still due at the end */
+#define MAX_BURST 1000          /* commands sent per loop iteration, catching up */
 
 static volatile sig_atomic_t stopping;
 
@@ -62,11 +71,13 @@ static void on_signal(int sig)
 
 struct run_opts {
 	uint64_t expect;
+	uint64_t commands; /* --commands: at most that many, then end once all are answered */
 	double idle, duration, command_every;
 	const char *command_payload;
 	const char *save;
 	const char *device; /* command */
-	double wait;        /* command: seconds to wait for the answer */
+	double wait;        /* seconds to wait for answers (command: 0; run: see --wait) */
+	bool wait_given;
 	bool quiet;
 };
 
@@ -99,14 +110,19 @@ static void usage(FILE *out)
 		"  -i, --idle S             stop after S seconds without a message (once one "
 		"came)\n"
 		"  -d, --duration S         stop after S seconds\n"
-		"      --command-every S    send a command every S seconds to a random device "
-		"seen\n"
+		"      --command-every S    send a command every S seconds (fractions too: 0.002)\n"
+		"                           to a random device seen\n"
+		"      --commands N         send at most N commands; stop once all N are answered\n"
 		"      --command-payload P  its payload (default " DEFAULT_COMMAND_PAYLOAD ")\n"
+		"      --wait S             at the end, wait up to S seconds for answers still "
+		"due\n"
+		"                           (default 5; 0: do not wait)\n"
 		"  -s, --save FILE          also write the report with the detail merge needs\n"
 		"  -q, --quiet              no live line\n"
 		"Command:\n"
 		"      --device ID          the device (MQTT client id) to command\n"
-		"      --wait S             MQTT mode: wait up to S seconds for its answer\n"
+		"      --wait S             MQTT mode: wait up to S seconds for its answer "
+		"(default 0)\n"
 		"  -h, --help               this text\n"
 		"  -V, --version            versions\n");
 }
@@ -135,16 +151,22 @@ static bool parse_u64(const char *s, uint64_t *out)
 	return true;
 }
 
-static bool parse_secs(const char *s, double *out)
+static bool parse_secs0(const char *s, double *out)
 {
 	char *end;
 	errno = 0;
 	double v = strtod(s, &end);
-	if (errno || end == s || *end != '\0' || !(v > 0) || v > 1e7) {
+	if (errno || end == s || *end != '\0' || !(v >= 0) || v > 1e7) {
 		return false;
 	}
 	*out = v;
 	return true;
+}
+
+/* A positive number of seconds, fractions allowed, down to a microsecond. */
+static bool parse_secs(const char *s, double *out)
+{
+	return parse_secs0(s, out) && *out >= 1e-6;
 }
 
 /* answers_tpl with {id} as "+" (a filter matching every device's answers). */
@@ -165,6 +187,7 @@ enum {
 	OPT_COMMAND_MQTT,
 	OPT_ANSWERS,
 	OPT_COMMAND_EVERY,
+	OPT_COMMANDS,
 	OPT_COMMAND_PAYLOAD,
 	OPT_DEVICE,
 	OPT_WAIT,
@@ -185,6 +208,7 @@ static const struct option long_options[] = {
 	{"idle", required_argument, NULL, 'i'},
 	{"duration", required_argument, NULL, 'd'},
 	{"command-every", required_argument, NULL, OPT_COMMAND_EVERY},
+	{"commands", required_argument, NULL, OPT_COMMANDS},
 	{"command-payload", required_argument, NULL, OPT_COMMAND_PAYLOAD},
 	{"save", required_argument, NULL, 's'},
 	{"quiet", no_argument, NULL, 'q'},
@@ -295,9 +319,16 @@ static int parse(int argc, char **argv, struct settings *set, struct run_opts *o
 			break;
 		case OPT_COMMAND_EVERY:
 			if (!parse_secs(optarg, &o->command_every)) {
-				return fail(
-					"--command-every: '%s' is not a positive number of seconds",
-					optarg);
+				return fail("--command-every: '%s' is not a number of seconds "
+					    "(0.000001 or more)",
+					    optarg);
+			}
+			break;
+		case OPT_COMMANDS:
+			if (!parse_u64(optarg, &o->commands) || o->commands == 0 ||
+			    o->commands >= UINT32_MAX - 1) {
+				return fail("--commands: '%s' is not a positive number of commands",
+					    optarg);
 			}
 			break;
 		case OPT_COMMAND_PAYLOAD:
@@ -319,10 +350,10 @@ static int parse(int argc, char **argv, struct settings *set, struct run_opts *o
 			o->device = optarg;
 			break;
 		case OPT_WAIT:
-			if (!parse_secs(optarg, &o->wait)) {
-				return fail("--wait: '%s' is not a positive number of seconds",
-					    optarg);
+			if (!parse_secs0(optarg, &o->wait)) {
+				return fail("--wait: '%s' is not a number of seconds", optarg);
 			}
+			o->wait_given = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -350,6 +381,9 @@ static int parse(int argc, char **argv, struct settings *set, struct run_opts *o
 	}
 	if (strstr(set->command_mqtt, "{id}") == NULL) {
 		return fail("--command-mqtt: '%s' has no {id}", set->command_mqtt);
+	}
+	if (o->commands > 0 && o->command_every == 0) {
+		return fail("--commands: needs --command-every (how often to send them)");
 	}
 	if (set->mqtt_hosts && set->n_filters == 0) {
 		set->filters[set->n_filters++] = DEFAULT_FILTER;
@@ -406,15 +440,21 @@ static int source_poll(struct source *src, struct controller *ctl, int timeout_m
 static int source_command(struct source *src, struct controller *ctl, const struct command *cmd)
 {
 	char err[512];
+	uint64_t at = now_us(); /* the delivery and round trip times start here */
 	int rc = src->kafka ? kafka__command(src->kafka, ctl, cmd, err, sizeof(err))
 			    : mqtt__command(src->mqtt, cmd, err, sizeof(err));
 	if (rc != 0) {
 		fprintf(stderr, "mqk-controller: command to %s: %s\n", cmd->device, err);
 		ctl->report.commands_failed++;
+		ctl->refused++;
 		return -1;
 	}
 	ctl->report.commands_sent++;
-	commands__sent(&ctl->commands, cmd, now_us());
+	if (commands__sent(&ctl->commands, cmd, at) != 0) {
+		fprintf(stderr,
+			"mqk-controller: out of memory: the answer to %s will not be paired\n",
+			cmd->id);
+	}
 	return 0;
 }
 
@@ -440,15 +480,24 @@ static void source_close(struct source *src)
 
 /* ---- run ---- */
 
-/* A random device seen so far, or NULL when none was. */
+/*
+ * A random device seen so far, or NULL when none was. Every device is as likely: random
+ * slots of the table are tried until one holds a device (the table is at least 3/8 full
+ * once past 64 slots, so that takes a few tries, whatever the number of devices).
+ */
 static const char *random_device(const struct tally *devices)
 {
 	if (devices->n == 0) {
 		return NULL;
 	}
-	size_t target = (size_t)random() % devices->n;
-	for (size_t i = 0, k = 0; i < devices->cap; i++) {
-		if (devices->slots[i].key != NULL && k++ == target) {
+	for (int tries = 0; tries < 10000; tries++) {
+		size_t i = (size_t)random() & (devices->cap - 1);
+		if (devices->slots[i].key != NULL) {
+			return devices->slots[i].key;
+		}
+	}
+	for (size_t i = 0; i < devices->cap; i++) { /* never in practice */
+		if (devices->slots[i].key != NULL) {
 			return devices->slots[i].key;
 		}
 	}
@@ -482,14 +531,97 @@ static int print_report(const struct report *r, const char *save)
 	return rc;
 }
 
+/* Whether the goals given (--expect, --commands) are all reached; false when none is. */
+static bool goals_reached(const struct run_opts *o, const struct report *r)
+{
+	if (o->expect == 0 && o->commands == 0) {
+		return false;
+	}
+	if (o->expect > 0 && report__unique(r) < o->expect) {
+		return false;
+	}
+	return o->commands == 0 || (r->commands_sent >= o->commands && r->answers >= o->commands);
+}
+
+/*
+ * How long the source may block: until the next command is due (rounded up to a
+ * millisecond, the poll's unit; commands that fell due meanwhile go out together), at
+ * most 100 ms so that the end conditions and the live line are looked at.
+ */
+static int poll_timeout(uint64_t next_command)
+{
+	uint64_t now = mono_us();
+
+	if (next_command == 0) {
+		return 100;
+	}
+	if (now >= next_command) {
+		return 0;
+	}
+	uint64_t ms = (next_command - now + 999) / 1000;
+	return ms < 100 ? (int)ms : 100;
+}
+
+/*
+ * Sends the commands due at now, every `every` µs from next on, up to MAX_BURST of them:
+ * at high rates several per loop iteration, so that the rate holds whatever the poll
+ * took. Returns when the next one is due, or 0 when --commands were all sent.
+ */
+static uint64_t send_due(struct source *src, struct controller *ctl, const struct run_opts *o,
+			 uint64_t next, uint64_t every, uint64_t now)
+{
+	struct report *r = &ctl->report;
+
+	for (int i = 0; i < MAX_BURST && next <= now; i++) {
+		if (o->commands > 0 && r->commands_sent >= o->commands) {
+			return 0;
+		}
+		const char *device = random_device(&r->devices);
+		struct command cmd;
+		if (device == NULL) {
+			return now + every; /* no device seen yet: no backlog either */
+		}
+		if (commands__make(&ctl->commands, device, o->command_payload, ctl->set->answers,
+				   &cmd) == 0) {
+			source_command(src, ctl, &cmd);
+			command__free(&cmd);
+		}
+		next += every;
+	}
+	return o->commands > 0 && r->commands_sent >= o->commands ? 0 : next;
+}
+
+/*
+ * After the run: waits up to secs for the answers still due (commands sent that neither
+ * were answered nor failed), sending nothing more. The messages that come meanwhile are
+ * counted as usual.
+ */
+static int wait_for_answers(struct source *src, struct controller *ctl, double secs)
+{
+	const struct report *r = &ctl->report;
+	uint64_t end = mono_us() + (uint64_t)(secs * 1e6);
+
+	for (;;) {
+		uint64_t lost = r->commands_failed - ctl->refused; /* failed after sending */
+		if (stopping || r->answers + lost >= r->commands_sent || mono_us() >= end) {
+			return 0;
+		}
+		if (source_poll(src, ctl, 100) < 0) {
+			return 1;
+		}
+	}
+}
+
 static int run(struct controller *ctl, const struct run_opts *o)
 {
 	struct source src = {0};
 	bool live = !o->quiet && isatty(STDERR_FILENO);
 	uint64_t start = mono_us(), last_msg = 0, next_live = start + 1000000;
-	uint64_t next_command =
-		o->command_every > 0 ? start + (uint64_t)(o->command_every * 1e6) : 0;
+	/* At least 1 µs: parse_secs refuses less. */
+	uint64_t every = o->command_every > 0 ? (uint64_t)(o->command_every * 1e6 + 0.5) : 0;
+	uint64_t next_command = every ? start + every : 0;
 	uint64_t live_received = 0, live_us = 0;
+	double wait = o->wait_given ? o->wait : DEFAULT_ANSWER_WAIT;
 	int status = 0;
 
 	if (ctl->set->bootstrap && ctl->set->n_topics == 0) {
@@ -499,7 +631,7 @@ static int run(struct controller *ctl, const struct run_opts *o)
 		return 1;
 	}
 	while (!stopping) {
-		int n = source_poll(&src, ctl, 100);
+		int n = source_poll(&src, ctl, poll_timeout(next_command));
 		uint64_t now = mono_us();
 		if (n < 0) {
 			status = 1;
@@ -508,7 +640,7 @@ static int run(struct controller *ctl, const struct run_opts *o)
 		if (n > 0) {
 			last_msg = now;
 		}
-		if (o->expect && report__unique(&ctl->report) >= o->expect) {
+		if (goals_reached(o, &ctl->report)) {
 			break;
 		}
 		if (o->idle > 0 && last_msg && now - last_msg >= (uint64_t)(o->idle * 1e6)) {
@@ -518,14 +650,7 @@ static int run(struct controller *ctl, const struct run_opts *o)
 			break;
 		}
 		if (next_command && now >= next_command) {
-			const char *device = random_device(&ctl->report.devices);
-			struct command cmd;
-			if (device && commands__make(&ctl->commands, device, o->command_payload,
-						     ctl->set->answers, &cmd) == 0) {
-				source_command(&src, ctl, &cmd);
-				command__free(&cmd);
-			}
-			next_command += (uint64_t)(o->command_every * 1e6);
+			next_command = send_due(&src, ctl, o, next_command, every, now);
 		}
 		if (live && now >= next_live) {
 			char line[256];
@@ -540,12 +665,18 @@ static int run(struct controller *ctl, const struct run_opts *o)
 	}
 	if (ctl->report.commands_sent > 0) {
 		source_flush(&src, ctl);
+		if (status == 0 && wait > 0) {
+			status = wait_for_answers(&src, ctl, wait);
+		}
 	}
 	source_close(&src);
 
 	int rc = print_report(&ctl->report, o->save);
-	if (status == 0) {
-		status = rc ? rc : report__lossy(&ctl->report) ? 2 : 0;
+	if (status == 0 && rc != 0) {
+		status = rc;
+	} else if (status == 0 &&
+		   (report__lossy(&ctl->report) || report__commands_lossy(&ctl->report))) {
+		status = 2;
 	}
 	return status;
 }
@@ -649,7 +780,7 @@ static int merge(int argc, char **argv, int first, uint64_t expect, const char *
 	}
 	if (status == 0) {
 		status = print_report(&r, save);
-		if (status == 0 && report__lossy(&r)) {
+		if (status == 0 && (report__lossy(&r) || report__commands_lossy(&r))) {
 			status = 2;
 		}
 	}

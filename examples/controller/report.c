@@ -8,6 +8,11 @@
  * the latency histogram (arrival time minus the payload's send time, both this
  * machine's CLOCK_REALTIME).
  *
+ * Commands (commands.c): sent, failed, answered by their own device once, unanswered
+ * (sent minus answered), duplicates, misdelivered and unmatched answers, and two
+ * histograms: the round trip (command sent -> answer here) and the delivery (command
+ * sent -> the device's answer time in its payload: one way, one machine's clock).
+ *
  * The report with "detail" carries the ranges and histogram buckets themselves, so
  * that `mqk-controller merge` can add up several instances exactly: a device whose
  * partition moved from one instance to another mid-run has its numbers split over two
@@ -52,6 +57,7 @@ void report__free(struct report *r)
 {
 	hist__free(&r->latency);
 	hist__free(&r->rtt);
+	hist__free(&r->delivery);
 	tally__free(&r->devices);
 	tally__free(&r->brokers);
 }
@@ -133,6 +139,17 @@ bool report__lossy(const struct report *r)
 	return d.lost > 0 || b.lost > 0 || (r->expect > 0 && d.unique < r->expect);
 }
 
+uint64_t report__unanswered(const struct report *r)
+{
+	return r->commands_sent > r->answers ? r->commands_sent - r->answers : 0;
+}
+
+bool report__commands_lossy(const struct report *r)
+{
+	return r->commands_sent > 0 && (report__unanswered(r) > 0 || r->answers_duplicate > 0 ||
+					r->answers_misdelivered > 0);
+}
+
 void report__live(const struct report *r, uint64_t now, uint64_t *prev_received, uint64_t *prev_us,
 		  char *buf, size_t size)
 {
@@ -142,9 +159,12 @@ void report__live(const struct report *r, uint64_t now, uint64_t *prev_received,
 
 	snprintf(buf, size,
 		 "received %" PRIu64 " (%.0f/s)  devices %zu  lost %" PRIu64 "  dup %" PRIu64
-		 "  p99 %.1f ms  answers %" PRIu64 "/%" PRIu64,
+		 "  p99 %.1f ms  answers %" PRIu64 "/%" PRIu64 " (dup %" PRIu64
+		 ", misdelivered %" PRIu64 ")  delivery p99 %.1f ms",
 		 r->received, rate, r->devices.n, d.lost, d.duplicates,
-		 (double)hist__percentile(&r->latency, 99) / 1000.0, r->answers, r->commands_sent);
+		 (double)hist__percentile(&r->latency, 99) / 1000.0, r->answers, r->commands_sent,
+		 r->answers_duplicate, r->answers_misdelivered,
+		 (double)hist__percentile(&r->delivery, 99) / 1000.0);
 	*prev_received = r->received;
 	*prev_us = now;
 }
@@ -264,8 +284,12 @@ cJSON *report__json(const struct report *r, bool detail)
 	cJSON_AddNumberToObject(cmd, "sent", (double)r->commands_sent);
 	cJSON_AddNumberToObject(cmd, "failed", (double)r->commands_failed);
 	cJSON_AddNumberToObject(cmd, "answered", (double)r->answers);
+	cJSON_AddNumberToObject(cmd, "unanswered", (double)report__unanswered(r));
+	cJSON_AddNumberToObject(cmd, "duplicates", (double)r->answers_duplicate);
+	cJSON_AddNumberToObject(cmd, "misdelivered", (double)r->answers_misdelivered);
 	cJSON_AddNumberToObject(cmd, "unmatched", (double)r->answers_unmatched);
 	cJSON_AddItemToObject(cmd, "rtt_us", percentiles(&r->rtt));
+	cJSON_AddItemToObject(cmd, "delivery_us", percentiles(&r->delivery));
 
 	if (detail) {
 		cJSON *det = cJSON_AddObjectToObject(o, "detail");
@@ -275,6 +299,7 @@ cJSON *report__json(const struct report *r, bool detail)
 		tally__each(&r->brokers, track_detail, cJSON_AddObjectToObject(det, "brokers"));
 		cJSON_AddItemToObject(det, "latency", hist_detail(&r->latency));
 		cJSON_AddItemToObject(det, "rtt", hist_detail(&r->rtt));
+		cJSON_AddItemToObject(det, "delivery", hist_detail(&r->delivery));
 	}
 	return o;
 }
@@ -289,6 +314,13 @@ static bool get_u64(const cJSON *o, const char *name, uint64_t *out)
 	}
 	*out = (uint64_t)n->valuedouble;
 	return true;
+}
+
+/* Like get_u64, but a counter that is absent (a report saved by an older version) is 0. */
+static bool get_u64_or_0(const cJSON *o, const char *name, uint64_t *out)
+{
+	*out = 0;
+	return !cJSON_HasObjectItem(o, name) || get_u64(o, name, out);
 }
 
 static int load_hist(struct hist *h, const cJSON *o)
@@ -361,14 +393,17 @@ int report__merge_json(struct report *r, const cJSON *json, char *errstr, size_t
 	const cJSON *det = cJSON_GetObjectItemCaseSensitive(json, "detail");
 	const cJSON *cmd = cJSON_GetObjectItemCaseSensitive(json, "commands");
 	uint64_t instances = 0, received = 0, foreign = 0, early = 0, first = 0, last = 0;
-	uint64_t sent = 0, failed = 0, answered = 0, unmatched = 0;
+	uint64_t sent = 0, failed = 0, answered = 0, unmatched = 0, duplicates = 0,
+		 misdelivered = 0;
 
 	if (!cJSON_IsObject(det) || !get_u64(json, "instances", &instances) ||
 	    !get_u64(json, "received", &received) || !get_u64(json, "foreign", &foreign) ||
 	    !get_u64(json, "early", &early) || !get_u64(det, "first_us", &first) ||
 	    !get_u64(det, "last_us", &last) || !get_u64(cmd, "sent", &sent) ||
 	    !get_u64(cmd, "failed", &failed) || !get_u64(cmd, "answered", &answered) ||
-	    !get_u64(cmd, "unmatched", &unmatched)) {
+	    !get_u64(cmd, "unmatched", &unmatched) ||
+	    !get_u64_or_0(cmd, "duplicates", &duplicates) ||
+	    !get_u64_or_0(cmd, "misdelivered", &misdelivered)) {
 		snprintf(errstr, errstr_size,
 			 "not a report saved by mqk-controller --save (no \"detail\" or a counter "
 			 "missing)");
@@ -377,7 +412,8 @@ int report__merge_json(struct report *r, const cJSON *json, char *errstr, size_t
 	if (load_tally(&r->devices, cJSON_GetObjectItemCaseSensitive(det, "devices")) != 0 ||
 	    load_tally(&r->brokers, cJSON_GetObjectItemCaseSensitive(det, "brokers")) != 0 ||
 	    load_hist(&r->latency, cJSON_GetObjectItemCaseSensitive(det, "latency")) != 0 ||
-	    load_hist(&r->rtt, cJSON_GetObjectItemCaseSensitive(det, "rtt")) != 0) {
+	    load_hist(&r->rtt, cJSON_GetObjectItemCaseSensitive(det, "rtt")) != 0 ||
+	    load_hist(&r->delivery, cJSON_GetObjectItemCaseSensitive(det, "delivery")) != 0) {
 		snprintf(errstr, errstr_size, "a malformed range, histogram or device entry");
 		return -1;
 	}
@@ -396,5 +432,7 @@ int report__merge_json(struct report *r, const cJSON *json, char *errstr, size_t
 	r->commands_failed += failed;
 	r->answers += answered;
 	r->answers_unmatched += unmatched;
+	r->answers_duplicate += duplicates;
+	r->answers_misdelivered += misdelivered;
 	return 0;
 }

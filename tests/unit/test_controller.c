@@ -2,7 +2,9 @@
  * test_controller.c - mqk-controller's counting: sequence sets (gaps, duplicates,
  * reordering, merging ranges), the latency histogram (buckets, percentiles against a
  * sorted copy), the per-sender tally, the report (loss audit per broker, JSON) and the
- * merge of two instances' reports, and command/answer pairing.
+ * merge of two instances' reports (the commands' counters and histograms too), and
+ * command/answer pairing: by id and by echoed payload, duplicates, answers from another
+ * device, unmatched ones, round trip and delivery times, 50,000 commands.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -285,7 +287,15 @@ static void test_merge(void **state)
 	arrive(&b, "d2", 2, 100, 5000, NULL, 0); /* 1 lost */
 	a.commands_sent = 3;
 	b.answers = 2;
+	b.commands_sent = 1;
 	hist__record(&b.rtt, 777);
+	a.answers_duplicate = 1;
+	b.answers_duplicate = 2;
+	b.answers_misdelivered = 4;
+	a.answers_unmatched = 5;
+	hist__record(&a.delivery, 300);
+	hist__record(&b.delivery, 100);
+	hist__record(&b.delivery, 200);
 
 	report__init(&m, "merged");
 	m.instances = 0;
@@ -307,10 +317,41 @@ static void test_merge(void **state)
 	assert_int_equal(num(j, "audit.duplicates"), 10);
 	assert_int_equal(num(j, "latency_us.count"), 112);
 	assert_int_equal(num(j, "latency_us.max"), 4900);
-	assert_int_equal(num(j, "commands.sent"), 3);
+	assert_int_equal(num(j, "commands.sent"), 4);
 	assert_int_equal(num(j, "commands.answered"), 2);
+	assert_int_equal(num(j, "commands.unanswered"), 2);
+	assert_int_equal(num(j, "commands.duplicates"), 3);
+	assert_int_equal(num(j, "commands.misdelivered"), 4);
+	assert_int_equal(num(j, "commands.unmatched"), 5);
 	assert_int_equal(num(j, "commands.rtt_us.p50"), 777);
+	assert_int_equal(num(j, "commands.delivery_us.count"), 3);
+	assert_int_equal(num(j, "commands.delivery_us.p50"), 200);
+	assert_int_equal(num(j, "commands.delivery_us.max"), 300);
+	assert_int_equal(num(j, "commands.delivery_us.min"), 100);
+	assert_true(report__commands_lossy(&m));
 	cJSON_Delete(j);
+
+	/* A report saved before duplicates, misdelivered and delivery existed still merges. */
+	struct report old;
+	report__init(&old, "merged");
+	old.instances = 0;
+	cJSON *po = cJSON_Parse(tb);
+	cJSON *pcmd = cJSON_GetObjectItemCaseSensitive(po, "commands");
+	cJSON_DeleteItemFromObjectCaseSensitive(pcmd, "duplicates");
+	cJSON_DeleteItemFromObjectCaseSensitive(pcmd, "misdelivered");
+	cJSON_DeleteItemFromObjectCaseSensitive(pcmd, "delivery_us");
+	cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(po, "detail"),
+						"delivery");
+	assert_int_equal(report__merge_json(&old, po, err, sizeof(err)), 0);
+	assert_int_equal(old.answers, 2);
+	assert_int_equal(old.answers_duplicate, 0);
+	assert_int_equal(old.delivery.total, 0);
+	assert_int_equal(old.rtt.total, 1);
+	/* But a counter that is there must be a number. */
+	cJSON_AddStringToObject(pcmd, "duplicates", "two");
+	assert_int_equal(report__merge_json(&old, po, err, sizeof(err)), -1);
+	cJSON_Delete(po);
+	report__free(&old);
 
 	/* A report without detail, or broken, is refused with a reason. */
 	cJSON *plain = report__json(&a, false);
@@ -341,12 +382,20 @@ static void test_merge(void **state)
 
 /* ---- commands ---- */
 
-static void answer(struct commands *c, struct report *r, const char *device, const char *id)
+/* An answer of device to the command whose id (or echoed payload) is id, sent at sent. */
+static enum answer answer_at(struct commands *c, struct report *r, const char *device,
+			     const char *id, uint64_t sent, uint64_t now)
 {
 	unsigned char buf[512];
-	size_t n = mqk_payload_encode_answer(buf, sizeof(buf), device, strlen(device), 0, 1, id,
+	size_t n = mqk_payload_encode_answer(buf, sizeof(buf), device, strlen(device), 0, sent, id,
 					     strlen(id));
-	commands__answer(c, r, buf, n, 1000);
+	assert_true(n > 0);
+	return commands__answer(c, r, buf, n, now);
+}
+
+static enum answer answer(struct commands *c, struct report *r, const char *device, const char *id)
+{
+	return answer_at(c, r, device, id, 1, 1000);
 }
 
 static void test_commands(void **state)
@@ -369,23 +418,164 @@ static void test_commands(void **state)
 	assert_string_equal(json.payload, expected);
 	assert_string_equal(text.payload, "reboot"); /* not JSON: as given */
 
-	commands__sent(&c, &json, 400);
-	commands__sent(&c, &text, 600);
-	answer(&c, &r, "ue-2", "reboot"); /* v3.1.1: the payload echoed */
-	answer(&c, &r, "ue-1", json.id);  /* v5: the correlation data */
-	answer(&c, &r, "ue-1", json.id);  /* again: no command waits for it */
-	commands__answer(&c, &r, "junk", 4, 1000);
+	/* Nothing sent yet: whatever comes is unmatched. */
+	assert_int_equal(answer(&c, &r, "ue-1", json.id), ANSWER_UNMATCHED);
+	assert_int_equal(commands__sent(&c, &json, 400), 0);
+	assert_int_equal(commands__sent(&c, &text, 600), 0);
+	assert_int_equal(commands__sent(&c, &text, 700), -1); /* the same id twice */
+	assert_int_equal(c.n, 2);
+	assert_int_equal(answer_at(&c, &r, "ue-2", "reboot", 650, 1000),
+			 ANSWER_OK); /* v3.1.1: the payload echoed */
+	assert_int_equal(answer_at(&c, &r, "ue-1", json.id, 420, 1000),
+			 ANSWER_OK); /* v5: the correlation data */
+	assert_int_equal(answer(&c, &r, "ue-1", json.id), ANSWER_DUPLICATE);
+	assert_int_equal(answer(&c, &r, "ue-1", json.payload), ANSWER_DUPLICATE); /* echoed */
+	assert_int_equal(answer(&c, &r, "ue-9", json.id), ANSWER_MISDELIVERED);
+	assert_int_equal(commands__answer(&c, &r, "junk", 4, 1000), ANSWER_UNMATCHED);
+	assert_int_equal(answer(&c, &r, "ue-1", "mqkc-not-ours-1"), ANSWER_UNMATCHED);
 	assert_int_equal(r.answers, 2);
-	assert_int_equal(r.answers_unmatched, 2);
+	assert_int_equal(c.answered, 2);
+	assert_int_equal(r.answers_duplicate, 2);
+	assert_int_equal(r.answers_misdelivered, 1);
+	assert_int_equal(r.answers_unmatched, 3);
 	assert_int_equal(r.rtt.min, 400);
 	assert_int_equal(r.rtt.max, 600);
-	assert_int_equal(c.n, 0);
+	assert_int_equal(r.delivery.total, 2);
+	assert_int_equal(r.delivery.min, 20); /* ue-1 answered 20 µs after it was sent */
+	assert_int_equal(r.delivery.max, 50);
+
+	r.commands_sent = 2;
+	cJSON *j = report__json(&r, false);
+	assert_int_equal(num(j, "commands.answered"), 2);
+	assert_int_equal(num(j, "commands.unanswered"), 0);
+	assert_int_equal(num(j, "commands.duplicates"), 2);
+	assert_int_equal(num(j, "commands.misdelivered"), 1);
+	assert_int_equal(num(j, "commands.unmatched"), 3);
+	assert_int_equal(num(j, "commands.rtt_us.count"), 2);
+	assert_int_equal(num(j, "commands.delivery_us.count"), 2);
+	assert_int_equal(num(j, "commands.delivery_us.max"), 50);
+	assert_int_equal(num(j, "commands.delivery_us.p99"), 50);
+	assert_true(num(j, "commands.delivery_us.p99_9") >= 50);
+	cJSON_Delete(j);
+	char line[256];
+	uint64_t prev_received = 0, prev_us = 0;
+	report__live(&r, 2000000, &prev_received, &prev_us, line, sizeof(line));
+	assert_non_null(strstr(line, "answers 2/2 (dup 2, misdelivered 1)  delivery p99 0.1 ms"));
+	assert_true(report__commands_lossy(&r)); /* duplicates, misdelivered */
+	assert_false(report__lossy(&r));         /* data loss is another matter */
 
 	char *e = expand_id("no-placeholder", "x");
 	assert_string_equal(e, "no-placeholder");
 	free(e);
 	command__free(&json);
 	command__free(&text);
+	commands__free(&c);
+	report__free(&r);
+}
+
+/* Commands whose payload is not a JSON object share it: pairing by device, oldest first. */
+static void test_commands_same_payload(void **state)
+{
+	struct commands c = {0};
+	struct report r;
+	struct command cmd;
+	const char *targets[] = {"ue-1", "ue-2", "ue-1"};
+
+	(void)state;
+	report__init(&r, "mqtt");
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(commands__make(&c, targets[i], "reboot", "a/{id}", &cmd), 0);
+		assert_int_equal(commands__sent(&c, &cmd, 100 * (i + 1)), 0);
+		command__free(&cmd);
+	}
+	assert_int_equal(answer_at(&c, &r, "ue-3", "reboot", 1, 1000), ANSWER_MISDELIVERED);
+	assert_int_equal(answer_at(&c, &r, "ue-1", "reboot", 1, 1000), ANSWER_OK); /* sent 100 */
+	assert_int_equal(answer_at(&c, &r, "ue-2", "reboot", 1, 1000), ANSWER_OK); /* 200 */
+	assert_int_equal(answer_at(&c, &r, "ue-1", "reboot", 1, 1000), ANSWER_OK); /* 300 */
+	assert_int_equal(answer_at(&c, &r, "ue-1", "reboot", 1, 1000), ANSWER_DUPLICATE);
+	assert_int_equal(r.rtt.min, 700);
+	assert_int_equal(r.rtt.max, 900);
+	assert_int_equal(r.answers, 3);
+	commands__free(&c);
+	report__free(&r);
+}
+
+/*
+ * 50,000 commands to 1,000 devices, answered in a shuffled order: each once (half by
+ * id, half by echoed payload), then duplicates, answers from the wrong device, and the
+ * wrong device first then the right one. With a linear scan this is 10^9 comparisons.
+ */
+static void test_commands_many(void **state)
+{
+	enum { N = 50000, DEVICES = 1000 };
+	struct commands c = {0};
+	struct report r;
+	static struct command cmds[N];
+	static size_t order[N];
+	char device[32];
+
+	(void)state;
+	report__init(&r, "kafka");
+	for (size_t i = 0; i < N; i++) {
+		snprintf(device, sizeof(device), "ue-%05zu", i % DEVICES);
+		assert_int_equal(commands__make(&c, device, "{\"action\":\"ping\"}",
+						"devices/{id}/answers", &cmds[i]),
+				 0);
+		assert_int_equal(commands__sent(&c, &cmds[i], 1000000 + i), 0);
+		r.commands_sent++;
+		order[i] = i;
+	}
+	srandom(7);
+	for (size_t i = N - 1; i > 0; i--) {
+		size_t k = (size_t)random() % (i + 1), t = order[i];
+		order[i] = order[k];
+		order[k] = t;
+	}
+	assert_true(report__commands_lossy(&r)); /* all unanswered */
+	/* The first 100 in the shuffled order get an answer from the next device first. */
+	for (size_t i = 0; i < 100; i++) {
+		struct command *cmd = &cmds[order[i]];
+		snprintf(device, sizeof(device), "ue-%05zu", (order[i] + 1) % DEVICES);
+		assert_int_equal(answer(&c, &r, device, i % 2 ? cmd->id : cmd->payload),
+				 ANSWER_MISDELIVERED);
+	}
+	for (size_t i = 0; i < N; i++) {
+		struct command *cmd = &cmds[order[i]];
+		/* The device answers 250 µs after the command was sent, the answer is here
+		 * 1,000 µs after that. */
+		uint64_t sent = 1000000 + order[i];
+		assert_int_equal(answer_at(&c, &r, cmd->device, i % 2 ? cmd->id : cmd->payload,
+					   sent + 250, sent + 1250),
+				 ANSWER_OK);
+	}
+	assert_int_equal(r.answers, N);
+	assert_int_equal(report__unanswered(&r), 0);
+	for (size_t i = 0; i < 10; i++) {
+		assert_int_equal(answer(&c, &r, cmds[i].device, cmds[i].id), ANSWER_DUPLICATE);
+	}
+	assert_int_equal(r.answers, N);
+	assert_int_equal(r.answers_duplicate, 10);
+	assert_int_equal(r.answers_misdelivered, 100);
+	assert_int_equal(r.answers_unmatched, 0);
+	assert_int_equal(r.delivery.total, N);
+	assert_int_equal(r.delivery.min, 250);
+	assert_int_equal(r.delivery.max, 250);
+	assert_int_equal(hist__percentile(&r.rtt, 99), 1250);
+	assert_true(report__commands_lossy(&r));
+
+	/* Without the duplicates and misdelivered answers: exact. */
+	r.answers_duplicate = r.answers_misdelivered = 0;
+	assert_false(report__commands_lossy(&r));
+	/* And a run that sent nothing is never command-lossy. */
+	struct report none;
+	report__init(&none, "kafka");
+	none.answers_unmatched = 3;
+	assert_false(report__commands_lossy(&none));
+	report__free(&none);
+
+	for (size_t i = 0; i < N; i++) {
+		command__free(&cmds[i]);
+	}
 	commands__free(&c);
 	report__free(&r);
 }
@@ -403,6 +593,8 @@ int main(void)
 		cmocka_unit_test(test_report_audit_gap),
 		cmocka_unit_test(test_merge),
 		cmocka_unit_test(test_commands),
+		cmocka_unit_test(test_commands_same_payload),
+		cmocka_unit_test(test_commands_many),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
