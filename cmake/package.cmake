@@ -93,7 +93,7 @@ if(MQK_GZIP)
     install(FILES "${PROJECT_BINARY_DIR}/debian/changelog.gz"
             DESTINATION ${CMAKE_INSTALL_DOCDIR}
             PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
-    foreach(page mqk-devkafka mqk-loadgen mqk-controller)
+    foreach(page mqk-devkafka mqk-loadgen mqk-controller mqk-router)
         configure_file("${PROJECT_SOURCE_DIR}/docs/man/${page}.1"
                        "${PROJECT_BINARY_DIR}/debian/${page}.1" COPYONLY)
         execute_process(COMMAND ${MQK_GZIP} -9nf "${PROJECT_BINARY_DIR}/debian/${page}.1")

@@ -17,7 +17,8 @@ import harness
 from harness import HDR, V311
 
 PKG = "mosquitto-kafka"
-TOOLS = ("/usr/bin/mqk-devkafka", "/usr/bin/mqk-loadgen", "/usr/bin/mqk-controller")
+TOOLS = ("/usr/bin/mqk-devkafka", "/usr/bin/mqk-loadgen", "/usr/bin/mqk-controller",
+         "/usr/bin/mqk-router")
 PLUGIN_PATH = "/usr/lib/x86_64-linux-gnu/mosquitto_kafka.so"
 CONFFILE = "/etc/mosquitto/conf.d/mosquitto-kafka.conf"
 
