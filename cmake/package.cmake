@@ -8,9 +8,10 @@
 #   /etc/mosquitto/conf.d/mosquitto-kafka.conf       all comments: enables nothing (conffile)
 #   /usr/bin/mqk-devkafka                            a mock Kafka cluster for trying it out
 #   /usr/bin/mqk-loadgen, /usr/bin/mqk-controller    the study's load simulator and controller
+#   /usr/bin/mqk-router                              targeted mode's command router
 #   /usr/include/mosquitto_kafka.h                   header and envelope names for consumers
 #   /usr/include/mqk_payload.h                       mqk-loadgen's payload layout
-#   /usr/share/man/man1/mqk-*.1.gz                   the three tools' manual pages
+#   /usr/share/man/man1/mqk-*.1.gz                   the four tools' manual pages
 #   /usr/share/doc/mosquitto-kafka/{README.md,copyright}
 #
 # Depends are computed by dpkg-shlibdeps (librdkafka1, libcjson1, libmosquitto1, libc6)
@@ -40,13 +41,16 @@ set(CPACK_DEBIAN_PACKAGE_DESCRIPTION
 whose topic matches a configured route is produced to a Kafka topic with
 librdkafka, with its MQTT metadata (topic, client id, QoS, MQTT v5 properties,
 a per-route sequence number) as Kafka record headers, raw or as a JSON
-envelope.
+envelope. The other way, it consumes command records from Kafka and publishes
+each to the one MQTT client it names, on whichever broker of a cluster that
+client is connected to.
 
 The package installs the plugin, a commented-out configuration file in
 /etc/mosquitto/conf.d, mqk-devkafka, a mock Kafka cluster for trying it
-out, mqk-loadgen, which simulates thousands of MQTT devices, and
+out, mqk-loadgen, which simulates thousands of MQTT devices,
 mqk-controller, a Kafka consumer that measures loss and latency and sends
-commands to devices.")
+commands to devices, and mqk-router, which routes commands to the broker
+holding each device.")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "mosquitto (>= 2.0)")
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS OFF)
