@@ -47,6 +47,7 @@
 
 #include <mosquitto_kafka.h>
 
+#include "cli.h"
 #include "controller.h"
 
 #define DEFAULT_GROUP "mqk-controller"
@@ -127,18 +128,6 @@ static void usage(FILE *out)
 		"  -V, --version            versions\n");
 }
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("Error: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	return 1;
-}
-
 static bool parse_u64(const char *s, uint64_t *out)
 {
 	char *end;
@@ -149,24 +138,6 @@ static bool parse_u64(const char *s, uint64_t *out)
 	}
 	*out = v;
 	return true;
-}
-
-static bool parse_secs0(const char *s, double *out)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || *end != '\0' || !(v >= 0) || v > 1e7) {
-		return false;
-	}
-	*out = v;
-	return true;
-}
-
-/* A positive number of seconds, fractions allowed, down to a microsecond. */
-static bool parse_secs(const char *s, double *out)
-{
-	return parse_secs0(s, out) && *out >= 1e-6;
 }
 
 /* answers_tpl with {id} as "+" (a filter matching every device's answers). */
@@ -249,7 +220,7 @@ static int parse(int argc, char **argv, struct settings *set, struct run_opts *o
 			break;
 		case 't':
 			if (!add(set->topics, &set->n_topics, optarg)) {
-				return fail("-t: at most %d topics", MAX_LIST);
+				return cli_fail("-t: at most %d topics", MAX_LIST);
 			}
 			break;
 		case 'g':
@@ -257,10 +228,10 @@ static int parse(int argc, char **argv, struct settings *set, struct run_opts *o
 			break;
 		case 'X':
 			if (strchr(optarg, '=') == NULL) {
-				return fail("-X: '%s' is not name=value", optarg);
+				return cli_fail("-X: '%s' is not name=value", optarg);
 			}
 			if (!add(set->props, &set->n_props, optarg)) {
-				return fail("-X: at most %d properties", MAX_LIST);
+				return cli_fail("-X: at most %d properties", MAX_LIST);
 			}
 			break;
 		case OPT_COMMAND_TOPIC:
@@ -271,16 +242,16 @@ static int parse(int argc, char **argv, struct settings *set, struct run_opts *o
 			break;
 		case 'f':
 			if (mosquitto_sub_topic_check(optarg) != MOSQ_ERR_SUCCESS) {
-				return fail("--filter: '%s' is not a valid MQTT topic filter",
-					    optarg);
+				return cli_fail("--filter: '%s' is not a valid MQTT topic filter",
+						optarg);
 			}
 			if (!add(set->filters, &set->n_filters, optarg)) {
-				return fail("--filter: at most %d filters", MAX_LIST);
+				return cli_fail("--filter: at most %d filters", MAX_LIST);
 			}
 			break;
 		case OPT_QOS:
 			if (!parse_u64(optarg, &v) || v > 2) {
-				return fail("--qos: '%s' is not 0, 1 or 2", optarg);
+				return cli_fail("--qos: '%s' is not 0, 1 or 2", optarg);
 			}
 			set->qos = (int)v;
 			break;
@@ -290,7 +261,7 @@ static int parse(int argc, char **argv, struct settings *set, struct run_opts *o
 			} else if (strcmp(optarg, "5") == 0) {
 				set->protocol = MQTT_PROTOCOL_V5;
 			} else {
-				return fail("--protocol: '%s' is not 311 or 5", optarg);
+				return cli_fail("--protocol: '%s' is not 311 or 5", optarg);
 			}
 			break;
 		case OPT_COMMAND_MQTT:
@@ -301,34 +272,37 @@ static int parse(int argc, char **argv, struct settings *set, struct run_opts *o
 			break;
 		case 'e':
 			if (!parse_u64(optarg, &o->expect) || o->expect == 0) {
-				return fail("--expect: '%s' is not a positive number of messages",
-					    optarg);
+				return cli_fail(
+					"--expect: '%s' is not a positive number of messages",
+					optarg);
 			}
 			break;
 		case 'i':
-			if (!parse_secs(optarg, &o->idle)) {
-				return fail("--idle: '%s' is not a positive number of seconds",
-					    optarg);
+			if (!cli_parse_seconds(optarg, 1e-6, 1e7, &o->idle)) {
+				return cli_fail("--idle: '%s' is not a positive number of seconds",
+						optarg);
 			}
 			break;
 		case 'd':
-			if (!parse_secs(optarg, &o->duration)) {
-				return fail("--duration: '%s' is not a positive number of seconds",
-					    optarg);
+			if (!cli_parse_seconds(optarg, 1e-6, 1e7, &o->duration)) {
+				return cli_fail(
+					"--duration: '%s' is not a positive number of seconds",
+					optarg);
 			}
 			break;
 		case OPT_COMMAND_EVERY:
-			if (!parse_secs(optarg, &o->command_every)) {
-				return fail("--command-every: '%s' is not a number of seconds "
-					    "(0.000001 or more)",
-					    optarg);
+			if (!cli_parse_seconds(optarg, 1e-6, 1e7, &o->command_every)) {
+				return cli_fail("--command-every: '%s' is not a number of seconds "
+						"(0.000001 or more)",
+						optarg);
 			}
 			break;
 		case OPT_COMMANDS:
 			if (!parse_u64(optarg, &o->commands) || o->commands == 0 ||
 			    o->commands >= UINT32_MAX - 1) {
-				return fail("--commands: '%s' is not a positive number of commands",
-					    optarg);
+				return cli_fail(
+					"--commands: '%s' is not a positive number of commands",
+					optarg);
 			}
 			break;
 		case OPT_COMMAND_PAYLOAD:
@@ -342,16 +316,17 @@ static int parse(int argc, char **argv, struct settings *set, struct run_opts *o
 			break;
 		case OPT_DEVICE:
 			if (optarg[0] == '\0' || strpbrk(optarg, "+#/")) {
-				return fail("--device: '%s' is not a client id ('+', '#', '/' and "
-					    "empty "
-					    "are not allowed)",
-					    optarg);
+				return cli_fail(
+					"--device: '%s' is not a client id ('+', '#', '/' and "
+					"empty "
+					"are not allowed)",
+					optarg);
 			}
 			o->device = optarg;
 			break;
 		case OPT_WAIT:
-			if (!parse_secs0(optarg, &o->wait)) {
-				return fail("--wait: '%s' is not a number of seconds", optarg);
+			if (!cli_parse_seconds(optarg, 0, 1e7, &o->wait)) {
+				return cli_fail("--wait: '%s' is not a number of seconds", optarg);
 			}
 			o->wait_given = true;
 			break;
@@ -371,19 +346,19 @@ static int parse(int argc, char **argv, struct settings *set, struct run_opts *o
 		}
 	}
 	if (set->bootstrap && set->mqtt_hosts) {
-		return fail("--bootstrap and --mqtt: choose Kafka mode or MQTT mode");
+		return cli_fail("--bootstrap and --mqtt: choose Kafka mode or MQTT mode");
 	}
 	if (!set->bootstrap && !set->mqtt_hosts) {
-		return fail("--bootstrap (Kafka mode) or --mqtt (MQTT mode) is required");
+		return cli_fail("--bootstrap (Kafka mode) or --mqtt (MQTT mode) is required");
 	}
 	if (strstr(set->answers, "{id}") == NULL) {
-		return fail("--answers: '%s' has no {id}", set->answers);
+		return cli_fail("--answers: '%s' has no {id}", set->answers);
 	}
 	if (strstr(set->command_mqtt, "{id}") == NULL) {
-		return fail("--command-mqtt: '%s' has no {id}", set->command_mqtt);
+		return cli_fail("--command-mqtt: '%s' has no {id}", set->command_mqtt);
 	}
 	if (o->commands > 0 && o->command_every == 0) {
-		return fail("--commands: needs --command-every (how often to send them)");
+		return cli_fail("--commands: needs --command-every (how often to send them)");
 	}
 	if (set->mqtt_hosts && set->n_filters == 0) {
 		set->filters[set->n_filters++] = DEFAULT_FILTER;
@@ -426,7 +401,7 @@ static int source_open(struct source *src, struct controller *ctl)
 		src->mqtt = mqtt__open(ctl->set, ctl, err, sizeof(err));
 	}
 	if (!src->kafka && !src->mqtt) {
-		return fail("%s", err);
+		return cli_fail("%s", err);
 	}
 	return 0;
 }
@@ -512,7 +487,7 @@ static int print_report(const struct report *r, const char *save)
 
 	if (text == NULL) {
 		cJSON_Delete(json);
-		return fail("out of memory printing the report");
+		return cli_fail("out of memory printing the report");
 	}
 	printf("%s\n", text);
 	free(text);
@@ -522,7 +497,7 @@ static int print_report(const struct report *r, const char *save)
 		json = report__json(r, true);
 		text = cJSON_PrintUnformatted(json);
 		if (f == NULL || text == NULL || fprintf(f, "%s\n", text) < 0 || fclose(f) != 0) {
-			rc = fail("--save: %s: %s", save, strerror(errno));
+			rc = cli_fail("--save: %s: %s", save, strerror(errno));
 			f = NULL;
 		}
 		free(text);
@@ -625,7 +600,7 @@ static int run(struct controller *ctl, const struct run_opts *o)
 	int status = 0;
 
 	if (ctl->set->bootstrap && ctl->set->n_topics == 0) {
-		return fail("-t: no topic to consume");
+		return cli_fail("-t: no topic to consume");
 	}
 	if (source_open(&src, ctl) != 0) {
 		return 1;
@@ -690,10 +665,11 @@ static int command(struct controller *ctl, const struct run_opts *o, const char 
 	int status = 0;
 
 	if (o->device == NULL) {
-		return fail("command: --device is required");
+		return cli_fail("command: --device is required");
 	}
 	if (o->wait > 0 && ctl->set->bootstrap) {
-		return fail("--wait: only in MQTT mode (answers reach Kafka through the plugin)");
+		return cli_fail(
+			"--wait: only in MQTT mode (answers reach Kafka through the plugin)");
 	}
 	if (source_open(&src, ctl) != 0) {
 		return 1;
@@ -707,7 +683,7 @@ static int command(struct controller *ctl, const struct run_opts *o, const char 
 	}
 	if (commands__make(&ctl->commands, o->device, payload, ctl->set->answers, &cmd) != 0) {
 		source_close(&src);
-		return fail("out of memory");
+		return cli_fail("out of memory");
 	}
 	if (source_command(&src, ctl, &cmd) != 0) {
 		status = 1;
@@ -754,7 +730,7 @@ static int merge(int argc, char **argv, int first, uint64_t expect, const char *
 	int status = 0;
 
 	if (first >= argc) {
-		return fail("merge: no report file given");
+		return cli_fail("merge: no report file given");
 	}
 	report__init(&r, "merged");
 	r.instances = 0;
@@ -764,7 +740,7 @@ static int merge(int argc, char **argv, int first, uint64_t expect, const char *
 		char *text = NULL, err[256];
 		size_t size = 0;
 		if (f == NULL) {
-			status = fail("merge: %s: %s", argv[i], strerror(errno));
+			status = cli_fail("merge: %s: %s", argv[i], strerror(errno));
 			break;
 		}
 		ssize_t len = getdelim(&text, &size, '\0', f);
@@ -772,9 +748,9 @@ static int merge(int argc, char **argv, int first, uint64_t expect, const char *
 		cJSON *json = len > 0 ? cJSON_Parse(text) : NULL;
 		free(text);
 		if (json == NULL) {
-			status = fail("merge: %s: not JSON", argv[i]);
+			status = cli_fail("merge: %s: not JSON", argv[i]);
 		} else if (report__merge_json(&r, json, err, sizeof(err)) != 0) {
-			status = fail("merge: %s: %s", argv[i], err);
+			status = cli_fail("merge: %s: %s", argv[i], err);
 		}
 		cJSON_Delete(json);
 	}
@@ -823,8 +799,9 @@ int main(int argc, char **argv)
 				usage(stdout);
 				return 0;
 			}
-			return c == 'e' ? fail("--expect: '%s' is not a positive number", optarg)
-					: 1;
+			return c == 'e'
+				       ? cli_fail("--expect: '%s' is not a positive number", optarg)
+				       : 1;
 		}
 		return merge(argc, argv, optind, o.expect, o.save);
 	}
@@ -834,14 +811,14 @@ int main(int argc, char **argv)
 		return status;
 	}
 	if (strcmp(sub, "command") == 0 && optind != argc - 1) {
-		return fail("command: give exactly one PAYLOAD");
+		return cli_fail("command: give exactly one PAYLOAD");
 	}
 	if (strcmp(sub, "command") != 0 && optind != argc) {
-		return fail("unexpected argument '%s'", argv[optind]);
+		return cli_fail("unexpected argument '%s'", argv[optind]);
 	}
 	char *filter = answers_filter(set.answers);
 	if (filter == NULL) {
-		return fail("--answers: '%s' does not make a valid topic filter", set.answers);
+		return cli_fail("--answers: '%s' does not make a valid topic filter", set.answers);
 	}
 	set.answers_filter = filter;
 

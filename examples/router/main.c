@@ -37,6 +37,7 @@
 
 #include <mosquitto_kafka.h>
 
+#include "cli.h"
 #include "router.h"
 
 #define DEFAULT_PRESENCE "mqtt-presence"
@@ -141,30 +142,6 @@ static void usage(FILE *out)
 		"  -V, --version             versions\n");
 }
 
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("Error: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	return 1;
-}
-
-static bool parse_secs(const char *s, double max, double *out)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || *end != '\0' || !(v >= 0) || v > max) {
-		return false;
-	}
-	*out = v;
-	return true;
-}
-
 /* A Kafka topic name: 1..249 of [A-Za-z0-9._-], not "." or "..". */
 static bool valid_topic(const char *s)
 {
@@ -244,37 +221,40 @@ static int parse(int argc, char **argv, struct settings *s)
 		switch (c) {
 		case 'b':
 			if (optarg[0] == '\0') {
-				return fail("--bootstrap: empty");
+				return cli_fail("--bootstrap: empty");
 			}
 			s->bootstrap = optarg;
 			break;
 		case OPT_PRESENCE:
 			if (!valid_topic(optarg)) {
-				return fail("--presence: '%s' is not a Kafka topic name (1..249 of "
-					    "[A-Za-z0-9._-])",
-					    optarg);
+				return cli_fail(
+					"--presence: '%s' is not a Kafka topic name (1..249 of "
+					"[A-Za-z0-9._-])",
+					optarg);
 			}
 			s->presence_topic = optarg;
 			break;
 		case OPT_COMMANDS:
 			if (!valid_topic(optarg)) {
-				return fail("--commands: '%s' is not a Kafka topic name (1..249 of "
-					    "[A-Za-z0-9._-])",
-					    optarg);
+				return cli_fail(
+					"--commands: '%s' is not a Kafka topic name (1..249 of "
+					"[A-Za-z0-9._-])",
+					optarg);
 			}
 			s->commands_topic = optarg;
 			break;
 		case 'g':
 			if (optarg[0] == '\0') {
-				return fail("--group: empty");
+				return cli_fail("--group: empty");
 			}
 			s->group = optarg;
 			break;
 		case OPT_BROKER_TOPIC:
 			if (!valid_template(optarg)) {
-				return fail("--broker-topic: '%s' is not a Kafka topic name with "
-					    "{broker} in it",
-					    optarg);
+				return cli_fail(
+					"--broker-topic: '%s' is not a Kafka topic name with "
+					"{broker} in it",
+					optarg);
 			}
 			s->broker_topic = optarg;
 			break;
@@ -284,20 +264,22 @@ static int parse(int argc, char **argv, struct settings *s)
 			} else if (strncmp(optarg, "header:", 7) == 0 && optarg[7] != '\0') {
 				s->target_header = optarg + 7;
 			} else {
-				return fail("--target: '%s' is not key or header:NAME", optarg);
+				return cli_fail("--target: '%s' is not key or header:NAME", optarg);
 			}
 			break;
 		case OPT_HOLD:
-			if (!parse_secs(optarg, 86400, &s->hold_s)) {
-				return fail("--hold: '%s' is not a number of seconds (0..86400)",
-					    optarg);
+			if (!cli_parse_seconds(optarg, 0, 86400, &s->hold_s)) {
+				return cli_fail(
+					"--hold: '%s' is not a number of seconds (0..86400)",
+					optarg);
 			}
 			break;
 		case OPT_DEAD_LETTER:
 			if (!valid_topic(optarg)) {
-				return fail("--dead-letter: '%s' is not a Kafka topic name (1..249 "
-					    "of [A-Za-z0-9._-])",
-					    optarg);
+				return cli_fail(
+					"--dead-letter: '%s' is not a Kafka topic name (1..249 "
+					"of [A-Za-z0-9._-])",
+					optarg);
 			}
 			s->dead_letter = optarg;
 			break;
@@ -306,26 +288,26 @@ static int parse(int argc, char **argv, struct settings *s)
 			unsigned long long v = strtoull(optarg, &end, 10);
 			if (errno || end == optarg || *end || optarg[0] == '-' || v < 1 ||
 			    v > 100000000) {
-				return fail("--max-held: '%s' is not a number of commands "
-					    "(1..100000000)",
-					    optarg);
+				return cli_fail("--max-held: '%s' is not a number of commands "
+						"(1..100000000)",
+						optarg);
 			}
 			s->max_held = (size_t)v;
 			break;
 		}
 		case OPT_FLUSH_TIMEOUT:
-			if (!parse_secs(optarg, 3600, &s->flush_timeout_s)) {
-				return fail("--flush-timeout: '%s' is not a number of seconds "
-					    "(0..3600)",
-					    optarg);
+			if (!cli_parse_seconds(optarg, 0, 3600, &s->flush_timeout_s)) {
+				return cli_fail("--flush-timeout: '%s' is not a number of seconds "
+						"(0..3600)",
+						optarg);
 			}
 			break;
 		case 'X':
 			if (strchr(optarg, '=') == NULL || optarg[0] == '=') {
-				return fail("-X: '%s' is not name=value", optarg);
+				return cli_fail("-X: '%s' is not name=value", optarg);
 			}
 			if (s->n_props == MAX_PROPS) {
-				return fail("-X: at most %d properties", MAX_PROPS);
+				return cli_fail("-X: at most %d properties", MAX_PROPS);
 			}
 			s->props[s->n_props++] = optarg;
 			break;
@@ -348,14 +330,15 @@ static int parse(int argc, char **argv, struct settings *s)
 		}
 	}
 	if (optind < argc) {
-		return fail("unexpected argument '%s'", argv[optind]);
+		return cli_fail("unexpected argument '%s'", argv[optind]);
 	}
 	if (s->bootstrap == NULL) {
-		return fail("--bootstrap is required");
+		return cli_fail("--bootstrap is required");
 	}
 	if (strcmp(s->dead_letter, s->commands_topic) == 0) {
-		return fail("--dead-letter: '%s' is also --commands (dead letters would come back)",
-			    s->dead_letter);
+		return cli_fail(
+			"--dead-letter: '%s' is also --commands (dead letters would come back)",
+			s->dead_letter);
 	}
 	return -1;
 }
@@ -446,7 +429,7 @@ static int run(struct router *r)
 			router__log("stopped while starting");
 			return 0;
 		}
-		fail("%s", err);
+		cli_fail("%s", err);
 		return 1;
 	}
 	while (!stopping && !r->fatal) {
