@@ -81,7 +81,9 @@ static void add_property_headers(rd_kafka_headers_t *hdrs, const struct mqk_mess
 		switch (id) {
 		case MQK_PROP_USER_PROPERTY:
 			if (prefix + name_len < scratch->name_size) {
-				memcpy(scratch->name + prefix, name, name_len);
+				if (name_len > 0) { /* an empty name is NULL: no memcpy from it */
+					memcpy(scratch->name + prefix, name, name_len);
+				}
 				rd_kafka_header_add(hdrs, scratch->name,
 						    (ssize_t)(prefix + name_len), value, value_len);
 			}
