@@ -210,19 +210,17 @@ def test_too_large_for_the_client_is_counted_and_skipped(kafka, start_broker):
     assert "route big" in lines[0] and "big/x" in lines[0]
 
 
-@pytest.mark.parametrize("batch_size", [None, 40000])
-def test_too_large_for_the_topic_fails_alone(kafka, start_broker, batch_size):
+def test_too_large_for_the_topic_fails_alone(kafka, start_broker, batch_size=40000):
     """
     A topic's max.message.bytes (50,000 here) is Kafka's, not librdkafka's: the broker
     rejects the batch (MESSAGE_TOO_LARGE). The big record must fail, counted, without
-    retries for ever, and the small records published right after it, which librdkafka
-    may have put in the same batch, must still arrive.
+    retries for ever, and the small records published right after it must still arrive.
 
-    With the defaults (batch_size None) this fails today: librdkafka 2.0.2 puts the big
-    record in one batch with its neighbours, Kafka refuses the whole batch and every record
-    in it is failed (measured: 9 to 12 of the 37 small records arrived, or none). With
-    kafka.batch.size under the topic's limit a big record goes alone in its batch, and only
-    it fails. Until the plugin handles it, this file is not in ctest's list.
+    This runs with the setting README.md asks for in that case (kafka.batch.size under the
+    topic's limit: a big record goes alone in its batch, and only it fails). With the
+    defaults librdkafka 2.0.2 may put the big record in one batch with its neighbours and
+    Kafka refuses the whole batch: that known gap (issue 6) is reproduced by
+    gap_too_large_batch.py, outside ctest's list until the plugin handles it.
     """
     topic = harness.unique("big-topic")
     kafka.create_topics([topic], partitions=1, config={"max.message.bytes": "50000"})
