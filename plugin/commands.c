@@ -415,9 +415,10 @@ static void send_back(struct mqk_commands *c, struct mqk_command *cmd, int state
 	if (cc->dead_letter_topic == NULL) {
 		/* broadcast: every broker sees it; counted and logged, not dead-lettered N times.
 		 */
-		log__deferred_ratelimited(&c->rl_invalid, MOSQ_LOG_WARNING,
-					  "commands: a command for '%s' cannot be delivered: %s",
-					  cmd->client_id, cmd->reason);
+		log__deferred_ratelimited(
+			&c->rl_invalid, MOSQ_LOG_WARNING,
+			"commands: a command for '%.200s' cannot be delivered: %s", cmd->client_id,
+			cmd->reason);
 		atomic_store_explicit(&cmd->state, MQK_CMD_DONE, memory_order_relaxed);
 		return;
 	}

@@ -24,6 +24,7 @@
 
 #define RATELIMIT_SECONDS 10
 #define MAILBOX_LINES 64
+/* Lines name topics and client ids (up to 64 KiB): callers cut those at 200 bytes (%.200s). */
 #define LINE_MAX_LEN 1024
 
 /* Lines from other threads, for mosquitto's thread. Guarded by lock. */

@@ -143,8 +143,8 @@ static void forward(struct mqk_plugin *pl, int index, const struct mqk_message *
 		atomic_fetch_add(&route->counters.refused, 1);
 		atomic_fetch_add(&pl->stats.totals.refused, 1);
 		log__ratelimited(&pl->rl_refused, MOSQ_LOG_ERR,
-				 "route %s: a %u-byte message on '%s' is dropped: %s", route->name,
-				 msg->payloadlen, msg->topic,
+				 "route %s: a %u-byte message on '%.200s' is dropped: %s",
+				 route->name, msg->payloadlen, msg->topic,
 				 rc == -3 ? "larger than the whole buffer (buffer_mb)"
 					  : "out of memory");
 		return;

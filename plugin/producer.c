@@ -462,17 +462,17 @@ static bool produce_entry(struct mqk_producer *p, struct mqk_entry *e)
 	case MQK_BUILD_BAD_TOPIC:
 		counter__inc(&route->counters.bad_topic);
 		counter__inc(&p->totals->bad_topic);
-		log__deferred_ratelimited(&p->rl_bad_topic, MOSQ_LOG_WARNING,
-					  "route %s: '%s' from client '%s' gives an invalid Kafka "
-					  "topic name for '%s': not forwarded",
-					  route->name, msg.topic, msg.client_id,
-					  route->topic.source);
+		log__deferred_ratelimited(
+			&p->rl_bad_topic, MOSQ_LOG_WARNING,
+			"route %s: '%.200s' from client '%.200s' gives an invalid Kafka "
+			"topic name for '%.200s': not forwarded",
+			route->name, msg.topic, msg.client_id, route->topic.source);
 		return true;
 	case MQK_BUILD_REFUSED:
 		atomic_fetch_add(&route->counters.refused, 1);
 		atomic_fetch_add(&p->totals->refused, 1);
 		log__deferred_ratelimited(&p->rl_refused, MOSQ_LOG_ERR,
-					  "route %s: could not build a record for '%s' (out of "
+					  "route %s: could not build a record for '%.200s' (out of "
 					  "memory, or a key over %zu bytes): not forwarded",
 					  route->name, msg.topic, p->scratch.key_size);
 		return true;
@@ -514,14 +514,14 @@ static bool produce_entry(struct mqk_producer *p, struct mqk_entry *e)
 		counter__inc(&route->counters.too_large);
 		counter__inc(&p->totals->too_large);
 		log__deferred_ratelimited(&p->rl_too_large, MOSQ_LOG_ERR,
-					  "route %s: a %zu-byte record for '%s' is over "
+					  "route %s: a %zu-byte record for '%.200s' is over "
 					  "message.max.bytes: not forwarded",
 					  route->name, rec.value_len, msg.topic);
 	} else {
 		atomic_fetch_add(&route->counters.refused, 1);
 		atomic_fetch_add(&p->totals->refused, 1);
 		log__deferred_ratelimited(&p->rl_refused, MOSQ_LOG_ERR,
-					  "route %s: librdkafka refused a record for '%s': %s",
+					  "route %s: librdkafka refused a record for '%.200s': %s",
 					  route->name, msg.topic, rd_kafka_err2str(err));
 	}
 	return true;
