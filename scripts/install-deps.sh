@@ -10,6 +10,7 @@ packages=(
     mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev
     librdkafka-dev libcjson-dev libcmocka-dev
     haproxy kcat
+    valgrind
     clang libclang-rt-14-dev
     python3 python3-pytest python3-paho-mqtt python3-confluent-kafka
 )

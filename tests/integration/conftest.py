@@ -54,6 +54,20 @@ def _plugin_in(valgrind_report):
                      r"producer|stats|log)\.c:\d+\)", errors) is not None
 
 
+def _sanitizer_problems(b):
+    """MQK_ASAN=1: any ASan, LeakSanitizer or UBSan report in broker b's log. As with
+    valgrind, a broker the test expects to fail (expect_exit None: mosquitto 2.0.11 leaks
+    its configuration when it exits on an error) counts only reports through the plugin."""
+    report = b.sanitizer_report()
+    b.sanitizer_checked = True
+    if not report:
+        return []
+    if b.expect_exit is None and not re.search(r"mosquitto_kafka\.so|/plugin/\w+\.c:\d+",
+                                               report):
+        return []
+    return [f"sanitizer report in {b.name}'s log:\n{report}"]
+
+
 def _stop_broker(b):
     rc = b.stop()
     problems = []
@@ -61,7 +75,7 @@ def _stop_broker(b):
         problems.append(f"{b.name} exited with {rc}, expected {b.expect_exit}")
     if harness.VALGRIND and rc == 99:
         problems.append(f"valgrind found errors in {b.name}:\n{b.valgrind_report()}")
-    return problems
+    return problems + _sanitizer_problems(b)
 
 
 def _exit_problems(b):
@@ -80,7 +94,7 @@ def _exit_problems(b):
         # mosquitto 2.0.11 leaks its own configuration when it exits on an error:
         # only errors with a frame of the plugin count then.
         problems.append(f"valgrind found plugin errors in {b.name}:\n{b.valgrind_report()}")
-    return problems
+    return problems + _sanitizer_problems(b)
 
 
 def _broker_starter():
@@ -157,6 +171,11 @@ def pytest_sessionfinish(session, exitstatus):
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
     if tr is None:
         return
+    # MQK_ASAN=1: reports of brokers no fixture checked (a test started and removed them).
+    for name, report in harness.SANITIZER_REPORTS:
+        session.exitstatus = 1
+        tr.ensure_newline()
+        tr.write_line(f"mosquitto-kafka: sanitizer report in {name}'s log:\n{report}", red=True)
     not_run = sum(len(tr.stats.get(k, [])) for k in ("skipped", "xfailed", "xpassed"))
     if not_run and session.exitstatus == 0:
         session.exitstatus = 1
@@ -168,5 +187,6 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_report_header(config):
     return [f"mosquitto-kafka build dir: {harness.BUILD_DIR}",
             f"valgrind: {'on' if harness.VALGRIND else 'off'}",
+            f"sanitizers (MQK_ASAN): {'on' if harness.ASAN else 'off'}",
             f"Kafka (MQK_KAFKA): {harness.KAFKA_MODE}"]
 

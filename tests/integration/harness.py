@@ -21,6 +21,9 @@ Environment:
   MQK_BUILD_DIR   the CMake build directory (default: <repo>/build)
   MQK_SOURCE_DIR  the repository (default: two levels above this file)
   MQK_VALGRIND=1  run mosquitto under valgrind (slower; any valgrind error fails the test)
+  MQK_ASAN=1      the plugin is an MQK_SANITIZE=ON build (ASan+UBSan): mosquitto runs with
+                  the sanitizer runtime preloaded, and any sanitizer report in its log fails
+                  the test (tests/sanitize/README.md)
   MQK_KAFKA       real (the default): the session's Kafka is a 1-node Apache Kafka KRaft
                   cluster (fetched from Maven Central once per machine, see tests/kafka);
                   mock: mqk-devkafka. The failover, kafka_outage and stop_under_load tests
@@ -52,8 +55,9 @@ MOSQUITTO = "/usr/sbin/mosquitto"
 HAPROXY = "/usr/sbin/haproxy"
 PUBLIC_HEADER = os.path.join(SOURCE_DIR, "include", "mosquitto_kafka.h")
 VALGRIND = os.environ.get("MQK_VALGRIND", "") not in ("", "0")
-# Under valgrind everything mosquitto does is ~20x slower.
-SLOW = 10.0 if VALGRIND else 1.0
+ASAN = os.environ.get("MQK_ASAN", "") not in ("", "0")
+# Under valgrind everything mosquitto does is ~20x slower; under ASan about 2x.
+SLOW = 10.0 if VALGRIND else 2.0 if ASAN else 1.0
 KAFKA_MODE = os.environ.get("MQK_KAFKA", "") or "real"
 KAFKA_PY = os.path.join(SOURCE_DIR, "tests", "kafka", "kafka.py")
 # What mqk-devkafka gives a topic it auto-creates (DEFAULT_AUTO_PARTITIONS): the tests
@@ -606,7 +610,8 @@ class Mosquitto:
                         "--suppressions=" + os.path.join(os.path.dirname(__file__),
                                                          "valgrind.supp"),
                         f"--log-file={self.valgrind_log}"] + argv
-            self.process = Process(name, argv, self.log_path)
+            self.process = Process(name, argv, self.log_path,
+                                   env=sanitizer_env() if ASAN else None)
             self.process.resend_term = VALGRIND
             if not wait:
                 return
@@ -649,10 +654,80 @@ class Mosquitto:
         except OSError:
             return ""
 
+    def sanitizer_report(self):
+        """With MQK_ASAN=1: every ASan, LeakSanitizer and UBSan report in mosquitto's log
+        (from its first line to the end of the log), or "" when there is none."""
+        if not ASAN:
+            return ""
+        return sanitizer_report(self.log())
+
     def cleanup(self):
         if self.process:
             self.process.stop(10.0 * SLOW)
+            # The log goes with the directory: keep any report for the session's end
+            # (conftest.py fails the session on one nobody checked before).
+            report = self.sanitizer_report()
+            if report and not getattr(self, "sanitizer_checked", False):
+                SANITIZER_REPORTS.append((f"{self.name} (pid {self.pid})", report))
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---- MQK_ASAN=1: mosquitto with the sanitizer runtime preloaded --------------------------
+
+SANITIZE_DIR = os.path.join(SOURCE_DIR, "tests", "sanitize")
+# Reports found only when a broker was removed (conftest.py fails the session on them).
+SANITIZER_REPORTS = []
+# The first line of each kind of report: ASan ("==12==ERROR: AddressSanitizer: ..."),
+# LeakSanitizer ("==12==ERROR: LeakSanitizer: detected memory leaks"), UBSan
+# ("file.c:84:5: runtime error: ...").
+_SANITIZER_LINE = re.compile(r"^.*(?:==\d+==ERROR: \w+Sanitizer|: runtime error: |"
+                             r"^SUMMARY: \w+Sanitizer).*$", re.M)
+
+
+def sanitizer_report(text):
+    m = _SANITIZER_LINE.search(text)
+    return text[m.start():] if m else ""
+
+
+def _plugin_runtime(name):
+    """The path of the sanitizer runtime (libasan.so.N) the built plugin was linked with."""
+    out = subprocess.run(["ldd", PLUGIN], capture_output=True, text=True, timeout=30).stdout
+    m = re.search(r"^\s*" + re.escape(name) + r"\.so\.\d+ => (\S+)", out, re.M)
+    if m is None:
+        raise HarnessError(f"MQK_ASAN=1, but {PLUGIN} is not linked with {name}: build it "
+                           f"with cmake -DMQK_SANITIZE=ON (and MQK_BUILD_DIR pointing there)")
+    return m.group(1)
+
+
+def sanitizer_env():
+    """
+    The environment mosquitto runs in with MQK_ASAN=1. /usr/sbin/mosquitto is not built
+    with ASan, and the ASan runtime must be loaded before anything allocates: LD_PRELOAD
+    puts it there, so mosquitto's own allocations are tracked too and the plugin's checks
+    work. libubsan comes with the plugin (DT_NEEDED). Before it, nodlclose.so (built by
+    MQK_SANITIZE=ON; tests/sanitize/nodlclose.c) keeps the plugin and its libraries
+    loaded until LeakSanitizer has looked at exit; it defines dlclose only, so ASan not
+    being the very first library costs nothing but its own dlclose interceptor
+    (verify_asan_link_order=0). A first error aborts the broker: the test fails on its
+    exit code and on the report in its log (conftest.py).
+    """
+    require_file(PLUGIN, "the plugin")
+    nodlclose = os.path.join(BUILD_DIR, "sanitize", "nodlclose.so")
+    require_file(nodlclose, "tests/sanitize/nodlclose.c's library (MQK_SANITIZE=ON)")
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = nodlclose + ":" + _plugin_runtime("libasan")
+    env["ASAN_OPTIONS"] = ":".join([
+        "detect_leaks=1",
+        "verify_asan_link_order=0",
+        # mosquitto, librdkafka and libc are built without frame pointers: the slow
+        # (DWARF) unwinder gives whole stacks, which the suppressions match on.
+        "fast_unwind_on_malloc=0",
+        "malloc_context_size=30",
+        "print_suppressions=0",
+    ])
+    env["LSAN_OPTIONS"] = "suppressions=" + os.path.join(SANITIZE_DIR, "lsan.supp")
+    env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
+    return env
 
 
 class HAProxy:
