@@ -725,7 +725,13 @@ def sanitizer_env():
         "malloc_context_size=30",
         "print_suppressions=0",
     ])
-    env["LSAN_OPTIONS"] = "suppressions=" + os.path.join(SANITIZE_DIR, "lsan.supp")
+    # LeakSanitizer reads its suppressions at exit, as user mosquitto: from a copy beside
+    # the plugin's, since the source tree may sit below a directory only root can enter.
+    supp = os.path.join(os.path.dirname(built_plugin()), "lsan.supp")
+    if not os.path.exists(supp):
+        shutil.copy2(os.path.join(SANITIZE_DIR, "lsan.supp"), supp)
+        os.chmod(supp, 0o644)
+    env["LSAN_OPTIONS"] = "suppressions=" + supp
     env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
     return env
 
