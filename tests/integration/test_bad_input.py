@@ -493,7 +493,8 @@ def test_flat_out_publishers_every_message_accounted(kafka, start_broker):
                 "-i", harness.unique(f"flat{i}"), "-t", t, "-m", payload,
                 "--repeat", "100000000", "--repeat-delay", "0"]
         pubs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-    time.sleep(10)
+    secs = 5.0
+    time.sleep(secs)
     for pr in pubs:
         if pr.poll() is None:
             os.kill(pr.pid, signal.SIGTERM)
@@ -513,7 +514,8 @@ def test_flat_out_publishers_every_message_accounted(kafka, start_broker):
         done = int(v["delivered"]) + int(v["failed"]) == int(v["produced"])
         return done and v.get("received") == broker_sys.get(
             "$SYS/broker/publish/messages/received")
-    harness.wait_for(settled, 90, interval=0.5, what="every record settled")
+    # Bounded generously: on a busy 2-core machine Kafka takes its time with 200,000 records.
+    harness.wait_for(settled, 180, interval=0.5, what="every record settled")
     broker_received = int(broker_sys["$SYS/broker/publish/messages/received"])
     watcher.close()
     stats.close()
@@ -524,7 +526,6 @@ def test_flat_out_publishers_every_message_accounted(kafka, start_broker):
     in_kafka = sum(c.get_watermark_offsets(harness.ck.TopicPartition(topic, part),
                                            timeout=10)[1] for part in range(4))
     c.close()
-    secs = 10.0
     print(f"4 clients flat out for {secs:.0f} s: the broker received {broker_received} "
           f"({broker_received / secs:.0f}/s); plugin: received {s['received']}, unrouted "
           f"{s['unrouted']}, excluded {s['excluded']}, {t}; {in_kafka} records in Kafka")
