@@ -16,6 +16,11 @@
  * tail; each reads the other's with acquire ordering, which makes the bytes of an entry
  * visible before its commit is.
  *
+ * With durability journal the bytes are not a ring in memory but the journal's segment
+ * files (journal.c): positions work the same, an entry that does not fit in the rest of
+ * the write segment starts the next segment instead of wrapping, and each entry gets its
+ * checksum at commit. The consumer's view of a position is journal__entry.
+ *
  * Waking: the consumer sleeps in poll() on an eventfd. Before sleeping it sets
  * `sleeping` and checks the ring once more; after a commit the producer checks
  * `sleeping` and writes the eventfd only then. Both are sequentially consistent, so one
@@ -30,8 +35,6 @@
 #include <unistd.h>
 
 #include "mqk.h"
-
-#define PAD_ROUTE 0xFFFF
 
 static uint32_t aligned(size_t n)
 {
@@ -54,6 +57,27 @@ int buffer__init(struct mqk_buffer *b, size_t capacity)
 		return -1;
 	}
 	b->capacity = cap;
+	b->max_entry = cap / 2;
+	return 0;
+}
+
+int buffer__init_journal(struct mqk_buffer *b, struct mqk_journal *j)
+{
+	uint64_t from, to;
+
+	memset(b, 0, sizeof(*b));
+	b->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (b->wake_fd < 0) {
+		return -1;
+	}
+	b->journal = j;
+	b->max_entry = journal__max_entry(j);
+	/* What an earlier run left comes first. */
+	journal__replay_range(j, &from, &to);
+	atomic_init(&b->head, to);
+	atomic_init(&b->tail, from);
+	b->head_local = to;
+	b->tail_local = b->send_local = from;
 	return 0;
 }
 
@@ -67,12 +91,33 @@ void buffer__free(struct mqk_buffer *b)
 	b->wake_fd = -1;
 }
 
+/* (P) journal: room in the write segment, or the next segment. */
+static struct mqk_entry *reserve_journal(struct mqk_buffer *b, uint32_t need)
+{
+	struct mqk_segment *s = b->wseg;
+
+	if (s == NULL || b->head_local + need > s->start + s->size) {
+		s = journal__next_segment(b->journal, s, &b->head_local);
+		if (s == NULL) {
+			return NULL;
+		}
+		b->wseg = s;
+	}
+	b->reserved = need;
+	struct mqk_entry *e = (struct mqk_entry *)(s->map + (b->head_local - s->start));
+	e->pos = b->head_local;
+	return e;
+}
+
 struct mqk_entry *buffer__reserve(struct mqk_buffer *b, size_t size)
 {
-	if (size > b->capacity / 2) {
+	if (size > b->max_entry) {
 		return NULL;
 	}
 	uint32_t need = aligned(size);
+	if (b->journal != NULL) {
+		return reserve_journal(b, need);
+	}
 	uint64_t head = b->head_local;
 	uint64_t tail = atomic_load_explicit(&b->tail, memory_order_acquire);
 	size_t pos = (size_t)(head & (b->capacity - 1));
@@ -85,18 +130,23 @@ struct mqk_entry *buffer__reserve(struct mqk_buffer *b, size_t size)
 	if (pad) {
 		struct mqk_entry *p = (struct mqk_entry *)(b->data + pos);
 		p->size = (uint32_t)pad;
-		p->route = PAD_ROUTE;
+		p->route = MQK_ROUTE_PAD;
 		head += pad;
 		pos = 0;
 	}
 	b->head_local = head;
 	b->reserved = need;
-	return (struct mqk_entry *)(b->data + pos);
+	struct mqk_entry *e = (struct mqk_entry *)(b->data + pos);
+	e->pos = head;
+	return e;
 }
 
 void buffer__commit(struct mqk_buffer *b, struct mqk_entry *e)
 {
 	e->size = b->reserved;
+	if (b->journal != NULL) {
+		e->check = entry__checksum(e, entry__checked_len(e));
+	}
 	b->head_local += b->reserved;
 	atomic_store_explicit(&b->head, b->head_local, memory_order_seq_cst);
 	if (atomic_load_explicit(&b->sleeping, memory_order_seq_cst)) {
@@ -116,8 +166,10 @@ struct mqk_entry *buffer__at(struct mqk_buffer *b, uint64_t *pos)
 	uint64_t head = atomic_load_explicit(&b->head, memory_order_acquire);
 
 	while (*pos != head) {
-		struct mqk_entry *e = (struct mqk_entry *)(b->data + (*pos & (b->capacity - 1)));
-		if (e->route != PAD_ROUTE) {
+		struct mqk_entry *e =
+			b->journal ? journal__entry(b->journal, pos)
+				   : (struct mqk_entry *)(b->data + (*pos & (b->capacity - 1)));
+		if (e->route != MQK_ROUTE_PAD && e->route != MQK_ROUTE_HEADER) {
 			return e;
 		}
 		*pos += e->size;
@@ -172,6 +224,14 @@ bool buffer__is_empty(struct mqk_buffer *b)
 bool buffer__all_sent(struct mqk_buffer *b)
 {
 	return atomic_load_explicit(&b->head, memory_order_acquire) == b->send_local;
+}
+
+bool buffer__nearly_full(struct mqk_buffer *b)
+{
+	if (b->journal != NULL) {
+		return b->tail_local < journal__full_until(b->journal);
+	}
+	return buffer__used(b) > b->capacity - b->capacity / 8;
 }
 
 size_t buffer__used(struct mqk_buffer *b)

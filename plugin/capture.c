@@ -122,11 +122,13 @@ int capture__message(struct mqk_buffer *b, int route, uint64_t seq, const struct
 	uint32_t username_len = msg->username ? (uint32_t)strlen(msg->username) : 0;
 	size_t fixed = sizeof(struct mqk_entry) + topic_len + client_id_len + username_len + 3 +
 		       msg->props_len;
-	bool external = msg->payloadlen > b->capacity / EXTERNAL_SHARE;
+	/* In a journal the payload is in the entry, whatever its size: it is on disk. */
+	bool external = b->journal == NULL && msg->payloadlen > b->capacity / EXTERNAL_SHARE;
 	struct mqk_entry *e;
 	char *p;
 
-	if (msg->payloadlen > b->capacity || fixed > b->capacity / 2) {
+	if (b->journal != NULL ? fixed + msg->payloadlen > b->max_entry
+			       : msg->payloadlen > b->capacity || fixed > b->max_entry) {
 		return -3; /* could never fit, however empty the buffer */
 	}
 	/* Large payloads live outside the ring, but within its capacity all the same. */
@@ -137,7 +139,8 @@ int capture__message(struct mqk_buffer *b, int route, uint64_t seq, const struct
 	if (e == NULL) {
 		return -1;
 	}
-	e->route = (uint16_t)route;
+	e->route = e->live_route = (uint16_t)route;
+	e->origin = NULL;
 	e->qos = msg->qos;
 	e->flags = (uint8_t)((msg->retain ? MQK_ENTRY_RETAIN : 0) |
 			     (msg->username ? MQK_ENTRY_USERNAME : 0));

@@ -7,6 +7,7 @@
  *   route.c     does a PUBLISH go to Kafka, and by which routes    (mosquitto's thread)
  *   capture.c   the message copied into the buffer, one entry per route
  *   buffer.c    the ring between mosquitto's thread and the Kafka thread
+ *   journal.c   ... or its bytes in segment files, replayed after a crash (durability journal)
  *   producer.c  the Kafka thread: entries -> records -> librdkafka, delivery reports
  *   topics.c    the Kafka topics already created or found to exist      (Kafka thread)
  *   record.c    the Kafka record: topic, key, headers, value       (Kafka thread)
@@ -37,7 +38,10 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <string.h>
+
 #include <librdkafka/rdkafka.h>
+#include <xxhash.h>
 
 #define MQK_LOG_PREFIX "mosquitto_kafka: "
 
@@ -120,10 +124,15 @@ struct mqk_counters {
 	atomic_uint_least64_t delivered; /* delivery reports with success */
 	atomic_uint_least64_t failed;    /* delivery reports with an error */
 	/* Records never produced, by reason: */
-	atomic_uint_least64_t buffer_full; /* the plugin's buffer was full (Kafka away too long) */
-	atomic_uint_least64_t bad_topic;   /* the expanded Kafka topic was not a legal name */
-	atomic_uint_least64_t too_large;   /* larger than message.max.bytes */
-	atomic_uint_least64_t refused;     /* any other reason (out of memory, a key too long) */
+	atomic_uint_least64_t
+		buffer_full; /* the buffer was full (Kafka away too long): the new one */
+	atomic_uint_least64_t
+		dropped_oldest; /* overflow drop_oldest: dropped to make room (Kafka) */
+	atomic_uint_least64_t
+		rejected; /* overflow reject: a QoS >= 1 PUBLISH refused (mosquitto's) */
+	atomic_uint_least64_t bad_topic; /* the expanded Kafka topic was not a legal name */
+	atomic_uint_least64_t too_large; /* larger than message.max.bytes */
+	atomic_uint_least64_t refused;   /* any other reason (out of memory, a key too long) */
 };
 
 static inline void counter__inc(atomic_uint_least64_t *c)
@@ -197,8 +206,14 @@ struct mqk_config {
 	int stats_interval;   /* seconds; 0: no $SYS statistics */
 	int flush_timeout_ms; /* how long cleanup waits for Kafka */
 	int buffer_mb;        /* the buffer between mosquitto's thread and the Kafka thread */
-	bool create_topics;   /* create missing Kafka topics (Admin API) before producing */
-	int topic_partitions; /* ... with this many partitions */
+	int durability;       /* enum mqk_durability */
+	int overflow;         /* enum mqk_overflow */
+	char *journal_dir;    /* journal: where its files are */
+	int journal_fsync_ms; /* journal: msync every so many ms; 0: always; -1: never */
+	int journal_max_mb;   /* journal: its size limit */
+	int journal_segment_mb;
+	bool create_topics;           /* create missing Kafka topics (Admin API) before producing */
+	int topic_partitions;         /* ... with this many partitions */
 	int topic_replication_factor; /* ... and this factor; -1: the brokers' default */
 	struct mqk_cmd_config commands;
 };
@@ -255,17 +270,33 @@ struct mqk_message {
 
 /* ---- the buffer between the threads ------------------------------------------------ */
 
+struct mqk_origin;
+struct mqk_journal;
+struct mqk_segment;
+
 /*
  * One message for one route, as mosquitto's thread left it for the Kafka thread:
  * this header, then topic, client id and username (each NUL-terminated), the
- * properties, and the payload (unless it is too large for the ring: then `external`
- * holds a malloc'd copy, which the entry owns).
+ * properties, and the payload (unless it is too large for the memory ring: then
+ * `external` holds a malloc'd copy, which the entry owns). In the journal the entry is
+ * on disk as it is in memory; its first fields are the Kafka thread's working state
+ * and are not covered by `check`.
  */
 struct mqk_entry {
+	/* First, so that a padding entry of 8 bytes holds them (buffer.c): */
 	uint32_t size;  /* of the whole entry, 8-aligned: buffer.c's */
-	uint16_t route; /* index in cfg->routes; 0xFFFF marks padding */
+	uint16_t route; /* index in the writing run's routes; MQK_ROUTE_PAD, _HEADER */
 	uint8_t qos;
 	uint8_t flags; /* MQK_ENTRY_* */
+	/* The Kafka thread's, rewritten freely (outside the checksum): */
+	uint64_t check;      /* journal: entry__checksum */
+	uint32_t state;      /* MQK_ENTRY_NEW, _IN_KAFKA, _SETTLED */
+	uint16_t live_route; /* index in this run's cfg->routes; MQK_ROUTE_GONE */
+	uint16_t unused;
+	void *external;
+	const struct mqk_origin *origin; /* the run that received it; NULL: this one */
+	/* Written once by mosquitto's thread, like the first four: */
+	uint64_t pos; /* its position in the buffer: stale bytes of an older lap never match */
 	uint64_t seq;
 	int64_t timestamp_ms;
 	uint32_t topic_len;
@@ -273,10 +304,32 @@ struct mqk_entry {
 	uint32_t username_len;
 	uint32_t props_len;
 	uint32_t payload_len;
-	uint32_t state; /* MQK_ENTRY_NEW, _IN_KAFKA, _SETTLED: the Kafka thread's */
-	void *external;
+	uint32_t unused2;
 	char data[];
 };
+
+#define MQK_ROUTE_PAD 0xFFFF    /* padding to the end of the memory ring */
+#define MQK_ROUTE_HEADER 0xFFFE /* a journal segment's header (journal.c) */
+#define MQK_ROUTE_GONE 0xFFFF   /* live_route: the route is no longer configured */
+
+/* The bytes of e from `pos` to the end of its data. */
+static inline size_t entry__checked_len(const struct mqk_entry *e)
+{
+	return sizeof(struct mqk_entry) - offsetof(struct mqk_entry, pos) + (size_t)e->topic_len +
+	       e->client_id_len + e->username_len + 3 + e->props_len +
+	       (e->external ? 0 : e->payload_len);
+}
+
+/*
+ * A journal entry's checksum: XXH3 of its bytes from `pos` on, seeded with its first 8
+ * (size, route, qos, flags). The fields in between are the Kafka thread's.
+ */
+static inline uint64_t entry__checksum(const struct mqk_entry *e, size_t checked_len)
+{
+	uint64_t first;
+	memcpy(&first, e, sizeof(first));
+	return XXH3_64bits_withSeed(&e->pos, checked_len, first);
+}
 
 #define MQK_ENTRY_NEW 0      /* not handed to librdkafka (again) yet */
 #define MQK_ENTRY_IN_KAFKA 1 /* handed to librdkafka, no delivery report yet */
@@ -285,27 +338,44 @@ struct mqk_entry {
 #define MQK_ENTRY_RETAIN 0x01
 #define MQK_ENTRY_USERNAME 0x02
 
-/* The ring. Fields marked (P) are the producer's (mosquitto's thread), (C) the consumer's. */
+/*
+ * The buffer: a memory ring, or the journal's segment files (journal.c). Positions are
+ * 64-bit byte offsets that only grow. Fields marked (P) are the producer's (mosquitto's
+ * thread), (C) the consumer's (the Kafka thread).
+ */
 struct mqk_buffer {
-	char *data;
-	size_t capacity;            /* a power of 2 */
-	atomic_uint_least64_t head; /* committed end, written by P */
-	atomic_uint_least64_t tail; /* released start, written by C */
-	uint64_t head_local;        /* (P) */
-	uint32_t reserved;          /* (P) size of the entry being written */
-	uint64_t tail_local;        /* (C) oldest entry not settled */
-	uint64_t send_local;        /* (C) next entry to hand to librdkafka */
-	atomic_bool sleeping;       /* C is (about to be) asleep in buffer__sleep */
-	int wake_fd;                /* eventfd C sleeps on */
+	char *data;                  /* memory: the ring; NULL with a journal */
+	size_t capacity;             /* memory: a power of 2; journal: journal_max_mb */
+	size_t max_entry;            /* the largest entry that can ever fit */
+	struct mqk_journal *journal; /* NULL: memory */
+	struct mqk_segment *wseg;    /* (P) journal: the segment being written */
+	atomic_uint_least64_t head;  /* committed end, written by P */
+	atomic_uint_least64_t tail;  /* released start, written by C */
+	uint64_t head_local;         /* (P) */
+	uint32_t reserved;           /* (P) size of the entry being written */
+	uint64_t tail_local;         /* (C) oldest entry not settled */
+	uint64_t send_local;         /* (C) next entry to hand to librdkafka */
+	atomic_bool sleeping;        /* C is (about to be) asleep in buffer__sleep */
+	atomic_bool want_room;       /* overflow drop_oldest: P found it full, C makes room */
+	int wake_fd;                 /* eventfd C sleeps on */
 	/* Payloads copied outside the ring (capture.c): they count against the capacity. */
 	atomic_size_t external_bytes;
 };
 
+/* A memory ring of at least capacity bytes. 0, or -1 (out of memory). */
 int buffer__init(struct mqk_buffer *b, size_t capacity);
+/*
+ * The buffer in journal j's segments (journal__open found what is to be replayed:
+ * it comes first). 0, or -1.
+ */
+int buffer__init_journal(struct mqk_buffer *b, struct mqk_journal *j);
 void buffer__free(struct mqk_buffer *b);
 /* (P) Room for an entry of size bytes, or NULL when the ring is full. */
 struct mqk_entry *buffer__reserve(struct mqk_buffer *b, size_t size);
-/* (P) Publishes the entry buffer__reserve returned; wakes C if it sleeps. */
+/*
+ * (P) Publishes the entry buffer__reserve returned (its fields filled in); wakes C if
+ * it sleeps. In a journal, checksums it first.
+ */
 void buffer__commit(struct mqk_buffer *b, struct mqk_entry *e);
 /* Any thread: wakes C. */
 void buffer__wake(struct mqk_buffer *b);
@@ -323,6 +393,11 @@ void buffer__rewind(struct mqk_buffer *b);
 /* No entry at all / none left to send. */
 bool buffer__is_empty(struct mqk_buffer *b);
 bool buffer__all_sent(struct mqk_buffer *b);
+/*
+ * (C) overflow drop_oldest: should the oldest records make room? Memory: less than an
+ * eighth free. Journal: at journal_max_mb, and the tail still in the oldest segment.
+ */
+bool buffer__nearly_full(struct mqk_buffer *b);
 /* Bytes in use, payloads kept outside the ring included (a snapshot for other threads). */
 size_t buffer__used(struct mqk_buffer *b);
 /*
@@ -331,6 +406,99 @@ size_t buffer__used(struct mqk_buffer *b);
  * (librdkafka's events) or the timeout end the sleep.
  */
 void buffer__sleep(struct mqk_buffer *b, int timeout_ms, bool wake_on_commit);
+
+/* ---- the journal: the buffer in segment files (journal.c, docs/journal.md) ------------ */
+
+enum mqk_durability {
+	MQK_DURABILITY_MEMORY,  /* the buffer is a ring in memory (buffer_mb) */
+	MQK_DURABILITY_JOURNAL, /* the buffer is the journal's files (journal_*) */
+};
+
+enum mqk_overflow {
+	MQK_OVERFLOW_REJECT,      /* QoS >= 1 refused (no PUBACK, connection closed) */
+	MQK_OVERFLOW_DROP_OLDEST, /* the oldest records not yet in Kafka make room */
+	MQK_OVERFLOW_DROP_NEW,    /* the new message is not forwarded */
+};
+
+/* Counters of the journal, totals only. Writers: named. */
+struct mqk_journal_counters {
+	atomic_uint_least64_t replayed; /* records found at start-up, to send (init) */
+	atomic_uint_least64_t errors;   /* a segment not created, grown or synced (any) */
+};
+
+/* One segment file, mapped read-write (MAP_SHARED): page cache survives a crash. */
+struct mqk_segment {
+	uint64_t number;           /* its file name: <16 hex digits>.mqkj */
+	uint64_t start;            /* the position of its first byte (its header) */
+	atomic_uint_least64_t end; /* the position after its last entry; UINT64_MAX while written */
+	char *map;
+	size_t size; /* of the file */
+	int fd;
+	uint64_t synced;           /* journal_fsync: msync'd up to this position */
+	struct mqk_origin *origin; /* written by an earlier run: that run (owned); else NULL */
+};
+
+/* What journal__scan_image found in the bytes of a segment file. */
+struct mqk_journal_scan {
+	uint64_t number; /* from its header */
+	uint64_t start;
+	int64_t boot_us;       /* the run that wrote it */
+	const char *broker_id; /* NUL-terminated, in the image */
+	const char *routes;    /* that run's route names, each NUL-terminated, in the image */
+	size_t routes_len;
+	int route_count;
+	size_t end;       /* offset after the last valid entry */
+	uint64_t entries; /* valid entries after the header */
+	bool torn;        /* what follows end is neither zeros nor an older lap: cut off */
+};
+
+/*
+ * Reads a segment's bytes: its header, then entries while each is whole, at its own
+ * position and matches its checksum. Returns 0, or -1 when the image has no valid
+ * header (an unused file). Never reads outside image[0..len).
+ */
+int journal__scan_image(const char *image, size_t len, struct mqk_journal_scan *out);
+/*
+ * Opens (creates) cfg->journal_dir, locks it, reads what earlier runs left: entries not
+ * acknowledged yet are kept for buffer__init_journal, each with its route mapped to this
+ * run's by name (a route no longer configured: MQK_ROUTE_GONE). A torn tail is cut off
+ * and logged. Returns NULL with one line in errstr. Mosquitto's thread (init).
+ */
+struct mqk_journal *journal__open(const struct mqk_config *cfg, const struct mqk_origin *origin,
+				  struct mqk_journal_counters *ctr, char *errstr,
+				  size_t errstr_size);
+/* The positions to replay, [*from, *to), from journal__open. */
+void journal__replay_range(const struct mqk_journal *j, uint64_t *from, uint64_t *to);
+/* The largest entry a segment takes. */
+size_t journal__max_entry(const struct mqk_journal *j);
+/*
+ * (P) Ends the write segment `old` (may be NULL) at *head and starts the next one there:
+ * its header is written and *head moved past it. Returns NULL when the journal is at
+ * journal_max_mb, or a segment cannot be made (counted and logged: full disk, ...).
+ */
+struct mqk_segment *journal__next_segment(struct mqk_journal *j, struct mqk_segment *old,
+					  uint64_t *head);
+/*
+ * (C) The entry at position *pos (< head), moving *pos to the next segment when the one
+ * it is in ends there.
+ */
+struct mqk_entry *journal__entry(struct mqk_journal *j, uint64_t *pos);
+/*
+ * (C) Kafka thread, each round: records tail as acknowledged, gives back segments it has
+ * passed (one is kept, renamed, as the next segment; the others are deleted), prepares
+ * the next segment, and msyncs per journal_fsync. now_ms: monotonic.
+ */
+void journal__housekeeping(struct mqk_journal *j, uint64_t tail, uint64_t head, int64_t now_ms);
+/* (P) journal_fsync always: msyncs what was written to s up to head. */
+void journal__sync(struct mqk_journal *j, struct mqk_segment *s, uint64_t head);
+/* Is journal_fsync always? */
+bool journal__sync_always(const struct mqk_journal *j);
+/* Syncs everything, records tail as acknowledged, unmaps and frees (after producer__close). */
+void journal__close(struct mqk_journal *j, uint64_t tail);
+/* (C) At journal_max_mb: the position where the oldest segment ends; else 0. */
+uint64_t journal__full_until(const struct mqk_journal *j);
+/* Segment files in use (for the log). */
+size_t journal__segment_count(const struct mqk_journal *j);
 
 /* ---- capture (mosquitto's thread) and its reading (Kafka thread) -------------------- */
 
@@ -466,8 +634,9 @@ int producer__conf_set(rd_kafka_conf_t *conf, const char *option, const char *na
 uint64_t producer__in_flight(const struct mqk_counters *c);
 /*
  * Lets the Kafka thread produce what the buffer holds, waits for librdkafka to deliver
- * it, all within timeout_ms; gives up on the rest (counted as failed) and destroys the
- * producer. Returns how many records were not delivered.
+ * it, all within timeout_ms; gives up on the rest (counted as failed; a journal keeps
+ * it for the next start) and destroys the producer. Returns how many records were not
+ * delivered. The buffer's tail is then the journal's acknowledged position.
  */
 int producer__close(struct mqk_producer *p, int timeout_ms);
 
@@ -701,10 +870,11 @@ void commands__close(struct mqk_commands *c, int timeout_ms);
 
 struct mqk_stats {
 	struct mqk_counters totals;
-	struct mqk_cmd_counters commands; /* all zero when commands are off */
-	uint64_t received;                /* MESSAGE events */
-	uint64_t unrouted;                /* matched no route */
-	uint64_t excluded;                /* matched an exclude filter */
+	struct mqk_cmd_counters commands;    /* all zero when commands are off */
+	struct mqk_journal_counters journal; /* all zero in memory durability */
+	uint64_t received;                   /* MESSAGE events */
+	uint64_t unrouted;                   /* matched no route */
+	uint64_t excluded;                   /* matched an exclude filter */
 	time_t next_publish;
 	char **topics; /* the $SYS topic of each published value, built once */
 	int topic_count;

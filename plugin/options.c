@@ -25,9 +25,13 @@
 #define DEFAULT_STATS_INTERVAL 10
 #define DEFAULT_FLUSH_TIMEOUT_MS 10000
 #define DEFAULT_BUFFER_MB 64
+#define DEFAULT_JOURNAL_DIR "/var/lib/mosquitto/mosquitto-kafka/" /* + broker_id */
+#define DEFAULT_JOURNAL_FSYNC_MS 1000
+#define DEFAULT_JOURNAL_MAX_MB 1024
+#define DEFAULT_JOURNAL_SEGMENT_MB 64
 #define DEFAULT_TOPIC_PARTITIONS 6
 #define DEFAULT_TOPIC_REPLICATION_FACTOR -1 /* the brokers' default.replication.factor */
-#define MAX_ROUTES 65534                    /* a buffer entry names its route in 16 bits */
+#define MAX_ROUTES 65534 /* a buffer entry names its route in 16 bits; 0xFFFE, 0xFFFF: markers */
 
 /* librdkafka properties the plugin sets and depends on: not for the admin to change. */
 static const char *const reserved_kafka_props[] = {
@@ -313,6 +317,10 @@ static const struct {
 	 "a number of milliseconds", NULL, false},
 	{"buffer_mb", offsetof(struct mqk_config, buffer_mb), 1, 4096, "a number of MiB", NULL,
 	 false},
+	{"journal_max_mb", offsetof(struct mqk_config, journal_max_mb), 2, 1048576,
+	 "a number of MiB", NULL, false},
+	{"journal_segment_mb", offsetof(struct mqk_config, journal_segment_mb), 1, 1024,
+	 "a number of MiB", NULL, false},
 	{"topic_partitions", offsetof(struct mqk_config, topic_partitions), 1, 10000,
 	 "a number of partitions", NULL, false},
 	{"topic_replication_factor", offsetof(struct mqk_config, topic_replication_factor), -1,
@@ -320,7 +328,10 @@ static const struct {
 };
 #define N_NUMBERS (sizeof(numbers) / sizeof(numbers[0]))
 /* The numbers that only mean something with create_topics true. */
-#define FIRST_TOPIC_NUMBER 3
+#define FIRST_TOPIC_NUMBER 5
+/* buffer_mb: memory only; the journal's two: journal only. */
+#define BUFFER_NUMBER 2
+#define FIRST_JOURNAL_NUMBER 3
 
 static int parse_number(struct mqk_config *cfg, size_t i, const char *key, const char *value,
 			char *errstr, size_t errstr_size)
@@ -601,6 +612,122 @@ static int finish_commands(struct mqk_config *cfg, char *errstr, size_t errstr_s
 	return 0;
 }
 
+/* durability, overflow, journal_dir, journal_fsync: each once. */
+static int parse_durability(struct mqk_config *cfg, const char *key, const char *value,
+			    char *errstr, size_t errstr_size)
+{
+	if (!strcmp(key, "journal_dir")) {
+		if (value[0] != '/') {
+			FAIL("%s: '%s' is not an absolute path", key, value);
+		}
+		return set_once(&cfg->journal_dir, key, value, errstr, errstr_size);
+	}
+	if (!strcmp(key, "durability")) {
+		if (cfg->durability != UNSET) {
+			FAIL("%s: given twice", key);
+		}
+		if (!strcmp(value, "memory")) {
+			cfg->durability = MQK_DURABILITY_MEMORY;
+		} else if (!strcmp(value, "journal")) {
+			cfg->durability = MQK_DURABILITY_JOURNAL;
+		} else {
+			FAIL("%s: '%s' is not memory or journal", key, value);
+		}
+		return 0;
+	}
+	if (!strcmp(key, "overflow")) {
+		if (cfg->overflow != UNSET) {
+			FAIL("%s: given twice", key);
+		}
+		if (!strcmp(value, "reject")) {
+			cfg->overflow = MQK_OVERFLOW_REJECT;
+		} else if (!strcmp(value, "drop_oldest")) {
+			cfg->overflow = MQK_OVERFLOW_DROP_OLDEST;
+		} else if (!strcmp(value, "drop_new")) {
+			cfg->overflow = MQK_OVERFLOW_DROP_NEW;
+		} else {
+			FAIL("%s: '%s' is not reject, drop_oldest or drop_new", key, value);
+		}
+		return 0;
+	}
+	/* journal_fsync always | never | <milliseconds> */
+	char *end;
+	long ms;
+	if (cfg->journal_fsync_ms != UNSET) {
+		FAIL("%s: given twice", key);
+	}
+	if (!strcmp(value, "always")) {
+		cfg->journal_fsync_ms = 0;
+		return 0;
+	}
+	if (!strcmp(value, "never")) {
+		cfg->journal_fsync_ms = -1;
+		return 0;
+	}
+	errno = 0;
+	ms = strtol(value, &end, 10);
+	if (errno || *end != '\0' || end == value || ms < 1 || ms > 60000) {
+		FAIL("%s: '%s' is not always, never or a number of milliseconds (1..60000)", key,
+		     value);
+	}
+	cfg->journal_fsync_ms = (int)ms;
+	return 0;
+}
+
+/* The durability options' defaults and combinations. */
+static int finish_durability(struct mqk_config *cfg, const bool *seen, char *errstr,
+			     size_t errstr_size)
+{
+	bool journal;
+
+	if (cfg->durability == UNSET) {
+		cfg->durability = MQK_DURABILITY_MEMORY;
+	}
+	if (cfg->overflow == UNSET) {
+		cfg->overflow = MQK_OVERFLOW_REJECT;
+	}
+	journal = cfg->durability == MQK_DURABILITY_JOURNAL;
+	if (journal && seen[BUFFER_NUMBER]) {
+		FAIL("buffer_mb: only used with durability memory (the journal's size is "
+		     "journal_max_mb)");
+	}
+	for (size_t i = FIRST_JOURNAL_NUMBER; i < FIRST_TOPIC_NUMBER; i++) {
+		if (seen[i] && !journal) {
+			FAIL("%s: only used with plugin_opt_durability journal", numbers[i].name);
+		}
+	}
+	if (!journal && (cfg->journal_dir != NULL || cfg->journal_fsync_ms != UNSET)) {
+		FAIL("%s: only used with plugin_opt_durability journal",
+		     cfg->journal_dir != NULL ? "journal_dir" : "journal_fsync");
+	}
+	if (cfg->journal_fsync_ms == UNSET) {
+		cfg->journal_fsync_ms = DEFAULT_JOURNAL_FSYNC_MS;
+	}
+	if (!seen[FIRST_JOURNAL_NUMBER]) {
+		cfg->journal_max_mb = DEFAULT_JOURNAL_MAX_MB;
+	}
+	if (!seen[FIRST_JOURNAL_NUMBER + 1]) {
+		cfg->journal_segment_mb = DEFAULT_JOURNAL_SEGMENT_MB;
+		if (cfg->journal_segment_mb > cfg->journal_max_mb / 2) {
+			cfg->journal_segment_mb = cfg->journal_max_mb / 2;
+		}
+	}
+	if (cfg->journal_segment_mb > cfg->journal_max_mb / 2) {
+		FAIL("journal_segment_mb: %d is more than half of journal_max_mb (%d): the journal "
+		     "needs two segments at least",
+		     cfg->journal_segment_mb, cfg->journal_max_mb);
+	}
+	if (journal && cfg->journal_dir == NULL) {
+		size_t n = strlen(DEFAULT_JOURNAL_DIR) + strlen(cfg->broker_id) + 1;
+		cfg->journal_dir = malloc(n);
+		if (cfg->journal_dir == NULL) {
+			FAIL("journal_dir: out of memory");
+		}
+		snprintf(cfg->journal_dir, n, "%s%s", DEFAULT_JOURNAL_DIR, cfg->broker_id);
+	}
+	return 0;
+}
+
 static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool *seen,
 		     bool *seen_create, char *errstr, size_t errstr_size)
 {
@@ -630,6 +757,10 @@ static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool 
 	if (!strncmp(key, "commands_", 9) || !strcmp(key, "presence_topic")) {
 		return parse_commands(cfg, key, value, errstr, errstr_size);
 	}
+	if (!strcmp(key, "durability") || !strcmp(key, "overflow") || !strcmp(key, "journal_dir") ||
+	    !strcmp(key, "journal_fsync")) {
+		return parse_durability(cfg, key, value, errstr, errstr_size);
+	}
 	if (!strcmp(key, "create_topics")) {
 		if (*seen_create) {
 			FAIL("%s: given twice", key);
@@ -648,7 +779,9 @@ static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool 
 	}
 	FAIL("%s: unknown option (known: bootstrap_servers, broker_id, route_<name>, exclude, "
 	     "kafka.<librdkafka property>, stats_interval, flush_timeout_ms, buffer_mb, "
-	     "create_topics, topic_partitions, topic_replication_factor, commands_topic, "
+	     "durability, overflow, journal_dir, journal_fsync, journal_max_mb, "
+	     "journal_segment_mb, create_topics, topic_partitions, topic_replication_factor, "
+	     "commands_topic, "
 	     "commands_mode, commands_group, commands_target, commands_mqtt_topic, "
 	     "commands_qos, commands_expiry, commands_return_topic, commands_dead_letter_topic, "
 	     "commands_max_hops, commands_wake, commands_kafka.<librdkafka property>, "
@@ -668,6 +801,7 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 	cfg->topic_partitions = DEFAULT_TOPIC_PARTITIONS;
 	cfg->topic_replication_factor = DEFAULT_TOPIC_REPLICATION_FACTOR;
 	cfg->commands.qos = cfg->commands.expiry = cfg->commands.max_hops = UNSET;
+	cfg->durability = cfg->overflow = cfg->journal_fsync_ms = UNSET;
 	for (int i = 0; i < opt_count; i++) {
 		const char *key = opts[i].key ? opts[i].key : "";
 		char *value = trimmed(opts[i].value);
@@ -703,6 +837,9 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 		if (cfg->broker_id == NULL) {
 			FAIL("broker_id: out of memory");
 		}
+	}
+	if (finish_durability(cfg, seen, errstr, errstr_size)) {
+		return -1;
 	}
 	return finish_commands(cfg, errstr, errstr_size);
 }
@@ -743,5 +880,6 @@ void options__free(struct mqk_config *cfg)
 	free(cc->kafka_props);
 	free(cfg->bootstrap_servers);
 	free(cfg->broker_id);
+	free(cfg->journal_dir);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -95,7 +95,8 @@ struct mqk_plugin {
 	mosquitto_plugin_id_t *id;
 	struct mqk_config cfg;
 	struct mqk_origin origin;
-	struct mqk_buffer buffer;
+	struct mqk_buffer buffer;    /* its bytes: a ring in memory, or the journal's files */
+	struct mqk_journal *journal; /* durability journal; else NULL */
 	struct mqk_producer *producer;
 	struct mqk_stats stats;
 	struct mqk_bytes props; /* the current message's properties, reused */
@@ -118,36 +119,60 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* One message, one route: into the buffer, for the Kafka thread. */
-static void forward(struct mqk_plugin *pl, int index, const struct mqk_message *msg)
+/*
+ * One message, one route: into the buffer, for the Kafka thread. Returns false when the
+ * buffer is full and overflow reject refuses the message.
+ */
+static bool forward(struct mqk_plugin *pl, int index, const struct mqk_message *msg)
 {
 	struct mqk_route *route = &pl->cfg.routes[index];
 	/* The number is taken even if the message is dropped: the gap shows the loss. */
 	uint64_t seq = ++route->seq;
+	const char *where = pl->journal ? "journal (journal_max_mb" : "buffer (buffer_mb";
 
 	counter__inc(&route->counters.matched);
 	int rc = capture__message(&pl->buffer, index, seq, msg);
 	switch (rc) {
 	case 0:
-		return;
+		return true;
 	case -1:
-		/* The seam for a local journal: Kafka away long enough to fill the buffer. */
+		/* Kafka away long enough to fill the buffer: the overflow policy. */
+		if (pl->cfg.overflow == MQK_OVERFLOW_REJECT && msg->qos > 0) {
+			route->seq--; /* the client sends it again: it keeps its number */
+			counter__inc(&route->counters.rejected);
+			counter__inc(&pl->stats.totals.rejected);
+			log__ratelimited(&pl->rl_buffer_full, MOSQ_LOG_ERR,
+					 "the %s) is full (Kafka unreachable or too slow): QoS 1 "
+					 "and 2 PUBLISHes are refused, their clients disconnected "
+					 "to send them again (overflow reject); QoS 0 ones are not "
+					 "forwarded",
+					 where);
+			return false;
+		}
+		if (pl->cfg.overflow == MQK_OVERFLOW_DROP_OLDEST) {
+			atomic_store_explicit(&pl->buffer.want_room, true, memory_order_relaxed);
+			buffer__wake(&pl->buffer);
+		}
 		counter__inc(&route->counters.buffer_full);
 		counter__inc(&pl->stats.totals.buffer_full);
-		log__ratelimited(&pl->rl_buffer_full, MOSQ_LOG_ERR,
-				 "the buffer for Kafka is full (%d MiB, buffer_mb; Kafka "
-				 "unreachable or too slow): messages are dropped",
-				 pl->cfg.buffer_mb);
-		return;
+		log__ratelimited(
+			&pl->rl_buffer_full, MOSQ_LOG_ERR,
+			"the %s) is full (Kafka unreachable or too slow): new messages "
+			"are not forwarded%s",
+			where,
+			pl->cfg.overflow == MQK_OVERFLOW_REJECT ? " (QoS 0, overflow reject)" : "");
+		return true;
 	default:
 		atomic_fetch_add(&route->counters.refused, 1);
 		atomic_fetch_add(&pl->stats.totals.refused, 1);
 		log__ratelimited(&pl->rl_refused, MOSQ_LOG_ERR,
 				 "route %s: a %u-byte message on '%.200s' is dropped: %s",
 				 route->name, msg->payloadlen, msg->topic,
-				 rc == -3 ? "larger than the whole buffer (buffer_mb)"
-					  : "out of memory");
-		return;
+				 rc != -3 ? "out of memory"
+				 : pl->journal
+					 ? "larger than a journal segment (journal_segment_mb)"
+					 : "larger than the whole buffer (buffer_mb)");
+		return true;
 	}
 }
 
@@ -192,10 +217,22 @@ static int on_message(int event, void *event_data, void *userdata)
 		msg.props_len = (uint32_t)pl->props.len;
 	}
 	counter__inc(&pl->stats.totals.matched);
-	for (int i = 0; i < count; i++) {
-		forward(pl, pl->matches[i], &msg);
+	bool accepted = true;
+	for (int i = 0; i < count && accepted; i++) {
+		accepted = forward(pl, pl->matches[i], &msg);
 	}
-	/* Success whatever happened to the records: the message still goes to subscribers. */
+	if (pl->journal != NULL && journal__sync_always(pl->journal)) {
+		journal__sync(pl->journal, pl->buffer.wseg, pl->buffer.head_local);
+	}
+	/*
+	 * overflow reject: no PUBACK/PUBREC, the connection closed (docs/journal-facts.md):
+	 * a client with a persistent session sends it again. (MOSQ_ERR_ACL_DENIED would
+	 * give v3.1.1 clients a PUBACK: a loss that looks like success.)
+	 */
+	if (!accepted) {
+		return MOSQ_ERR_UNKNOWN;
+	}
+	/* Success whatever else happened to the records: the message goes to subscribers. */
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -286,11 +323,29 @@ static void log_configuration(const struct mqk_plugin *pl)
 
 	log__printf(MOSQ_LOG_NOTICE,
 		    "version %s (librdkafka %s): broker_id %s, %d route%s, %d exclude%s, "
-		    "bootstrap_servers %s, buffer %d MiB, create_topics %s",
+		    "bootstrap_servers %s, create_topics %s",
 		    MQK_VERSION, rd_kafka_version_str(), cfg->broker_id, cfg->route_count,
 		    cfg->route_count == 1 ? "" : "s", cfg->exclude_count,
-		    cfg->exclude_count == 1 ? "" : "s", cfg->bootstrap_servers, cfg->buffer_mb,
+		    cfg->exclude_count == 1 ? "" : "s", cfg->bootstrap_servers,
 		    cfg->create_topics ? "true" : "false");
+	static const char *const overflow[] = {"reject", "drop_oldest", "drop_new"};
+	if (pl->journal != NULL) {
+		char fsync[32];
+		snprintf(fsync, sizeof(fsync), "every %d ms", cfg->journal_fsync_ms);
+		log__printf(MOSQ_LOG_NOTICE,
+			    "durability journal: %s, %d MiB at most in %d MiB segments, fsync %s, "
+			    "overflow %s",
+			    cfg->journal_dir, cfg->journal_max_mb, cfg->journal_segment_mb,
+			    cfg->journal_fsync_ms == 0  ? "always"
+			    : cfg->journal_fsync_ms < 0 ? "never"
+							: fsync,
+			    overflow[cfg->overflow]);
+	} else {
+		log__printf(MOSQ_LOG_NOTICE,
+			    "durability memory: a %d MiB buffer, overflow %s (records not yet in "
+			    "Kafka are lost if mosquitto dies)",
+			    cfg->buffer_mb, overflow[cfg->overflow]);
+	}
 	if (cfg->create_topics) {
 		char rf[16];
 		snprintf(rf, sizeof(rf), "%d", cfg->topic_replication_factor);
@@ -329,6 +384,7 @@ static void plugin_free(struct mqk_plugin *pl)
 	clients__free(pl->clients);
 	stats__free(&pl->stats);
 	buffer__free(&pl->buffer);
+	journal__close(pl->journal, UINT64_MAX); /* cleanup closed it already, unless init failed */
 	free(pl->props.data);
 	free(pl->matches);
 	options__free(&pl->cfg);
@@ -390,8 +446,22 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 	}
 	record__origin_init(&pl->origin, pl->cfg.broker_id, now_us());
 	pl->matches = calloc((size_t)pl->cfg.route_count + 1, sizeof(int));
-	if (pl->matches == NULL || stats__init(&pl->stats, &pl->cfg) ||
-	    buffer__init(&pl->buffer, (size_t)pl->cfg.buffer_mb << 20)) {
+	if (pl->matches == NULL || stats__init(&pl->stats, &pl->cfg)) {
+		log__printf(MOSQ_LOG_ERR, "out of memory");
+		plugin_free(pl);
+		return MOSQ_ERR_NOMEM;
+	}
+	if (pl->cfg.durability == MQK_DURABILITY_JOURNAL) {
+		pl->journal = journal__open(&pl->cfg, &pl->origin, &pl->stats.journal, errstr,
+					    sizeof(errstr));
+		if (pl->journal == NULL) {
+			log__printf(MOSQ_LOG_ERR, "%s", errstr);
+			plugin_free(pl);
+			return MOSQ_ERR_INVAL;
+		}
+	}
+	if (pl->journal ? buffer__init_journal(&pl->buffer, pl->journal)
+			: buffer__init(&pl->buffer, (size_t)pl->cfg.buffer_mb << 20)) {
 		log__printf(MOSQ_LOG_ERR, "out of memory");
 		plugin_free(pl);
 		return MOSQ_ERR_NOMEM;
@@ -448,9 +518,16 @@ EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *option
 	commands__stop(pl->commands, pl->cfg.flush_timeout_ms);
 	left = producer__close(pl->producer, pl->cfg.flush_timeout_ms);
 	commands__close(pl->commands, 0);
-	log__printf(left ? MOSQ_LOG_ERR : MOSQ_LOG_NOTICE,
-		    "shutdown: %d records not delivered to Kafka%s", left,
-		    left ? " within flush_timeout_ms: they are lost" : "");
+	if (pl->journal != NULL) {
+		log__printf(MOSQ_LOG_NOTICE, "shutdown: %d records not yet in Kafka%s", left,
+			    left ? " stay in the journal: they are sent at the next start" : "");
+		journal__close(pl->journal, pl->buffer.tail_local);
+		pl->journal = NULL;
+	} else {
+		log__printf(left ? MOSQ_LOG_ERR : MOSQ_LOG_NOTICE,
+			    "shutdown: %d records not delivered to Kafka%s", left,
+			    left ? " within flush_timeout_ms: they are lost" : "");
+	}
 	stats__log_summary(&pl->stats, &pl->cfg);
 	plugin_free(pl);
 	return MOSQ_ERR_SUCCESS;

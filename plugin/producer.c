@@ -100,7 +100,7 @@ struct mqk_producer {
 	bool fatal;               /* librdkafka raised a fatal error: replace the producer */
 	struct mqk_topics topics; /* create_topics: topics created or known to exist */
 	struct mqk_ratelimit rl_failed, rl_error, rl_bad_topic, rl_too_large, rl_refused;
-	struct mqk_ratelimit rl_missing, rl_create;
+	struct mqk_ratelimit rl_missing, rl_create, rl_dropped;
 };
 
 static const struct {
@@ -162,7 +162,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 {
 	struct mqk_producer *p = opaque;
 	struct mqk_entry *e = m->_private;
-	struct mqk_route *route = &p->cfg->routes[e->route];
+	struct mqk_route *route = &p->cfg->routes[e->live_route];
 
 	(void)rk;
 	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -178,7 +178,16 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 		counter__dec(&p->totals->produced);
 		return;
 	}
+	if (p->closing && p->buf->journal != NULL) {
+		return; /* not acknowledged: it stays in the journal for the next start */
+	}
 	e->state = MQK_ENTRY_SETTLED;
+	if (!p->closing && m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE) {
+		/* overflow drop_oldest made room (make_room) */
+		counter__inc(&route->counters.dropped_oldest);
+		counter__inc(&p->totals->dropped_oldest);
+		return;
+	}
 	counter__inc(&route->counters.failed);
 	counter__inc(&p->totals->failed);
 	if (!p->closing && topic_is_missing(m->err)) {
@@ -448,7 +457,7 @@ static rd_kafka_resp_err_t send_record(struct mqk_producer *p, struct mqk_record
  */
 static bool produce_entry(struct mqk_producer *p, struct mqk_entry *e)
 {
-	struct mqk_route *route = &p->cfg->routes[e->route];
+	struct mqk_route *route;
 	struct mqk_message msg;
 	struct mqk_record rec;
 	rd_kafka_resp_err_t err;
@@ -456,7 +465,19 @@ static bool produce_entry(struct mqk_producer *p, struct mqk_entry *e)
 	capture__read(e, &msg);
 	/* Settled unless librdkafka takes it (below), or it is to be tried again. */
 	e->state = MQK_ENTRY_SETTLED;
-	switch (record__build(&rec, route, &msg, e->seq, p->origin, &p->scratch)) {
+	if (e->live_route == MQK_ROUTE_GONE) {
+		/* Journaled by an earlier run for a route this configuration no longer has. */
+		atomic_fetch_add(&p->totals->refused, 1);
+		log__deferred_ratelimited(
+			&p->rl_refused, MOSQ_LOG_WARNING,
+			"journal: a record for '%.200s' from an earlier run belongs "
+			"to a route no longer configured: not forwarded",
+			msg.topic);
+		return true;
+	}
+	route = &p->cfg->routes[e->live_route];
+	switch (record__build(&rec, route, &msg, e->seq, e->origin ? e->origin : p->origin,
+			      &p->scratch)) {
 	case MQK_BUILD_OK:
 		break;
 	case MQK_BUILD_BAD_TOPIC:
@@ -649,7 +670,7 @@ static void recover(struct mqk_producer *p)
 		}
 		if (e->state == MQK_ENTRY_IN_KAFKA) {
 			e->state = MQK_ENTRY_NEW;
-			counter__dec(&p->cfg->routes[e->route].counters.produced);
+			counter__dec(&p->cfg->routes[e->live_route].counters.produced);
 			counter__dec(&p->totals->produced);
 		}
 		if (e->state == MQK_ENTRY_NEW) {
@@ -674,6 +695,52 @@ static void recover(struct mqk_producer *p)
 		      reason, (unsigned long long)resent);
 }
 
+/*
+ * overflow drop_oldest: frees room by dropping the oldest records not yet in Kafka.
+ * First those librdkafka holds and has not sent (purged: their reports count them),
+ * then, if that was not enough, the oldest not handed to librdkafka yet. Memory: until
+ * an eighth of the buffer is free. Journal: until the oldest segment is passed. Kafka
+ * thread; runs when mosquitto's thread found the buffer full (want_room) or it is
+ * nearly so.
+ */
+static void make_room(struct mqk_producer *p)
+{
+	struct mqk_buffer *b = p->buf;
+	struct mqk_entry *e;
+	bool asked = atomic_exchange(&b->want_room, false);
+
+	if (!asked && !buffer__nearly_full(b)) {
+		return;
+	}
+	if (producer__in_flight(p->totals) > 0) {
+		rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE);
+		for (int i = 0;
+		     i < 10 && rd_kafka_outq_len(p->rk) > 0 && producer__in_flight(p->totals) > 0;
+		     i++) {
+			rd_kafka_poll(p->rk, 10);
+		}
+		rd_kafka_poll(p->rk, 0);
+		release_settled(p);
+	}
+	while (buffer__nearly_full(b) && (e = buffer__next_unsent(b)) != NULL) {
+		if (e->state == MQK_ENTRY_NEW && e->live_route != MQK_ROUTE_GONE) {
+			struct mqk_route *route = &p->cfg->routes[e->live_route];
+			counter__inc(&route->counters.dropped_oldest);
+			counter__inc(&p->totals->dropped_oldest);
+		}
+		e->state = MQK_ENTRY_SETTLED;
+		buffer__mark_sent(b, e);
+		release_settled(p);
+	}
+	log__deferred_ratelimited(
+		&p->rl_dropped, MOSQ_LOG_ERR,
+		"the %s is full (Kafka unreachable or too slow): the oldest "
+		"records not yet in Kafka are dropped (overflow drop_oldest), %llu "
+		"so far",
+		b->journal ? "journal" : "buffer",
+		(unsigned long long)counter__get(&p->totals->dropped_oldest));
+}
+
 static void *kafka_thread(void *arg)
 {
 	struct mqk_producer *p = arg;
@@ -688,6 +755,13 @@ static void *kafka_thread(void *arg)
 		if (p->fatal) {
 			recover(p);
 			continue;
+		}
+		if (p->cfg->overflow == MQK_OVERFLOW_DROP_OLDEST) {
+			make_room(p);
+		}
+		if (p->buf->journal != NULL) {
+			journal__housekeeping(p->buf->journal, p->buf->tail_local,
+					      atomic_load(&p->buf->head), monotonic_ms());
 		}
 		if (atomic_load(&p->stop)) {
 			if (buffer__all_sent(p->buf)) {
@@ -772,6 +846,7 @@ int producer__close(struct mqk_producer *p, int timeout_ms)
 	if (p->rk) {
 		int64_t remaining = deadline - monotonic_ms();
 		rd_kafka_flush(p->rk, remaining > 0 ? (int)remaining : 0);
+		release_settled(p); /* the journal's acknowledged position: buf->tail_local */
 		left = producer__in_flight(p->totals);
 		if (left > 0) {
 			/* What Kafka did not take in time: reported as failed (purged), and lost.
@@ -782,13 +857,17 @@ int producer__close(struct mqk_producer *p, int timeout_ms)
 		}
 	}
 	destroy_handle(p);
-	/* And what never reached librdkafka: lost too. */
+	/* And what never reached librdkafka: lost too (a journal keeps it). */
+	if (p->buf->journal != NULL) {
+		left = 0;
+	}
 	for (uint64_t pos = p->buf->tail_local;;) {
 		struct mqk_entry *e = buffer__at(p->buf, &pos);
 		if (e == NULL) {
 			break;
 		}
-		left += e->state == MQK_ENTRY_NEW;
+		left += p->buf->journal != NULL ? e->state != MQK_ENTRY_SETTLED
+						: e->state == MQK_ENTRY_NEW;
 		pos += e->size;
 	}
 	log__drain();

@@ -18,14 +18,14 @@
 #include "mqk.h"
 
 static const char *const counter_names[] = {
-	"matched",     "produced",  "delivered", "failed",
-	"buffer_full", "bad_topic", "too_large", "refused",
+	"matched",   "produced",  "delivered", "failed",         "buffer_full",
+	"bad_topic", "too_large", "refused",   "dropped_oldest", "rejected",
 };
 #define N_COUNTERS (sizeof(counter_names) / sizeof(counter_names[0]))
 /* Per scope (totals, then each route): the counters, then in_flight. */
 #define PER_SCOPE (N_COUNTERS + 1)
-/* Totals only: received, unrouted, excluded, buffered_bytes. */
-#define TOTALS_ONLY 4
+/* Totals only: received, unrouted, excluded, buffered_bytes, the journal's two. */
+#define TOTALS_ONLY 6
 
 /* The command path's, under MQK_SYS_PREFIX "/commands/" (only when commands are on). */
 static const char *const command_names[] = {
@@ -47,16 +47,17 @@ static uint64_t get_command(const struct mqk_cmd_counters *c, size_t i)
 static uint64_t get(const struct mqk_counters *c, size_t i)
 {
 	const atomic_uint_least64_t *fields[N_COUNTERS] = {
-		&c->matched,     &c->produced,  &c->delivered, &c->failed,
-		&c->buffer_full, &c->bad_topic, &c->too_large, &c->refused,
+		&c->matched,   &c->produced,  &c->delivered, &c->failed,         &c->buffer_full,
+		&c->bad_topic, &c->too_large, &c->refused,   &c->dropped_oldest, &c->rejected,
 	};
 	return counter__get(fields[i]);
 }
 
 int stats__init(struct mqk_stats *st, const struct mqk_config *cfg)
 {
-	static const char *const totals_only[TOTALS_ONLY] = {"received", "unrouted", "excluded",
-							     "buffered_bytes"};
+	static const char *const totals_only[TOTALS_ONLY] = {"received",         "unrouted",
+							     "excluded",         "buffered_bytes",
+							     "journal_replayed", "journal_errors"};
 	int n = 0;
 	char topic[256];
 
@@ -124,6 +125,8 @@ void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 	publish(t[1], st->unrouted);
 	publish(t[2], st->excluded);
 	publish(t[3], buffered_bytes);
+	publish(t[4], counter__get(&st->journal.replayed));
+	publish(t[5], counter__get(&st->journal.errors));
 	publish_scope(t + TOTALS_ONLY, &st->totals);
 	for (int r = 0; r < cfg->route_count; r++) {
 		publish_scope(t + TOTALS_ONLY + PER_SCOPE * (size_t)(r + 1),
@@ -139,15 +142,15 @@ void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 
 static void log_scope(const char *scope, const struct mqk_counters *c)
 {
-	log__printf(
-		MOSQ_LOG_NOTICE,
-		"%s: matched %llu, produced %llu, delivered %llu, failed %llu, buffer_full %llu, "
-		"bad_topic %llu, too_large %llu, refused %llu, in_flight %llu",
-		scope, (unsigned long long)get(c, 0), (unsigned long long)get(c, 1),
-		(unsigned long long)get(c, 2), (unsigned long long)get(c, 3),
-		(unsigned long long)get(c, 4), (unsigned long long)get(c, 5),
-		(unsigned long long)get(c, 6), (unsigned long long)get(c, 7),
-		(unsigned long long)producer__in_flight(c));
+	char line[512];
+	size_t len = 0;
+
+	for (size_t i = 0; i < N_COUNTERS; i++) {
+		len += (size_t)snprintf(line + len, sizeof(line) - len, "%s %llu, ",
+					counter_names[i], (unsigned long long)get(c, i));
+	}
+	log__printf(MOSQ_LOG_NOTICE, "%s: %sin_flight %llu", scope, line,
+		    (unsigned long long)producer__in_flight(c));
 }
 
 void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg)
@@ -158,6 +161,11 @@ void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg
 		    (unsigned long long)st->received, (unsigned long long)st->unrouted,
 		    (unsigned long long)st->excluded);
 	log_scope("totals", &st->totals);
+	if (cfg->durability == MQK_DURABILITY_JOURNAL) {
+		log__printf(MOSQ_LOG_NOTICE, "journal: replayed %llu, errors %llu",
+			    (unsigned long long)counter__get(&st->journal.replayed),
+			    (unsigned long long)counter__get(&st->journal.errors));
+	}
 	for (int r = 0; r < cfg->route_count; r++) {
 		snprintf(scope, sizeof(scope), "route %s", cfg->routes[r].name);
 		log_scope(scope, &cfg->routes[r].counters);

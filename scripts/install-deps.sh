@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config dpkg-dev file
     mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev
-    librdkafka-dev libcjson-dev libcmocka-dev
+    librdkafka-dev libcjson-dev libcmocka-dev libxxhash-dev
     haproxy kcat
     valgrind
     clang libclang-rt-14-dev
