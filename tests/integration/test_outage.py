@@ -97,6 +97,7 @@ def test_full_buffer_drops_are_counted(kafka_up_after, start_broker):
         ("route_o", f"o/# -> {topic}"),
         ("kafka.queue.buffering.max.messages", "100"),
         ("buffer_mb", "1"),
+        ("overflow", "drop_new"),  # counted drops; reject has tests of its own (test_journal)
         ("stats_interval", "1"),
     ], name="mosquitto-overflow")
     stats = harness.SysCounters(b.port)
@@ -105,7 +106,7 @@ def test_full_buffer_drops_are_counted(kafka_up_after, start_broker):
     # 400 messages of 10 KiB: 100 fit in librdkafka's queue, ~100 in a 1 MiB buffer.
     sent = publish_all(b.port, "ovf", 1, 400, 10 * 1024, V5)
     n = sum(sent.values())
-    b.wait_log(r"mosquitto_kafka: the buffer for Kafka is full", 10)
+    b.wait_log(r"mosquitto_kafka: the buffer \(buffer_mb\) is full", 10)
     time.sleep(1.5)
     dropped = int(stats.values.get("buffer_full", "0"))
     print(f"Kafka down: {n} acknowledged, {dropped} dropped for Kafka (buffer_full)")
