@@ -141,6 +141,7 @@ int capture__message(struct mqk_buffer *b, int route, uint64_t seq, const struct
 	}
 	e->route = e->live_route = (uint16_t)route;
 	e->origin = NULL;
+	e->alone = 0;
 	e->qos = msg->qos;
 	e->flags = (uint8_t)((msg->retain ? MQK_ENTRY_RETAIN : 0) |
 			     (msg->username ? MQK_ENTRY_USERNAME : 0));

@@ -655,6 +655,7 @@ static int64_t adopt_entries(struct mqk_journal *j, struct mqk_segment *s,
 		struct mqk_entry *e = (struct mqk_entry *)(s->map + at);
 		if (s->start + at >= from) {
 			e->state = MQK_ENTRY_NEW;
+			e->alone = 0;
 			e->external = NULL;
 			e->origin = s->origin;
 			e->live_route = map[e->route]; /* journal__scan_image checked the index */

@@ -292,7 +292,7 @@ struct mqk_entry {
 	uint64_t check;      /* journal: entry__checksum */
 	uint32_t state;      /* MQK_ENTRY_NEW, _IN_KAFKA, _SETTLED */
 	uint16_t live_route; /* index in this run's cfg->routes; MQK_ROUTE_GONE */
-	uint16_t unused;
+	uint16_t alone;      /* sent again in a batch of its own (producer.c) */
 	void *external;
 	const struct mqk_origin *origin; /* the run that received it; NULL: this one */
 	/* Written once by mosquitto's thread, like the first four: */
@@ -334,6 +334,7 @@ static inline uint64_t entry__checksum(const struct mqk_entry *e, size_t checked
 #define MQK_ENTRY_NEW 0      /* not handed to librdkafka (again) yet */
 #define MQK_ENTRY_IN_KAFKA 1 /* handed to librdkafka, no delivery report yet */
 #define MQK_ENTRY_SETTLED 2  /* delivered, or failed for good: its room can go back */
+#define MQK_ENTRY_ALONE 3    /* its batch was too large for Kafka: to be sent alone */
 
 #define MQK_ENTRY_RETAIN 0x01
 #define MQK_ENTRY_USERNAME 0x02

@@ -98,6 +98,7 @@ struct mqk_producer {
 	struct mqk_scratch scratch;
 	bool closing;             /* purged records are summed up, not logged one by one */
 	bool fatal;               /* librdkafka raised a fatal error: replace the producer */
+	bool alone_pending;       /* entries are MQK_ENTRY_ALONE: send_alone */
 	struct mqk_topics topics; /* create_topics: topics created or known to exist */
 	struct mqk_ratelimit rl_failed, rl_error, rl_bad_topic, rl_too_large, rl_refused;
 	struct mqk_ratelimit rl_missing, rl_create, rl_dropped;
@@ -171,6 +172,18 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 		counter__inc(&p->totals->delivered);
 		return;
 	}
+	if (!p->closing && m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && !e->alone) {
+		/*
+		 * Kafka refuses a whole batch when one record in it is over the topic's
+		 * max.message.bytes: each record of it is sent again alone (send_alone), so that
+		 * only those really too large fail.
+		 */
+		e->state = MQK_ENTRY_ALONE;
+		p->alone_pending = true;
+		counter__dec(&route->counters.produced);
+		counter__dec(&p->totals->produced);
+		return;
+	}
 	if (!p->closing && (p->fatal || m->err == RD_KAFKA_RESP_ERR__FATAL)) {
 		/* Taken back from librdkafka: it goes out again through the new producer. */
 		e->state = MQK_ENTRY_NEW;
@@ -192,6 +205,12 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	counter__inc(&p->totals->failed);
 	if (!p->closing && topic_is_missing(m->err)) {
 		topic_missing(p, route, rd_kafka_topic_name(m->rkt));
+	} else if (!p->closing && m->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
+		log__deferred_ratelimited(
+			&p->rl_too_large, MOSQ_LOG_ERR,
+			"route %s: a %zu-byte record is over the max.message.bytes "
+			"of Kafka topic %s: failed",
+			route->name, m->len, rd_kafka_topic_name(m->rkt));
 	} else if (!p->closing) {
 		log__deferred_ratelimited(&p->rl_failed, MOSQ_LOG_ERR,
 					  "route %s: a record to Kafka topic %s failed: %s",
@@ -569,8 +588,11 @@ static bool drain(struct mqk_producer *p)
 	int n = 0;
 
 	while (!p->fatal && (e = buffer__next_unsent(p->buf)) != NULL) {
-		/* After a rewind, entries Kafka acknowledged meanwhile are skipped. */
-		if (e->state != MQK_ENTRY_SETTLED && !produce_entry(p, e)) {
+		/*
+		 * After a rewind, entries Kafka acknowledged meanwhile are skipped, and those
+		 * send_alone handles.
+		 */
+		if (e->state == MQK_ENTRY_NEW && !produce_entry(p, e)) {
 			return false;
 		}
 		buffer__mark_sent(p->buf, e);
@@ -696,6 +718,47 @@ static void recover(struct mqk_producer *p)
 }
 
 /*
+ * The records of a batch Kafka refused as too large (MQK_ENTRY_ALONE), each sent again
+ * with nothing else in flight, in buffer order: librdkafka cannot batch it with another.
+ * The one really over the topic's max.message.bytes fails then (too_large); the others
+ * are delivered, after records that were sent meanwhile (their order is lost: a
+ * misconfiguration, logged, see README). Kafka thread; waits at most ALONE_WAIT_MS for
+ * each, serving delivery reports.
+ */
+#define ALONE_WAIT_MS 10000
+static void send_alone(struct mqk_producer *p)
+{
+	p->alone_pending = false;
+	for (uint64_t pos = p->buf->tail_local; pos < p->buf->send_local;) {
+		struct mqk_entry *e = buffer__at(p->buf, &pos);
+		if (e == NULL) {
+			break;
+		}
+		pos += e->size;
+		if (e->state != MQK_ENTRY_ALONE) {
+			continue;
+		}
+		/* Nothing else in flight: the record travels in a batch of its own. */
+		rd_kafka_flush(p->rk, ALONE_WAIT_MS);
+		e->alone = 1;
+		e->state = MQK_ENTRY_NEW;
+		if (!produce_entry(p, e)) {
+			e->state = MQK_ENTRY_ALONE; /* queue full or fatal: later */
+			p->alone_pending = true;
+			return;
+		}
+		rd_kafka_flush(p->rk, ALONE_WAIT_MS);
+		if (e->state == MQK_ENTRY_ALONE) {
+			p->alone_pending = true; /* failed again in a batch: tried again later */
+		}
+		if (atomic_load(&p->stop) || p->fatal) {
+			p->alone_pending = true;
+			return;
+		}
+	}
+}
+
+/*
  * overflow drop_oldest: frees room by dropping the oldest records not yet in Kafka.
  * First those librdkafka holds and has not sent (purged: their reports count them),
  * then, if that was not enough, the oldest not handed to librdkafka yet. Memory: until
@@ -755,6 +818,10 @@ static void *kafka_thread(void *arg)
 		if (p->fatal) {
 			recover(p);
 			continue;
+		}
+		if (p->alone_pending) {
+			send_alone(p);
+			release_settled(p);
 		}
 		if (p->cfg->overflow == MQK_OVERFLOW_DROP_OLDEST) {
 			make_room(p);

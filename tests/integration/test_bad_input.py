@@ -216,11 +216,8 @@ def test_too_large_for_the_topic_fails_alone(kafka, start_broker, batch_size=400
     rejects the batch (MESSAGE_TOO_LARGE). The big record must fail, counted, without
     retries for ever, and the small records published right after it must still arrive.
 
-    This runs with the setting README.md asks for in that case (kafka.batch.size under the
-    topic's limit: a big record goes alone in its batch, and only it fails). With the
-    defaults librdkafka 2.0.2 may put the big record in one batch with its neighbours and
-    Kafka refuses the whole batch: that known gap (issue 6) is reproduced by
-    gap_too_large_batch.py, outside ctest's list until the plugin handles it.
+    This runs with kafka.batch.size under the topic's limit (a big record goes alone in
+    its batch); test_too_large_in_a_batch runs it with librdkafka's defaults.
     """
     topic = harness.unique("big-topic")
     kafka.create_topics([topic], partitions=1, config={"max.message.bytes": "50000"})
@@ -234,6 +231,15 @@ def test_too_large_for_the_topic_fails_alone(kafka, start_broker, batch_size=400
     big_at = {5, 17, 30}
     payloads = _publish_pattern(b.port, "big/y", n, big_at, 100000, harness.unique("big"))
     _check_too_large(kafka, b, topic, payloads, big_at, "failed")
+
+
+def test_too_large_in_a_batch(kafka, start_broker):
+    """
+    With librdkafka's default batch.size, the big record shares a batch with its small
+    neighbours and Kafka refuses the whole batch (MESSAGE_TOO_LARGE). The plugin sends each
+    record of a refused batch again alone: only the big ones fail, the others arrive.
+    """
+    test_too_large_for_the_topic_fails_alone(kafka, start_broker, batch_size=None)
 
 
 # ---- 2. odd UTF-8 -------------------------------------------------------------------------
