@@ -771,6 +771,7 @@ static void make_room(struct mqk_producer *p)
 	struct mqk_buffer *b = p->buf;
 	struct mqk_entry *e;
 	bool asked = atomic_exchange(&b->want_room, false);
+	uint64_t before = counter__get(&p->totals->dropped_oldest);
 
 	if (!asked && !buffer__nearly_full(b)) {
 		return;
@@ -785,7 +786,9 @@ static void make_room(struct mqk_producer *p)
 		rd_kafka_poll(p->rk, 0);
 		release_settled(p);
 	}
-	while (buffer__nearly_full(b) && (e = buffer__next_unsent(b)) != NULL) {
+	/* Only while librdkafka holds nothing older: each drop gives its room back at once. */
+	while (buffer__nearly_full(b) && b->tail_local == b->send_local &&
+	       (e = buffer__next_unsent(b)) != NULL) {
 		if (e->state == MQK_ENTRY_NEW && e->live_route != MQK_ROUTE_GONE) {
 			struct mqk_route *route = &p->cfg->routes[e->live_route];
 			counter__inc(&route->counters.dropped_oldest);
