@@ -798,6 +798,9 @@ static void make_room(struct mqk_producer *p)
 		buffer__mark_sent(b, e);
 		release_settled(p);
 	}
+	if (counter__get(&p->totals->dropped_oldest) == before) {
+		return;
+	}
 	log__deferred_ratelimited(
 		&p->rl_dropped, MOSQ_LOG_ERR,
 		"the %s is full (Kafka unreachable or too slow): the oldest "
