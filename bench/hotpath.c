@@ -19,7 +19,9 @@
 
 #include "fake_broker.h" /* struct mosquitto, the broker functions */
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #define CLIENTS 200
@@ -37,6 +39,7 @@ struct scenario {
 	const char *prefix; /* topics are <prefix>/<client id>/data */
 	int extra_routes;   /* routes that never match, before the one that does */
 	const char *route;  /* the route that matches */
+	const char *fsync;  /* NULL: durability memory; else journal with this journal_fsync */
 };
 
 static int run(const struct scenario *sc, int messages)
@@ -69,6 +72,18 @@ static int run(const struct scenario *sc, int messages)
 		OPT(key, value);
 	}
 	OPT("route_bench", sc->route);
+	char journal_dir[] = "/tmp/mqk-bench-journal-XXXXXX";
+	if (sc->fsync == NULL) {
+		OPT("durability", "memory");
+	} else {
+		if (mkdtemp(journal_dir) == NULL) {
+			fprintf(stderr, "Error: mkdtemp: %s\n", strerror(errno));
+			return -1;
+		}
+		OPT("durability", "journal");
+		OPT("journal_dir", journal_dir);
+		OPT("journal_fsync", sc->fsync);
+	}
 
 	if (mosquitto_plugin_init(NULL, &userdata, opts, n) != MOSQ_ERR_SUCCESS) {
 		fprintf(stderr, "Error: init failed for %s\n", sc->name);
@@ -112,6 +127,11 @@ static int run(const struct scenario *sc, int messages)
 	       cpu / messages * 1e9, wall / messages * 1e9, messages / drained,
 	       (unsigned long long)produced, (unsigned long long)delivered);
 	mosquitto_plugin_cleanup(userdata, opts, n);
+	if (sc->fsync != NULL) {
+		char cmd[64];
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", journal_dir);
+		(void)!system(cmd);
+	}
 	if (delivered != expected) {
 		fprintf(stderr, "Error: %s: %llu delivered, %llu expected\n", sc->name,
 			(unsigned long long)delivered, (unsigned long long)expected);
@@ -124,12 +144,14 @@ int main(int argc, char **argv)
 {
 	int messages = argc > 1 ? atoi(argv[1]) : 200000;
 	static const struct scenario scenarios[] = {
-		{"no route matches", "nothing", 0, "bench/# -> bench"},
-		{"raw, 1 route", "bench", 0, "bench/# -> bench"},
-		{"raw, key=topic, topic mqtt.{1}", "bench", 0,
-		 "bench/+/data -> mqtt.{1} key=topic"},
-		{"json envelope, 1 route", "bench", 0, "bench/# -> bench format=json"},
-		{"raw, 1 of 100 routes matches", "bench", 99, "bench/# -> bench"},
+		{"no route matches", "nothing", 0, "bench/# -> bench", NULL},
+		{"raw, 1 route", "bench", 0, "bench/# -> bench", NULL},
+		{"raw, key=topic, topic mqtt.{1}", "bench", 0, "bench/+/data -> mqtt.{1} key=topic",
+		 NULL},
+		{"json envelope, 1 route", "bench", 0, "bench/# -> bench format=json", NULL},
+		{"raw, 1 of 100 routes matches", "bench", 99, "bench/# -> bench", NULL},
+		{"raw, 1 route, journal fsync never", "bench", 0, "bench/# -> bench", "never"},
+		{"raw, 1 route, journal fsync 1000", "bench", 0, "bench/# -> bench", "1000"},
 	};
 	int rc = 0;
 

@@ -681,7 +681,7 @@ static int finish_durability(struct mqk_config *cfg, const bool *seen, char *err
 	bool journal;
 
 	if (cfg->durability == UNSET) {
-		cfg->durability = MQK_DURABILITY_MEMORY;
+		cfg->durability = MQK_DURABILITY_JOURNAL; /* README: "Durability" */
 	}
 	if (cfg->overflow == UNSET) {
 		cfg->overflow = MQK_OVERFLOW_REJECT;

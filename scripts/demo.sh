@@ -191,6 +191,8 @@ for b in "${BROKERS[@]}"; do
         echo "plugin_opt_bootstrap_servers $BOOTSTRAP"
         echo "plugin_opt_broker_id $b"
         echo "plugin_opt_stats_interval 1"
+        echo "# The journal (durability journal, the default) of this demo's own."
+        echo "plugin_opt_journal_dir $work/journal-$b"
         echo "# Commands from Kafka to the device they name (docs/commands.md)."
         echo "plugin_opt_commands_topic $COMMANDS_TOPIC"
         echo

@@ -116,6 +116,31 @@ def make_tempdir(prefix):
     return d
 
 
+def make_journal_dir(parent):
+    """A directory for the plugin's journal under parent, writable by user mosquitto (the
+    broker drops to it when started as root, before the plugin starts)."""
+    d = os.path.join(parent, "journal")
+    os.makedirs(d, exist_ok=True)
+    if os.geteuid() == 0:
+        import pwd
+        try:
+            pw = pwd.getpwnam("mosquitto")
+            os.chown(d, pw.pw_uid, pw.pw_gid)
+        except KeyError:
+            pass
+    return d
+
+
+def with_journal_dir(options, parent):
+    """options, plus a journal_dir of the test's own under parent when the plugin runs with
+    its default durability (journal) and the test named none: never the system's default
+    directory, never another test's journal."""
+    keys = {k for k, _ in options}
+    if "journal_dir" in keys or ("durability", "memory") in options:
+        return list(options)
+    return list(options) + [("journal_dir", make_journal_dir(parent))]
+
+
 _plugin_copy = None
 
 
@@ -597,7 +622,7 @@ class Mosquitto:
             lines += list(extra)
             if plugin is not None:
                 lines.append(f"plugin {plugin}")
-                for key, value in options:
+                for key, value in with_journal_dir(options, self.dir):
                     lines.append(f"plugin_opt_{key} {value}")
             with open(self.conf_path, "w") as f:
                 f.write("\n".join(lines) + "\n")
