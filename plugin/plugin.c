@@ -519,8 +519,10 @@ EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *option
 	left = producer__close(pl->producer, pl->cfg.flush_timeout_ms);
 	commands__close(pl->commands, 0);
 	if (pl->journal != NULL) {
-		log__printf(MOSQ_LOG_NOTICE, "shutdown: %d records not yet in Kafka%s", left,
-			    left ? " stay in the journal: they are sent at the next start" : "");
+		log__printf(left ? MOSQ_LOG_WARNING : MOSQ_LOG_NOTICE,
+			    "shutdown: %d records not delivered to Kafka%s", left,
+			    left ? " yet: they stay in the journal and are sent at the next start"
+				 : "");
 		journal__close(pl->journal, pl->buffer.tail_local);
 		pl->journal = NULL;
 	} else {

@@ -62,12 +62,14 @@ def test_clean_shutdown_delivers_everything(kafka, start_broker):
 
 
 def test_kafka_down_at_shutdown_counts_the_lost(kafka_up_after, start_broker):
-    """Kafka stops; the records published after it are reported lost, exactly."""
+    """Memory durability: Kafka stops; the records published after it are reported lost,
+    exactly."""
     kafka = kafka_up_after
     topic = harness.unique("down")
     kafka.create_topic(topic)
     flush_ms = 1000
     b = start_broker([
+        ("durability", "memory"),
         ("bootstrap_servers", kafka.bootstrap),
         ("route_all", f"d/# -> {topic}"),
         ("flush_timeout_ms", str(flush_ms)),
@@ -101,3 +103,48 @@ def test_kafka_down_at_shutdown_counts_the_lost(kafka_up_after, start_broker):
         f"totals: delivered 10 and failed {n} expected, got {totals}")
     assert took < flush_ms / 1000 + 10 * harness.SLOW, (
         f"shutdown took {took:.1f} s with flush_timeout_ms {flush_ms}")
+
+
+def test_kafka_down_at_shutdown_the_journal_keeps_them(kafka_up_after, start_broker):
+    """Journal durability (the default): Kafka stops, 200 records are published, mosquitto
+    stops. The shutdown line says they stay in the journal; the next start, Kafka back,
+    sends them: all 210 in Kafka, once each."""
+    kafka = kafka_up_after
+    topic = harness.unique("jdown")
+    kafka.create_topic(topic)
+    journal = harness.make_journal_dir(harness.make_tempdir("mqk-jdown-"))
+    options = [
+        ("bootstrap_servers", kafka.bootstrap),
+        ("broker_id", "itest-jdown"),
+        ("route_all", f"d/# -> {topic}"),
+        ("journal_dir", journal),
+        ("flush_timeout_ms", "1000"),
+        ("stats_interval", "0"),
+    ]
+    b = start_broker(options, name="mosquitto-jdown")
+    c = harness.Client(b.port, harness.unique("jd"), V311)
+    for i in range(10):
+        c.publish_wait("d/up", f"up{i}".encode())
+    assert len(harness.read_topic(kafka.bootstrap, topic, 10, timeout=30)) == 10
+
+    kafka.down()
+    n = 200
+    for i in range(n):
+        c.publish_wait("d/down", f"down{i}".encode())
+    c.close()
+    assert b.stop(timeout=30) == 0
+    m = re.search(SHUTDOWN_RX + r" yet: they stay in the journal", b.log())
+    assert m, f"no journal shutdown line in the log:\n{b.log()[-3000:]}"
+    kept = int(m.group(1))
+    assert kept == n, f"{n} records not delivered, the plugin says {kept}"
+
+    kafka.up()
+    b2 = start_broker(options, name="mosquitto-jdown-2")
+    b2.wait_log(r"mosquitto_kafka: journal: replaying %d records" % n, 10)
+    records = harness.read_topic(kafka.bootstrap, topic, n + 10, timeout=60, grace=2)
+    values = sorted(r.value for r in records)
+    expected = sorted([f"up{i}".encode() for i in range(10)] +
+                      [f"down{i}".encode() for i in range(n)])
+    print(f"{n} kept in the journal at shutdown, replayed at the next start: "
+          f"{len(records)} records in Kafka")
+    assert values == expected, f"{len(values)} records, expected {len(expected)}, once each"
