@@ -6,8 +6,8 @@ shutdown summary, one route, so one sequence), N are missing from Kafka and no o
 none is there twice, and none beyond matched exists.
 
 - Kafka up: the flush (flush_timeout_ms 10 s) delivers everything; N is 0.
-- Kafka stopped under load 3 s before the SIGTERM, flush_timeout_ms 500: what the plugin
-  holds then (in librdkafka's queue and its buffer) is lost and counted; Kafka, started
+- Kafka stopped under load 3 s before the SIGTERM, flush_timeout_ms 500, durability memory:
+  what the plugin holds then (in librdkafka's queue and its buffer) is lost and counted; Kafka, started
   again after mosquitto exited, shows the same number missing.
 
 Always a real 1-node Kafka of its own, whatever MQK_KAFKA says.
@@ -102,6 +102,7 @@ def test_sigterm_under_load_kafka_down(kafka1, start_broker):
     topic = harness.unique("stopdown")
     kafka1.create_topic(topic, 4)
     broker = start_broker([
+        ("durability", "memory"),  # lost and counted; the journal keeps them (test_shutdown)
         ("bootstrap_servers", kafka1.bootstrap),
         ("broker_id", "itest-stop-down"),
         ("route_s", f"s/# -> {topic}"),
