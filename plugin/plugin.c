@@ -38,12 +38,17 @@
  *
  * When Kafka is down. librdkafka keeps records in its queue and retries forever
  * (message.timeout.ms=0). When its queue is full, the Kafka thread stops taking
- * entries: records wait in the buffer (buffer_mb). An entry leaves the buffer only when
- * Kafka has acknowledged its record, so when librdkafka's idempotent producer fails
- * fatally (librdkafka 2.0 can, on a leader failover) the Kafka thread replaces it and
- * sends everything not yet acknowledged again. Only when the buffer is full is a
- * message dropped: counted (buffer_full), logged at most every 10 s, its mqtt.seq
- * missing in Kafka. That is the one place a local journal will take over.
+ * entries: records wait in the buffer. An entry leaves the buffer only when Kafka has
+ * acknowledged its record, so when librdkafka's idempotent producer fails fatally
+ * (librdkafka 2.0 can, on a leader failover) the Kafka thread replaces it and sends
+ * everything not yet acknowledged again. When the buffer is full, plugin_opt_overflow
+ * decides: reject (the callback returns an error, so QoS 1/2 gets no PUBACK and its
+ * client sends it again), drop_new or drop_oldest; every drop is counted and logged.
+ *
+ * The journal (journal.c, durability journal, the default). The buffer's bytes live in
+ * mmap'd segment files instead of RAM: the same memcpy, plus a checksum, and the page
+ * cache keeps them when mosquitto dies. journal_fsync says when they reach the disk. At
+ * start-up what Kafka had not acknowledged is replayed before anything new.
  *
  * Topics that do not exist. Kafka admins usually turn topic auto-creation off, and by
  * default (create_topics false) the plugin does not create topics either: a record for
@@ -56,13 +61,14 @@
  * What is guaranteed. Mosquitto 2.0 acknowledges a PUBLISH as soon as MESSAGE returns;
  * it cannot wait for Kafka. A record is in the plugin's buffer before the PUBACK, and
  * from there it reaches Kafka at least once and in order per partition (exactly once
- * per producer session thanks to idempotence) while the broker keeps running. What is
- * not guaranteed, and counted: messages dropped when the buffer is full, and records
- * still buffered or queued when mosquitto stops and Kafka does not take them within
- * flush_timeout_ms (logged at shutdown). A QoS 2 PUBLISH retransmitted with DUP raises
- * MESSAGE again (mosquitto 2.0.11 gives the plugin no message id or DUP flag), so it
- * is forwarded again: the pipeline is at-least-once, and mqtt.seq tells the copies
- * apart from losses.
+ * per producer session thanks to idempotence): with the journal across a crash of
+ * mosquitto too, with durability memory while it runs. What is not guaranteed, and
+ * counted: QoS 0 messages when the buffer is full (they cannot be refused), drops under
+ * overflow drop_new/drop_oldest, and with durability memory the records still buffered
+ * when mosquitto stops and Kafka does not take them within flush_timeout_ms. A QoS 2
+ * PUBLISH retransmitted with DUP raises MESSAGE again (mosquitto 2.0.11 gives the plugin
+ * no message id or DUP flag), so it is forwarded again: the pipeline is at-least-once,
+ * and mqtt.seq tells the copies apart from losses.
  *
  * Commands, the other way (commands_topic; docs/commands.md). A second thread of the
  * plugin (commands.c) consumes command records and queues them (handoff.c); it wakes
