@@ -13,7 +13,7 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 dir=${1:-$src/build-fuzz}
 seconds=${2:-15}
 cc=${3:-clang}
-targets=(options route template envelope)
+targets=(options route template envelope journal)
 jobs=${MQK_JOBS:-2}
 
 cmake -S "$src" -B "$dir" -DMQK_FUZZ=ON -DMQK_BUILD_TESTS=OFF -DCMAKE_C_COMPILER="$cc" \

@@ -25,6 +25,8 @@
 
 #define HDR sizeof(struct mqk_entry)
 #define PAD_ROUTE 0xFFFF
+/* Routes 0 .. MAX_ROUTE: 0xFFFE is a journal segment's header, 0xFFFF padding. */
+#define MAX_ROUTE (MQK_ROUTE_HEADER - 1)
 
 static struct mqk_buffer b;
 
@@ -239,7 +241,7 @@ static void advance_to(size_t pos, uint64_t *seq)
 static void test_wrap_with_padding(void **state)
 {
 	uint64_t seq = 0;
-	const size_t left = 64; /* bytes before the end */
+	const size_t left = 128; /* bytes before the end: room for an entry header */
 	const size_t near_end = 4096 - left;
 
 	(void)state;
@@ -310,7 +312,8 @@ static void test_many_wraps(void **state)
 		int burst = (int)(rnd() % 12);
 		for (int k = 0; k < burst && next_put < total; k++) {
 			size_t len = (size_t)(rnd() % 700);
-			if (put(&b, (uint16_t)(next_put % 65535), next_put, len) == NULL) {
+			if (put(&b, (uint16_t)(next_put % (MAX_ROUTE + 1)), next_put, len) ==
+			    NULL) {
 				/* Refused only when it does not fit, with its padding. */
 				size_t need = aligned(HDR + len);
 				size_t to_end = 4096 - (size_t)(atomic_load(&b.head) % 4096);
@@ -324,7 +327,7 @@ static void test_many_wraps(void **state)
 		}
 		burst = (int)(rnd() % 10);
 		for (int k = 0; k < burst && next_take < next_put; k++) {
-			take(&b, (uint16_t)(next_take % 65535), next_take);
+			take(&b, (uint16_t)(next_take % (MAX_ROUTE + 1)), next_take);
 			next_take++;
 		}
 		assert_true(buffer__used(&b) <= b.capacity);

@@ -84,6 +84,9 @@ static bool round_trip(struct mqk_buffer *buf, const struct mqk_message *in, int
 	e = buffer__peek(buf);
 	assert_non_null(e);
 	assert_int_equal(e->route, route);
+	/* Written by this run: its route is this run's, no origin of an earlier run. */
+	assert_int_equal(e->live_route, route);
+	assert_null(e->origin);
 	assert_int_equal(e->seq, seq);
 	external = e->external != NULL;
 	assert_int_equal(external, in->payloadlen > buf->capacity / 8);
@@ -161,7 +164,8 @@ static void test_round_trip_fields(void **state)
 	for (uint8_t qos = 0; qos <= 2; qos++) {
 		m.qos = qos;
 		m.retain = qos != 1;
-		round_trip(&b, &m, 65534, qos);
+		/* The last route index (65534 routes): 0xFFFE and 0xFFFF are markers. */
+		round_trip(&b, &m, 65533, qos);
 	}
 	m.timestamp_ms = 0;
 	round_trip(&b, &m, 0, UINT64_MAX);

@@ -106,6 +106,15 @@ static void test_minimal_defaults(void **state)
 	assert_false(cfg.create_topics);
 	assert_int_equal(cfg.topic_partitions, 6);
 	assert_int_equal(cfg.topic_replication_factor, -1);
+	/* The journal by default, in a directory named after the broker. */
+	char dir[512];
+	snprintf(dir, sizeof(dir), "/var/lib/mosquitto/mosquitto-kafka/%s", host);
+	assert_int_equal(cfg.durability, MQK_DURABILITY_JOURNAL);
+	assert_string_equal(cfg.journal_dir, dir);
+	assert_int_equal(cfg.journal_fsync_ms, 1000);
+	assert_int_equal(cfg.journal_max_mb, 1024);
+	assert_int_equal(cfg.journal_segment_mb, 64);
+	assert_int_equal(cfg.overflow, MQK_OVERFLOW_REJECT);
 }
 
 static void test_no_options_at_all(void **state)
@@ -335,15 +344,26 @@ static void test_numbers_in_range(void **state)
 	assert_ok(PARSE_BS("stats_interval", "1", "flush_timeout_ms", "1"));
 	assert_int_equal(cfg.stats_interval, 1);
 	assert_int_equal(cfg.flush_timeout_ms, 1);
-	assert_ok(PARSE_BS("buffer_mb", "1"));
+	/* buffer_mb is durability memory's (the default is journal). */
+	assert_ok(PARSE_BS("durability", "memory", "buffer_mb", "1"));
 	assert_int_equal(cfg.buffer_mb, 1);
-	assert_ok(PARSE_BS("buffer_mb", " 4096\t"));
+	assert_ok(PARSE_BS("buffer_mb", " 4096\t", "durability", "memory"));
 	assert_int_equal(cfg.buffer_mb, 4096);
 	/* The numbers share a table: each lands in its own field. */
-	assert_ok(PARSE_BS("buffer_mb", "7", "stats_interval", "8", "flush_timeout_ms", "9"));
+	assert_ok(PARSE_BS("buffer_mb", "7", "stats_interval", "8", "flush_timeout_ms", "9",
+			   "durability", "memory"));
 	assert_int_equal(cfg.buffer_mb, 7);
 	assert_int_equal(cfg.stats_interval, 8);
 	assert_int_equal(cfg.flush_timeout_ms, 9);
+	assert_int_equal(cfg.journal_max_mb, 1024);
+	assert_int_equal(cfg.journal_segment_mb, 64);
+	assert_ok(PARSE_BS("journal_max_mb", "10", "stats_interval", "11", "journal_segment_mb",
+			   "3", "flush_timeout_ms", "12"));
+	assert_int_equal(cfg.journal_max_mb, 10);
+	assert_int_equal(cfg.journal_segment_mb, 3);
+	assert_int_equal(cfg.stats_interval, 11);
+	assert_int_equal(cfg.flush_timeout_ms, 12);
+	assert_int_equal(cfg.buffer_mb, 64);
 }
 
 static void test_create_topics(void **state)
@@ -437,6 +457,193 @@ static void test_create_topics_errors(void **state)
 
 /* ---- errors ------------------------------------------------------------------------ */
 
+/* ---- durability, overflow and the journal's options ------------------------------ */
+
+static void test_durability_options(void **state)
+{
+	(void)state;
+	/* memory: the ring of buffer_mb; no journal directory. */
+	assert_ok(PARSE_BS("durability", "memory"));
+	assert_int_equal(cfg.durability, MQK_DURABILITY_MEMORY);
+	assert_null(cfg.journal_dir);
+	assert_int_equal(cfg.buffer_mb, 64);
+	assert_int_equal(cfg.overflow, MQK_OVERFLOW_REJECT);
+	/* journal, explicitly: the default directory follows broker_id. */
+	assert_ok(PARSE_BS("broker_id", "b-1", "durability", " journal "));
+	assert_int_equal(cfg.durability, MQK_DURABILITY_JOURNAL);
+	assert_string_equal(cfg.journal_dir, "/var/lib/mosquitto/mosquitto-kafka/b-1");
+	assert_ok(PARSE_BS("journal_dir", " /tmp/mqk journal/x/ \t", "broker_id", "b-2"));
+	assert_string_equal(cfg.journal_dir, "/tmp/mqk journal/x/");
+	assert_ok(PARSE_BS("journal_dir", "/"));
+	assert_string_equal(cfg.journal_dir, "/");
+
+	/* journal_fsync: always (0), never (-1), or milliseconds. */
+	static const struct {
+		const char *value;
+		int ms;
+	} fsyncs[] = {{"always", 0}, {"never", -1}, {"1", 1}, {"250", 250}, {" 60000\t", 60000}};
+	for (size_t i = 0; i < sizeof(fsyncs) / sizeof(fsyncs[0]); i++) {
+		assert_ok(PARSE_BS("durability", "journal", "journal_fsync", fsyncs[i].value));
+		assert_int_equal(cfg.journal_fsync_ms, fsyncs[i].ms);
+	}
+
+	/* overflow, with either durability. */
+	static const struct {
+		const char *value;
+		int overflow;
+	} overflows[] = {{"reject", MQK_OVERFLOW_REJECT},
+			 {"drop_oldest", MQK_OVERFLOW_DROP_OLDEST},
+			 {"drop_new", MQK_OVERFLOW_DROP_NEW}};
+	for (size_t i = 0; i < sizeof(overflows) / sizeof(overflows[0]); i++) {
+		assert_ok(PARSE_BS("overflow", overflows[i].value));
+		assert_int_equal(cfg.overflow, overflows[i].overflow);
+		assert_ok(PARSE_BS("durability", "memory", "buffer_mb", "2", "overflow",
+				   overflows[i].value));
+		assert_int_equal(cfg.overflow, overflows[i].overflow);
+		assert_int_equal(cfg.buffer_mb, 2);
+	}
+
+	/* Sizes: the segment defaults to 64 MiB, or half of a smaller journal_max_mb. */
+	static const struct {
+		const char *max, *segment;
+		int max_mb, segment_mb;
+	} sizes[] = {
+		{NULL, NULL, 1024, 64},
+		{"2", NULL, 2, 1},
+		{"3", NULL, 3, 1},
+		{"100", NULL, 100, 50},
+		{"128", NULL, 128, 64},
+		{"129", NULL, 129, 64},
+		{"1048576", NULL, 1048576, 64},
+		{"2", "1", 2, 1},
+		{"11", "5", 11, 5},
+		{"1048576", "1024", 1048576, 1024},
+		{NULL, "512", 1024, 512},
+		{NULL, "1", 1024, 1},
+	};
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		if (sizes[i].max && sizes[i].segment) {
+			assert_ok(PARSE_BS("journal_max_mb", sizes[i].max, "journal_segment_mb",
+					   sizes[i].segment));
+		} else if (sizes[i].max) {
+			assert_ok(PARSE_BS("journal_max_mb", sizes[i].max));
+		} else if (sizes[i].segment) {
+			assert_ok(PARSE_BS("journal_segment_mb", sizes[i].segment));
+		} else {
+			assert_ok(PARSE_BS("durability", "journal"));
+		}
+		if (cfg.journal_max_mb != sizes[i].max_mb ||
+		    cfg.journal_segment_mb != sizes[i].segment_mb) {
+			fail_msg(
+				"journal_max_mb %s, journal_segment_mb %s: got %d and %d, expected "
+				"%d and %d",
+				sizes[i].max ? sizes[i].max : "(default)",
+				sizes[i].segment ? sizes[i].segment : "(default)",
+				cfg.journal_max_mb, cfg.journal_segment_mb, sizes[i].max_mb,
+				sizes[i].segment_mb);
+		}
+	}
+}
+
+static void test_durability_errors(void **state)
+{
+	static const struct {
+		const char *key, *value, *expected;
+	} values[] = {
+		{"durability", "disk", "plugin_opt_durability: 'disk' is not memory or journal"},
+		{"durability", "Journal",
+		 "plugin_opt_durability: 'Journal' is not memory or journal"},
+		{"durability", "memory journal",
+		 "plugin_opt_durability: 'memory journal' is not memory or journal"},
+		{"overflow", "drop",
+		 "plugin_opt_overflow: 'drop' is not reject, drop_oldest or drop_new"},
+		{"overflow", "drop-oldest",
+		 "plugin_opt_overflow: 'drop-oldest' is not reject, drop_oldest or drop_new"},
+		{"overflow", "block",
+		 "plugin_opt_overflow: 'block' is not reject, drop_oldest or drop_new"},
+		{"journal_fsync", "soon",
+		 "plugin_opt_journal_fsync: 'soon' is not always, never or a number of "
+		 "milliseconds (1..60000)"},
+		{"journal_fsync", "0",
+		 "plugin_opt_journal_fsync: '0' is not always, never or a number of milliseconds "
+		 "(1..60000)"},
+		{"journal_fsync", "60001",
+		 "plugin_opt_journal_fsync: '60001' is not always, never or a number of "
+		 "milliseconds (1..60000)"},
+		{"journal_fsync", "-1",
+		 "plugin_opt_journal_fsync: '-1' is not always, never or a number of milliseconds "
+		 "(1..60000)"},
+		{"journal_fsync", "100ms",
+		 "plugin_opt_journal_fsync: '100ms' is not always, never or a number of "
+		 "milliseconds (1..60000)"},
+		{"journal_fsync", "1.5",
+		 "plugin_opt_journal_fsync: '1.5' is not always, never or a number of "
+		 "milliseconds (1..60000)"},
+		{"journal_fsync", "99999999999999999999",
+		 "plugin_opt_journal_fsync: '99999999999999999999' is not always, never or a "
+		 "number of milliseconds (1..60000)"},
+		{"journal_dir", "var/lib/j",
+		 "plugin_opt_journal_dir: 'var/lib/j' is not an absolute path"},
+		{"journal_dir", "./j", "plugin_opt_journal_dir: './j' is not an absolute path"},
+		{"journal_dir", "~/j", "plugin_opt_journal_dir: '~/j' is not an absolute path"},
+		{"journal_max_mb", "1",
+		 "plugin_opt_journal_max_mb: '1' is not a number of MiB (2..1048576)"},
+		{"journal_max_mb", "1048577",
+		 "plugin_opt_journal_max_mb: '1048577' is not a number of MiB (2..1048576)"},
+		{"journal_max_mb", "1G",
+		 "plugin_opt_journal_max_mb: '1G' is not a number of MiB (2..1048576)"},
+		{"journal_segment_mb", "0",
+		 "plugin_opt_journal_segment_mb: '0' is not a number of MiB (1..1024)"},
+		{"journal_segment_mb", "1025",
+		 "plugin_opt_journal_segment_mb: '1025' is not a number of MiB (1..1024)"},
+		{"journal_segment_mb", "-64",
+		 "plugin_opt_journal_segment_mb: '-64' is not a number of MiB (1..1024)"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		assert_fails(PARSE_BS(values[i].key, values[i].value), values[i].expected);
+		assert_null(strchr(err, '\n'));
+	}
+	assert_fails(PARSE_BS("durability", ""), "plugin_opt_durability: empty value");
+	assert_fails(PARSE_BS("journal_dir", " "), "plugin_opt_journal_dir: empty value");
+
+	/* buffer_mb is memory's: with the journal (the default, or said) it is an error. */
+	assert_fails(PARSE_BS("buffer_mb", "64"),
+		     "plugin_opt_buffer_mb: only used with durability memory (the journal's size "
+		     "is journal_max_mb)");
+	assert_fails(PARSE_BS("durability", "journal", "buffer_mb", "8"),
+		     "plugin_opt_buffer_mb: only used with durability memory (the journal's size "
+		     "is journal_max_mb)");
+	/* The journal's options are the journal's: with memory, each is an error. */
+	assert_fails(PARSE_BS("durability", "memory", "journal_dir", "/tmp/j"),
+		     "plugin_opt_journal_dir: only used with plugin_opt_durability journal");
+	assert_fails(PARSE_BS("journal_fsync", "always", "durability", "memory"),
+		     "plugin_opt_journal_fsync: only used with plugin_opt_durability journal");
+	assert_fails(PARSE_BS("durability", "memory", "journal_max_mb", "100"),
+		     "plugin_opt_journal_max_mb: only used with plugin_opt_durability journal");
+	assert_fails(PARSE_BS("durability", "memory", "journal_segment_mb", "8"),
+		     "plugin_opt_journal_segment_mb: only used with plugin_opt_durability journal");
+	/* Two of them: one line, naming one. */
+	assert_fails(
+		PARSE_BS("durability", "memory", "journal_fsync", "never", "journal_dir", "/tmp/j"),
+		"plugin_opt_journal_dir: only used with plugin_opt_durability journal");
+
+	/* Two segments at least. */
+	assert_fails(PARSE_BS("journal_max_mb", "10", "journal_segment_mb", "6"),
+		     "plugin_opt_journal_segment_mb: 6 is more than half of journal_max_mb (10): "
+		     "the journal needs two segments at least");
+	assert_fails(PARSE_BS("journal_segment_mb", "3", "journal_max_mb", "5"),
+		     "plugin_opt_journal_segment_mb: 3 is more than half of journal_max_mb (5): "
+		     "the journal needs two segments at least");
+	assert_fails(PARSE_BS("journal_segment_mb", "513"),
+		     "plugin_opt_journal_segment_mb: 513 is more than half of journal_max_mb "
+		     "(1024): the journal needs two segments at least");
+	assert_fails(PARSE_BS("journal_segment_mb", "1024", "journal_max_mb", "2047"),
+		     "plugin_opt_journal_segment_mb: 1024 is more than half of journal_max_mb "
+		     "(2047): the journal needs two segments at least");
+}
+
 static void test_numbers_out_of_range(void **state)
 {
 	static const struct {
@@ -493,25 +700,29 @@ static void test_empty_values(void **state)
 	"commands_topic, commands_mode, commands_group, commands_target, commands_mqtt_topic, "    \
 	"commands_qos, commands_expiry, commands_return_topic, commands_dead_letter_topic, "       \
 	"commands_max_hops, commands_wake, commands_kafka.<librdkafka property>, presence_topic"
+/* The whole list of the "unknown option" message. */
+#define KNOWN_OPTIONS                                                                              \
+	"bootstrap_servers, broker_id, route_<name>, exclude, kafka.<librdkafka property>, "       \
+	"stats_interval, flush_timeout_ms, buffer_mb, durability, overflow, journal_dir, "         \
+	"journal_fsync, journal_max_mb, journal_segment_mb, create_topics, topic_partitions, "     \
+	"topic_replication_factor, " COMMAND_OPTIONS
 
 static void test_unknown_option(void **state)
 {
 	(void)state;
 	assert_fails(PARSE_BS("bootstrap_server", "k:9092"),
-		     "plugin_opt_bootstrap_server: unknown option (known: bootstrap_servers, "
-		     "broker_id, route_<name>, exclude, kafka.<librdkafka property>, "
-		     "stats_interval, flush_timeout_ms, buffer_mb, create_topics, "
-		     "topic_partitions, topic_replication_factor, " COMMAND_OPTIONS ")");
+		     "plugin_opt_bootstrap_server: unknown option (known: " KNOWN_OPTIONS ")");
 	assert_fails(PARSE_BS("route", "a -> t"),
-		     "plugin_opt_route: unknown option (known: bootstrap_servers, broker_id, "
-		     "route_<name>, exclude, kafka.<librdkafka property>, stats_interval, "
-		     "flush_timeout_ms, buffer_mb, create_topics, topic_partitions, "
-		     "topic_replication_factor, " COMMAND_OPTIONS ")");
+		     "plugin_opt_route: unknown option (known: " KNOWN_OPTIONS ")");
 	assert_fails(PARSE_BS("kafka", "x"),
-		     "plugin_opt_kafka: unknown option (known: bootstrap_servers, broker_id, "
-		     "route_<name>, exclude, kafka.<librdkafka property>, stats_interval, "
-		     "flush_timeout_ms, buffer_mb, create_topics, topic_partitions, "
-		     "topic_replication_factor, " COMMAND_OPTIONS ")");
+		     "plugin_opt_kafka: unknown option (known: " KNOWN_OPTIONS ")");
+	/* Near misses of the journal's options are not taken for them. */
+	assert_fails(PARSE_BS("journal", "/tmp/j"),
+		     "plugin_opt_journal: unknown option (known: " KNOWN_OPTIONS ")");
+	assert_fails(PARSE_BS("journal_size_mb", "10"),
+		     "plugin_opt_journal_size_mb: unknown option (known: " KNOWN_OPTIONS ")");
+	assert_fails(PARSE_BS("Durability", "memory"),
+		     "plugin_opt_Durability: unknown option (known: " KNOWN_OPTIONS ")");
 }
 
 static void test_duplicates(void **state)
@@ -527,6 +738,18 @@ static void test_duplicates(void **state)
 		     "plugin_opt_flush_timeout_ms: given twice");
 	assert_fails(PARSE_BS("buffer_mb", "5", "buffer_mb", "5"),
 		     "plugin_opt_buffer_mb: given twice");
+	assert_fails(PARSE_BS("durability", "journal", "durability", "journal"),
+		     "plugin_opt_durability: given twice");
+	assert_fails(PARSE_BS("overflow", "reject", "overflow", "drop_new"),
+		     "plugin_opt_overflow: given twice");
+	assert_fails(PARSE_BS("journal_dir", "/a", "journal_dir", "/b"),
+		     "plugin_opt_journal_dir: given twice ('/a' and '/b')");
+	assert_fails(PARSE_BS("journal_fsync", "always", "journal_fsync", "never"),
+		     "plugin_opt_journal_fsync: given twice");
+	assert_fails(PARSE_BS("journal_max_mb", "10", "journal_max_mb", "10"),
+		     "plugin_opt_journal_max_mb: given twice");
+	assert_fails(PARSE_BS("journal_segment_mb", "1", "journal_segment_mb", "2"),
+		     "plugin_opt_journal_segment_mb: given twice");
 	assert_fails(PARSE_BS("kafka.linger.ms", "5", "kafka.linger.ms", "10"),
 		     "plugin_opt_kafka.linger.ms: given twice ('5' and '10')");
 	assert_fails(PARSE_BS("route_r", "a -> t", "route_r", "b -> u"),
@@ -908,6 +1131,8 @@ int main(void)
 		T(test_create_topics),
 		T(test_create_topics_errors),
 		T(test_numbers_out_of_range),
+		T(test_durability_options),
+		T(test_durability_errors),
 		T(test_empty_values),
 		T(test_unknown_option),
 		T(test_duplicates),

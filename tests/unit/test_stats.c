@@ -21,12 +21,12 @@ static struct mqk_route routes[2];
 static struct mqk_config cfg;
 static struct mqk_stats st;
 
-static const char *const counter_names[] = {"matched",   "produced",    "delivered",
-					    "failed",    "buffer_full", "bad_topic",
-					    "too_large", "refused",     "in_flight"};
-#define PER_SCOPE 9
-/* received, unrouted, excluded, buffered_bytes */
-#define TOTALS_ONLY 4
+static const char *const counter_names[] = {"matched",        "produced",  "delivered", "failed",
+					    "buffer_full",    "bad_topic", "too_large", "refused",
+					    "dropped_oldest", "rejected",  "in_flight"};
+#define PER_SCOPE 11
+/* received, unrouted, excluded, buffered_bytes, journal_replayed, journal_errors */
+#define TOTALS_ONLY 6
 #define ALL_TOPICS (TOTALS_ONLY + PER_SCOPE * 3) /* totals and 2 routes */
 
 static int setup(void **state)
@@ -64,6 +64,8 @@ static void test_topics(void **state)
 	assert_string_equal(st.topics[n++], "$SYS/broker/kafka/unrouted");
 	assert_string_equal(st.topics[n++], "$SYS/broker/kafka/excluded");
 	assert_string_equal(st.topics[n++], "$SYS/broker/kafka/buffered_bytes");
+	assert_string_equal(st.topics[n++], "$SYS/broker/kafka/journal_replayed");
+	assert_string_equal(st.topics[n++], "$SYS/broker/kafka/journal_errors");
 	for (int i = 0; i < PER_SCOPE; i++) {
 		snprintf(want, sizeof(want), MQK_SYS_PREFIX "/%s", counter_names[i]);
 		assert_string_equal(st.topics[n++], want);
@@ -92,14 +94,19 @@ static void test_tick_publishes_values(void **state)
 					  .buffer_full = 1,
 					  .bad_topic = 1,
 					  .too_large = 0,
-					  .refused = UINT64_MAX};
+					  .refused = UINT64_MAX,
+					  .dropped_oldest = 11,
+					  .rejected = 12};
+	st.journal = (struct mqk_journal_counters){.replayed = 42, .errors = 3};
 	routes[0].counters = (struct mqk_counters){.matched = 60, .produced = 60, .delivered = 59};
 	routes[1].counters = (struct mqk_counters){.matched = 30,
 						   .produced = 28,
 						   .delivered = 21,
 						   .failed = 2,
 						   .buffer_full = 1,
-						   .bad_topic = 1};
+						   .bad_topic = 1,
+						   .dropped_oldest = 4,
+						   .rejected = 7};
 
 	stats__tick(&st, &cfg, 1000, 123456789);
 	assert_int_equal(fake_publish_count(), ALL_TOPICS);
@@ -117,6 +124,8 @@ static void test_tick_publishes_values(void **state)
 		{"$SYS/broker/kafka/unrouted", "7"},
 		{"$SYS/broker/kafka/excluded", "3"},
 		{"$SYS/broker/kafka/buffered_bytes", "123456789"},
+		{"$SYS/broker/kafka/journal_replayed", "42"},
+		{"$SYS/broker/kafka/journal_errors", "3"},
 		{"$SYS/broker/kafka/matched", "90"},
 		{"$SYS/broker/kafka/produced", "88"},
 		{"$SYS/broker/kafka/delivered", "80"},
@@ -125,16 +134,22 @@ static void test_tick_publishes_values(void **state)
 		{"$SYS/broker/kafka/bad_topic", "1"},
 		{"$SYS/broker/kafka/too_large", "0"},
 		{"$SYS/broker/kafka/refused", "18446744073709551615"},
+		{"$SYS/broker/kafka/dropped_oldest", "11"},
+		{"$SYS/broker/kafka/rejected", "12"},
 		{"$SYS/broker/kafka/in_flight", "6"},
 		{"$SYS/broker/kafka/routes/spectrum/matched", "60"},
 		{"$SYS/broker/kafka/routes/spectrum/delivered", "59"},
 		{"$SYS/broker/kafka/routes/spectrum/failed", "0"},
+		{"$SYS/broker/kafka/routes/spectrum/dropped_oldest", "0"},
+		{"$SYS/broker/kafka/routes/spectrum/rejected", "0"},
 		{"$SYS/broker/kafka/routes/spectrum/in_flight", "1"},
 		{"$SYS/broker/kafka/routes/status-2/matched", "30"},
 		{"$SYS/broker/kafka/routes/status-2/produced", "28"},
 		{"$SYS/broker/kafka/routes/status-2/failed", "2"},
 		{"$SYS/broker/kafka/routes/status-2/buffer_full", "1"},
 		{"$SYS/broker/kafka/routes/status-2/bad_topic", "1"},
+		{"$SYS/broker/kafka/routes/status-2/dropped_oldest", "4"},
+		{"$SYS/broker/kafka/routes/status-2/rejected", "7"},
 		{"$SYS/broker/kafka/routes/status-2/in_flight", "5"},
 	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -207,8 +222,10 @@ static void test_log_summary(void **state)
 					  .buffer_full = 1,
 					  .bad_topic = 1,
 					  .too_large = 4,
-					  .refused = 5};
-	routes[1].counters = (struct mqk_counters){.matched = 1, .produced = 1};
+					  .refused = 5,
+					  .dropped_oldest = 6,
+					  .rejected = 7};
+	routes[1].counters = (struct mqk_counters){.matched = 1, .produced = 1, .rejected = 1};
 	stats__log_summary(&st, &cfg);
 	assert_int_equal(fake_log_count(), 4);
 	for (int i = 0; i < 4; i++) {
@@ -219,16 +236,32 @@ static void test_log_summary(void **state)
 	assert_string_equal(fake_log_get(1)->text,
 			    "mosquitto_kafka: totals: matched 90, produced 88, delivered 80, "
 			    "failed 2, buffer_full 1, bad_topic 1, too_large 4, refused 5, "
-			    "in_flight 6");
+			    "dropped_oldest 6, rejected 7, in_flight 6");
 	assert_string_equal(fake_log_get(2)->text,
 			    "mosquitto_kafka: route spectrum: matched 0, produced 0, delivered 0, "
 			    "failed 0, buffer_full 0, bad_topic 0, too_large 0, refused 0, "
-			    "in_flight 0");
+			    "dropped_oldest 0, rejected 0, in_flight 0");
 	assert_string_equal(fake_log_get(3)->text,
 			    "mosquitto_kafka: route status-2: matched 1, produced 1, delivered 0, "
 			    "failed 0, buffer_full 0, bad_topic 0, too_large 0, refused 0, "
-			    "in_flight 1");
+			    "dropped_oldest 0, rejected 1, in_flight 1");
+	/* Memory durability: no journal line. */
+	assert_null(fake_log_find("mosquitto_kafka: journal:"));
 	assert_int_equal(fake_publish_count(), 0);
+}
+
+static void test_log_summary_journal(void **state)
+{
+	(void)state;
+	cfg.durability = MQK_DURABILITY_JOURNAL;
+	st.journal = (struct mqk_journal_counters){.replayed = 46, .errors = 2};
+	stats__log_summary(&st, &cfg);
+	/* received, totals, the journal's line, then each route. */
+	assert_int_equal(fake_log_count(), 5);
+	assert_string_equal(fake_log_get(2)->text,
+			    "mosquitto_kafka: journal: replayed 46, errors 2");
+	assert_int_equal(fake_log_get(2)->level, MOSQ_LOG_NOTICE);
+	assert_non_null(fake_log_find("mosquitto_kafka: route spectrum: matched 0,"));
 }
 
 static void test_long_route_name(void **state)
@@ -258,7 +291,7 @@ int main(void)
 		T(test_topics),          T(test_tick_publishes_values),
 		T(test_tick_interval),   T(test_tick_disabled),
 		T(test_no_routes),       T(test_log_summary),
-		T(test_long_route_name),
+		T(test_long_route_name), T(test_log_summary_journal),
 #undef T
 	};
 	return cmocka_run_group_tests_name("stats", tests, NULL, NULL);
