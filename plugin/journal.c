@@ -38,7 +38,7 @@
  * and synced with the segments. A stale value only means records sent twice at the next
  * start (at least once), never lost. A segment the tail has passed is given back: the
  * most recent one is kept (renamed) as the next segment to write, so that its pages are
- * already mapped and allocated, the others are deleted.
+ * already allocated (its bytes zeroed, as unwritten extents), the others are deleted.
  *
  * Start-up. journal__open reads every segment, cuts what is torn, and keeps the entries
  * from the acknowledged position on, in order: buffer__init_journal makes them the
@@ -55,6 +55,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -439,7 +440,13 @@ static void release_segments(struct mqk_journal *j, uint64_t tail)
 		memset(s, 0, sizeof(*s));
 		s->fd = -1;
 		atomic_store_explicit(&j->first, ++first, memory_order_release);
-		if (old.size == j->segment_size && old.origin == NULL) {
+		/*
+		 * Zeroed first (unwritten extents: the blocks stay allocated, no data is
+		 * written), so that the next start does not take its old entries for a torn
+		 * tail. Where the file system cannot (tmpfs), the file is deleted instead.
+		 */
+		if (old.size == j->segment_size && old.origin == NULL &&
+		    fallocate(old.fd, FALLOC_FL_ZERO_RANGE, 0, (off_t)old.size) == 0) {
 			pthread_mutex_lock(&j->lock);
 			if (j->spare.map == NULL) {
 				uint64_t number = atomic_fetch_add(&j->next_number, 1);
