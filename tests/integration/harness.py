@@ -842,13 +842,13 @@ class Client:
     messages in flight gets PUBREC 0x97 and is disconnected."""
 
     def __init__(self, port, client_id=None, protocol=V311, username=None, password=None,
-                 host="127.0.0.1", timeout=10.0, on_message=None, max_inflight=20):
+                 host="127.0.0.1", timeout=10.0, on_message=None, max_inflight=20, clean=True):
         self.client_id = client_id or unique("c")
         self.protocol = protocol
         self.username = username
         kwargs = {"client_id": self.client_id, "protocol": protocol}
         if protocol != V5:
-            kwargs["clean_session"] = True
+            kwargs["clean_session"] = clean
         self.c = mqtt.Client(**kwargs)
         self.c.max_inflight_messages_set(max_inflight)
         self.c.max_queued_messages_set(0)
@@ -859,7 +859,14 @@ class Client:
         self.c.on_connect = self._on_connect
         if on_message:
             self.c.on_message = on_message
-        self.c.connect(host, port, keepalive=60)
+        if protocol == V5 and not clean:
+            from paho.mqtt.properties import Properties
+            from paho.mqtt.packettypes import PacketTypes
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 600
+            self.c.connect(host, port, keepalive=60, clean_start=False, properties=props)
+        else:
+            self.c.connect(host, port, keepalive=60)
         self.c.loop_start()
         if not self._connected.wait(timeout * SLOW):
             self.c.loop_stop()
