@@ -481,6 +481,7 @@ def test_flat_out_publishers_every_message_accounted(kafka, start_broker):
         ("broker_id", "itest-fast"),
         ("route_fast", f"fast/# -> {topic}"),
         ("exclude", "fast/ex/#"),
+        ("durability", "memory"),
         ("buffer_mb", "8"),  # small: the buffer may fill, and every drop must be counted
         ("stats_interval", "1"),
     ], extra=["sys_interval 1"], name="mosquitto-fast")

@@ -96,6 +96,7 @@ def test_full_buffer_drops_are_counted(kafka_up_after, start_broker):
         ("broker_id", "itest-overflow"),
         ("route_o", f"o/# -> {topic}"),
         ("kafka.queue.buffering.max.messages", "100"),
+        ("durability", "memory"),
         ("buffer_mb", "1"),
         ("overflow", "drop_new"),  # counted drops; reject has tests of its own (test_journal)
         ("stats_interval", "1"),
