@@ -113,7 +113,7 @@ enum mqk_format {
 
 /*
  * Counters of one route, or the totals. Each has one writer, but refused: mosquitto's
- * thread for matched and buffer_full, the Kafka thread for the others; readers load
+ * thread for matched, buffer_full and rejected, the Kafka thread for the others; readers load
  * them relaxed. counter__inc is a plain load and store (no lock on the hot path), so
  * only a single writer may use it; refused, which both threads write, takes
  * atomic_fetch_add.
