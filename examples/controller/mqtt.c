@@ -67,7 +67,7 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
 	struct conn *c = obj;
 	(void)mosq;
 	(void)props;
-	if (c->connected) {
+	if (c->connected && rc != 0) { /* 0: our own DISCONNECT, at the end */
 		fprintf(stderr, "mqk-controller: lost %s:%d (%s), reconnecting\n", c->host, c->port,
 			mosquitto_strerror(rc));
 	}
@@ -133,17 +133,20 @@ struct mqtt *mqtt__open(const struct settings *set, struct controller *ctl, char
 	}
 	m->set = set;
 	m->ctl = ctl;
+	/* Sized once: each mosquitto handle keeps a pointer to its conn as userdata. */
+	size_t hosts = 1;
+	for (const char *p = s; *p; p++) {
+		hosts += *p == ',';
+	}
+	m->c = calloc(hosts, sizeof(*m->c));
+	if (m->c == NULL) {
+		snprintf(errstr, errstr_size, "out of memory");
+		goto error;
+	}
 	while (*s) {
 		size_t len = strcspn(s, ",");
-		struct conn *c = realloc(m->c, (m->n + 1) * sizeof(*c));
+		struct conn *c = &m->c[m->n];
 		char id[64];
-		if (c == NULL) {
-			snprintf(errstr, errstr_size, "out of memory");
-			goto error;
-		}
-		m->c = c;
-		c = &m->c[m->n];
-		memset(c, 0, sizeof(*c));
 		c->m = m;
 		if (parse_host(s, len, c) != 0) {
 			snprintf(errstr, errstr_size, "--mqtt: '%.*s' is not host:port", (int)len,

@@ -232,6 +232,29 @@ def test_mqtt_mode_counts_the_same(kafka, start_broker, tools):
     assert m["audit"]["records"] == 0  # no plugin headers over MQTT
 
 
+def test_mqtt_mode_every_broker(start_broker, tools):
+    """The study's A2 controller: one connection to each of 3 plain brokers (open-source
+    mosquittos share no subscriptions); devices spread over them, every message counted
+    once. (A grown connection array once left libmosquitto a stale pointer: a crash.)"""
+    brokers = [start_broker([], plugin=None) for _ in range(3)]
+    hosts = ",".join(f"127.0.0.1:{b.port}" for b in brokers)
+    direct = tools("controller-mqtt", controller("--mqtt", hosts, "-f", "devices/+/data",
+                                                 "--expect", "1500", "--duration", "120"))
+    harness.wait_for(lambda: all("mqk-controller" in b.log() for b in brokers), 10,
+                     what="the controller connected to every broker")
+    prefix = harness.unique("ue")
+    gen = tools("loadgen", loadgen(brokers[0].port, prefix, 30, 50, 20,
+                                   extra=["--host", hosts]))  # the last --host counts
+    rc, sent = gen.wait(120)
+    assert rc == 0 and sent["acked"] == 1500, sent
+    rc_m, m = direct.wait(120)
+    print("MQTT mode, 3 brokers:", summary(m))
+    assert rc_m == 0
+    assert summary(m) == {"received": 1500, "unique": 1500, "lost": 0, "duplicates": 0,
+                          "out_of_order": 0, "devices": 30, "foreign": 0}
+    assert all(f" as {prefix}-" in b.log() for b in brokers)  # devices on every broker
+
+
 @pytest.mark.parametrize("protocol", ["5", "311"])
 def test_command_round_trip_mqtt(start_broker, tools, protocol):
     # set_tcp_nodelay: without it mosquitto holds small writes for the delayed ACK (~40 ms)
