@@ -152,9 +152,20 @@ static inline uint64_t counter__get(const atomic_uint_least64_t *c)
 	return atomic_load_explicit(c, memory_order_relaxed);
 }
 
+/* A route filter's shape, found once (route__classify): the common ones are matched
+ * without the general matcher, which re-validates the filter at every message. */
+enum mqk_filter_shape {
+	MQK_FILTER_GENERAL, /* mosquitto_topic_matches_sub */
+	MQK_FILTER_LITERAL, /* no wildcard: the topic itself */
+	MQK_FILTER_PREFIX,  /* "<no wildcard>/#": that level and everything under it */
+	MQK_FILTER_ALL,     /* "#": every topic not starting with '$' */
+};
+
 struct mqk_route {
 	char *name;   /* the <name> of plugin_opt_route_<name> */
 	char *filter; /* MQTT topic filter */
+	enum mqk_filter_shape shape;
+	size_t prefix_len; /* LITERAL: the filter's length; PREFIX: the length before "/#" */
 	struct mqk_template topic;
 	struct mqk_template key; /* part_count == 0: the record has a null key */
 	enum mqk_format format;
@@ -246,6 +257,9 @@ enum mqk_verdict route__match(const struct mqk_config *cfg, const char *topic, i
 			      int max, int *count);
 /* Is filter a valid MQTT subscription filter that may be routed ($SYS/$CONTROL may not)? */
 bool route__filter_is_valid(const char *filter);
+
+/* Sets route->shape and prefix_len from route->filter, a valid filter. */
+void route__classify(struct mqk_route *route);
 /* Is the first level of topic (or filter) $SYS or $CONTROL? */
 bool route__is_reserved(const char *topic);
 

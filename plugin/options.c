@@ -190,6 +190,7 @@ static int parse_route(struct mqk_config *cfg, const char *key, char *value, cha
 	if (!route__filter_is_valid(route->filter)) {
 		FAIL("%s: '%s' is not a valid MQTT topic filter", key, route->filter);
 	}
+	route__classify(route);
 
 	tok = strtok_r(arrow + 2, " \t", &save);
 	if (tok == NULL) {

@@ -42,6 +42,43 @@ static bool matches(const char *filter, const char *topic)
 	return mosquitto_topic_matches_sub(filter, topic, &result) == MOSQ_ERR_SUCCESS && result;
 }
 
+void route__classify(struct mqk_route *route)
+{
+	const char *f = route->filter;
+	size_t len = strlen(f);
+	size_t wild = strcspn(f, "+#");
+
+	route->prefix_len = len;
+	if (wild == len) {
+		route->shape = MQK_FILTER_LITERAL;
+	} else if (len == 1 && f[0] == '#') {
+		route->shape = MQK_FILTER_ALL;
+	} else if (wild == len - 1 && f[wild] == '#' && len >= 2 && f[len - 2] == '/') {
+		route->shape = MQK_FILTER_PREFIX; /* a valid filter has '#' last only */
+		route->prefix_len = len - 2;
+	} else {
+		route->shape = MQK_FILTER_GENERAL;
+	}
+}
+
+/* The same answers as mosquitto_topic_matches_sub for a topic a client could publish. */
+static bool route_matches(const struct mqk_route *route, const char *topic)
+{
+	switch (route->shape) {
+	case MQK_FILTER_LITERAL:
+		return !strcmp(route->filter, topic);
+	case MQK_FILTER_ALL:
+		return topic[0] != '$';
+	case MQK_FILTER_PREFIX:
+		/* "a/#" is "a" and everything under it; "+/#"-like shapes are not here. */
+		return !strncmp(route->filter, topic, route->prefix_len) &&
+		       (topic[route->prefix_len] == '/' || topic[route->prefix_len] == '\0');
+	case MQK_FILTER_GENERAL:
+		break;
+	}
+	return matches(route->filter, topic);
+}
+
 enum mqk_verdict route__match(const struct mqk_config *cfg, const char *topic, int *matched,
 			      int max, int *count)
 {
@@ -55,7 +92,7 @@ enum mqk_verdict route__match(const struct mqk_config *cfg, const char *topic, i
 		}
 	}
 	for (int i = 0; i < cfg->route_count && *count < max; i++) {
-		if (matches(cfg->routes[i].filter, topic)) {
+		if (route_matches(&cfg->routes[i], topic)) {
 			matched[(*count)++] = i;
 		}
 	}

@@ -4,11 +4,13 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include <cmocka.h>
+#include <mosquitto.h>
 
 #include "fake_broker.h"
 #include "mqk.h"
@@ -29,6 +31,7 @@ static void configure(const char *const *filters, const char *const *exclude_fil
 	for (int i = 0; filters && filters[i]; i++) {
 		routes[i].name = (char *)"r";
 		routes[i].filter = (char *)filters[i];
+		route__classify(&routes[i]);
 		cfg.route_count++;
 	}
 	for (int i = 0; exclude_filters && exclude_filters[i]; i++) {
@@ -182,6 +185,43 @@ static void test_empty_levels(void **state)
 	expect("a/", MQK_NO_ROUTE, NULL);
 }
 
+/* The shapes route__classify finds, and the same answers as mosquitto's own matcher for
+ * each of them, on topics chosen to sit at their edges. */
+static void test_shapes_agree_with_mosquitto(void **state)
+{
+	static const char *const filters[] = {
+		"a",    "a/b", "$x/y", "a/#", "a/b/#", "/#", "#",     "$x/#",
+		"a//#", "+",   "a/+",  "+/#", "a/+/#", "//", "a/b/c",
+	};
+	static const enum mqk_filter_shape shapes[] = {
+		MQK_FILTER_LITERAL, MQK_FILTER_LITERAL, MQK_FILTER_LITERAL, MQK_FILTER_PREFIX,
+		MQK_FILTER_PREFIX,  MQK_FILTER_PREFIX,  MQK_FILTER_ALL,     MQK_FILTER_PREFIX,
+		MQK_FILTER_PREFIX,  MQK_FILTER_GENERAL, MQK_FILTER_GENERAL, MQK_FILTER_GENERAL,
+		MQK_FILTER_GENERAL, MQK_FILTER_LITERAL, MQK_FILTER_LITERAL,
+	};
+	static const char *const topics[] = {
+		"a",  "a/",  "a/b",  "a/bc", "ab",   "ab/c",  "a/b/c", "a/b/c/d", "/",     "/a",
+		"//", "a//", "a//b", "$x",   "$x/y", "$x/yz", "$xy",   "b",       "$SYSX", "x/a",
+	};
+	(void)state;
+	for (size_t f = 0; f < sizeof(filters) / sizeof(filters[0]); f++) {
+		configure((const char *const[]){filters[f], NULL}, NONE);
+		assert_int_equal(routes[0].shape, shapes[f]);
+		for (size_t t = 0; t < sizeof(topics) / sizeof(topics[0]); t++) {
+			bool want = false;
+			int matched[1], count;
+			assert_int_equal(mosquitto_topic_matches_sub(filters[f], topics[t], &want),
+					 MOSQ_ERR_SUCCESS);
+			bool got = route__match(&cfg, topics[t], matched, 1, &count) == MQK_FORWARD;
+			if (got != want) {
+				print_error("filter '%s', topic '%s': %d, mosquitto says %d\n",
+					    filters[f], topics[t], got, want);
+			}
+			assert_int_equal(got, want);
+		}
+	}
+}
+
 static void test_filter_is_valid(void **state)
 {
 	static const char *const valid[] = {
@@ -239,6 +279,7 @@ int main(void)
 		cmocka_unit_test(test_exclude_precedence),
 		cmocka_unit_test(test_several_routes_in_order),
 		cmocka_unit_test(test_empty_levels),
+		cmocka_unit_test(test_shapes_agree_with_mosquitto),
 		cmocka_unit_test(test_filter_is_valid),
 		cmocka_unit_test(test_empty_filter_is_invalid),
 	};
