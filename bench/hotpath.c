@@ -20,6 +20,7 @@
 #include "fake_broker.h" /* struct mosquitto, the broker functions */
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -164,8 +165,15 @@ int main(int argc, char **argv)
 	printf("| scenario                           | ns/msg CPU | ns/msg wall | records/s "
 	       "| produced | delivered |\n");
 	printf("|---|---:|---:|---:|---:|---:|\n");
-	for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
-		if (argc > 2 && !strstr(scenarios[i].name, argv[2])) {
+	/* A name given whole runs that scenario alone; otherwise every one containing it. */
+	size_t n = sizeof(scenarios) / sizeof(scenarios[0]);
+	bool exact = false;
+	for (size_t i = 0; argc > 2 && i < n; i++) {
+		exact |= !strcmp(scenarios[i].name, argv[2]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (argc > 2 && (exact ? strcmp(scenarios[i].name, argv[2]) != 0
+				       : !strstr(scenarios[i].name, argv[2]))) {
 			continue;
 		}
 		rc |= run(&scenarios[i], messages);
