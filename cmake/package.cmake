@@ -9,9 +9,10 @@
 #   /usr/bin/mqk-devkafka                            a mock Kafka cluster for trying it out
 #   /usr/bin/mqk-loadgen, /usr/bin/mqk-controller    the study's load simulator and controller
 #   /usr/bin/mqk-router                              targeted mode's command router
+#   /usr/bin/mqk-hybrid                              the study's A3 HybridClient (MQTT -> Kafka)
 #   /usr/include/mosquitto_kafka.h                   header and envelope names for consumers
 #   /usr/include/mqk_payload.h                       mqk-loadgen's payload layout
-#   /usr/share/man/man1/mqk-*.1.gz                   the four tools' manual pages
+#   /usr/share/man/man1/mqk-*.1.gz                   the five tools' manual pages
 #   /usr/share/doc/mosquitto-kafka/{README.md,copyright}
 #
 # Depends are computed by dpkg-shlibdeps (librdkafka1, libcjson1, libmosquitto1, libc6)
@@ -97,7 +98,7 @@ if(MQK_GZIP)
     install(FILES "${PROJECT_BINARY_DIR}/debian/changelog.gz"
             DESTINATION ${CMAKE_INSTALL_DOCDIR}
             PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
-    foreach(page mqk-devkafka mqk-loadgen mqk-controller mqk-router)
+    foreach(page mqk-devkafka mqk-loadgen mqk-controller mqk-router mqk-hybrid)
         configure_file("${PROJECT_SOURCE_DIR}/docs/man/${page}.1"
                        "${PROJECT_BINARY_DIR}/debian/${page}.1" COPYONLY)
         execute_process(COMMAND ${MQK_GZIP} -9nf "${PROJECT_BINARY_DIR}/debian/${page}.1")
