@@ -10,7 +10,7 @@ packages=(
     mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev
     librdkafka-dev libcjson-dev libcmocka-dev libxxhash-dev
     haproxy kcat
-    valgrind
+    valgrind gnuplot-nox
     clang libclang-rt-14-dev
     python3 python3-pytest python3-paho-mqtt python3-confluent-kafka
 )

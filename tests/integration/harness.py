@@ -764,7 +764,7 @@ def sanitizer_env():
 class HAProxy:
     """haproxy -db -f cfg: TCP mode, MQTT health checks, roundrobin over the given ports."""
 
-    def __init__(self, backend_ports, timeout=10.0):
+    def __init__(self, backend_ports, timeout=10.0, maxconn=1000):
         if not os.path.isfile(HAPROXY):
             raise HarnessError(f"{HAPROXY} not found: scripts/install-deps.sh installs it")
         self.dir = make_tempdir("mqk-haproxy-")
@@ -777,7 +777,7 @@ class HAProxy:
             f"    server mqtt{i} 127.0.0.1:{p} check inter 500ms fall 2 rise 1"
             for i, p in enumerate(backend_ports))
         cfg = f"""global
-    maxconn 1000
+    maxconn {maxconn}
 
 defaults
     mode tcp

@@ -18,7 +18,7 @@ from harness import HDR, V311
 
 PKG = "mosquitto-kafka"
 TOOLS = ("/usr/bin/mqk-devkafka", "/usr/bin/mqk-loadgen", "/usr/bin/mqk-controller",
-         "/usr/bin/mqk-router")
+         "/usr/bin/mqk-router", "/usr/bin/mqk-hybrid")
 PLUGIN_PATH = "/usr/lib/x86_64-linux-gnu/mosquitto_kafka.so"
 CONFFILE = "/etc/mosquitto/conf.d/mosquitto-kafka.conf"
 

@@ -1,0 +1,205 @@
+#!/usr/bin/python3
+"""
+overhead.py - what the plugin costs mosquitto, against the targets, in one run.
+
+  1. Max sustained ingest: plain mosquitto, the plugin with durability memory, and with the
+     journal (journal_fsync 1000, the default), publishers flat out, rounds interleaved
+     (bench/durability.py's rounds). Two ratios to plain: what the broker received on this
+     machine with everything on its 2 cores, and what mosquitto's main thread (the one that
+     serves the clients) spent per message, i.e. the ingest that thread could sustain with a
+     core of its own.
+  2. The plugin's work on mosquitto's thread per message: CPU time (mqk-bench-hotpath) and
+     instructions (valgrind --tool=callgrind, collecting only the plugin's MESSAGE and TICK
+     callbacks).
+  3. RSS growth with 100,000 records buffered during a Kafka outage (memory and journal),
+     then Kafka back and every record delivered.
+
+  bench/overhead.py [--seconds 5] [--rounds 3] [--records 100000] [--out FILE.md] [--smoke]
+
+A benchmark, not a test: it fails only when something did not run or records went missing.
+"""
+
+import argparse
+import glob
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+import durability  # noqa: E402
+import harness as h  # noqa: E402
+
+HOTPATH = os.path.join(h.BUILD_DIR, "bench", "mqk-bench-hotpath")
+LOADGEN = os.path.join(h.BUILD_DIR, "examples", "loadgen", "mqk-loadgen")
+
+INGEST = [
+    ("plain mosquitto", None, None),
+    ("plugin, durability memory", [("durability", "memory")], 0.97),
+    ("plugin, journal, fsync 1000 ms", [("journal_fsync", "1000")], 0.95),
+]
+HOT = [("durability memory", "raw, 1 route"),
+       ("journal, fsync 1000 ms", "raw, 1 route, journal fsync 1000")]
+
+
+def ingest(seconds, rounds, publishers):
+    dk = h.DevKafka(brokers=1)
+    got = {name: [] for name, _, _ in INGEST}
+    try:
+        for r in range(rounds):
+            for name, extra, _ in INGEST:
+                rate, cpu, main = durability.one_round(dk, extra, seconds, 0, publishers)
+                got[name].append((rate, cpu, main))
+                print(f"round {r + 1}: {name}: {rate:,.0f} msg/s, main thread "
+                      f"{main:.2f} µs/msg", file=sys.stderr, flush=True)
+    finally:
+        dk.cleanup()
+    med = {name: tuple(statistics.median(x[i] for x in v) for i in range(3))
+           for name, v in got.items()}
+    base_rate, _, base_main = med[INGEST[0][0]]
+    lines = ["| configuration | msg/s | ratio | target | main thread µs/msg | thread ratio "
+             "| all threads µs/msg |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, _, target in INGEST:
+        rate, cpu, main = med[name]
+        lines.append(f"| {name} | {rate:,.0f} | {rate / base_rate:.3f} | "
+                     f"{'≥ %.2f' % target if target else '–'} | {main:.2f} | "
+                     f"{base_main / main:.3f} | {cpu:.2f} |")
+    ok = all(m[0] > 1 for m in med.values())
+    return lines, ok
+
+
+def callgrind_instructions(scenario, messages):
+    """Instructions per message in the plugin's MESSAGE and TICK callbacks."""
+    d = tempfile.mkdtemp(prefix="mqk-callgrind-")
+    out = os.path.join(d, "callgrind.out")
+    r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                        "--toggle-collect=on_message", "--toggle-collect=on_tick", HOTPATH,
+                        str(messages), scenario], capture_output=True, text=True, timeout=900)
+    try:
+        if r.returncode != 0:
+            raise h.HarnessError(f"callgrind {scenario}: exit {r.returncode}\n{r.stderr[-2000:]}")
+        with open(out) as f:
+            m = re.search(r"^totals: (\d+)", f.read(), re.M)
+        return int(m.group(1)) / messages
+    finally:
+        for f in glob.glob(os.path.join(d, "*")):
+            os.unlink(f)
+        os.rmdir(d)
+
+
+def hotpath(messages, cg_messages):
+    lines = ["| durability | ns/msg on mosquitto's thread (CPU) | target | instructions/msg "
+             "(callgrind) |", "|---|---:|---:|---:|"]
+    for label, scenario in HOT:
+        r = subprocess.run([HOTPATH, str(messages), scenario], capture_output=True, text=True,
+                           timeout=600)
+        row = [x for x in r.stdout.splitlines() if x.startswith(f"| {scenario} ")]
+        if r.returncode != 0 or len(row) != 1:
+            raise h.HarnessError(f"mqk-bench-hotpath {scenario}: exit {r.returncode}\n"
+                                 f"{r.stdout}{r.stderr}")
+        ns = float(row[0].split("|")[2])
+        ins = callgrind_instructions(scenario, cg_messages)
+        lines.append(f"| {label} | {ns:.0f} | ≤ 1,500 | {ins:,.0f} |")
+    return lines
+
+
+def rss_kb(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k = line.split(":")[0]
+            if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                out[k] = int(line.split()[1])
+    return out
+
+
+def outage_rss(records):
+    """RSS before and after `records` QoS 1 records are buffered with Kafka down."""
+    lines = ["| durability | records buffered | RSS before MB | after MB | growth MB "
+             "(anon + file) | target | delivered after Kafka came back |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    ok = True
+    for label, extra in (("memory", [("durability", "memory")]), ("journal", [])):
+        dk = h.DevKafka(brokers=1)
+        b = counters = None
+        try:
+            topic = h.unique("outage")
+            dk.create_topic(topic)
+            b = h.Mosquitto([("bootstrap_servers", dk.bootstrap), ("broker_id", "outage"),
+                             ("route_data", f"devices/+/data -> {topic}"),
+                             ("stats_interval", "1")] + extra, name=f"outage-{label}")
+            counters = h.SysCounters(b.port)
+            time.sleep(1.0)
+            dk.down()
+            time.sleep(1.0)
+            before = rss_kb(b.pid)
+            devices = 100
+            r = subprocess.run([LOADGEN, "--host", f"127.0.0.1:{b.port}", "-n", str(devices),
+                                "-c", str(records // devices), "-R", "20000", "-Q", "1",
+                                "-s", "200", "--clean", "--commands", "", "-q",
+                                "--drain", "60"], capture_output=True, text=True, timeout=300)
+            after = rss_kb(b.pid)
+            if r.returncode != 0:
+                raise h.HarnessError(f"mqk-loadgen: exit {r.returncode}\n{r.stderr[-2000:]}")
+            dk.up()
+            got = counters.wait_for({"delivered": records}, timeout=120)["delivered"]
+            growth = (after["VmRSS"] - before["VmRSS"]) / 1024
+            anon = (after["RssAnon"] - before["RssAnon"]) / 1024
+            file_ = (after["RssFile"] + after["RssShmem"] - before["RssFile"]
+                     - before["RssShmem"]) / 1024
+            ok = ok and got == records
+            lines.append(f"| {label} | {records:,} | {before['VmRSS'] / 1024:.1f} | "
+                         f"{after['VmRSS'] / 1024:.1f} | {growth:.1f} ({anon:.1f} + "
+                         f"{file_:.1f}) | ≤ 64 | {got:,} |")
+        finally:
+            if counters:
+                counters.close()
+            if b:
+                b.cleanup()
+            dk.cleanup()
+    return lines, ok
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--publishers", type=int, default=4)
+    ap.add_argument("--records", type=int, default=100000)
+    ap.add_argument("--out", help="also write the tables (markdown) to this file")
+    ap.add_argument("--smoke", action="store_true", help="tiny and quick (CI)")
+    a = ap.parse_args()
+    messages, cg = 200000, 20000
+    if a.smoke:
+        a.seconds, a.rounds, a.records, messages, cg = 1.0, 1, 2000, 5000, 2000
+    for path, what in ((HOTPATH, "mqk-bench-hotpath"), (LOADGEN, "mqk-loadgen")):
+        h.require_file(path, what, executable=True)
+
+    out = [f"# What the plugin costs mosquitto\n\n{time.strftime('%Y-%m-%d')}, "
+           f"{os.cpu_count()} cores, one run.\n",
+           f"## Max sustained ingest ({a.publishers} publishers flat out, QoS 0, 200 bytes, "
+           f"{a.rounds} interleaved rounds of {a.seconds:g} s, medians)\n"]
+    lines, ok_ingest = ingest(a.seconds, a.rounds, a.publishers)
+    out += lines
+    out += ["\n## The plugin's work on mosquitto's thread\n"] + hotpath(messages, cg)
+    lines, ok_rss = outage_rss(a.records)
+    out += [f"\n## RSS with {a.records:,} records buffered during a Kafka outage\n"] + lines
+    text = "\n".join(out) + "\n"
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+    if not (ok_ingest and ok_rss):
+        print("Error: a configuration received nothing, or records were not delivered",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
