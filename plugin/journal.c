@@ -45,6 +45,12 @@
  * buffer's content, so the Kafka thread sends them before anything new. New entries go
  * to a new segment.
  *
+ * Page faults. The first write to each 4 KiB page of a mapped file is a page fault
+ * (~1 µs: a page-cache page found or zeroed, mapped, marked dirty), one every dozen
+ * entries. The Kafka thread takes them instead: at each round it faults in the next
+ * FAULT_AHEAD bytes after the head (MADV_POPULATE_WRITE, Linux 5.14), so mosquitto's
+ * memcpy finds the pages mapped. Where the kernel cannot, mosquitto's thread takes them.
+ *
  * Threads. journal__open and journal__next_segment (when the write segment is full)
  * and journal__sync run on mosquitto's thread; journal__entry and
  * journal__housekeeping on the Kafka thread. The segment list is a ring of descriptors
@@ -70,6 +76,12 @@
 #include <mosquitto_broker.h>
 
 #include "mqk.h"
+
+/* Faulted in ahead of the head by the Kafka thread: ~15 ms of writing at 200k msg/s. */
+#define FAULT_AHEAD (4u << 20)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 
 #define STATE_FILE "journal.state"
 #define SEGMENT_SUFFIX ".mqkj"
@@ -111,6 +123,8 @@ struct mqk_journal {
 	uint64_t acked;
 	uint64_t synced; /* every N ms: msync'd up to this position */
 	int64_t next_sync_ms;
+	uint64_t faulted;  /* pages before this position are faulted in (fault_ahead) */
+	bool cannot_fault; /* the kernel has no MADV_POPULATE_WRITE */
 	struct mqk_ratelimit rl_error, rl_full;
 	/* (P) journal_fsync always */
 	struct mqk_ratelimit rl_sync;
@@ -521,8 +535,35 @@ static int sync_range(struct mqk_journal *j, uint64_t from, uint64_t to)
 	return err;
 }
 
+/* (C) Faults in the pages of the newest segment from head to head + FAULT_AHEAD. */
+static void fault_ahead(struct mqk_journal *j, uint64_t head)
+{
+	uint64_t last = atomic_load_explicit(&j->last, memory_order_acquire);
+	const size_t page = 4096;
+
+	if (j->cannot_fault || last == atomic_load_explicit(&j->first, memory_order_relaxed)) {
+		return;
+	}
+	/* Its descriptor stays until this thread releases it (release_segments). */
+	struct mqk_segment *s = seg_at(j, last - 1);
+	uint64_t end = s->start + s->size;
+	uint64_t to = head + FAULT_AHEAD < end ? head + FAULT_AHEAD : end;
+	uint64_t from = j->faulted > head && j->faulted >= s->start ? j->faulted : head;
+
+	from -= (from - s->start) % page;
+	if (from >= to || (to - from < FAULT_AHEAD / 4 && to < end)) {
+		return; /* enough ahead still: a call per megabyte, not per round */
+	}
+	if (madvise(s->map + (from - s->start), (size_t)(to - from), MADV_POPULATE_WRITE) != 0) {
+		j->cannot_fault = errno == EINVAL; /* other errors: try again next round */
+		return;
+	}
+	j->faulted = to;
+}
+
 void journal__housekeeping(struct mqk_journal *j, uint64_t tail, uint64_t head, int64_t now_ms)
 {
+	fault_ahead(j, head);
 	if (tail != j->acked) {
 		j->acked = tail;
 		atomic_store_explicit(&j->state->acked, tail, memory_order_relaxed);
