@@ -14,7 +14,8 @@ overhead.py - what the plugin costs mosquitto, against the targets, in one run.
   3. RSS growth with 100,000 records buffered during a Kafka outage (memory and journal),
      then Kafka back and every record delivered.
 
-  bench/overhead.py [--seconds 5] [--rounds 3] [--records 100000] [--out FILE.md] [--smoke]
+  bench/overhead.py [--seconds 5] [--rounds 3] [--qos 0] [--records 100000] [--out FILE.md]
+                    [--smoke]
 
 A benchmark, not a test: it fails only when something did not run or records went missing.
 """
@@ -38,8 +39,12 @@ import harness as h  # noqa: E402
 HOTPATH = os.path.join(h.BUILD_DIR, "bench", "mqk-bench-hotpath")
 LOADGEN = os.path.join(h.BUILD_DIR, "examples", "loadgen", "mqk-loadgen")
 
+# The control: the plugin's other threads (and the mock Kafka) take the other core; what
+# does a busy other core alone do to plain mosquitto? (sha256sum of /dev/zero: one core.)
+BUSY = "plain mosquitto, other core busy"
 INGEST = [
     ("plain mosquitto", None, None),
+    (BUSY, None, None),
     ("plugin, durability memory", [("durability", "memory")], 0.97),
     ("plugin, journal, fsync 1000 ms", [("journal_fsync", "1000")], 0.95),
 ]
@@ -47,13 +52,23 @@ HOT = [("durability memory", "raw, 1 route"),
        ("journal, fsync 1000 ms", "raw, 1 route, journal fsync 1000")]
 
 
-def ingest(seconds, rounds, publishers):
+def ingest(seconds, rounds, publishers, qos):
     dk = h.DevKafka(brokers=1)
     got = {name: [] for name, _, _ in INGEST}
     try:
         for r in range(rounds):
             for name, extra, _ in INGEST:
-                rate, cpu, main = durability.one_round(dk, extra, seconds, 0, publishers)
+                busy = None
+                if name == BUSY:
+                    busy = subprocess.Popen(["sha256sum", "/dev/zero"],
+                                            stdout=subprocess.DEVNULL)
+                try:
+                    rate, cpu, main = durability.one_round(dk, extra, seconds, qos,
+                                                           publishers)
+                finally:
+                    if busy:
+                        busy.kill()
+                        busy.wait()
                 got[name].append((rate, cpu, main))
                 print(f"round {r + 1}: {name}: {rate:,.0f} msg/s, main thread "
                       f"{main:.2f} µs/msg", file=sys.stderr, flush=True)
@@ -132,7 +147,8 @@ def outage_rss(records):
             dk.create_topic(topic)
             b = h.Mosquitto([("bootstrap_servers", dk.bootstrap), ("broker_id", "outage"),
                              ("route_data", f"devices/+/data -> {topic}"),
-                             ("stats_interval", "1")] + extra, name=f"outage-{label}")
+                             ("stats_interval", "1")] + extra, name=f"outage-{label}",
+                            log_debug=False)
             counters = h.SysCounters(b.port)
             time.sleep(1.0)
             dk.down()
@@ -170,6 +186,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--publishers", type=int, default=4)
+    ap.add_argument("--qos", type=int, default=0, choices=(0, 1))
     ap.add_argument("--records", type=int, default=100000)
     ap.add_argument("--out", help="also write the tables (markdown) to this file")
     ap.add_argument("--smoke", action="store_true", help="tiny and quick (CI)")
@@ -182,9 +199,9 @@ def main():
 
     out = [f"# What the plugin costs mosquitto\n\n{time.strftime('%Y-%m-%d')}, "
            f"{os.cpu_count()} cores, one run.\n",
-           f"## Max sustained ingest ({a.publishers} publishers flat out, QoS 0, 200 bytes, "
+           f"## Max sustained ingest ({a.publishers} publishers flat out, QoS {a.qos}, 200 bytes, "
            f"{a.rounds} interleaved rounds of {a.seconds:g} s, medians)\n"]
-    lines, ok_ingest = ingest(a.seconds, a.rounds, a.publishers)
+    lines, ok_ingest = ingest(a.seconds, a.rounds, a.publishers, a.qos)
     out += lines
     out += ["\n## The plugin's work on mosquitto's thread\n"] + hotpath(messages, cg)
     lines, ok_rss = outage_rss(a.records)

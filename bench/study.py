@@ -160,7 +160,8 @@ class Heap:
 
 # ---- one point --------------------------------------------------------------------------
 
-def run_point(kafka, arch, devices, seconds, rate=None, total_rate=None, hybrid_sleep=0):
+def run_point(kafka, arch, devices, seconds, rate=None, total_rate=None, hybrid_sleep=0,
+              plugin_extra=()):
     """Runs one architecture at one load; returns a dict of COLUMNS."""
     spec = ARCHS[arch]
     work = tempfile.mkdtemp(prefix=f"mqk-study-{arch}-")
@@ -175,12 +176,13 @@ def run_point(kafka, arch, devices, seconds, rate=None, total_rate=None, hybrid_
             if spec["plugin"]:
                 opts = [("bootstrap_servers", kafka.bootstrap), ("broker_id", f"b{i}"),
                         ("route_data", f"{FILTER} -> {topic} key=topic"),
-                        ("stats_interval", "0")]
+                        ("stats_interval", "0")] + list(plugin_extra)
             brokers.append(h.Mosquitto(opts, plugin="built" if opts else None,
-                                       extra=BROKER_CONF, name=f"{arch}-b{i}"))
+                                       extra=BROKER_CONF, name=f"{arch}-b{i}", log_debug=False))
         heaps = [Heap(b.port) for b in brokers]
         if spec["brokers"] > 1:
-            proxy = h.HAProxy([b.port for b in brokers], maxconn=4 * max(devices, 1000))
+            # 2 descriptors a connection: within the 20,000 a process may have here
+            proxy = h.HAProxy([b.port for b in brokers], maxconn=devices + 1000)
             entry = f"127.0.0.1:{proxy.port}"
         else:
             entry = f"127.0.0.1:{brokers[0].port}"
@@ -394,6 +396,8 @@ def main():
     ap.add_argument("--archs", default="A1,A2,A3,A4")
     ap.add_argument("--hybrid-sleep-ms", type=int, default=0,
                     help="mqk-hybrid --poll-sleep-ms (the study slept; 0: as fast as it can)")
+    ap.add_argument("--plugin-option", action="append", default=[], metavar="NAME=VALUE",
+                    help="A4: one more plugin_opt_NAME VALUE (e.g. kafka.linger.ms=0)")
     ap.add_argument("--out", default=os.path.join(HERE, "..", "docs", "results"))
     ap.add_argument("--smoke", action="store_true", help="one short point per architecture")
     a = ap.parse_args()
@@ -401,6 +405,11 @@ def main():
         a.kafka, a.devices, a.rate, a.rates, a.seconds = "dev", "10", 20.0, "", 2.0
         a.out = tempfile.mkdtemp(prefix="mqk-study-smoke-")
     archs = [x for x in a.archs.split(",") if x]
+    plugin_extra = []
+    for o in a.plugin_option:
+        if "=" not in o:
+            ap.error(f"--plugin-option {o}: NAME=VALUE expected")
+        plugin_extra.append(tuple(o.split("=", 1)))
     for x in archs:
         if x not in ARCHS:
             ap.error(f"--archs: unknown architecture {x} (A1..A4)")
@@ -425,15 +434,17 @@ def main():
               file=sys.stderr, flush=True)
         write_csv(os.path.join(a.out, "study.csv"), rows)
 
+    def point(arch, devices, **load):
+        return run_point(kafka, arch, devices, a.seconds, hybrid_sleep=a.hybrid_sleep_ms,
+                         plugin_extra=plugin_extra, **load)
+
     try:
         for n in [int(x) for x in a.devices.split(",") if x]:
             for arch in archs:
-                record(run_point(kafka, arch, n, a.seconds, rate=a.rate,
-                                 hybrid_sleep=a.hybrid_sleep_ms), "devices")
+                record(point(arch, n, rate=a.rate), "devices")
         for arch in archs:
             for total in [float(x) for x in a.rates.split(",") if x]:
-                row = run_point(kafka, arch, a.rate_devices, a.seconds, total_rate=total,
-                                hybrid_sleep=a.hybrid_sleep_ms)
+                row = point(arch, a.rate_devices, total_rate=total)
                 record(row, "rate")
                 if row["lost"] > 0 or row["throughput"] < 0.8 * total:
                     break  # saturated: the next rate only loses more
@@ -441,9 +452,7 @@ def main():
             for arch in archs:
                 best = max_zero_loss(rows, arch)
                 if best > 0:
-                    record(run_point(kafka, arch, a.rate_devices, a.seconds,
-                                     total_rate=best / 2, hybrid_sleep=a.hybrid_sleep_ms),
-                           "half")
+                    record(point(arch, a.rate_devices, total_rate=best / 2), "half")
     finally:
         kafka.cleanup()
 
@@ -451,7 +460,8 @@ def main():
         f.write(machine(a.kafka))
     md = [f"# Study results\n\nMachine: see machine.txt. Run took "
           f"{(time.monotonic() - started) / 60:.1f} min; Kafka: {a.kafka}; mqk-hybrid "
-          f"--poll-sleep-ms {a.hybrid_sleep_ms}.\n",
+          f"--poll-sleep-ms {a.hybrid_sleep_ms}; plugin options "
+          f"{', '.join(a.plugin_option) or 'the defaults'}.\n",
           f"## Devices sweep ({a.rate:g} msg/s per device, QoS 1, {a.seconds:g} s)\n",
           markdown(rows, "devices")]
     if a.rates:

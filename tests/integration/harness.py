@@ -589,11 +589,12 @@ class Mosquitto:
 
     options: list of (key, value) for plugin_opt_<key> <value>, in order (duplicates kept).
     extra: more mosquitto.conf lines. plugin: "built" (a loadable copy of the built plugin),
-    a path, or None for no plugin line at all.
+    a path, or None for no plugin line at all. log_debug=False: no debug lines (the
+    benchmarks: "log_type all" writes a line per PUBLISH, a good part of the broker's work).
     """
 
     def __init__(self, options, extra=(), plugin="built", wait=True, name="mosquitto",
-                 start_timeout=10.0, listen=True):
+                 start_timeout=10.0, listen=True, log_debug=True):
         if plugin == "built":
             plugin = built_plugin()
         if plugin is not None:
@@ -614,7 +615,8 @@ class Mosquitto:
                 lines += [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
             lines += [
                 "log_dest stderr",
-                "log_type all",
+                *(["log_type all"] if log_debug else
+                  [f"log_type {t}" for t in ("error", "warning", "notice", "information")]),
                 "log_timestamp true",
                 "persistence false",
                 "max_queued_messages 0",
