@@ -18,8 +18,10 @@ duplicates, publish -> controller latency p50/p99, each broker's heap ($SYS/brok
 current and maximum) and peak RSS, the CPU of every process, and the throughput.
 
   bench/study.py [--kafka real|dev] [--devices 10,100,1000,5000] [--rate 5]
-                 [--rates 2000,5000,10000,20000,40000] [--rate-devices 100] [--seconds 10]
-                 [--archs A1,A2,A3,A4] [--out docs/results] [--smoke]
+                 [--rates 2000,5000,10000,20000,30000,40000,60000,80000]
+                 [--rate-devices 100] [--seconds 10] [--archs A1,A2,A3,A4]
+                 [--hybrid-sleep-ms 0] [--plugin-option NAME=VALUE] [--out docs/results]
+                 [--smoke]
 
 Writes study.csv, study.md, machine.txt and loss/latency/heap/throughput PNGs (gnuplot) into
 --out. A benchmark, not a test: it fails only when an architecture received nothing.
@@ -389,7 +391,7 @@ def main():
     ap.add_argument("--kafka", choices=("real", "dev"), default="real")
     ap.add_argument("--devices", default="10,100,1000,5000")
     ap.add_argument("--rate", type=float, default=5.0, help="msg/s per device (devices sweep)")
-    ap.add_argument("--rates", default="2000,5000,10000,20000,40000",
+    ap.add_argument("--rates", default="2000,5000,10000,20000,30000,40000,60000,80000",
                     help="total msg/s (saturation sweep); '' skips it")
     ap.add_argument("--rate-devices", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=10.0)
