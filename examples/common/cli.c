@@ -1,10 +1,11 @@
 /*
- * cli.c - what the example tools' command lines share (cli.h).
+ * cli.c - what the example tools share (cli.h).
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -32,4 +33,12 @@ bool cli_parse_seconds(const char *s, double min, double max, double *out)
 	}
 	*out = v;
 	return true;
+}
+
+uint64_t cli_mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }

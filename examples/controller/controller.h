@@ -21,6 +21,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "cli.h"
 #include "expand_id.h"
 
 /* ---- seqset.c: a set of sequence numbers as sorted, disjoint, inclusive ranges ---- */
@@ -293,7 +294,5 @@ void mqtt__close(struct mqtt *m);
 
 /* CLOCK_REALTIME in µs (comparable with mqk-loadgen's send times on this machine). */
 uint64_t now_us(void);
-/* CLOCK_MONOTONIC in µs. */
-uint64_t mono_us(void);
 
 #endif

@@ -205,7 +205,7 @@ int kafka__poll(struct kafka *k, struct controller *ctl, int timeout_ms)
 	 */
 	uint64_t until = 0;
 	for (int i = 0; i < 10000; i++) {
-		if (i > 0 && (i & 63) == 0 && mono_us() >= until) {
+		if (i > 0 && (i & 63) == 0 && cli_mono_us() >= until) {
 			break;
 		}
 		rd_kafka_message_t *rkm = rd_kafka_consumer_poll(k->consumer, i ? 0 : timeout_ms);
@@ -213,7 +213,7 @@ int kafka__poll(struct kafka *k, struct controller *ctl, int timeout_ms)
 			break;
 		}
 		if (i == 0) {
-			until = mono_us() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 1) * 1000;
+			until = cli_mono_us() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 1) * 1000;
 		}
 		if (rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			handle(k, ctl, rkm);

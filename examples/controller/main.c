@@ -525,7 +525,7 @@ static bool goals_reached(const struct run_opts *o, const struct report *r)
  */
 static int poll_timeout(uint64_t next_command)
 {
-	uint64_t now = mono_us();
+	uint64_t now = cli_mono_us();
 
 	if (next_command == 0) {
 		return 100;
@@ -574,11 +574,11 @@ static uint64_t send_due(struct source *src, struct controller *ctl, const struc
 static int wait_for_answers(struct source *src, struct controller *ctl, double secs)
 {
 	const struct report *r = &ctl->report;
-	uint64_t end = mono_us() + (uint64_t)(secs * 1e6);
+	uint64_t end = cli_mono_us() + (uint64_t)(secs * 1e6);
 
 	for (;;) {
 		uint64_t lost = r->commands_failed - ctl->refused; /* failed after sending */
-		if (stopping || r->answers + lost >= r->commands_sent || mono_us() >= end) {
+		if (stopping || r->answers + lost >= r->commands_sent || cli_mono_us() >= end) {
 			return 0;
 		}
 		if (source_poll(src, ctl, 100) < 0) {
@@ -591,7 +591,7 @@ static int run(struct controller *ctl, const struct run_opts *o)
 {
 	struct source src = {0};
 	bool live = !o->quiet && isatty(STDERR_FILENO);
-	uint64_t start = mono_us(), last_msg = 0, next_live = start + 1000000;
+	uint64_t start = cli_mono_us(), last_msg = 0, next_live = start + 1000000;
 	/* At least 1 µs: parse_secs refuses less. */
 	uint64_t every = o->command_every > 0 ? (uint64_t)(o->command_every * 1e6 + 0.5) : 0;
 	uint64_t next_command = every ? start + every : 0;
@@ -607,7 +607,7 @@ static int run(struct controller *ctl, const struct run_opts *o)
 	}
 	while (!stopping) {
 		int n = source_poll(&src, ctl, poll_timeout(next_command));
-		uint64_t now = mono_us();
+		uint64_t now = cli_mono_us();
 		if (n < 0) {
 			status = 1;
 			break;
@@ -693,8 +693,8 @@ static int command(struct controller *ctl, const struct run_opts *o, const char 
 			status = 1;
 		}
 	}
-	uint64_t end = mono_us() + (uint64_t)(o->wait * 1e6);
-	while (status == 0 && o->wait > 0 && ctl->report.answers == 0 && mono_us() < end &&
+	uint64_t end = cli_mono_us() + (uint64_t)(o->wait * 1e6);
+	while (status == 0 && o->wait > 0 && ctl->report.answers == 0 && cli_mono_us() < end &&
 	       !stopping) {
 		mqtt__poll(src.mqtt, 100);
 	}

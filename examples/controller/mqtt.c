@@ -29,7 +29,7 @@ struct conn {
 	char host[256];
 	int port;
 	bool connected;    /* CONNACK received and not disconnected since */
-	uint64_t retry_at; /* mono_us of the next reconnection attempt */
+	uint64_t retry_at; /* cli_mono_us() of the next reconnection attempt */
 	int unacked;       /* commands published and not acknowledged yet */
 };
 
@@ -72,7 +72,7 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
 			mosquitto_strerror(rc));
 	}
 	c->connected = false;
-	c->retry_at = mono_us() + 1000000;
+	c->retry_at = cli_mono_us() + 1000000;
 }
 
 static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *msg,
@@ -190,7 +190,7 @@ error:
 /* Reconnects the connections whose retry time has come. */
 static void reconnect(struct mqtt *m)
 {
-	uint64_t now = mono_us();
+	uint64_t now = cli_mono_us();
 
 	for (size_t i = 0; i < m->n; i++) {
 		struct conn *c = &m->c[i];
@@ -281,7 +281,7 @@ int mqtt__command(struct mqtt *m, const struct command *cmd, char *errstr, size_
 
 int mqtt__flush(struct mqtt *m, int timeout_ms)
 {
-	uint64_t end = mono_us() + (uint64_t)timeout_ms * 1000;
+	uint64_t end = cli_mono_us() + (uint64_t)timeout_ms * 1000;
 	int unacked;
 
 	for (;;) {
@@ -289,7 +289,7 @@ int mqtt__flush(struct mqtt *m, int timeout_ms)
 		for (size_t i = 0; i < m->n; i++) {
 			unacked += m->c[i].connected ? m->c[i].unacked : 0;
 		}
-		if (unacked == 0 || mono_us() >= end) {
+		if (unacked == 0 || cli_mono_us() >= end) {
 			return unacked;
 		}
 		mqtt__poll(m, 50);

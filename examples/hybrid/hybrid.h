@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cli.h"
+
 #define HYBRID_NAME "mqk-hybrid"
 #define MAX_FILTERS 32
 #define MAX_PROPS 64
@@ -52,9 +54,6 @@ struct counts {
 	uint64_t dropped;   /* received and never produced */
 	uint64_t connects, disconnects;
 };
-
-/* The monotonic clock in µs. */
-uint64_t mono_us(void);
 
 /* ---- queue.c: received messages waiting to be produced, oldest first ---- */
 
@@ -121,7 +120,7 @@ struct kafka *kafka__open(const struct settings *set, struct counts *c, char *er
  * Produces every message of q, oldest first; a message librdkafka refuses is counted as
  * failed and freed. On QUEUE_FULL it waits in rd_kafka_poll() and tries again: it
  * blocks the loop rather than drop. It gives up, leaving the rest queued, when
- * deadline_us (mono_us; 0: none) passes or *interrupt (NULL: none) becomes true.
+ * deadline_us (cli_mono_us; 0: none) passes or *interrupt (NULL: none) becomes true.
  * Returns how many were handed to librdkafka.
  */
 size_t kafka__produce(struct kafka *k, struct queue *q, uint64_t deadline_us,

@@ -198,7 +198,7 @@ size_t kafka__produce(struct kafka *k, struct queue *q, uint64_t deadline_us,
 			if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
 				break;
 			}
-			if ((deadline_us && mono_us() >= deadline_us) ||
+			if ((deadline_us && cli_mono_us() >= deadline_us) ||
 			    (interrupt && *interrupt)) {
 				queue__unpop(q, m); /* still ours; the caller decides */
 				return n;

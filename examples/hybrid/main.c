@@ -77,14 +77,6 @@ static void on_signal(int sig)
 	stopping = 1;
 }
 
-uint64_t mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* ---- arguments ---- */
 
 static void usage(FILE *out)
@@ -318,7 +310,7 @@ static int parse(int argc, char **argv, struct settings *set)
 
 /* ---- run ---- */
 
-/* ms until at (mono_us), rounded up, at most cap; 0 when at has passed. */
+/* ms until at (cli_mono_us()), rounded up, at most cap; 0 when at has passed. */
 static int ms_until(uint64_t at, uint64_t now, int cap)
 {
 	if (at <= now) {
@@ -363,11 +355,11 @@ static void print_summary(const struct counts *c)
  */
 static void stop(struct mqtt *m, struct kafka *k, struct queue *q, struct counts *c)
 {
-	uint64_t end = mono_us() + (uint64_t)FLUSH_MS * 1000;
+	uint64_t end = cli_mono_us() + (uint64_t)FLUSH_MS * 1000;
 
 	mqtt__close(m);
 	kafka__produce(k, q, end, NULL);
-	uint64_t unreported = kafka__flush(k, ms_until(end, mono_us(), FLUSH_MS));
+	uint64_t unreported = kafka__flush(k, ms_until(end, cli_mono_us(), FLUSH_MS));
 	if (unreported > 0) {
 		fprintf(stderr,
 			HYBRID_NAME ": %" PRIu64 " records without a delivery report after %d ms: "
@@ -404,13 +396,13 @@ static int run(const struct settings *set)
 		kafka__close(k);
 		return cli_fail("%s", err);
 	}
-	uint64_t start = mono_us();
+	uint64_t start = cli_mono_us();
 	uint64_t end = set->duration > 0 ? start + (uint64_t)(set->duration * 1e6) : 0;
 	uint64_t sleep_us = (uint64_t)set->poll_sleep_ms * 1000;
 	uint64_t next_round = start + sleep_us;
 
 	while (!stopping) {
-		uint64_t now = mono_us();
+		uint64_t now = cli_mono_us();
 		int timeout = TICK_MS;
 		if (end) {
 			if (now >= end) {
@@ -428,9 +420,9 @@ static int run(const struct settings *set)
 		}
 		if (sleep_us == 0) {
 			kafka__produce(k, &q, 0, &stopping);
-		} else if (mono_us() >= next_round) {
+		} else if (cli_mono_us() >= next_round) {
 			kafka__produce(k, &q, 0, &stopping);
-			next_round = mono_us() + sleep_us; /* then sleep again */
+			next_round = cli_mono_us() + sleep_us; /* then sleep again */
 		}
 		kafka__poll(k);
 	}

@@ -39,7 +39,7 @@ struct mqtt {
 	bool attempted;           /* connect_async done once: reconnect_async from then on */
 	bool connected;           /* CONNACK accepted and not lost since */
 	bool closing;             /* mqtt__close() runs: no more logging, no retries */
-	uint64_t retry_at;        /* mono_us of the next attempt; 0: none scheduled */
+	uint64_t retry_at;        /* cli_mono_us() of the next attempt; 0: none scheduled */
 	uint64_t retry_us;        /* the backoff */
 	int received;             /* messages received during the current mqtt__poll */
 	int sub_mid[MAX_FILTERS]; /* the SUBSCRIBE of each filter, to name it in its SUBACK */
@@ -50,7 +50,7 @@ static uint64_t schedule_retry(struct mqtt *m)
 {
 	uint64_t delay = m->retry_us;
 
-	m->retry_at = mono_us() + delay;
+	m->retry_at = cli_mono_us() + delay;
 	m->retry_us = delay * 2 > RETRY_MAX_US ? RETRY_MAX_US : delay * 2;
 	return delay;
 }
@@ -176,7 +176,7 @@ struct mqtt *mqtt__open(const struct settings *set, struct queue *q, struct coun
 	mosquitto_disconnect_callback_set(m->mosq, on_disconnect);
 	mosquitto_subscribe_callback_set(m->mosq, on_subscribe);
 	mosquitto_message_callback_set(m->mosq, on_message);
-	m->retry_at = mono_us(); /* the first attempt: at the first mqtt__poll */
+	m->retry_at = cli_mono_us(); /* the first attempt: at the first mqtt__poll */
 	return m;
 }
 
@@ -212,7 +212,7 @@ int mqtt__poll(struct mqtt *m, int timeout_ms)
 	m->received = 0;
 	fd = mosquitto_socket(m->mosq);
 	if (fd < 0) {
-		uint64_t now = mono_us();
+		uint64_t now = cli_mono_us();
 		if (m->retry_at == 0) {
 			schedule_retry(m); /* closed without on_disconnect: still retry */
 		} else if (now >= m->retry_at) {

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "router.h"
 
 #define BATCH 1000                 /* records per queue per round */
@@ -234,7 +235,7 @@ static int open_presence(struct router *r, char *errstr, size_t errstr_size)
 
 	/* A group id only because librdkafka's consumer API needs one: nothing joins it. */
 	snprintf(group, sizeof(group), "%s-presence-%ld-%" PRIu64, ROUTER_NAME, (long)getpid(),
-		 router__mono_us());
+		 cli_mono_us());
 	if (set(conf, "client.id", ROUTER_NAME, errstr, errstr_size) ||
 	    set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
 	    set_props(conf, r->set, errstr, errstr_size) ||
@@ -251,10 +252,10 @@ static int open_presence(struct router *r, char *errstr, size_t errstr_size)
 	}
 	rd_kafka_poll_set_consumer(r->presence_rk);
 
-	uint64_t until = router__mono_us() + METADATA_WAIT_MS * 1000ULL;
+	uint64_t until = cli_mono_us() + METADATA_WAIT_MS * 1000ULL;
 	bool said = false;
 	while ((n = presence_partitions(r, 5000, err, sizeof(err))) < 0) {
-		if (*r->stopping || router__mono_us() >= until) {
+		if (*r->stopping || cli_mono_us() >= until) {
 			snprintf(errstr, errstr_size, "--presence: topic %s: %s",
 				 r->set->presence_topic, err);
 			return -1;
@@ -284,7 +285,7 @@ static int open_presence(struct router *r, char *errstr, size_t errstr_size)
 		return -1;
 	}
 	r->eof_left = r->eof_parts = n;
-	r->next_metadata_us = router__mono_us() + METADATA_EVERY_US;
+	r->next_metadata_us = cli_mono_us() + METADATA_EVERY_US;
 	router__log("presence: reading %s, %d partitions, from the beginning",
 		    r->set->presence_topic, n);
 	return 0;
@@ -582,8 +583,8 @@ void kafka__close(struct router *r)
 	if (r->producer) {
 		/* What is left gets a delivery report (purged), which frees its command. */
 		rd_kafka_purge(r->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-		uint64_t until = router__mono_us() + 1000000;
-		while (r->in_flight > 0 && router__mono_us() < until) {
+		uint64_t until = cli_mono_us() + 1000000;
+		while (r->in_flight > 0 && cli_mono_us() < until) {
 			rd_kafka_poll(r->producer, 50);
 		}
 		rd_kafka_destroy(r->producer);

@@ -60,13 +60,6 @@ static void on_signal(int sig)
 
 /* ---- logging and time ---- */
 
-uint64_t router__mono_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static void vlog(const char *fmt, va_list ap, uint64_t suppressed)
 {
 	char line[2048];
@@ -91,7 +84,7 @@ void router__log(const char *fmt, ...)
 
 void router__logrl(struct ratelimit *rl, const char *fmt, ...)
 {
-	uint64_t now = router__mono_us();
+	uint64_t now = cli_mono_us();
 	va_list ap;
 
 	if (rl->last_us != 0 && now - rl->last_us < 10000000) {
@@ -422,7 +415,7 @@ static int run(struct router *r)
 	uint64_t next_live;
 	bool more = false;
 
-	r->started_us = router__mono_us();
+	r->started_us = cli_mono_us();
 	next_live = r->started_us + LIVE_EVERY_US;
 	if (kafka__open(r, err, sizeof(err)) != 0) {
 		if (stopping) {
@@ -433,7 +426,7 @@ static int run(struct router *r)
 		return 1;
 	}
 	while (!stopping && !r->fatal) {
-		uint64_t now = router__mono_us();
+		uint64_t now = cli_mono_us();
 		if (!more) {
 			uint64_t due = route__next_due(r);
 			kafka__wait(r, poll_timeout(now, r->set->quiet || due < next_live
@@ -441,7 +434,7 @@ static int run(struct router *r)
 								 : next_live));
 		}
 		more = kafka__serve(r);
-		now = router__mono_us();
+		now = cli_mono_us();
 		route__tick(r, now);
 		kafka__refresh_presence(r, now);
 		if (!r->set->quiet && now >= next_live) {
@@ -476,7 +469,7 @@ int main(int argc, char **argv)
 	kafka__close(&r);
 	if (opened) {
 		cJSON *json = summary(&r, unsettled + r.unflushed,
-				      (double)(router__mono_us() - r.started_us) / 1e6);
+				      (double)(cli_mono_us() - r.started_us) / 1e6);
 		char *text = cJSON_Print(json);
 		if (text) {
 			printf("%s\n", text);

@@ -33,6 +33,7 @@
 
 #include <mosquitto_kafka.h>
 
+#include "cli.h"
 #include "router.h"
 
 const char *const router__reasons[REASON_N] = {
@@ -88,7 +89,7 @@ static void append_retry(struct router *r, struct command *cmd)
 
 static void retry_later(struct router *r, struct command *cmd, uint64_t delay_us)
 {
-	cmd->retry_at = router__mono_us() + delay_us;
+	cmd->retry_at = cli_mono_us() + delay_us;
 	append_retry(r, cmd);
 }
 
@@ -266,7 +267,7 @@ static const char *why_held(const struct router *r, const struct command *cmd)
 
 static void hold(struct router *r, struct command *cmd)
 {
-	uint64_t deadline = router__mono_us() + (uint64_t)(r->set->hold_s * 1e6);
+	uint64_t deadline = cli_mono_us() + (uint64_t)(r->set->hold_s * 1e6);
 
 	if (held__add(&r->held, &cmd->hold, cmd->target, deadline) != 0) {
 		router__logrl(&r->rl_produce, "out of memory holding a command for %s",
@@ -408,7 +409,7 @@ void route__presence(struct router *r, const rd_kafka_message_t *rkm)
 
 void route__caught_up(struct router *r)
 {
-	uint64_t now = router__mono_us();
+	uint64_t now = cli_mono_us();
 
 	r->caught_up = true;
 	r->caught_up_us = now;

@@ -330,8 +330,6 @@ void router__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Logs at most one line every 10 s per rl, saying how many were left out. */
 void router__logrl(struct ratelimit *rl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* Monotonic and wall clocks, in µs. */
-uint64_t router__mono_us(void);
 
 /* kafka.c: the three handles. */
 /* Creates the producer and both consumers. Returns 0, or -1 with errstr. */

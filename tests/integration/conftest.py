@@ -190,3 +190,17 @@ def pytest_report_header(config):
             f"sanitizers (MQK_ASAN): {'on' if harness.ASAN else 'off'}",
             f"Kafka (MQK_KAFKA): {harness.KAFKA_MODE}"]
 
+
+
+@pytest.fixture
+def tools():
+    """tools(name, argv) -> harness.Tool, started now and stopped (SIGTERM) after the test."""
+    started = []
+
+    def start(name, argv):
+        t = harness.Tool(name, argv)
+        started.append(t)
+        return t
+    yield start
+    for t in started:
+        t.stop()

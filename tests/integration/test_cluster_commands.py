@@ -37,7 +37,7 @@ import pytest
 
 import harness
 from harness import HDR, V5
-from test_controller import CONTROLLER, LOADGEN, Tool
+from test_controller import CONTROLLER, LOADGEN
 
 ROUTER = os.path.join(harness.BUILD_DIR, "examples", "router", "mqk-router")
 MODES = ("broadcast", "targeted")
@@ -182,7 +182,7 @@ class Cluster:
         return opts
 
     def tool(self, name, argv):
-        t = Tool(name, argv)
+        t = harness.Tool(name, argv)
         self.tools.append(t)
         return t
 

@@ -23,7 +23,6 @@ through mosquitto with the plugin into Kafka, mqk-controller pulls from Kafka an
 
 import json
 import os
-import signal
 import struct
 import subprocess
 import time
@@ -36,84 +35,6 @@ import harness
 
 LOADGEN = os.path.join(harness.BUILD_DIR, "examples", "loadgen", "mqk-loadgen")
 CONTROLLER = os.path.join(harness.BUILD_DIR, "examples", "controller", "mqk-controller")
-
-
-class Tool:
-    """A tool run in the background: JSON report on stdout (a file), diagnostics in a log."""
-
-    def __init__(self, name, argv):
-        harness.require_file(argv[0], name, executable=True)
-        self.name = name
-        self.dir = harness.make_tempdir(f"mqk-{name}-")
-        self.out_path = os.path.join(self.dir, "stdout")
-        self.err_path = os.path.join(self.dir, "stderr")
-        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=err, close_fds=True)
-        harness.ALL.append(self)  # its log is dumped when a test fails
-
-    def log(self):
-        with open(self.err_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def wait(self, timeout):
-        """Waits for the exit (bounded); returns (exit code, the JSON on stdout)."""
-        try:
-            rc = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            raise harness.HarnessError(f"{self.name} still running after {timeout} s; "
-                                       f"stderr:\n{self.log()}") from None
-        with open(self.out_path) as f:
-            text = f.read()
-        assert rc >= 0, f"{self.name} died of signal {-rc}; stderr:\n{self.log()}"
-        try:
-            return rc, json.loads(text) if text.strip() else None
-        except json.JSONDecodeError:
-            raise AssertionError(f"{self.name} printed no JSON: {text!r}\n{self.log()}")
-
-    def stop(self):
-        if self.alive():
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        return self.proc.returncode
-
-    # harness.Process's interface for the failure dump
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    @property
-    def returncode(self):
-        return self.proc.returncode
-
-    @property
-    def stopped_at(self):
-        return None
-
-    @property
-    def log_path(self):
-        return self.err_path
-
-
-@pytest.fixture
-def tools():
-    started = []
-
-    def start(name, argv):
-        t = Tool(name, argv)
-        started.append(t)
-        return t
-    yield start
-    for t in started:
-        t.stop()
 
 
 def loadgen(port, prefix, devices, count, rate, qos=1, protocol="311", extra=()):

@@ -18,7 +18,6 @@ and counts.
 Every process is started here on 127.0.0.1 free ports and stopped by its pid.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -37,89 +36,12 @@ DATA_FILTER = "devices/+/data"
 NODELAY = ["set_tcp_nodelay true"]
 
 
-class Tool:
-    """A program run in the background: stdout (its JSON) and stderr in files of their own.
-    Listed in harness.ALL, so that a failed test shows its stderr."""
-
-    def __init__(self, name, argv):
-        harness.require_file(argv[0], name, executable=True)
-        self.name = name
-        self.argv = [str(a) for a in argv]
-        self.dir = harness.make_tempdir(f"mqk-{name}-")
-        self.out_path = os.path.join(self.dir, "stdout")
-        self.log_path = os.path.join(self.dir, "stderr")
-        with open(self.out_path, "wb") as out, open(self.log_path, "wb") as err:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=err, close_fds=True)
-        self.pid = self.proc.pid
-        self.stopped_at = None
-        harness.ALL.append(self)
-
-    @property
-    def returncode(self):
-        return self.proc.returncode
-
-    def log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def signal(self, sig):
-        if self.alive():
-            os.kill(self.pid, sig)
-
-    def wait(self, timeout):
-        """Waits (bounded) for the exit; returns (exit status, the JSON on stdout or None)."""
-        try:
-            rc = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            raise harness.HarnessError(f"{self.name} (pid {self.pid}) still running after "
-                                       f"{timeout} s; stderr:\n{self.log()}") from None
-        self.stopped_at = time.monotonic()
-        assert rc >= 0, f"{self.name} died of signal {-rc}; stderr:\n{self.log()}"
-        with open(self.out_path) as f:
-            text = f.read()
-        try:
-            return rc, json.loads(text) if text.strip() else None
-        except json.JSONDecodeError:
-            raise AssertionError(f"{self.name} printed no JSON: {text!r}\n{self.log()}")
-
-    def stop(self):
-        """SIGTERM, a bounded wait, then SIGKILL."""
-        if self.alive():
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
-        if self.stopped_at is None:
-            self.stopped_at = time.monotonic()
-        return self.proc.returncode
-
-
 @pytest.fixture(scope="module")
 def kafka1():
     """One mock Kafka broker (mqk-devkafka) for the whole file; each test has its topic."""
     dk = harness.DevKafka(brokers=1)
     yield dk
     dk.cleanup()
-
-
-@pytest.fixture
-def tools():
-    started = []
-
-    def start(name, argv):
-        t = Tool(name, argv)
-        started.append(t)
-        return t
-    yield start
-    for t in started:
-        t.stop()
 
 
 def start_hybrid(tools, port, bootstrap, topic, *extra, subscriptions=1):

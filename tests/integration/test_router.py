@@ -45,7 +45,6 @@ import confluent_kafka as ck
 import pytest
 
 import harness
-from test_controller import Tool
 
 ROUTER = os.path.join(harness.BUILD_DIR, "examples", "router", "mqk-router")
 HOLD = 2.0  # --hold, seconds
@@ -147,19 +146,6 @@ class Setup:
         """Waits seconds for records in topic: there must be `but` of them, no more."""
         got = self.read(topic, but + 1, timeout=seconds, grace=0)
         assert len(got) == but, f"{topic} should have {but} records: {got}"
-
-
-@pytest.fixture
-def tools():
-    started = []
-
-    def start(name, argv):
-        t = Tool(name, argv)
-        started.append(t)
-        return t
-    yield start
-    for t in started:
-        t.stop()
 
 
 @pytest.fixture
