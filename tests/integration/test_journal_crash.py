@@ -63,9 +63,7 @@ def test_kafka_down_60s_at_2000_per_s(kafka_back, start_broker):
     topic = harness.unique("j60")
     kafka.create_topic(topic, 4)
     journal = harness.make_journal_dir(harness.make_tempdir("mqk-j60-"))
-    b = start_broker(journal_options(kafka, topic, journal, "itest-j60",
-                                     ("kafka.queue.buffering.max.messages", "10000")),
-                     name="mosquitto-j60")
+    b = start_broker(journal_options(kafka, topic, journal, "itest-j60"), name="mosquitto-j60")
     stats = harness.SysCounters(b.port)
     load = harness.Load(b.port, 20, 2000, "j", prefix="j60").start()
     try:
