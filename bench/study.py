@@ -50,6 +50,8 @@ LOADGEN = os.path.join(EXAMPLES, "loadgen", "mqk-loadgen")
 CONTROLLER = os.path.join(EXAMPLES, "controller", "mqk-controller")
 HYBRID = os.path.join(EXAMPLES, "hybrid", "mqk-hybrid")
 FILTER = "devices/+/data"
+# The controller stops once nothing came for this long (after the first message).
+CONTROLLER_IDLE_S = 4
 
 ARCHS = {
     "A1": dict(brokers=1, plugin=False, hybrid=False, kafka=False),
@@ -65,7 +67,7 @@ BROKER_CONF = ["sys_interval 1", "max_queued_messages 1000", "max_inflight_messa
 COLUMNS = ["arch", "sweep", "devices", "offered", "sent", "acked", "received", "lost",
            "lost_pct", "duplicates", "p50_ms", "p99_ms", "throughput", "heap_kb",
            "heap_max_kb", "rss_mb", "cpu_brokers", "cpu_proxy", "cpu_hybrids", "cpu_kafka",
-           "cpu_controller", "cpu_loadgen", "seconds"]
+           "cpu_controller", "cpu_loadgen", "seconds", "hybrid_lost"]
 
 
 # ---- processes --------------------------------------------------------------------------
@@ -133,6 +135,10 @@ class Tool:
             raise h.HarnessError(f"{self.name} printed no JSON (exit {self.proc.returncode}):"
                                  f"\n{text[-2000:]}\n{self.err.read()[-2000:]}")
 
+    def log_tail(self, n=3000):
+        self.err.seek(0)
+        return self.err.read()[-n:]
+
     def close(self):
         self.out.close()
         self.err.close()
@@ -194,7 +200,7 @@ def run_point(kafka, arch, devices, seconds, rate=None, total_rate=None, hybrid_
                        "--poll-sleep-ms", str(hybrid_sleep)], work, f"hybrid{i}")
             hybrids.append(hy)
             tools.append(hy)
-        ctl_args = [CONTROLLER, "-q", "-i", "4", "-d", str(seconds + 120)]
+        ctl_args = [CONTROLLER, "-q", "-i", str(CONTROLLER_IDLE_S), "-d", str(seconds + 120)]
         if spec["kafka"]:
             ctl_args += ["-b", kafka.bootstrap, "-t", topic, "-g", h.unique("study")]
             if kafka.kind != "real":  # the mock answers a fetch only at fetch.wait.max.ms
@@ -230,6 +236,11 @@ def run_point(kafka, arch, devices, seconds, rate=None, total_rate=None, hybrid_
             hy.stop()
         hybrid_lost = sum(hy.result().get("failed", 0) + hy.result().get("dropped", 0)
                           for hy in hybrids)
+        if report["unique"] < summary["acked"]:
+            # where the loss happened: what the hybrids (or the controller) said about it
+            for t in hybrids + [controller]:
+                print(f"{arch} {devices} devices: {t.name} (exit {t.proc.returncode}): "
+                      f"{json.dumps(t.result())}\n{t.log_tail()}", file=sys.stderr)
         for b in brokers:
             if not b.process.alive():
                 raise h.HarnessError(f"{b.name} died:\n{b.log()[-3000:]}")

@@ -101,7 +101,7 @@ static void usage(FILE *out)
 		"      --key none|topic     record key: the MQTT topic, or none (default topic)\n"
 		"  -X NAME=VALUE            a librdkafka producer property; repeat it (applied\n"
 		"                           after the defaults acks=all, enable.idempotence=true,\n"
-		"                           linger.ms=5)\n"
+		"                           linger.ms=5, max.in.flight.requests.per.connection=1)\n"
 		"Run:\n"
 		"      --poll-sleep-ms N    0: produce each message at once (default); N: sleep-\n"
 		"                           poll as the study did, producing what arrived every\n"
