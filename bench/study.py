@@ -304,6 +304,14 @@ def write_csv(path, rows):
             f.write(",".join(fmt(r[c]) for c in COLUMNS) + "\n")
 
 
+def read_csv(path):
+    """study.csv back into rows: numbers as floats, arch and sweep as they are."""
+    with open(path) as f:
+        names = f.readline().strip().split(",")
+        return [{n: v if n in ("arch", "sweep") else float(v)
+                 for n, v in zip(names, line.strip().split(","))} for line in f if line.strip()]
+
+
 def markdown(rows, sweep):
     out = ["| arch | devices | offered msg/s | PUBACKed | received | lost % | dup | "
            "p50 ms | p99 ms | msg/s | heap max KB | RSS MB | CPU % brokers / proxy / hybrids "
@@ -353,15 +361,18 @@ def plot(out_dir, archs, rows):
         if not any(r["sweep"] == sweep for r in rows):
             continue
         done.append(name)
-        xi, yi = COLUMNS.index(x) + 1, COLUMNS.index(y) + 1
         script += [f"set output '{os.path.join(out_dir, name)}'",
                    f"set xlabel '{'devices' if x == 'devices' else 'offered msg/s'}'",
                    f"set ylabel '{ylabel}'",
                    "set logscale y" if logy else "unset logscale y",
                    f"set title '{ylabel} against {x}'"]
-        series = [f"'{os.path.join(out_dir, 'study.csv')}' using "
-                  f"((strcol(1) eq '{a}' && strcol(2) eq '{sweep}') ? ${xi} : NaN):{yi} "
-                  f"with linespoints title '{a}'" for a in archs]
+        # one datablock per architecture, its points in x order: a line joins them
+        series = []
+        for i, a in enumerate(archs):
+            points = sorted((r[x], r[y]) for r in rows if r["arch"] == a and r["sweep"] == sweep)
+            block = f"$d{len(done)}_{i}"
+            script += [f"{block} << EOD"] + [f"{px:g},{py:g}" for px, py in points] + ["EOD"]
+            series.append(f"{block} using 1:2 with linespoints title '{a}'")
         script.append("plot " + ", ".join(series))
     r = subprocess.run([gp], input="\n".join(script) + "\n", text=True, capture_output=True,
                        timeout=60)
@@ -413,7 +424,15 @@ def main():
                     help="A4: one more plugin_opt_NAME VALUE (e.g. kafka.linger.ms=0)")
     ap.add_argument("--out", default=os.path.join(HERE, "..", "docs", "results"))
     ap.add_argument("--smoke", action="store_true", help="one short point per architecture")
+    ap.add_argument("--replot", action="store_true",
+                    help="only draw the plots again from --out's study.csv")
     a = ap.parse_args()
+    if a.replot:
+        rows = read_csv(os.path.join(a.out, "study.csv"))
+        archs = sorted({r["arch"] for r in rows})
+        plotted = plot(a.out, archs, rows)
+        print("written: " + ", ".join(plotted) if plotted else "no plots")
+        return 0 if plotted else 1
     if a.smoke:
         a.kafka, a.devices, a.rate, a.rates, a.seconds = "dev", "10", 20.0, "", 2.0
         a.out = tempfile.mkdtemp(prefix="mqk-study-smoke-")
