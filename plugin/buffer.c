@@ -14,7 +14,9 @@
  * head and tail only grow (64-bit byte offsets, reduced modulo the capacity when used),
  * so used = head - tail needs no other state. The producer writes head, the consumer
  * tail; each reads the other's with acquire ordering, which makes the bytes of an entry
- * visible before its commit is.
+ * visible before its commit is, and only when the value it read last has run out (the
+ * producer's tail_seen says the ring is full, the consumer has reached head_seen): under
+ * load mosquitto's thread does not touch the consumer's cache line at all.
  *
  * With durability journal the bytes are not a ring in memory but the journal's segment
  * files (journal.c): positions work the same, an entry that does not fit in the rest of
@@ -76,8 +78,8 @@ int buffer__init_journal(struct mqk_buffer *b, struct mqk_journal *j)
 	journal__replay_range(j, &from, &to);
 	atomic_init(&b->head, to);
 	atomic_init(&b->tail, from);
-	b->head_local = to;
-	b->tail_local = b->send_local = from;
+	b->head_local = b->head_seen = to;
+	b->tail_local = b->send_local = b->tail_seen = from;
 	return 0;
 }
 
@@ -119,13 +121,16 @@ struct mqk_entry *buffer__reserve(struct mqk_buffer *b, size_t size)
 		return reserve_journal(b, need);
 	}
 	uint64_t head = b->head_local;
-	uint64_t tail = atomic_load_explicit(&b->tail, memory_order_acquire);
 	size_t pos = (size_t)(head & (b->capacity - 1));
 	size_t to_end = b->capacity - pos;
 	size_t pad = need > to_end ? to_end : 0;
 
-	if (head + pad + need - tail > b->capacity) {
-		return NULL;
+	if (head + pad + need - b->tail_seen > b->capacity) {
+		/* Full as far as we knew: what has the consumer released since? */
+		b->tail_seen = atomic_load_explicit(&b->tail, memory_order_acquire);
+		if (head + pad + need - b->tail_seen > b->capacity) {
+			return NULL;
+		}
 	}
 	if (pad) {
 		struct mqk_entry *p = (struct mqk_entry *)(b->data + pos);
@@ -161,11 +166,19 @@ void buffer__wake(struct mqk_buffer *b)
 	(void)!write(b->wake_fd, &one, sizeof(one));
 }
 
+/* (C) Whether position pos has caught up with head: head read again only then. */
+static bool reached_head(struct mqk_buffer *b, uint64_t pos)
+{
+	if (pos != b->head_seen) {
+		return false;
+	}
+	b->head_seen = atomic_load_explicit(&b->head, memory_order_acquire);
+	return pos == b->head_seen;
+}
+
 struct mqk_entry *buffer__at(struct mqk_buffer *b, uint64_t *pos)
 {
-	uint64_t head = atomic_load_explicit(&b->head, memory_order_acquire);
-
-	while (*pos != head) {
+	while (!reached_head(b, *pos)) {
 		struct mqk_entry *e =
 			b->journal ? journal__entry(b->journal, pos)
 				   : (struct mqk_entry *)(b->data + (*pos & (b->capacity - 1)));
@@ -218,12 +231,12 @@ void buffer__rewind(struct mqk_buffer *b)
 
 bool buffer__is_empty(struct mqk_buffer *b)
 {
-	return atomic_load_explicit(&b->head, memory_order_acquire) == b->tail_local;
+	return reached_head(b, b->tail_local);
 }
 
 bool buffer__all_sent(struct mqk_buffer *b)
 {
-	return atomic_load_explicit(&b->head, memory_order_acquire) == b->send_local;
+	return reached_head(b, b->send_local);
 }
 
 bool buffer__nearly_full(struct mqk_buffer *b)
@@ -254,6 +267,9 @@ void buffer__sleep(struct mqk_buffer *b, int timeout_ms, bool wake_on_commit)
 		while (poll(&pfd, 1, timeout_ms) < 0 && errno == EINTR) {
 		}
 	}
-	atomic_store_explicit(&b->sleeping, false, memory_order_relaxed);
+	if (wake_on_commit) {
+		/* Only then: mosquitto's thread reads this line at every commit. */
+		atomic_store_explicit(&b->sleeping, false, memory_order_relaxed);
+	}
 	(void)!read(b->wake_fd, &count, sizeof(count));
 }

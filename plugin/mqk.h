@@ -32,6 +32,7 @@
 #define MQK_H
 
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -357,24 +358,38 @@ static inline uint64_t entry__checksum(const struct mqk_entry *e, size_t checked
  * The buffer: a memory ring, or the journal's segment files (journal.c). Positions are
  * 64-bit byte offsets that only grow. Fields marked (P) are the producer's (mosquitto's
  * thread), (C) the consumer's (the Kafka thread).
+ *
+ * Three cache lines: what neither thread writes under load, what P writes, what C
+ * writes. Sharing one, each commit of P and each release of C took the line from the
+ * other core, a miss on mosquitto's thread for every message. Each side also keeps the
+ * other's position as last read (tail_seen, head_seen) and reads it again only when that
+ * runs out (the ring looks full, or everything seen was taken).
  */
+#define MQK_CACHE_LINE 64
 struct mqk_buffer {
 	char *data;                  /* memory: the ring; NULL with a journal */
 	size_t capacity;             /* memory: a power of 2; journal: journal_max_mb */
 	size_t max_entry;            /* the largest entry that can ever fit */
 	struct mqk_journal *journal; /* NULL: memory */
-	struct mqk_segment *wseg;    /* (P) journal: the segment being written */
-	atomic_uint_least64_t head;  /* committed end, written by P */
-	atomic_uint_least64_t tail;  /* released start, written by C */
-	uint64_t head_local;         /* (P) */
-	uint32_t reserved;           /* (P) size of the entry being written */
-	uint64_t tail_local;         /* (C) oldest entry not settled */
-	uint64_t send_local;         /* (C) next entry to hand to librdkafka */
+	int wake_fd;                 /* eventfd C sleeps on */
 	atomic_bool sleeping;        /* C is (about to be) asleep in buffer__sleep */
 	atomic_bool want_room;       /* overflow drop_oldest: P found it full, C makes room */
-	int wake_fd;                 /* eventfd C sleeps on */
 	/* Payloads copied outside the ring (capture.c): they count against the capacity. */
 	atomic_size_t external_bytes;
+
+	/* (P) mosquitto's thread writes these. head: the committed end. */
+	alignas(MQK_CACHE_LINE) atomic_uint_least64_t head;
+	uint64_t head_local;
+	uint64_t tail_seen;       /* tail when P last read it: tail is at least that */
+	struct mqk_segment *wseg; /* journal: the segment being written */
+	uint32_t reserved;        /* size of the entry being written */
+
+	/* (C) the Kafka thread writes these. tail: the released start. (The struct's
+	 * alignment pads the rest of the line.) */
+	alignas(MQK_CACHE_LINE) atomic_uint_least64_t tail;
+	uint64_t tail_local; /* oldest entry not settled */
+	uint64_t send_local; /* next entry to hand to librdkafka */
+	uint64_t head_seen;  /* head when C last read it: head is at least that */
 };
 
 /* A memory ring of at least capacity bytes. 0, or -1 (out of memory). */

@@ -785,7 +785,10 @@ static void make_room(struct mqk_producer *p)
 {
 	struct mqk_buffer *b = p->buf;
 	struct mqk_entry *e;
-	bool asked = atomic_exchange(&b->want_room, false);
+	/* Loaded before it is exchanged: mosquitto's thread reads this cache line at every
+	 * commit, and an exchange would write it every round. */
+	bool asked = atomic_load_explicit(&b->want_room, memory_order_relaxed) &&
+		     atomic_exchange(&b->want_room, false);
 	uint64_t before = counter__get(&p->totals->dropped_oldest);
 
 	if (!asked && !buffer__nearly_full(b)) {
