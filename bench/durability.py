@@ -68,16 +68,17 @@ class Received:
         return (u[-1][1] - u[0][1]) / (u[-1][0] - u[0][0]), u[-1][1] - u[0][1]
 
 
-def one_round(devkafka, extra, seconds, qos, publishers):
+def one_round(devkafka, extra, seconds, qos, publishers, preload=None):
     """One configuration flat out: (msg/s, mosquitto's CPU µs per message over all its
-    threads, and on its main thread alone: the one that serves the clients)."""
+    threads, and on its main thread alone: the one that serves the clients). preload: a
+    library to LD_PRELOAD into mosquitto."""
     options = None
     if extra is not None:
         options = [("bootstrap_servers", devkafka.bootstrap), ("broker_id", "bench"),
                    ("route_all", "bench/# -> bench"), ("stats_interval", "0")] + extra
     b = h.Mosquitto(options or [], plugin="built" if options else None,
                     extra=["sys_interval 1", "max_inflight_messages 100"], name="bench",
-                    log_debug=False)
+                    log_debug=False, preload=preload)
     pubs = []
     try:
         # One flood.py process, `publishers` connections: cheap enough that mosquitto,

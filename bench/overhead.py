@@ -2,7 +2,8 @@
 """
 overhead.py - what the plugin costs mosquitto, against the targets, in one run.
 
-  1. Max sustained ingest: plain mosquitto, the plugin with durability memory, and with the
+  1. Max sustained ingest: plain mosquitto (alone, with the other core kept busy, and with
+     one idle thread preloaded into it), the plugin with durability memory, and with the
      journal (journal_fsync 1000, the default), publishers flat out, rounds interleaved
      (bench/durability.py's rounds). Two ratios to plain: what the broker received on this
      machine with everything on its 2 cores, and what mosquitto's main thread (the one that
@@ -39,12 +40,17 @@ import harness as h  # noqa: E402
 HOTPATH = os.path.join(h.BUILD_DIR, "bench", "mqk-bench-hotpath")
 LOADGEN = os.path.join(h.BUILD_DIR, "examples", "loadgen", "mqk-loadgen")
 
-# The control: the plugin's other threads (and the mock Kafka) take the other core; what
+IDLE_THREAD = os.path.join(h.BUILD_DIR, "bench", "mqk-bench-idle-thread.so")
+# Two controls. The plugin's other threads (and the mock Kafka) take the other core: what
 # does a busy other core alone do to plain mosquitto? (sha256sum of /dev/zero: one core.)
+# And the plugin makes mosquitto a process of several threads: what does one thread that
+# does nothing, preloaded into plain mosquitto, cost it?
 BUSY = "plain mosquitto, other core busy"
+IDLE = "plain mosquitto, one idle thread in it"
 INGEST = [
     ("plain mosquitto", None, None),
     (BUSY, None, None),
+    (IDLE, None, None),
     ("plugin, durability memory", [("durability", "memory")], 0.97),
     ("plugin, journal, fsync 1000 ms", [("journal_fsync", "1000")], 0.95),
 ]
@@ -63,8 +69,9 @@ def ingest(seconds, rounds, publishers, qos):
                     busy = subprocess.Popen(["sha256sum", "/dev/zero"],
                                             stdout=subprocess.DEVNULL)
                 try:
-                    rate, cpu, main = durability.one_round(dk, extra, seconds, qos,
-                                                           publishers)
+                    rate, cpu, main = durability.one_round(
+                        dk, extra, seconds, qos, publishers,
+                        preload=IDLE_THREAD if name == IDLE else None)
                 finally:
                     if busy:
                         busy.kill()
@@ -196,6 +203,7 @@ def main():
         a.seconds, a.rounds, a.records, messages, cg = 1.0, 1, 2000, 5000, 2000
     for path, what in ((HOTPATH, "mqk-bench-hotpath"), (LOADGEN, "mqk-loadgen")):
         h.require_file(path, what, executable=True)
+    h.require_file(IDLE_THREAD, "bench/idle_thread.c's library")
 
     out = [f"# What the plugin costs mosquitto\n\n{time.strftime('%Y-%m-%d')}, "
            f"{os.cpu_count()} cores, one run.\n",

@@ -656,10 +656,11 @@ class Mosquitto:
     extra: more mosquitto.conf lines. plugin: "built" (a loadable copy of the built plugin),
     a path, or None for no plugin line at all. log_debug=False: no debug lines (the
     benchmarks: "log_type all" writes a line per PUBLISH, a good part of the broker's work).
+    preload: a library to LD_PRELOAD into mosquitto (bench/overhead.py's idle thread).
     """
 
     def __init__(self, options, extra=(), plugin="built", wait=True, name="mosquitto",
-                 start_timeout=10.0, listen=True, log_debug=True):
+                 start_timeout=10.0, listen=True, log_debug=True, preload=None):
         if plugin == "built":
             plugin = built_plugin()
         if plugin is not None:
@@ -702,8 +703,12 @@ class Mosquitto:
                         "--suppressions=" + os.path.join(os.path.dirname(__file__),
                                                          "valgrind.supp"),
                         f"--log-file={self.valgrind_log}"] + argv
-            self.process = Process(name, argv, self.log_path,
-                                   env=sanitizer_env() if ASAN else None)
+            env = sanitizer_env() if ASAN else None
+            if preload:
+                require_file(preload, "the library to preload")
+                env = dict(env or os.environ)
+                env["LD_PRELOAD"] = ":".join(x for x in (env.get("LD_PRELOAD"), preload) if x)
+            self.process = Process(name, argv, self.log_path, env=env)
             self.process.resend_term = VALGRIND
             if not wait:
                 return
