@@ -191,7 +191,6 @@ def pytest_report_header(config):
             f"Kafka (MQK_KAFKA): {harness.KAFKA_MODE}"]
 
 
-
 @pytest.fixture
 def tools():
     """tools(name, argv) -> harness.Tool, started now and stopped (SIGTERM) after the test."""

@@ -322,7 +322,7 @@ class Tool:
         except subprocess.TimeoutExpired:
             self.stop()
             raise HarnessError(f"{self.name} (pid {self.pid}) still running after "
-                                       f"{timeout} s; stderr:\n{self.log()}") from None
+                               f"{timeout} s; stderr:\n{self.log()}") from None
         self.stopped_at = time.monotonic()
         assert rc >= 0, f"{self.name} died of signal {-rc}; stderr:\n{self.log()}"
         with open(self.out_path) as f:
