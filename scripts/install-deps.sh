@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Installs the Debian bookworm packages mosquitto-kafka builds, runs and tests with.
-# Runs apt-get only when a package is missing, so a second run costs nothing.
+# Installs the Debian packages mosquitto-kafka builds, runs, tests and packages with, on
+# Debian 12 bookworm and Debian 13 trixie (the same names on both). Runs apt-get only when
+# a package is missing, so a second run costs nothing.
 #
 #   scripts/install-deps.sh            # as root (or with sudo on the PATH)
+#   scripts/install-deps.sh --list     # the packages it wants here, one a line (no install)
+#
+# Environment:
+#   MQK_IN_ROOT=<codename>  set by scripts/root.sh inside a Debian root it built: the root
+#                           always gets its own Java (default-jre-headless) and no Maven
+#                           (the host fetches Kafka's jars; their cache is bind-mounted in)
+#                           nor debootstrap (roots are built from the host).
 set -euo pipefail
 
 packages=(
@@ -11,9 +19,23 @@ packages=(
     librdkafka-dev libcjson-dev libcmocka-dev libxxhash-dev
     haproxy kcat
     valgrind gnuplot-nox
-    clang libclang-rt-14-dev
+    # libFuzzer: the default clang's runtime (libclang-rt-14-dev on bookworm, -19- on
+    # trixie), through llvm-defaults' metapackage that both releases have.
+    clang libclang-rt-dev
+    lintian
     python3 python3-pytest python3-paho-mqtt python3-confluent-kafka
 )
+if [ -n "${MQK_IN_ROOT:-}" ]; then
+    packages+=(default-jre-headless)
+else
+    # scripts/root.sh builds the other platform's root with it (./scripts/test.sh).
+    packages+=(debootstrap)
+fi
+
+if [ "${1:-}" = --list ]; then
+    printf '%s\n' "${packages[@]}"
+    exit 0
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -21,8 +43,10 @@ for p in "${packages[@]}"; do
 done
 # The real-Kafka tests (tests/kafka) run Apache Kafka on the machine's Java and fetch it
 # once with Maven: any JRE and mvn on the PATH will do, else Debian's.
-command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
-command -v mvn >/dev/null 2>&1 || missing+=(maven)
+if [ -z "${MQK_IN_ROOT:-}" ]; then
+    command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+    command -v mvn >/dev/null 2>&1 || missing+=(maven)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 sudo=""
