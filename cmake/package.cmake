@@ -1,7 +1,12 @@
 # package.cmake - the Debian package, built by CPack:
 #
 #   cmake -S . -B build && cmake --build build && (cd build && cpack -G DEB)
-#   -> build/mosquitto-kafka_<version>_amd64.deb
+#   -> build/mosquitto-kafka_<version>+deb<N>_amd64.deb   (0.1.0+deb12 on Debian 12)
+#
+# A package is built for the Debian release it is built on: its Depends name that
+# release's library versions. Its version says which: the project's version, then
+# +deb<VERSION_ID> from /etc/os-release at configure time (0.1.0+deb12, 0.1.0+deb13;
+# +<ID><VERSION_ID> elsewhere, nothing without an os-release). -DMQK_DEB_VERSION=... sets it.
 #
 # Contents (what install() rules put under the /usr prefix, plus /etc):
 #   /usr/lib/x86_64-linux-gnu/mosquitto_kafka.so     the plugin
@@ -13,12 +18,42 @@
 #   /usr/include/mosquitto_kafka.h                   header and envelope names for consumers
 #   /usr/include/mqk_payload.h                       mqk-loadgen's payload layout
 #   /usr/share/man/man1/mqk-*.1.gz                   the five tools' manual pages
-#   /usr/share/doc/mosquitto-kafka/{README.md,copyright}
+#   /usr/share/doc/mosquitto-kafka/{README.md,copyright,changelog.gz}
+#   /usr/share/lintian/overrides/mosquitto-kafka     each with its reason (cmake/deb/)
+#
+# Maintainer scripts (cmake/deb/): postinst makes /var/lib/mosquitto/mosquitto-kafka, the
+# parent of the plugin's default journal_dir, owned by mosquitto, 0750; postrm removes it
+# on purge.
 #
 # Depends are computed by dpkg-shlibdeps (librdkafka1, libcjson1, libmosquitto1, libc6)
 # plus mosquitto.
 # The plugin's mosquitto_* symbols are resolved from the broker at load time, so
 # dpkg-shlibdeps cannot see that dependency: it is declared by hand.
+
+set(mqk_os_id "")
+set(mqk_os_version "")
+set(mqk_os_codename "unstable")
+if(EXISTS /etc/os-release)
+    file(STRINGS /etc/os-release mqk_os_lines REGEX "^(ID|VERSION_ID|VERSION_CODENAME)=")
+    foreach(line IN LISTS mqk_os_lines)
+        if(line MATCHES "^ID=\"?([a-z0-9._-]+)\"?$")
+            set(mqk_os_id "${CMAKE_MATCH_1}")
+        elseif(line MATCHES "^VERSION_ID=\"?([0-9.]+)\"?$")
+            set(mqk_os_version "${CMAKE_MATCH_1}")
+        elseif(line MATCHES "^VERSION_CODENAME=\"?([a-z]+)\"?$")
+            set(mqk_os_codename "${CMAKE_MATCH_1}")
+        endif()
+    endforeach()
+endif()
+if(NOT DEFINED MQK_DEB_VERSION)
+    set(MQK_DEB_VERSION "${PROJECT_VERSION}")
+    if(mqk_os_id STREQUAL "debian" AND mqk_os_version)
+        set(MQK_DEB_VERSION "${PROJECT_VERSION}+deb${mqk_os_version}")
+    elseif(mqk_os_id AND mqk_os_version)
+        set(MQK_DEB_VERSION "${PROJECT_VERSION}+${mqk_os_id}${mqk_os_version}")
+    endif()
+endif()
+message(STATUS "Debian package: mosquitto-kafka_${MQK_DEB_VERSION}_amd64.deb")
 
 set(CPACK_GENERATOR "DEB")
 set(CPACK_PACKAGE_NAME "mosquitto-kafka")
@@ -31,6 +66,7 @@ set(CPACK_STRIP_FILES ON)
 set(CPACK_PACKAGE_DIRECTORY "${PROJECT_BINARY_DIR}")
 
 set(CPACK_DEBIAN_PACKAGE_NAME "mosquitto-kafka")
+set(CPACK_DEBIAN_PACKAGE_VERSION "${MQK_DEB_VERSION}")
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE "amd64")
 set(CPACK_DEBIAN_PACKAGE_SECTION "net")
@@ -60,10 +96,13 @@ set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS OFF)
 set(CPACK_INSTALL_DEFAULT_DIRECTORY_PERMISSIONS
     OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE WORLD_READ WORLD_EXECUTE)
 
-# conffiles: dpkg keeps an admin's edits of these across upgrades.
+# conffiles: dpkg keeps an admin's edits of these across upgrades. The maintainer scripts
+# are ours: CPack then adds no ldconfig calls of its own (the plugin is no library anyone
+# links against).
 set(MQK_CONFFILES_FILE "${PROJECT_BINARY_DIR}/debian/conffiles")
 file(WRITE "${MQK_CONFFILES_FILE}" "/etc/mosquitto/conf.d/mosquitto-kafka.conf\n")
-set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA "${MQK_CONFFILES_FILE}")
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA "${MQK_CONFFILES_FILE}"
+    "${PROJECT_SOURCE_DIR}/cmake/deb/postinst" "${PROJECT_SOURCE_DIR}/cmake/deb/postrm")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 
 # /usr/share/doc/<package>/copyright in Debian's machine-readable format (lintian).
@@ -88,7 +127,7 @@ find_program(MQK_GZIP gzip)
 if(MQK_GZIP)
     string(TIMESTAMP MQK_CHANGELOG_DATE "%a, %d %b %Y %H:%M:%S +0000" UTC)
     file(WRITE "${PROJECT_BINARY_DIR}/debian/changelog"
-"mosquitto-kafka (${PROJECT_VERSION}) unstable; urgency=medium
+"mosquitto-kafka (${MQK_DEB_VERSION}) ${mqk_os_codename}; urgency=medium
 
   * Built from source with CPack.
 
@@ -108,15 +147,8 @@ if(MQK_GZIP)
     endforeach()
 endif()
 
-# lintian: the plugin has no SONAME and lives in the multiarch library directory because
-# that is where Debian's mosquitto keeps its plugins (mosquitto_dynamic_security.so);
-# CPack adds the ldconfig calls for any .so there.
-file(WRITE "${PROJECT_BINARY_DIR}/debian/lintian-overrides"
-"mosquitto-kafka: sharedobject-in-library-directory-missing-soname [usr/lib/x86_64-linux-gnu/mosquitto_kafka.so]
-mosquitto-kafka: maintscript-calls-ldconfig [postinst]
-mosquitto-kafka: maintscript-calls-ldconfig [postrm]
-")
-install(FILES "${PROJECT_BINARY_DIR}/debian/lintian-overrides"
+# lintian's overrides, each with its reason in a comment above it.
+install(FILES "${PROJECT_SOURCE_DIR}/cmake/deb/lintian-overrides"
         DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/lintian/overrides RENAME mosquitto-kafka
         PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 
