@@ -69,6 +69,7 @@ struct mqk_commands {
 	int64_t ticks_changed_ms;
 	bool no_tick_logged;
 	struct mqk_ratelimit rl_error, rl_invalid, rl_lost;
+	struct mqk_ratelimit rl_security; /* authentication and TLS errors: their own limit */
 	char topic_buf[TOPIC_MAX];
 };
 
@@ -90,16 +91,21 @@ static int64_t monotonic_ms(void)
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
 	(void)rk;
-	log__deferred(level <= 3   ? MOSQ_LOG_ERR
-		      : level <= 4 ? MOSQ_LOG_WARNING
-				   : MOSQ_LOG_DEBUG,
-		      "commands: librdkafka %s: %s", fac, buf);
+	log__librdkafka("commands: ", level, fac, buf);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	struct mqk_commands *c = opaque;
+	const char *check, *cause = kafka_conf__explain(err, reason, &check);
 	(void)rk;
+	if (cause != NULL) {
+		log__deferred_ratelimited(&c->rl_security, MOSQ_LOG_ERR,
+					  "commands: %s: %s (%s); no commands are read until it "
+					  "succeeds",
+					  cause, reason, check);
+		return;
+	}
 	log__deferred_ratelimited(&c->rl_error, MOSQ_LOG_WARNING, "commands: Kafka: %s (%s)",
 				  reason, rd_kafka_err2name((rd_kafka_resp_err_t)err));
 }
@@ -152,20 +158,6 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
 	}
 }
 
-static int apply_props(rd_kafka_conf_t *conf, const char *prefix, const struct mqk_kafka_prop *p,
-		       int n, char *errstr, size_t errstr_size)
-{
-	char option[300];
-
-	for (int i = 0; i < n; i++) {
-		snprintf(option, sizeof(option), "plugin_opt_%s%s", prefix, p[i].name);
-		if (producer__conf_set(conf, option, p[i].name, p[i].value, errstr, errstr_size)) {
-			return -1;
-		}
-	}
-	return 0;
-}
-
 static rd_kafka_t *new_client(struct mqk_commands *c, rd_kafka_type_t type, char *errstr,
 			      size_t errstr_size)
 {
@@ -176,37 +168,34 @@ static rd_kafka_t *new_client(struct mqk_commands *c, rd_kafka_type_t type, char
 	rd_kafka_t *rk;
 
 	snprintf(client_id, sizeof(client_id), "mosquitto_kafka-%s-commands", cfg->broker_id);
-	if (producer__conf_set(conf, "plugin defaults", "client.id", client_id, errstr,
+	if (kafka_conf__set(conf, "plugin defaults", "client.id", client_id, errstr,
 			       errstr_size) ||
-	    producer__conf_set(conf, "plugin_opt_bootstrap_servers", "bootstrap.servers",
+	    kafka_conf__set(conf, "plugin_opt_bootstrap_servers", "bootstrap.servers",
 			       cfg->bootstrap_servers, errstr, errstr_size)) {
 		goto error;
 	}
 	if (type == RD_KAFKA_CONSUMER) {
-		if (producer__conf_set(conf, "plugin_opt_commands_group", "group.id", c->cc->group,
+		if (kafka_conf__set(conf, "plugin_opt_commands_group", "group.id", c->cc->group,
 				       errstr, errstr_size) ||
-		    producer__conf_set(conf, "plugin defaults", "enable.auto.offset.store", "false",
+		    kafka_conf__set(conf, "plugin defaults", "enable.auto.offset.store", "false",
 				       errstr, errstr_size) ||
-		    producer__conf_set(conf, "plugin defaults", "auto.offset.reset", "latest",
+		    kafka_conf__set(conf, "plugin defaults", "auto.offset.reset", "latest",
 				       errstr, errstr_size) ||
-		    producer__conf_set(conf, "plugin defaults", "auto.commit.interval.ms", "1000",
+		    kafka_conf__set(conf, "plugin defaults", "auto.commit.interval.ms", "1000",
 				       errstr, errstr_size) ||
-		    apply_props(conf, "kafka.", cfg->kafka_props, cfg->kafka_prop_count, errstr,
-				errstr_size) ||
-		    apply_props(conf, "commands_kafka.", c->cc->kafka_props,
-				c->cc->kafka_prop_count, errstr, errstr_size)) {
+		    kafka_conf__apply(conf, cfg, errstr, errstr_size) ||
+		    kafka_conf__apply_commands(conf, c->cc, errstr, errstr_size)) {
 			goto error;
 		}
 		rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
 	} else {
-		if (producer__conf_set(conf, "plugin defaults", "enable.idempotence", "true",
+		if (kafka_conf__set(conf, "plugin defaults", "enable.idempotence", "true",
 				       errstr, errstr_size) ||
-		    producer__conf_set(conf, "plugin defaults", "message.timeout.ms", "0", errstr,
+		    kafka_conf__set(conf, "plugin defaults", "message.timeout.ms", "0", errstr,
 				       errstr_size) ||
-		    producer__conf_set(conf, "plugin defaults", "linger.ms", "1", errstr,
+		    kafka_conf__set(conf, "plugin defaults", "linger.ms", "1", errstr,
 				       errstr_size) ||
-		    apply_props(conf, "kafka.", cfg->kafka_props, cfg->kafka_prop_count, errstr,
-				errstr_size)) {
+		    kafka_conf__apply(conf, cfg, errstr, errstr_size)) {
 			goto error;
 		}
 		rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);

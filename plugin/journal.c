@@ -61,8 +61,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/falloc.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -806,6 +808,79 @@ static int make_dirs(const char *path)
 	return 0;
 }
 
+/*
+ * What to do about a journal_dir this process may not create or open (err: make_dirs's
+ * or open's errno), written to hint: the user mosquitto runs the plugin as, the first
+ * directory on the way that stops it, and the command that fixes the common cases. The
+ * journal directory itself exists: it is given to that user. A directory on the way
+ * cannot be entered: it is given to that user (the package's own parent,
+ * /var/lib/mosquitto/mosquitto-kafka, made by root by hand, is the usual one). One cannot
+ * be written: the journal directory is made for that user, with install -d.
+ */
+static void unwritable_hint(const char *dir, int err, char *hint, size_t hint_size)
+{
+	const struct passwd *pw = getpwuid(geteuid());
+	const struct group *gr = getgrgid(getegid());
+	char user[64], group[64], path[4096], blocker[4096] = "";
+	struct stat st;
+	bool enter = false;
+
+	snprintf(user, sizeof(user), "%s", pw ? pw->pw_name : "?");
+	snprintf(group, sizeof(group), "%s", gr ? gr->gr_name : "?");
+	if (err != EACCES && err != EPERM) {
+		snprintf(hint, hint_size,
+			 "mosquitto runs the plugin as user %s: that user must be able to write "
+			 "there",
+			 user);
+		return;
+	}
+	if (stat(dir, &st) == 0) {
+		snprintf(hint, hint_size,
+			 "user %s may not write in it (owner uid %u, mode %04o); as root, run: "
+			 "chown -R %s:%s '%s'",
+			 user, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777), user, group,
+			 dir);
+		return;
+	}
+	/* The first directory on the way that this user cannot enter, else the deepest
+	   one that exists (where the next one would have to be made). */
+	snprintf(path, sizeof(path), "%s", dir);
+	for (char *p = path + 1;; p++) {
+		char c = *p;
+		if (c != '/' && c != '\0') {
+			continue;
+		}
+		*p = '\0';
+		if (stat(path, &st) != 0) {
+			break;
+		}
+		snprintf(blocker, sizeof(blocker), "%s", path);
+		if (faccessat(AT_FDCWD, path, X_OK, AT_EACCESS) != 0) {
+			enter = true;
+			break;
+		}
+		*p = c;
+		if (c == '\0') {
+			break;
+		}
+	}
+	if (blocker[0] == '\0' || stat(blocker, &st) != 0) {
+		snprintf(hint, hint_size, "user %s may not create it", user);
+	} else if (enter) {
+		snprintf(hint, hint_size,
+			 "user %s may not enter '%s' (owner uid %u, mode %04o); as root, run: "
+			 "chown %s:%s '%s'",
+			 user, blocker, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777), user,
+			 group, blocker);
+	} else {
+		snprintf(hint, hint_size,
+			 "user %s may not create directories in '%s' (owner uid %u, mode %04o); as "
+			 "root, run: install -d -o %s -g %s -m 0750 '%s'",
+			 user, blocker, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777), user,
+			 group, dir);
+	}
+}
+
 /* Reads the segments earlier runs left. 0, or -1 with errstr. */
 static int read_segments(struct mqk_journal *j, char *errstr, size_t errstr_size)
 {
@@ -936,11 +1011,11 @@ struct mqk_journal *journal__open(const struct mqk_config *cfg, const struct mqk
 		err = j->dir_fd < 0 ? errno : 0;
 	}
 	if (err != 0) {
-		snprintf(
-			errstr, errstr_size,
-			"journal_dir: cannot create or open '%s': %s (mosquitto runs the plugin as "
-			"its own user: that user must be able to write there)",
-			j->dir, strerror(err));
+		char hint[9000];
+
+		unwritable_hint(j->dir, err, hint, sizeof(hint));
+		snprintf(errstr, errstr_size, "journal_dir: cannot create or open '%s': %s: %s",
+			 j->dir, strerror(err), hint);
 		goto error;
 	}
 	if (open_state(j, errstr, errstr_size) != 0 || read_segments(j, errstr, errstr_size) != 0) {

@@ -15,6 +15,8 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
+#include <syslog.h>
 #include <time.h>
 
 #include <mosquitto.h>
@@ -36,6 +38,19 @@ static struct {
 	uint64_t dropped;
 	atomic_bool pending; /* lets log__drain see "nothing to do" without the lock */
 } mailbox = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void log__librdkafka(const char *client, int level, const char *fac, const char *buf)
+{
+	/* A broker connection's failure (FAIL) also reaches the client's error callback,
+	   which says what it means, rate-limited: its FAIL line is debug. */
+	int mosq_level = !strcmp(fac, "FAIL")   ? MOSQ_LOG_DEBUG
+			 : level <= LOG_ERR     ? MOSQ_LOG_ERR
+			 : level == LOG_WARNING ? MOSQ_LOG_WARNING
+			 : level <= LOG_INFO    ? MOSQ_LOG_NOTICE
+						: MOSQ_LOG_DEBUG;
+
+	log__deferred(mosq_level, "%slibrdkafka %s: %s", client, fac, buf);
+}
 
 bool log__ratelimit_pass(struct mqk_ratelimit *rl, uint64_t *suppressed)
 {

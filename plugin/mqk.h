@@ -178,6 +178,7 @@ struct mqk_route {
 struct mqk_kafka_prop {
 	char *name; /* without "kafka." */
 	char *value;
+	int line; /* plugin_opt_kafka_config_file's line; 0: a plugin_opt_ line */
 };
 
 enum mqk_cmd_mode {
@@ -213,7 +214,10 @@ struct mqk_config {
 	int route_count;
 	char **excludes;
 	int exclude_count;
-	struct mqk_kafka_prop *kafka_props;
+	char *kafka_config_file;                 /* NULL: none */
+	struct mqk_kafka_prop *kafka_file_props; /* read from kafka_config_file at start-up */
+	int kafka_file_prop_count;
+	struct mqk_kafka_prop *kafka_props; /* plugin_opt_kafka.*: applied after the file's */
 	int kafka_prop_count;
 	int stats_interval;   /* seconds; 0: no $SYS statistics */
 	int flush_timeout_ms; /* how long cleanup waits for Kafka */
@@ -240,6 +244,46 @@ struct mosquitto_opt;
 int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int opt_count,
 		   char *errstr, size_t errstr_size);
 void options__free(struct mqk_config *cfg);
+
+/* ---- Kafka client configuration (kafka_conf.c) ------------------------------------ */
+
+/*
+ * rd_kafka_conf_set, with librdkafka's refusal reported as "<origin>: <why>" in errstr
+ * (a secret's value never shown). Returns 0 or -1. Any thread.
+ */
+int kafka_conf__set(rd_kafka_conf_t *conf, const char *origin, const char *name,
+		    const char *value, char *errstr, size_t errstr_size);
+/*
+ * Applies what the admin set for every Kafka client of the plugin: the config file's
+ * properties, then the plugin_opt_kafka.* lines (later wins). 0, or -1 with errstr.
+ */
+int kafka_conf__apply(rd_kafka_conf_t *conf, const struct mqk_config *cfg, char *errstr,
+		      size_t errstr_size);
+/* Applies commands_kafka.* (the commands consumer's own, after kafka_conf__apply). */
+int kafka_conf__apply_commands(rd_kafka_conf_t *conf, const struct mqk_cmd_config *cc,
+			       char *errstr, size_t errstr_size);
+/*
+ * Reads plugin_opt_kafka_config_file: one <property>=<value> a line, white space around
+ * both trimmed, blank lines and lines starting with # ignored (kcat -F's format). Refuses
+ * a file others than its owner and group may read or change, a reserved property, and a
+ * property given twice. Appends to list (its strings owned by it). 0, or -1 with errstr
+ * naming the file and the line. Mosquitto's thread, at start-up.
+ */
+int kafka_conf__read_file(const char *path, struct mqk_kafka_prop **list, int *count,
+			  char *errstr, size_t errstr_size);
+/* Set by the plugin: the admin may not. NULL if not; else advice ("" or " (use ...)"). */
+const char *kafka_conf__reserved(const char *name);
+/* Is the property's value a secret (password, key, client secret), never to be shown? */
+bool kafka_conf__is_secret(const char *name);
+/* Logs the known problems of this configuration with the linked librdkafka (SCRAM with
+   librdkafka < 2.6.1 against Kafka 4.x). Mosquitto's thread, at start-up. */
+void kafka_conf__warn(const struct mqk_config *cfg);
+/*
+ * What a client error means for the configuration: for authentication and TLS errors
+ * (err: librdkafka's error_cb code, reason its text), the cause in a few words, with
+ * *check set to what to check; NULL for other errors. Any thread.
+ */
+const char *kafka_conf__explain(int err, const char *reason, const char **check);
 
 /* ---- routing -------------------------------------------------------------------- */
 
@@ -654,12 +698,6 @@ struct mqk_producer;
 struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_buffer *buf,
 				   const struct mqk_origin *origin, struct mqk_counters *totals,
 				   char *errstr, size_t errstr_size);
-/*
- * rd_kafka_conf_set, with librdkafka's refusal reported as "<option>: <why>" in errstr.
- * Returns 0 or -1. Any thread.
- */
-int producer__conf_set(rd_kafka_conf_t *conf, const char *option, const char *name,
-		       const char *value, char *errstr, size_t errstr_size);
 /* Records librdkafka holds, not yet reported: produced - delivered - failed. */
 uint64_t producer__in_flight(const struct mqk_counters *c);
 /*
@@ -940,6 +978,11 @@ void log__deferred_ratelimited(struct mqk_ratelimit *rl, int level, const char *
 	__attribute__((format(printf, 3, 4)));
 /* Logs the queued lines. O(1) when there are none. */
 void log__drain(void);
+/*
+ * A librdkafka log line (its log_cb: syslog level, facility, text) for mosquitto's log,
+ * deferred; client ("" or "commands: ") says which client wrote it. Any thread.
+ */
+void log__librdkafka(const char *client, int level, const char *fac, const char *buf);
 /* Any thread: may a rate-limited line be logged now? *suppressed: how many were not. */
 bool log__ratelimit_pass(struct mqk_ratelimit *rl, uint64_t *suppressed);
 

@@ -33,13 +33,6 @@
 #define DEFAULT_TOPIC_REPLICATION_FACTOR -1 /* the brokers' default.replication.factor */
 #define MAX_ROUTES 65534 /* a buffer entry names its route in 16 bits; 0xFFFE, 0xFFFF: markers */
 
-/* librdkafka properties the plugin sets and depends on: not for the admin to change. */
-static const char *const reserved_kafka_props[] = {
-	"bootstrap.servers", /* plugin_opt_bootstrap_servers */
-	"log.queue",         /* logs must reach mosquitto's thread */
-	"enabled_events",
-};
-
 #define FAIL(...)                                                                                  \
 	do {                                                                                       \
 		snprintf(errstr, errstr_size, "plugin_opt_" __VA_ARGS__);                          \
@@ -254,6 +247,7 @@ static int parse_kafka(struct mqk_kafka_prop **list, int *count, const char *key
 		       char *errstr, size_t errstr_size)
 {
 	const char *prop = strchr(key, '.') + 1;
+	const char *instead = kafka_conf__reserved(prop);
 	struct mqk_kafka_prop *props;
 
 	if (*prop == '\0') {
@@ -261,17 +255,14 @@ static int parse_kafka(struct mqk_kafka_prop **list, int *count, const char *key
 		     "plugin_opt_kafka.compression.type",
 		     key, key);
 	}
-	for (size_t i = 0; i < sizeof(reserved_kafka_props) / sizeof(reserved_kafka_props[0]);
-	     i++) {
-		if (!strcmp(prop, reserved_kafka_props[i])) {
-			FAIL("%s: '%s' is set by the plugin and cannot be changed%s", key, prop,
-			     !strcmp(prop, "bootstrap.servers")
-				     ? " (use plugin_opt_bootstrap_servers)"
-				     : "");
-		}
+	if (instead != NULL) {
+		FAIL("%s: '%s' is set by the plugin and cannot be changed%s", key, prop, instead);
 	}
 	for (int i = 0; i < *count; i++) {
 		if (!strcmp((*list)[i].name, prop)) {
+			if (kafka_conf__is_secret(prop)) {
+				FAIL("%s: given twice (values not shown: secrets)", key);
+			}
 			FAIL("%s: given twice ('%s' and '%s')", key, (*list)[i].value, value);
 		}
 	}
@@ -280,8 +271,7 @@ static int parse_kafka(struct mqk_kafka_prop **list, int *count, const char *key
 		FAIL("%s: out of memory", key);
 	}
 	*list = props;
-	props[*count].name = strdup(prop);
-	props[*count].value = strdup(value);
+	props[*count] = (struct mqk_kafka_prop){strdup(prop), strdup(value), 0};
 	(*count)++;
 	if (!props[*count - 1].name || !props[*count - 1].value) {
 		FAIL("%s: out of memory", key);
@@ -755,6 +745,12 @@ static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool 
 		return parse_kafka(&cfg->kafka_props, &cfg->kafka_prop_count, key, value, errstr,
 				   errstr_size);
 	}
+	if (!strcmp(key, "kafka_config_file")) {
+		if (value[0] != '/') {
+			FAIL("%s: '%s' is not an absolute path", key, value);
+		}
+		return set_once(&cfg->kafka_config_file, key, value, errstr, errstr_size);
+	}
 	if (!strncmp(key, "commands_", 9) || !strcmp(key, "presence_topic")) {
 		return parse_commands(cfg, key, value, errstr, errstr_size);
 	}
@@ -779,7 +775,8 @@ static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool 
 		}
 	}
 	FAIL("%s: unknown option (known: bootstrap_servers, broker_id, route_<name>, exclude, "
-	     "kafka.<librdkafka property>, stats_interval, flush_timeout_ms, buffer_mb, "
+	     "kafka.<librdkafka property>, kafka_config_file, stats_interval, flush_timeout_ms, "
+	     "buffer_mb, "
 	     "durability, overflow, journal_dir, journal_fsync, journal_max_mb, "
 	     "journal_segment_mb, create_topics, topic_partitions, topic_replication_factor, "
 	     "commands_topic, "
@@ -816,6 +813,11 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 		if (rc) {
 			return -1;
 		}
+	}
+	if (cfg->kafka_config_file != NULL &&
+	    kafka_conf__read_file(cfg->kafka_config_file, &cfg->kafka_file_props,
+				  &cfg->kafka_file_prop_count, errstr, errstr_size)) {
+		return -1;
 	}
 	if (cfg->bootstrap_servers == NULL) {
 		FAIL("bootstrap_servers: required: the Kafka brokers to connect to, e.g. "
@@ -864,6 +866,12 @@ void options__free(struct mqk_config *cfg)
 		free(cfg->kafka_props[i].value);
 	}
 	free(cfg->kafka_props);
+	for (int i = 0; i < cfg->kafka_file_prop_count; i++) {
+		free(cfg->kafka_file_props[i].name);
+		free(cfg->kafka_file_props[i].value);
+	}
+	free(cfg->kafka_file_props);
+	free(cfg->kafka_config_file);
 	struct mqk_cmd_config *cc = &cfg->commands;
 	free(cc->topic);
 	free(cc->group);

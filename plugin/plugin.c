@@ -334,6 +334,12 @@ static void log_configuration(const struct mqk_plugin *pl)
 		    cfg->route_count == 1 ? "" : "s", cfg->exclude_count,
 		    cfg->exclude_count == 1 ? "" : "s", cfg->bootstrap_servers,
 		    cfg->create_topics ? "true" : "false");
+	if (cfg->kafka_config_file != NULL) {
+		log__printf(MOSQ_LOG_NOTICE, "kafka_config_file %s: %d librdkafka propert%s",
+			    cfg->kafka_config_file, cfg->kafka_file_prop_count,
+			    cfg->kafka_file_prop_count == 1 ? "y" : "ies");
+	}
+	kafka_conf__warn(cfg);
 	static const char *const overflow[] = {"reject", "drop_oldest", "drop_new"};
 	if (pl->journal != NULL) {
 		char fsync[32];

@@ -49,7 +49,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <syslog.h>
 #include <time.h>
 
 #include <mosquitto.h>
@@ -102,6 +101,7 @@ struct mqk_producer {
 	struct mqk_topics topics; /* create_topics: topics created or known to exist */
 	struct mqk_ratelimit rl_failed, rl_error, rl_bad_topic, rl_too_large, rl_refused;
 	struct mqk_ratelimit rl_missing, rl_create, rl_dropped;
+	struct mqk_ratelimit rl_security; /* authentication and TLS errors: their own limit */
 };
 
 static const struct {
@@ -237,12 +237,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 /* librdkafka's log lines, to mosquitto's log. Kafka thread. */
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-	int mosq_level = level <= LOG_ERR       ? MOSQ_LOG_ERR
-			 : level == LOG_WARNING ? MOSQ_LOG_WARNING
-			 : level <= LOG_INFO    ? MOSQ_LOG_NOTICE
-						: MOSQ_LOG_DEBUG;
 	(void)rk;
-	log__deferred(mosq_level, "librdkafka %s: %s", fac, buf);
+	log__librdkafka("", level, fac, buf);
 }
 
 /* Errors not tied to one record: brokers down, authentication, ... Kafka thread. */
@@ -257,49 +253,41 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		p->fatal = true; /* the Kafka thread replaces the producer (recover()) */
 		return;
 	}
+	const char *check, *cause = kafka_conf__explain(err, reason, &check);
+	if (cause != NULL) {
+		log__deferred_ratelimited(&p->rl_security, MOSQ_LOG_ERR,
+					  "%s: %s (%s); records wait in the %s until Kafka takes "
+					  "them",
+					  cause, reason, check,
+					  p->buf->journal != NULL ? "journal" : "buffer");
+		return;
+	}
 	log__deferred_ratelimited(&p->rl_error, MOSQ_LOG_WARNING, "Kafka: %s (%s)", reason,
 				  rd_kafka_err2name((rd_kafka_resp_err_t)err));
-}
-
-int producer__conf_set(rd_kafka_conf_t *conf, const char *option, const char *name,
-		       const char *value, char *errstr, size_t errstr_size)
-{
-	char why[512];
-
-	if (rd_kafka_conf_set(conf, name, value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
-		snprintf(errstr, errstr_size, "%s: %s", option, why);
-		return -1;
-	}
-	return 0;
 }
 
 static rd_kafka_conf_t *build_conf(struct mqk_producer *p, struct mqk_config *cfg, char *errstr,
 				   size_t errstr_size)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	char option[300];
 	char client_id[128];
 
 	snprintf(client_id, sizeof(client_id), "mosquitto_kafka-%s", cfg->broker_id);
 	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
-		if (producer__conf_set(conf, "plugin defaults", defaults[i].name, defaults[i].value,
+		if (kafka_conf__set(conf, "plugin defaults", defaults[i].name, defaults[i].value,
 				       errstr, errstr_size)) {
 			goto error;
 		}
 	}
-	if (producer__conf_set(conf, "plugin defaults", "client.id", client_id, errstr,
+	if (kafka_conf__set(conf, "plugin defaults", "client.id", client_id, errstr,
 			       errstr_size) ||
-	    producer__conf_set(conf, "plugin_opt_bootstrap_servers", "bootstrap.servers",
+	    kafka_conf__set(conf, "plugin_opt_bootstrap_servers", "bootstrap.servers",
 			       cfg->bootstrap_servers, errstr, errstr_size) ||
-	    producer__conf_set(conf, "plugin defaults", "log.queue", "true", errstr, errstr_size)) {
+	    kafka_conf__set(conf, "plugin defaults", "log.queue", "true", errstr, errstr_size)) {
 		goto error;
 	}
-	for (int i = 0; i < cfg->kafka_prop_count; i++) {
-		snprintf(option, sizeof(option), "plugin_opt_kafka.%s", cfg->kafka_props[i].name);
-		if (producer__conf_set(conf, option, cfg->kafka_props[i].name,
-				       cfg->kafka_props[i].value, errstr, errstr_size)) {
-			goto error;
-		}
+	if (kafka_conf__apply(conf, cfg, errstr, errstr_size)) {
+		goto error;
 	}
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_log_cb(conf, on_log);

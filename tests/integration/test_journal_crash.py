@@ -15,7 +15,9 @@ own (docs/journal.md):
 
 import os
 import re
+import shutil
 import signal
+import subprocess
 import time
 
 import pytest
@@ -246,21 +248,45 @@ def test_full_journal_drops_counted(kafka_back, start_broker, overflow):
     stats.close()
 
 
-def test_unwritable_journal_dir(kafka1):
-    parent = harness.make_tempdir("mqk-jro-")
-    locked = os.path.join(parent, "root-only")
-    os.makedirs(locked)
-    os.chmod(locked, 0o700)  # root's: mosquitto runs the plugin as user mosquitto
-    b = harness.Mosquitto([("bootstrap_servers", kafka1.bootstrap),
-                           ("route_j", "j/# -> jro"),
-                           ("journal_dir", os.path.join(locked, "journal"))],
-                          wait=False, name="mosquitto-jro")
+@pytest.mark.parametrize("layout", ["parent-not-enterable", "parent-not-writable"])
+def test_unwritable_journal_dir(kafka1, layout):
+    """mosquitto runs the plugin as user mosquitto: a journal_dir it cannot make stops
+    mosquitto with a line naming the directory in the way and the command that fixes it;
+    run as root, that command lets the next start succeed. parent-not-enterable is what a
+    root-made /var/lib/mosquitto/mosquitto-kafka (0750) does to the default journal_dir."""
+    if os.geteuid() != 0:
+        raise AssertionError("run as root: mosquitto drops to user mosquitto only then")
+    top = harness.make_tempdir("mqk-jro-")
+    parent = os.path.join(top, "mosquitto-kafka")
+    os.makedirs(parent)
+    os.chmod(parent, 0o750 if layout == "parent-not-enterable" else 0o755)  # root's
+    journal_dir = os.path.join(parent, "broker-1")
+    options = [("bootstrap_servers", kafka1.bootstrap), ("route_j", "j/# -> jro"),
+               ("journal_dir", journal_dir)]
+    b = harness.Mosquitto(options, wait=False, name="mosquitto-jro")
     try:
         harness.wait_for(lambda: not b.process.alive(), 15, what="mosquitto to refuse to start")
         log = b.log()
-        m = re.search(r"mosquitto_kafka: journal_dir: cannot create or open '[^']+': "
-                      r"Permission denied", log)
+        m = re.search(r"mosquitto_kafka: journal_dir: cannot create or open '([^']+)': "
+                      r"Permission denied: user mosquitto may not (enter|create directories "
+                      r"in) '([^']+)' \(owner uid 0, mode (\d+)\); as root, run: (.*)$",
+                      log, re.M)
         assert m, log
         print(m.group(0))
+        assert m.group(1) == journal_dir and m.group(3) == parent
+        if layout == "parent-not-enterable":
+            assert m.group(5) == f"chown mosquitto:mosquitto '{parent}'"
+        else:
+            assert m.group(5) == f"install -d -o mosquitto -g mosquitto -m 0750 '{journal_dir}'"
+        fix = subprocess.run(["sh", "-c", m.group(5)], capture_output=True, text=True,
+                             timeout=30)
+        assert fix.returncode == 0, fix.stderr
     finally:
         b.cleanup()
+    b = harness.Mosquitto(options, name="mosquitto-jro-fixed")
+    try:
+        assert os.path.isfile(os.path.join(journal_dir, "journal.state")), os.listdir(journal_dir)
+        print(f"after '{m.group(5)}': mosquitto started, journal in {journal_dir}")
+    finally:
+        b.cleanup()
+        shutil.rmtree(top, ignore_errors=True)

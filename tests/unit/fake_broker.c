@@ -1,6 +1,7 @@
 /*
  * fake_broker.c - records what the plugin asks of the broker: see fake_broker.h.
  */
+#include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,4 +149,28 @@ int mosquitto_callback_unregister(mosquitto_plugin_id_t *identifier, int event,
 {
 	(void)identifier, (void)event, (void)cb_func, (void)event_data;
 	return MOSQ_ERR_SUCCESS;
+}
+
+void fake_tempdir(char *dir, size_t dir_size, const char *prefix)
+{
+	snprintf(dir, dir_size, "/tmp/mqk-%s-XXXXXX", prefix);
+	if (mkdtemp(dir) == NULL) {
+		perror(dir);
+		abort();
+	}
+}
+
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+void fake_tempdir_remove(const char *dir)
+{
+	if (dir[0] != '\0') {
+		nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+	}
 }

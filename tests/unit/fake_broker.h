@@ -50,4 +50,13 @@ const struct fake_publish *fake_publish_get(int i);
 /* The last publish to `topic`, or NULL. */
 const struct fake_publish *fake_publish_find(const char *topic);
 
+/*
+ * A scratch directory of the test's own, /tmp/mqk-<prefix>-XXXXXX (mkdtemp), written to
+ * dir (dir_size >= 64). A plugin started by a unit test gets a journal_dir inside it: the
+ * default, /var/lib/mosquitto/..., is the system's and no test may write there.
+ */
+void fake_tempdir(char *dir, size_t dir_size, const char *prefix);
+/* Removes dir and everything in it. */
+void fake_tempdir_remove(const char *dir);
+
 #endif

@@ -29,8 +29,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,8 +72,7 @@ static int setup(void **state)
 {
 	(void)state;
 	fake_broker_reset();
-	strcpy(base, "/tmp/mqk-test-journal-XXXXXX");
-	assert_non_null(mkdtemp(base));
+	fake_tempdir(base, sizeof(base), "test-journal");
 	snprintf(dir, sizeof(dir), "%s/j", base);
 	memset(&cfg, 0, sizeof(cfg));
 	memset(routes, 0, sizeof(routes));
@@ -93,14 +92,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int teardown(void **state)
 {
 	(void)state;
@@ -111,7 +102,7 @@ static int teardown(void **state)
 	if (b.wake_fd >= 0) {
 		buffer__free(&b);
 	}
-	nftw(base, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+	fake_tempdir_remove(base);
 	fake_broker_reset();
 	return 0;
 }
@@ -772,9 +763,9 @@ static void test_unwritable_dir(void **state)
 	snprintf(dir, sizeof(dir), "%s/a-file/j", base);
 	assert_null(journal__open(&cfg, &origin, &ctr, errstr, sizeof(errstr)));
 	snprintf(want, sizeof(want),
-		 "journal_dir: cannot create or open '%s': Not a directory (mosquitto runs the "
-		 "plugin as its own user: that user must be able to write there)",
-		 dir);
+		 "journal_dir: cannot create or open '%s': Not a directory: mosquitto runs the "
+		 "plugin as user %s: that user must be able to write there",
+		 dir, getpwuid(geteuid())->pw_name);
 	assert_string_equal(errstr, want);
 
 	if (geteuid() != 0) { /* root writes anywhere: only for others */

@@ -703,7 +703,8 @@ static void test_empty_values(void **state)
 /* The whole list of the "unknown option" message. */
 #define KNOWN_OPTIONS                                                                              \
 	"bootstrap_servers, broker_id, route_<name>, exclude, kafka.<librdkafka property>, "       \
-	"stats_interval, flush_timeout_ms, buffer_mb, durability, overflow, journal_dir, "         \
+	"kafka_config_file, stats_interval, flush_timeout_ms, buffer_mb, durability, overflow, "   \
+	"journal_dir, "                                                                            \
 	"journal_fsync, journal_max_mb, journal_segment_mb, create_topics, topic_partitions, "     \
 	"topic_replication_factor, " COMMAND_OPTIONS
 

@@ -21,11 +21,13 @@
 #define CLIENTS 10
 
 static struct mosquitto clients[CLIENTS];
+static char scratch[64]; /* the journal_dir's parent, removed by stop() */
 
 static void *start(int extra, const char *const *opts_kv)
 {
 	static struct mosquitto_opt opts[16];
 	static char keys[16][64], values[16][128];
+	static char journal_dir[96];
 	int n = 0;
 	void *userdata = NULL;
 	const char *base[] = {
@@ -44,6 +46,9 @@ static void *start(int extra, const char *const *opts_kv)
 		snprintf(values[n], sizeof(values[n]), "%s", base[i + 1]);
 		opts[n] = (struct mosquitto_opt){keys[n], values[n]};
 	}
+	fake_tempdir(scratch, sizeof(scratch), "test-producer");
+	snprintf(journal_dir, sizeof(journal_dir), "%s/j", scratch);
+	opts[n++] = (struct mosquitto_opt){"journal_dir", journal_dir};
 	for (int i = 0; i < extra; i += 2, n++) {
 		snprintf(keys[n], sizeof(keys[n]), "%s", opts_kv[i]);
 		snprintf(values[n], sizeof(values[n]), "%s", opts_kv[i + 1]);
@@ -76,6 +81,12 @@ static void publish(struct mqk_plugin *pl, int from, int count)
 	}
 }
 
+static void stop(struct mqk_plugin *pl)
+{
+	mosquitto_plugin_cleanup(pl, NULL, 0);
+	fake_tempdir_remove(scratch);
+}
+
 /* Ticks until `delivered` records are delivered, 20 s at most. */
 static uint64_t wait_delivered(struct mqk_plugin *pl, uint64_t delivered)
 {
@@ -102,7 +113,7 @@ static void test_all_delivered(void **state)
 		usleep(10000); /* the Kafka thread releases settled entries after its poll */
 	}
 	assert_int_equal(buffer__used(&pl->buffer), 0);
-	mosquitto_plugin_cleanup(pl, NULL, 0);
+	stop(pl);
 	assert_non_null(fake_log_find("shutdown: 0 records not delivered"));
 }
 
@@ -139,7 +150,7 @@ static void test_fatal_error_recovered(void **state)
 	const char *n = strstr(l->text, "): ");
 	assert_non_null(n);
 	assert_true(atoi(n + 3) > 0);
-	mosquitto_plugin_cleanup(pl, NULL, 0);
+	stop(pl);
 	assert_non_null(fake_log_find("shutdown: 0 records not delivered"));
 }
 
