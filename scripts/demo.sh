@@ -2,7 +2,7 @@
 # demo.sh - mosquitto-kafka in one command: two mosquitto brokers behind HAProxy, each
 # forwarding what its own routes say into a throw-away Kafka cluster, all on 127.0.0.1.
 #
-#   ./scripts/demo.sh            # as root on Debian bookworm (or with sudo on the PATH)
+#   ./scripts/demo.sh            # as root on Debian 12 or 13 (or with sudo on the PATH)
 #
 # 1. Installs the packages (scripts/install-deps.sh) and builds into build/.
 # 2. Starts, on free ports of 127.0.0.1: build/tools/mqk-devkafka (3 mock Kafka brokers,
