@@ -435,11 +435,13 @@ def test_long_topics_and_client_id(kafka, start_broker):
     got = rc.publish_qos1(b"long/" + b"q" * 65530, b"", mid=7)
     rc.close()
     assert got == ("puback", 0), f"a 65,535-byte topic from a raw client: {got}"
-    # 201 '/': mosquitto refuses it (v5: DISCONNECT 0x82, protocol error); never forwarded.
+    # 201 '/': mosquitto refuses it (v5: DISCONNECT 0x82, protocol error, in 2.0.11; 0x81,
+    # malformed packet, in 2.0.21); never forwarded.
     rc = RawClient(b.port, b"raw-deep", v5=True)
     got = rc.publish_qos1(b"long/" + b"/" * 200, b"too deep")
     rc.close()
-    assert got in (("disconnect", 0x82), ("closed", None)), f"202 levels: {got}"
+    assert got in (("disconnect", 0x82), ("disconnect", 0x81), ("closed", None)), \
+        f"202 levels: {got}"
 
     raw = harness.read_topic(kafka.bootstrap, f"{p}-raw", 4, timeout=30, grace=1)
     env = harness.read_topic(kafka.bootstrap, f"{p}-json", 4, timeout=30, grace=1)

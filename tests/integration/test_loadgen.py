@@ -275,7 +275,8 @@ class PersistentSubscriber:
         self.client_id = harness.unique("psub")
         self.session_present = []
         self.connected = threading.Event()
-        self.c = mqtt.Client(self.client_id, clean_session=False, protocol=V311)
+        # By keyword: paho-mqtt 2 (Debian 13) takes a callback API version first.
+        self.c = mqtt.Client(client_id=self.client_id, clean_session=False, protocol=V311)
         self.c.max_inflight_messages_set(20)
         self.c.max_queued_messages_set(0)
         self.c.reconnect_delay_set(0.1, 0.5)
