@@ -29,7 +29,8 @@ Rules kept here (the same as tests/integration/harness.py):
 - nothing reaches the network except `fetch`, and only while the cache is not complete.
 
 Environment:
-  MQK_KAFKA_VERSION   Kafka release (default DEFAULT_VERSION; the pom supports 3.x releases)
+  MQK_KAFKA_VERSION   Kafka release (default DEFAULT_VERSION; 3.x and 4.x releases: 4.x logs
+                      through log4j2, 3.x through reload4j, each fetched by its pom profile)
   MQK_KAFKA_CACHE     where the jars live (default ${XDG_CACHE_HOME:-~/.cache}/mosquitto-kafka/
                       kafka-<version>); lib/ holds the jars, m2/ Maven's own repository
   MQK_KAFKA_HEAP      heap per node (default 384m; -Xms = -Xmx)
@@ -53,7 +54,7 @@ import uuid
 import base64
 import zipfile
 
-DEFAULT_VERSION = "3.9.2"  # keep in step with <kafka.version> in pom.xml
+DEFAULT_VERSION = "4.4.0"  # keep in step with <kafka.version> in pom.xml
 HERE = os.path.dirname(os.path.abspath(__file__))
 POM = os.path.join(HERE, "pom.xml")
 KCAT = shutil.which("kcat") or "/usr/bin/kcat"
@@ -82,6 +83,20 @@ def kafka_version():
     return os.environ.get("MQK_KAFKA_VERSION") or DEFAULT_VERSION
 
 
+def major(version):
+    """The major number of a Kafka release ("4.4.0" -> 4)."""
+    m = re.match(r"(\d+)\.", version or "")
+    if not m:
+        raise KafkaError(f"MQK_KAFKA_VERSION={version!r} is not a Kafka release such as 4.4.0")
+    return int(m.group(1))
+
+
+def logging_backend(version):
+    """"log4j2" for Kafka 4.x and later, "reload4j" (the log4j 1.2 API) before: the pom's
+    profile, and which configuration file the JVMs are given."""
+    return "log4j2" if major(version) >= 4 else "reload4j"
+
+
 def cache_dir(version=None):
     version = version or kafka_version()
     if os.environ.get("MQK_KAFKA_CACHE"):
@@ -100,6 +115,14 @@ def _required_jars(version):
             f"kafka-clients-{version}.jar", f"kafka-tools-{version}.jar"]
 
 
+def _has_logging_jars(lib, version):
+    """The slf4j binding of the version's backend is there (else the broker logs nowhere)."""
+    names = os.listdir(lib)
+    want = ("log4j-slf4j2-impl-", "log4j-core-") if logging_backend(version) == "log4j2" else \
+        ("slf4j-reload4j-", "reload4j-")
+    return all(any(n.startswith(w) for n in names) for w in want)
+
+
 def _complete_marker(version):
     return os.path.join(lib_dir(version), ".complete")
 
@@ -116,7 +139,8 @@ def is_fetched(version=None):
         return False
     if info.get("version") != version:
         return False
-    return all(os.path.isfile(os.path.join(lib_dir(version), j)) for j in _required_jars(version))
+    return all(os.path.isfile(os.path.join(lib_dir(version), j))
+               for j in _required_jars(version)) and _has_logging_jars(lib_dir(version), version)
 
 
 def _dir_bytes(path):
@@ -162,6 +186,7 @@ def fetch(version=None, timeout=None):
         m2 = os.path.join(cache, "m2")
         m2_before = _dir_bytes(m2)
         cmd = [MVN, "-B", "-q", "-f", POM, f"-Dkafka.version={version}",
+               f"-Dmqk.logging={logging_backend(version)}",
                f"-Dmqk.lib.dir={tmp}", f"-Dmqk.build.dir={os.path.join(cache, 'target')}",
                f"-Dmaven.repo.local={m2}", "dependency:copy-dependencies"]
         # lib/ lost but m2/ still there: try offline first (-o), so no network is touched.
@@ -191,10 +216,12 @@ def fetch(version=None, timeout=None):
             raise KafkaError(f"mvn failed ({rc}) fetching Kafka {version}: "
                              f"{_tail(out_path, 30)}")
         missing = [j for j in _required_jars(version) if not os.path.isfile(os.path.join(tmp, j))]
-        if missing:
-            raise KafkaError(f"fetch of Kafka {version} lacks {missing} in {tmp}")
+        if missing or not _has_logging_jars(tmp, version):
+            raise KafkaError(f"fetch of Kafka {version} lacks {missing or 'its logging jars'} "
+                             f"in {tmp}")
         jars = sorted(j for j in os.listdir(tmp) if j.endswith(".jar"))
-        info = {"version": version, "seconds": round(seconds, 1), "jars": len(jars),
+        info = {"version": version, "logging": logging_backend(version),
+                "seconds": round(seconds, 1), "jars": len(jars),
                 "lib_bytes": _dir_bytes(tmp), "downloaded_bytes": _dir_bytes(m2) - m2_before,
                 "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         with open(os.path.join(tmp, ".complete"), "w") as f:
@@ -342,6 +369,7 @@ def partition_info(md, topic, partition):
 
 # --------------------------------------------------------------------------- the cluster
 
+# Kafka 3.x (reload4j): the node's log4j.properties and the tools' one.
 LOG4J = """\
 log4j.rootLogger=INFO, file
 log4j.appender.file=org.apache.log4j.FileAppender
@@ -362,6 +390,54 @@ log4j.appender.stderr.Target=System.err
 log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
 log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
 """
+
+# Kafka 4.x (log4j2): the same, as log4j2.xml (log4j-core reads XML without more jars).
+LOG4J2 = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="warn">
+  <Appenders>
+    <File name="file" fileName="{log}" append="true">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+    </File>
+  </Appenders>
+  <Loggers>
+    <Root level="info"><AppenderRef ref="file"/></Root>
+    <Logger name="kafka.request.logger" level="warn"/>
+    <Logger name="kafka.network.RequestChannel$" level="warn"/>
+    <Logger name="org.apache.kafka.clients.NetworkClient" level="warn"/>
+    <Logger name="state.change.logger" level="info"/>
+  </Loggers>
+</Configuration>
+"""
+
+TOOL_LOG4J2 = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="warn">
+  <Appenders>
+    <Console name="stderr" target="SYSTEM_ERR">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+    </Console>
+  </Appenders>
+  <Loggers>
+    <Root level="warn"><AppenderRef ref="stderr"/></Root>
+  </Loggers>
+</Configuration>
+"""
+
+
+def log_config(version, path_stem, text3, text4):
+    """Writes the logging configuration for version's backend at path_stem + its extension;
+    returns the JVM option that names it."""
+    if logging_backend(version) == "log4j2":
+        path = path_stem + "log4j2.xml"
+        text, opt = text4, f"-Dlog4j2.configurationFile={path_stem}log4j2.xml"
+    else:
+        path = path_stem + "log4j.properties"
+        text, opt = text3, f"-Dlog4j.configuration=file:{path_stem}log4j.properties"
+    if text is not None:
+        with open(path, "w") as f:
+            f.write(text)
+    return opt
 
 
 def broker_config(n, node_id, port, cport, voters, data_dir, extra=None):
@@ -559,16 +635,16 @@ class KafkaCluster:
 
     # ----- set up
 
-    def _java(self, main, args, jvm_opts, log4j):
-        return [JAVA, *jvm_opts, f"-Dlog4j.configuration=file:{log4j}", "-cp", self.classpath,
-                main, *args]
+    def _java(self, main, args, jvm_opts, log_opt):
+        return [JAVA, *jvm_opts, log_opt, "-cp", self.classpath, main, *args]
 
     def _tool_log4j(self):
-        path = os.path.join(self.workdir, "tools-log4j.properties")
-        if not os.path.exists(path):
-            with open(path, "w") as f:
-                f.write(TOOL_LOG4J)
-        return path
+        """The JVM option naming the tools' logging configuration (written once)."""
+        stem = os.path.join(self.workdir, "tools-")
+        exists = os.path.exists(stem + ("log4j2.xml" if logging_backend(self.version) == "log4j2"
+                                        else "log4j.properties"))
+        return log_config(self.version, stem, None if exists else TOOL_LOG4J,
+                          None if exists else TOOL_LOG4J2)
 
     def run_tool(self, main, args, timeout=TOOL_TIMEOUT, check=True):
         """Runs one of Kafka's command-line classes; returns CompletedProcess."""
@@ -601,8 +677,8 @@ class KafkaCluster:
             with open(node.config, "w") as f:
                 f.write(broker_config(self.n, node.id, node.port, node.controller_port, voters,
                                       os.path.join(node.dir, "data"), self.extra_config))
-            with open(os.path.join(node.dir, "log4j.properties"), "w") as f:
-                f.write(LOG4J.format(log=node.log))
+            log_config(self.version, os.path.join(node.dir, ""), LOG4J.format(log=node.log),
+                       LOG4J2.replace("{log}", node.log))
         self.cluster_id = random_cluster_id()
         started = time.monotonic()
         procs = []
@@ -633,8 +709,8 @@ class KafkaCluster:
         return self
 
     def _launch(self, node):
-        cmd = [JAVA, *self.jvm_opts, f"-Dlog4j.configuration=file:"
-               f"{os.path.join(node.dir, 'log4j.properties')}",
+        cmd = [JAVA, *self.jvm_opts, log_config(self.version, os.path.join(node.dir, ""), None,
+                                                None),
                f"-Dkafka.logs.dir={node.dir}", "-cp", self.classpath, "kafka.Kafka", node.config]
         if self.die_with_parent:
             # The JVM gets SIGKILL when the thread that started it exits (a test run that dies
