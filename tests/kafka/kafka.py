@@ -31,8 +31,9 @@ Rules kept here (the same as tests/integration/harness.py):
 Environment:
   MQK_KAFKA_VERSION   Kafka release (default DEFAULT_VERSION; 3.x and 4.x releases: 4.x logs
                       through log4j2, 3.x through reload4j, each fetched by its pom profile)
-  MQK_KAFKA_CACHE     where the jars live (default ${XDG_CACHE_HOME:-~/.cache}/mosquitto-kafka/
-                      kafka-<version>); lib/ holds the jars, m2/ Maven's own repository
+  MQK_KAFKA_CACHE     the cache, one directory per release in it (default
+                      ${XDG_CACHE_HOME:-~/.cache}/mosquitto-kafka): kafka-<version>/lib holds the
+                      jars, kafka-<version>/m2 Maven's own repository
   MQK_KAFKA_HEAP      heap per node (default 384m; -Xms = -Xmx)
   MQK_KAFKA_JVM_OPTS  extra JVM options per node, appended (e.g. "-XX:+UseG1GC")
   MQK_KAFKA_FETCH_TIMEOUT  seconds the first download may take (default 900)
@@ -99,10 +100,11 @@ def logging_backend(version):
 
 def cache_dir(version=None):
     version = version or kafka_version()
-    if os.environ.get("MQK_KAFKA_CACHE"):
-        return os.path.abspath(os.environ["MQK_KAFKA_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "mosquitto-kafka", f"kafka-{version}")
+    base = os.environ.get("MQK_KAFKA_CACHE")
+    if not base:
+        base = os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                            os.path.join(os.path.expanduser("~"), ".cache"), "mosquitto-kafka")
+    return os.path.join(os.path.abspath(base), f"kafka-{version}")
 
 
 def lib_dir(version=None):
