@@ -13,6 +13,7 @@ packages=(
     valgrind gnuplot-nox
     clang libclang-rt-14-dev
     python3 python3-pytest python3-paho-mqtt python3-confluent-kafka
+    python3-cryptography
 )
 
 missing=()

@@ -20,8 +20,12 @@ cmake --build build -j"$jobs"
 
 # Apache Kafka's jars from Maven Central into ~/.cache/mosquitto-kafka (once per machine;
 # later runs return at once without the network). Bounded: MQK_KAFKA_FETCH_TIMEOUT (900 s).
+# The default release (4.x, or MQK_KAFKA_VERSION), and 3.9.2 for the integration_*_kafka3 tests.
 export MQK_KAFKA=${MQK_KAFKA:-real}
-timeout "$(( ${MQK_KAFKA_FETCH_TIMEOUT:-900} + 30 ))" /usr/bin/python3 tests/kafka/kafka.py fetch >/dev/null
+for version in "" 3.9.2; do
+    timeout "$(( ${MQK_KAFKA_FETCH_TIMEOUT:-900} + 30 ))" /usr/bin/python3 tests/kafka/kafka.py \
+        fetch ${version:+--version "$version"} >/dev/null
+done
 
 # Two at a time: each integration file uses its own broker, Kafka topics and ports. The
 # forwarding test is the heavy one; it is ordered first so it does not end the run alone.

@@ -543,7 +543,7 @@ class RealKafka:
         started = time.monotonic()
         for i in self._down:
             node = self.cluster.node(i)
-            for port in (node.port, node.controller_port):
+            for port in node.ports:
                 if port_accepts(port):
                     raise HarnessError(f"port {port} of Kafka node {i} was taken meanwhile")
             # All at once: a KRaft quorum needs a majority of its voters up to serve.
