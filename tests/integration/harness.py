@@ -455,14 +455,16 @@ class RealKafka:
 
     kind = "real"
 
-    def __init__(self, nodes=1, extra_config=None, timeout=120.0):
+    def __init__(self, nodes=1, extra_config=None, timeout=120.0, version=None, **cluster):
+        """cluster: more KafkaCluster arguments (listeners, tls, sasl_users, ...): a
+        cluster with TLS and SASL listeners besides the PLAINTEXT one the tests use."""
         km = kafka_module()
         try:
-            km.fetch()
+            km.fetch(version)
         except km.KafkaError as e:
             raise HarnessError(f"cannot fetch Apache Kafka (python3 {KAFKA_PY} fetch): {e}")
         self.cluster = km.KafkaCluster(nodes=nodes, extra_config=extra_config,
-                                       die_with_parent=True)
+                                       die_with_parent=True, version=version, **cluster)
         self.nodes = nodes
         started = time.monotonic()
         try:
