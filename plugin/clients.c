@@ -4,7 +4,10 @@
  * Mosquitto 2.0 has no CONNECT event. MOSQ_EVT_BASIC_AUTH fires for every CONNECT
  * (the client id is already set) before mosquitto decides whether to accept it, and
  * MOSQ_EVT_DISCONNECT fires when a connection ends, refused ones included (with the id
- * already freed). docs/commands-facts.md has the measurements this table relies on:
+ * already freed on 2.0.11; 2.0.13 and later keep it). docs/commands-facts.md has the
+ * measurements this table relies on, docs/mosquitto-2.0.21.md their check on 2.0.21
+ * (the same, except that 2.0.21 reuses a freed struct for the next client at once: the
+ * table is safe because a struct's DISCONNECT always comes before it is freed):
  *
  * - A connection is known by its struct mosquitto pointer (never dereferenced here),
  *   not by its id: on a takeover, and when a persistent session comes back, DISCONNECT

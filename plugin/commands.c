@@ -46,7 +46,8 @@
 /* Records read per round, so that settling and presence are served in between. */
 #define READ_BATCH 500
 #define IDLE_WAIT_MS 100
-/* Queued commands that see no TICK for this long: per_listener_settings true? */
+/* Queued commands that see no TICK for this long: per_listener_settings true on a
+   mosquitto before 2.0.15? */
 #define NO_TICK_MS 5000
 #define TOPIC_MAX 65536
 
@@ -505,8 +506,8 @@ static void check_ticks(struct mqk_commands *c)
 		c->no_tick_logged = true;
 		log__deferred(MOSQ_LOG_ERR,
 			      "commands: mosquitto has not run the plugin's tick for %d s, so "
-			      "commands are not delivered (mosquitto 2.0 never does with "
-			      "per_listener_settings true, which commands do not support)",
+			      "commands are not delivered (mosquitto before 2.0.15 never does with "
+			      "per_listener_settings true)",
 			      NO_TICK_MS / 1000);
 		/*
 		 * Only mosquitto's thread may write that line, and without TICKs nothing makes it
@@ -532,6 +533,7 @@ static void *commands_thread(void *arg)
 			(void)rc;
 		}
 		wake__drain(&c->wake);
+		wake__keepalive(&c->wake);
 		if (read_commands(c)) {
 			wake__ping(&c->wake, c->ctr);
 		} else if (c->wake.fd < 0) {

@@ -3,7 +3,7 @@
  *
  * Mosquitto's thread. For each command the commands thread queued: is its client
  * connected here (clients.c)? Then the record's MQTT v5 properties are built from its
- * headers and mosquitto_broker_publish_copy() queues it for that client id alone:
+ * headers and mosquitto_broker_publish() queues it for that client id alone:
  * mosquitto writes it to the socket right after this TICK, and no subscriber, ACL or
  * MOSQ_EVT_MESSAGE sees it (docs/commands-facts.md). Not connected here: broadcast
  * mode skips it (another broker has it, or nobody), targeted mode sends it back to the
@@ -104,6 +104,30 @@ static int build_properties(const rd_kafka_message_t *rkm, int expiry, mosquitto
 	return 0;
 }
 
+int deliver__publish(const char *clientid, const char *topic, size_t len, const void *payload,
+		     int qos, bool retain, mosquitto_property *properties)
+{
+	void *copy = NULL;
+	int rc;
+
+	if (len > INT32_MAX) {
+		return MOSQ_ERR_INVAL;
+	}
+	if (len > 0) {
+		copy = mosquitto_malloc(len);
+		if (copy == NULL) {
+			return MOSQ_ERR_NOMEM;
+		}
+		memcpy(copy, payload, len);
+	}
+	/* On success the broker owns copy (and properties). */
+	rc = mosquitto_broker_publish(clientid, topic, (int)len, copy, qos, retain, properties);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		mosquitto_free(copy);
+	}
+	return rc;
+}
+
 /* The command's client is connected here: publish it to that client id alone. */
 static enum mqk_cmd_state publish(struct mqk_command *cmd, const struct mqk_cmd_config *cc,
 				  struct mqk_cmd_counters *ctr)
@@ -121,9 +145,9 @@ static enum mqk_cmd_state publish(struct mqk_command *cmd, const struct mqk_cmd_
 		cmd->reason = "bad property";
 		return MQK_CMD_DEAD;
 	}
-	/* _copy: the payload stays the record's. The broker owns props on success. */
-	rc = mosquitto_broker_publish_copy(cmd->client_id, cmd->topic, (int)rkm->len,
-					   rkm->len ? rkm->payload : "", cc->qos, false, props);
+	/* The payload stays the record's: mosquitto gets a copy. It owns props on success. */
+	rc = deliver__publish(cmd->client_id, cmd->topic, rkm->len, rkm->payload, cc->qos, false,
+			      props);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		mosquitto_property_free_all(&props);
 		cmd->reason = "publish failed";

@@ -277,6 +277,20 @@ void kafka_conf__warn(const struct mqk_config *cfg)
 	}
 }
 
+/*
+ * A TLS alert about a certificate, from the broker: it did not accept this client's. With
+ * TLS 1.3 the client's side of the handshake is over before the broker checks the client
+ * certificate, so librdkafka sees the alert on its first read, as a transport error:
+ * "Receive failed: ...:sslv3 alert certificate unknown: SSL alert number 46" (what
+ * Kafka 4.4 sends for an expired one).
+ */
+static bool refused_certificate(const char *reason)
+{
+	return strstr(reason, " alert ") != NULL &&
+	       (strstr(reason, "certificate") != NULL || strstr(reason, "unknown ca") != NULL ||
+		strstr(reason, "access denied") != NULL);
+}
+
 const char *kafka_conf__explain(int err, const char *reason, const char **check)
 {
 	if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
@@ -286,6 +300,11 @@ const char *kafka_conf__explain(int err, const char *reason, const char **check)
 				 : "check sasl.mechanisms, sasl.username and sasl.password";
 		return "Kafka authentication failed";
 	}
+	if (refused_certificate(reason)) {
+		*check = "check ssl.certificate.location and ssl.key.location: the certificate may "
+			 "have expired, or be signed by a CA the broker does not trust";
+		return "Kafka TLS: the broker refused this client's certificate";
+	}
 	if (err != RD_KAFKA_RESP_ERR__SSL) {
 		return NULL;
 	}
@@ -293,11 +312,6 @@ const char *kafka_conf__explain(int err, const char *reason, const char **check)
 		*check = "check ssl.ca.location: it must hold the CA that signed the broker's "
 			 "certificate, and the certificate must name the host of bootstrap_servers";
 		return "Kafka TLS: the broker's certificate could not be verified";
-	}
-	if (strstr(reason, "alert") != NULL) {
-		*check = "check ssl.certificate.location and ssl.key.location: the certificate may "
-			 "have expired, or be signed by a CA the broker does not trust";
-		return "Kafka TLS: the broker refused this client's certificate";
 	}
 	*check = "check security.protocol and the ssl.* properties";
 	return "Kafka TLS handshake failed";

@@ -869,6 +869,15 @@ size_t clients__count(const struct mqk_clients *c);
  */
 size_t deliver__tick(struct mqk_handoff *h, const struct mqk_cmd_config *cc,
 		     const struct mqk_clients *clients, struct mqk_cmd_counters *ctr, size_t max);
+/*
+ * mosquitto_broker_publish_copy, with the copy made by mosquitto_malloc. mosquitto 2.0's
+ * own _copy allocates with calloc but the broker frees with its counting free, so every
+ * payload sank $SYS/broker/heap/current (on 2.0.11 below zero, where it wraps around:
+ * docs/mosquitto-2.0.21.md). The broker owns properties on success. Mosquitto's thread.
+ */
+struct mqtt5__property; /* mosquitto_property */
+int deliver__publish(const char *clientid, const char *topic, size_t len, const void *payload,
+		     int qos, bool retain, struct mqtt5__property *properties);
 
 /* ---- presence records (commands thread) ---------------------------------------------- */
 
@@ -894,6 +903,8 @@ struct mqk_wake {
 	int64_t next_try_ms;    /* (re)connect not before */
 	bool warned;            /* "cannot connect" logged */
 	int64_t quiet_until_ms; /* no such warning before */
+	int keepalive_s;        /* mosquitto's Server Keep Alive; 0: none asked */
+	int64_t last_send_ms;   /* the last PINGREQ (or the CONNECT) */
 	/* Random, made once: only the plugin's BASIC_AUTH accepts them (read by any thread). */
 	char client_id[40];
 	char password[40];
@@ -907,6 +918,8 @@ bool wake__is_own(const struct mqk_wake *w, const char *username, const char *pa
 void wake__ping(struct mqk_wake *w, struct mqk_cmd_counters *ctr);
 /* Commands thread: reads and drops PINGRESPs, notices a closed connection. */
 void wake__drain(struct mqk_wake *w);
+/* Commands thread: a PINGREQ when quiet for half of mosquitto's Server Keep Alive. */
+void wake__keepalive(struct mqk_wake *w);
 void wake__close(struct mqk_wake *w);
 
 /* ---- the commands thread ------------------------------------------------------------- */

@@ -276,7 +276,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	const char *id = mosquitto_client_id(ev->client);
 
 	(void)event;
-	log__drain(); /* with per_listener_settings true there is no TICK to do it */
+	log__drain(); /* before mosquitto 2.0.15, per_listener_settings true has no TICK to */
 	if (wake__is_own(commands__wake(pl->commands), ev->username, ev->password)) {
 		return MOSQ_ERR_SUCCESS;
 	}

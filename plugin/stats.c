@@ -101,7 +101,7 @@ static void publish(const char *topic, uint64_t value)
 	char payload[24];
 	size_t len = record__u64_to_str(value, payload);
 
-	mosquitto_broker_publish_copy(NULL, topic, (int)len, payload, 0, true, NULL);
+	deliver__publish(NULL, topic, len, payload, 0, true, NULL);
 }
 
 static void publish_scope(char **topics, const struct mqk_counters *c)

@@ -8,11 +8,15 @@
  * (measured: thread -> TICK 0.15 ms p50 / 0.3 ms p99, against 51 / 100 ms without;
  * docs/commands-facts.md).
  *
- * The connection is MQTT 3.1.1, clean session, keepalive 0, with a client id and a
- * username "mqk-wake-<random>" and a random password: the plugin's own BASIC_AUTH
- * accepts exactly these (wake__is_own), so it works with allow_anonymous false, and
- * nobody can guess the id to take it over. It only ever sends PINGREQs; the PINGRESPs
- * are read and dropped (wake__drain).
+ * The connection is MQTT v5, clean start, keepalive 0, with a client id and a username
+ * "mqk-wake-<random>" and a random password: the plugin's own BASIC_AUTH accepts
+ * exactly these (wake__is_own), so it works with allow_anonymous false, and nobody can
+ * guess the id to take it over. It only ever sends PINGREQs; the PINGRESPs are read and
+ * dropped (wake__drain). v5 because of max_keepalive: mosquitto 2.0.12 and later refuse
+ * a keepalive of 0 (or one above max_keepalive) from a v3.1.1 client, but give a v5
+ * client the limit as Server Keep Alive in the CONNACK; the connection then sends a
+ * PINGREQ when it has been quiet for half of that (wake__keepalive), or mosquitto would
+ * close it after one and a half (docs/mosquitto-2.0.21.md).
  *
  * Which listener: "auto" looks at the process's own listening TCP sockets (mosquitto
  * opens them after plugin init, so this happens on the first wake) and uses the first
@@ -132,15 +136,114 @@ static void put_string(unsigned char **p, const char *s)
 	*p += len;
 }
 
-/* Connects to addr, sends CONNECT, waits for a CONNACK that accepts. The fd, or -1. */
-static int handshake(const struct mqk_wake *w, const struct sockaddr *addr, socklen_t addrlen)
+/* Reads exactly len bytes within HANDSHAKE_MS each. 0, or -1. */
+static int read_exactly(int fd, unsigned char *buf, size_t len)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	size_t got = 0;
+
+	while (got < len) {
+		if (poll(&pfd, 1, HANDSHAKE_MS) != 1) {
+			return -1;
+		}
+		ssize_t n = recv(fd, buf + got, len - got, 0);
+		if (n <= 0) {
+			return -1;
+		}
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+/* An MQTT variable byte integer at *p (at most 4 bytes before end); -1 if malformed. */
+static long varint(const unsigned char **p, const unsigned char *end)
+{
+	long value = 0;
+
+	for (int shift = 0; shift < 28 && *p < end; shift += 7) {
+		unsigned char b = *(*p)++;
+		value |= (long)(b & 0x7F) << shift;
+		if (!(b & 0x80)) {
+			return value;
+		}
+	}
+	return -1;
+}
+
+/*
+ * A v5 CONNACK's body (after the fixed header): accepted? *keepalive is its Server Keep
+ * Alive, 0 when there is none. Other properties are stepped over by their types.
+ */
+static bool connack_accepts(const unsigned char *p, const unsigned char *end, int *keepalive)
+{
+	long props;
+
+	*keepalive = 0;
+	if (end - p < 3 || p[1] != 0) {
+		return false; /* too short, or a reason code other than Success */
+	}
+	p += 2;
+	props = varint(&p, end);
+	if (props < 0 || props > end - p) {
+		return false;
+	}
+	end = p + props;
+	while (p < end) {
+		unsigned char id = *p++;
+		size_t skip;
+		switch (id) {
+		case 0x13: /* Server Keep Alive */
+			if (end - p < 2) {
+				return false;
+			}
+			*keepalive = p[0] << 8 | p[1];
+			skip = 2;
+			break;
+		case 0x21: case 0x22: /* Receive Maximum, Topic Alias Maximum */
+			skip = 2;
+			break;
+		case 0x24: case 0x25: case 0x28: case 0x29: case 0x2A: /* one-byte flags */
+			skip = 1;
+			break;
+		case 0x11: case 0x27: /* Session Expiry Interval, Maximum Packet Size */
+			skip = 4;
+			break;
+		case 0x12: case 0x15: case 0x16: case 0x1A: case 0x1C: case 0x1F: /* strings */
+			skip = end - p < 2 ? SIZE_MAX : 2 + (size_t)(p[0] << 8 | p[1]);
+			break;
+		case 0x26: /* User Property: two strings */
+			if (end - p < 2 || end - p < 4 + (p[0] << 8 | p[1])) {
+				return false;
+			}
+			skip = 2 + (size_t)(p[0] << 8 | p[1]);
+			skip += 2 + (size_t)(p[skip] << 8 | p[skip + 1]);
+			break;
+		default:
+			return false;
+		}
+		if (skip > (size_t)(end - p)) {
+			return false;
+		}
+		p += skip;
+	}
+	return true;
+}
+
+/*
+ * Connects to addr, sends CONNECT, waits for a CONNACK that accepts. The fd, or -1;
+ * *keepalive: the Server Keep Alive mosquitto asked for, in seconds (0: none).
+ */
+static int handshake(const struct mqk_wake *w, const struct sockaddr *addr, socklen_t addrlen,
+		     int *keepalive)
 {
 	unsigned char packet[160], *p = packet + 2;
-	unsigned char connack[4];
+	unsigned char head[5], body[512];
+	const unsigned char *q;
 	struct pollfd pfd;
 	int one = 1;
 	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	size_t got = 0;
+	long body_len;
+	size_t have = 2;
 
 	if (fd < 0) {
 		return -1;
@@ -156,8 +259,9 @@ static int handshake(const struct mqk_wake *w, const struct sockaddr *addr, sock
 		}
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	/* CONNECT: "MQTT" level 4, flags username+password+clean session, keepalive 0. */
-	static const unsigned char header[] = {0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 0};
+	/* CONNECT: "MQTT" level 5, flags username+password+clean start, keepalive 0, no
+	   properties. */
+	static const unsigned char header[] = {0, 4, 'M', 'Q', 'T', 'T', 5, 0xC2, 0, 0, 0};
 	memcpy(p, header, sizeof(header));
 	p += sizeof(header);
 	put_string(&p, w->client_id);
@@ -168,18 +272,21 @@ static int handshake(const struct mqk_wake *w, const struct sockaddr *addr, sock
 	if (send(fd, packet, (size_t)(p - packet), MSG_NOSIGNAL) != p - packet) {
 		goto error;
 	}
-	pfd.events = POLLIN;
-	while (got < sizeof(connack)) {
-		if (poll(&pfd, 1, HANDSHAKE_MS) != 1) {
-			goto error;
-		}
-		ssize_t n = recv(fd, connack + got, sizeof(connack) - got, 0);
-		if (n <= 0) {
-			goto error;
-		}
-		got += (size_t)n;
+	/* CONNACK: 0x20, its length (a variable byte integer), flags, reason, properties. */
+	if (read_exactly(fd, head, 2) || head[0] != 0x20) {
+		goto error;
 	}
-	if (connack[0] != 0x20 || connack[1] != 2 || connack[3] != 0) {
+	while ((head[have - 1] & 0x80) && have < sizeof(head)) {
+		if (read_exactly(fd, head + have, 1)) {
+			goto error;
+		}
+		have++;
+	}
+	q = head + 1;
+	body_len = varint(&q, head + have);
+	if (body_len < 0 || (size_t)body_len > sizeof(body) ||
+	    read_exactly(fd, body, (size_t)body_len) ||
+	    !connack_accepts(body, body + body_len, keepalive)) {
 		goto error;
 	}
 	return fd;
@@ -253,7 +360,7 @@ static int connect_auto(struct mqk_wake *w)
 		if (*end != '\0' || n == dirfd(dir) || !listener_address((int)n, &ss, &len)) {
 			continue;
 		}
-		fd = handshake(w, (struct sockaddr *)&ss, len);
+		fd = handshake(w, (struct sockaddr *)&ss, len, &w->keepalive_s);
 		if (fd >= 0) {
 			remember(w, &ss);
 		}
@@ -271,7 +378,7 @@ static int connect_named(struct mqk_wake *w)
 		return -1;
 	}
 	for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-		fd = handshake(w, ai->ai_addr, ai->ai_addrlen);
+		fd = handshake(w, ai->ai_addr, ai->ai_addrlen, &w->keepalive_s);
 	}
 	freeaddrinfo(res);
 	return fd;
@@ -298,15 +405,45 @@ static void try_connect(struct mqk_wake *w)
 		}
 		return;
 	}
-	log__deferred(MOSQ_LOG_NOTICE, "commands: wake connection to %s port %s as %s", w->host,
-		      w->port, w->client_id);
+	w->last_send_ms = now;
+	if (w->keepalive_s > 0) {
+		log__deferred(MOSQ_LOG_NOTICE,
+			      "commands: wake connection to %s port %s as %s (keepalive %d s, "
+			      "mosquitto's max_keepalive)",
+			      w->host, w->port, w->client_id, w->keepalive_s);
+	} else {
+		log__deferred(MOSQ_LOG_NOTICE, "commands: wake connection to %s port %s as %s",
+			      w->host, w->port, w->client_id);
+	}
 	w->warned = false;
+}
+
+/* Sends a PINGREQ; true if it went. Commands thread. */
+static bool send_pingreq(struct mqk_wake *w)
+{
+	static const unsigned char pingreq[2] = {0xC0, 0x00};
+
+	if (send(w->fd, pingreq, sizeof(pingreq), MSG_NOSIGNAL | MSG_DONTWAIT) ==
+	    (ssize_t)sizeof(pingreq)) {
+		w->last_send_ms = monotonic_ms();
+		return true;
+	}
+	if (errno != EAGAIN && errno != EWOULDBLOCK) {
+		wake__close(w); /* mosquitto closed it: the next wake reconnects */
+	}
+	return false;
+}
+
+void wake__keepalive(struct mqk_wake *w)
+{
+	if (w->fd >= 0 && w->keepalive_s > 0 &&
+	    monotonic_ms() - w->last_send_ms >= (int64_t)w->keepalive_s * 500) {
+		send_pingreq(w);
+	}
 }
 
 void wake__ping(struct mqk_wake *w, struct mqk_cmd_counters *ctr)
 {
-	static const unsigned char pingreq[2] = {0xC0, 0x00};
-
 	if (w->off) {
 		return;
 	}
@@ -316,13 +453,8 @@ void wake__ping(struct mqk_wake *w, struct mqk_cmd_counters *ctr)
 			return;
 		}
 	}
-	if (send(w->fd, pingreq, sizeof(pingreq), MSG_NOSIGNAL | MSG_DONTWAIT) ==
-	    (ssize_t)sizeof(pingreq)) {
+	if (send_pingreq(w)) {
 		counter__inc(&ctr->wakes);
-		return;
-	}
-	if (errno != EAGAIN && errno != EWOULDBLOCK) {
-		wake__close(w); /* mosquitto closed it: the next wake reconnects */
 	}
 }
 

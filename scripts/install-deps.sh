@@ -24,6 +24,7 @@ packages=(
     clang libclang-rt-dev
     lintian
     python3 python3-pytest python3-paho-mqtt python3-confluent-kafka
+    python3-cryptography
 )
 if [ -n "${MQK_IN_ROOT:-}" ]; then
     packages+=(default-jre-headless)

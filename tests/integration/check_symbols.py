@@ -13,9 +13,10 @@ the libraries the plugin links (libmosquitto for the MQTT v5 property readers). 
   1. each undefined mosquitto_* symbol of the plugin is defined by the broker or by one
      of the plugin's own libraries (ldd), else the plugin cannot load;
   2. the functions whose memory crosses to the broker come from the broker itself:
-     mosquitto_free and mosquitto_property_add_* / _free_all (the properties handed to
-     mosquitto_broker_publish are freed with the broker's allocator, which counts
-     $SYS/broker/heap). A library's copy there would put the heap figure wrong.
+     mosquitto_malloc, mosquitto_free and mosquitto_property_add_* / _free_all (the payload
+     and properties handed to mosquitto_broker_publish are freed with the broker's
+     allocator, which counts $SYS/broker/heap). A library's copy there would put the heap
+     figure wrong.
 
 Prints where each symbol comes from; exits 1 naming what is missing or misplaced.
 """
@@ -25,7 +26,7 @@ import subprocess
 import sys
 
 # Allocations that the broker frees (or that are freed with the broker's free).
-BROKER_ONLY = re.compile(r"^mosquitto_(free|property_add_\w+|property_free_all)$")
+BROKER_ONLY = re.compile(r"^mosquitto_(malloc|free|property_add_\w+|property_free_all)$")
 
 
 def nm(path, *flags):

@@ -60,6 +60,22 @@ ASAN = os.environ.get("MQK_ASAN", "") not in ("", "0")
 # Under valgrind everything mosquitto does is ~20x slower; under ASan about 2x.
 SLOW = 10.0 if VALGRIND else 2.0 if ASAN else 1.0
 KAFKA_MODE = os.environ.get("MQK_KAFKA", "") or "real"
+
+
+def mosquitto_version():
+    """The version of /usr/sbin/mosquitto as a tuple, e.g. (2, 0, 11); (0,) when unknown.
+    2.0.11 (Debian 12) and 2.0.21 (Debian 13) differ in what plugins get: see
+    docs/mosquitto-2.0.21.md."""
+    try:
+        out = subprocess.run([MOSQUITTO, "-h"], capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return (0,)
+    m = re.search(r"mosquitto version (\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(x) for x in m.groups()) if m else (0,)
+
+
+MOSQUITTO_VERSION = mosquitto_version()
 KAFKA_PY = os.path.join(SOURCE_DIR, "tests", "kafka", "kafka.py")
 # What mqk-devkafka gives a topic it auto-creates (DEFAULT_AUTO_PARTITIONS): the tests
 # create theirs with this many partitions on real Kafka too, so both see the same layout.
@@ -455,14 +471,16 @@ class RealKafka:
 
     kind = "real"
 
-    def __init__(self, nodes=1, extra_config=None, timeout=120.0):
+    def __init__(self, nodes=1, extra_config=None, timeout=120.0, version=None, **cluster):
+        """cluster: more KafkaCluster arguments (listeners, tls, sasl_users, ...): a
+        cluster with TLS and SASL listeners besides the PLAINTEXT one the tests use."""
         km = kafka_module()
         try:
-            km.fetch()
+            km.fetch(version)
         except km.KafkaError as e:
             raise HarnessError(f"cannot fetch Apache Kafka (python3 {KAFKA_PY} fetch): {e}")
         self.cluster = km.KafkaCluster(nodes=nodes, extra_config=extra_config,
-                                       die_with_parent=True)
+                                       die_with_parent=True, version=version, **cluster)
         self.nodes = nodes
         started = time.monotonic()
         try:
@@ -543,7 +561,7 @@ class RealKafka:
         started = time.monotonic()
         for i in self._down:
             node = self.cluster.node(i)
-            for port in (node.port, node.controller_port):
+            for port in node.ports:
                 if port_accepts(port):
                     raise HarnessError(f"port {port} of Kafka node {i} was taken meanwhile")
             # All at once: a KRaft quorum needs a majority of its voters up to serve.
@@ -1109,6 +1127,20 @@ def decode_json(value):
 
 def b64(data):
     return base64.b64encode(data).decode("ascii")
+
+
+def heap_current(port, timeout=10.0):
+    """mosquitto's own $SYS/broker/heap/current (bytes), the next time it is published
+    after a subscription (sys_interval 1 makes that within a second)."""
+    seen = []
+    c = Client(port, unique("heap"), V5, on_message=lambda cl, u, m: seen.append(int(m.payload)))
+    try:
+        c.subscribe("$SYS/broker/heap/current")
+        wait_for(lambda: len(seen) >= 2, timeout * SLOW, interval=0.05,
+                 what="two $SYS/broker/heap/current updates")
+        return seen[-1]
+    finally:
+        c.close()
 
 
 class SysCounters:

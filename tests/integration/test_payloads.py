@@ -147,20 +147,6 @@ def test_json_escaping_and_v5_properties(kafka, broker):
     assert p[ENV.QOS] == 2
 
 
-def _heap_current(port, timeout=10.0):
-    """mosquitto's own $SYS/broker/heap/current (bytes), the next time it is published."""
-    seen = []
-    c = harness.Client(port, harness.unique("heap"), V5,
-                       on_message=lambda cl, u, m: seen.append(int(m.payload)))
-    try:
-        c.subscribe("$SYS/broker/heap/current")
-        harness.wait_for(lambda: len(seen) >= 2, timeout * harness.SLOW, interval=0.05,
-                         what="two $SYS/broker/heap/current updates")
-        return seen[-1]
-    finally:
-        c.close()
-
-
 def test_heap_figure_with_v5_properties(kafka, start_broker):
     """The copies the plugin's property readers make are given back with the allocator
     that made them: on mosquitto 2.0.21 they come from libmosquitto, not the broker, and
@@ -175,7 +161,7 @@ def test_heap_figure_with_v5_properties(kafka, start_broker):
         ("route_heap", f"heap/# -> {topic}"),
         ("stats_interval", "0"),
     ], name="mosquitto-heap", extra=["sys_interval 1"])
-    before = _heap_current(broker.port)
+    before = harness.heap_current(broker.port)
     n = 3000
     props = harness.v5_properties(user=[("site", "lab-" + "x" * 40), ("k", "v1"), ("k", "v2"),
                                         ("unit", "dBm")],
@@ -186,7 +172,7 @@ def test_heap_figure_with_v5_properties(kafka, start_broker):
     harness.wait_published(infos, 60)
     c.close()
     recs = harness.read_topic(kafka.bootstrap, topic, n, timeout=60)
-    after = _heap_current(broker.port)
+    after = harness.heap_current(broker.port)
     # What the readers copied: 6 allocations per message, some 400 bytes of strings.
     copied = n * 6 * 32
     print(f"{n} sent, {len(recs)} in Kafka; $SYS/broker/heap/current {before} -> {after} "

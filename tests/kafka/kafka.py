@@ -29,9 +29,11 @@ Rules kept here (the same as tests/integration/harness.py):
 - nothing reaches the network except `fetch`, and only while the cache is not complete.
 
 Environment:
-  MQK_KAFKA_VERSION   Kafka release (default DEFAULT_VERSION; the pom supports 3.x releases)
-  MQK_KAFKA_CACHE     where the jars live (default ${XDG_CACHE_HOME:-~/.cache}/mosquitto-kafka/
-                      kafka-<version>); lib/ holds the jars, m2/ Maven's own repository
+  MQK_KAFKA_VERSION   Kafka release (default DEFAULT_VERSION; 3.x and 4.x releases: 4.x logs
+                      through log4j2, 3.x through reload4j, each fetched by its pom profile)
+  MQK_KAFKA_CACHE     the cache, one directory per release in it (default
+                      ${XDG_CACHE_HOME:-~/.cache}/mosquitto-kafka): kafka-<version>/lib holds the
+                      jars, kafka-<version>/m2 Maven's own repository
   MQK_KAFKA_HEAP      heap per node (default 384m; -Xms = -Xmx)
   MQK_KAFKA_JVM_OPTS  extra JVM options per node, appended (e.g. "-XX:+UseG1GC")
   MQK_KAFKA_FETCH_TIMEOUT  seconds the first download may take (default 900)
@@ -53,7 +55,7 @@ import uuid
 import base64
 import zipfile
 
-DEFAULT_VERSION = "3.9.2"  # keep in step with <kafka.version> in pom.xml
+DEFAULT_VERSION = "4.4.0"  # keep in step with <kafka.version> in pom.xml
 HERE = os.path.dirname(os.path.abspath(__file__))
 POM = os.path.join(HERE, "pom.xml")
 KCAT = shutil.which("kcat") or "/usr/bin/kcat"
@@ -82,12 +84,27 @@ def kafka_version():
     return os.environ.get("MQK_KAFKA_VERSION") or DEFAULT_VERSION
 
 
+def major(version):
+    """The major number of a Kafka release ("4.4.0" -> 4)."""
+    m = re.match(r"(\d+)\.", version or "")
+    if not m:
+        raise KafkaError(f"MQK_KAFKA_VERSION={version!r} is not a Kafka release such as 4.4.0")
+    return int(m.group(1))
+
+
+def logging_backend(version):
+    """"log4j2" for Kafka 4.x and later, "reload4j" (the log4j 1.2 API) before: the pom's
+    profile, and which configuration file the JVMs are given."""
+    return "log4j2" if major(version) >= 4 else "reload4j"
+
+
 def cache_dir(version=None):
     version = version or kafka_version()
-    if os.environ.get("MQK_KAFKA_CACHE"):
-        return os.path.abspath(os.environ["MQK_KAFKA_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "mosquitto-kafka", f"kafka-{version}")
+    base = os.environ.get("MQK_KAFKA_CACHE")
+    if not base:
+        base = os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                            os.path.join(os.path.expanduser("~"), ".cache"), "mosquitto-kafka")
+    return os.path.join(os.path.abspath(base), f"kafka-{version}")
 
 
 def lib_dir(version=None):
@@ -98,6 +115,14 @@ def _required_jars(version):
     return [f"kafka_2.13-{version}.jar", f"kafka-server-{version}.jar",
             f"kafka-raft-{version}.jar", f"kafka-metadata-{version}.jar",
             f"kafka-clients-{version}.jar", f"kafka-tools-{version}.jar"]
+
+
+def _has_logging_jars(lib, version):
+    """The slf4j binding of the version's backend is there (else the broker logs nowhere)."""
+    names = os.listdir(lib)
+    want = ("log4j-slf4j2-impl-", "log4j-core-") if logging_backend(version) == "log4j2" else \
+        ("slf4j-reload4j-", "reload4j-")
+    return all(any(n.startswith(w) for n in names) for w in want)
 
 
 def _complete_marker(version):
@@ -116,7 +141,8 @@ def is_fetched(version=None):
         return False
     if info.get("version") != version:
         return False
-    return all(os.path.isfile(os.path.join(lib_dir(version), j)) for j in _required_jars(version))
+    return all(os.path.isfile(os.path.join(lib_dir(version), j))
+               for j in _required_jars(version)) and _has_logging_jars(lib_dir(version), version)
 
 
 def _dir_bytes(path):
@@ -162,6 +188,7 @@ def fetch(version=None, timeout=None):
         m2 = os.path.join(cache, "m2")
         m2_before = _dir_bytes(m2)
         cmd = [MVN, "-B", "-q", "-f", POM, f"-Dkafka.version={version}",
+               f"-Dmqk.logging={logging_backend(version)}",
                f"-Dmqk.lib.dir={tmp}", f"-Dmqk.build.dir={os.path.join(cache, 'target')}",
                f"-Dmaven.repo.local={m2}", "dependency:copy-dependencies"]
         # lib/ lost but m2/ still there: try offline first (-o), so no network is touched.
@@ -191,10 +218,12 @@ def fetch(version=None, timeout=None):
             raise KafkaError(f"mvn failed ({rc}) fetching Kafka {version}: "
                              f"{_tail(out_path, 30)}")
         missing = [j for j in _required_jars(version) if not os.path.isfile(os.path.join(tmp, j))]
-        if missing:
-            raise KafkaError(f"fetch of Kafka {version} lacks {missing} in {tmp}")
+        if missing or not _has_logging_jars(tmp, version):
+            raise KafkaError(f"fetch of Kafka {version} lacks {missing or 'its logging jars'} "
+                             f"in {tmp}")
         jars = sorted(j for j in os.listdir(tmp) if j.endswith(".jar"))
-        info = {"version": version, "seconds": round(seconds, 1), "jars": len(jars),
+        info = {"version": version, "logging": logging_backend(version),
+                "seconds": round(seconds, 1), "jars": len(jars),
                 "lib_bytes": _dir_bytes(tmp), "downloaded_bytes": _dir_bytes(m2) - m2_before,
                 "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         with open(os.path.join(tmp, ".complete"), "w") as f:
@@ -238,6 +267,27 @@ def find_main_class(lib, candidates):
 
 
 # --------------------------------------------------------------------------- helpers
+
+_tls_module = None
+
+
+def tls_module():
+    """tests/kafka/tls.py (python3-cryptography), imported by path and only when a cluster
+    wants TLS: the rest of this module needs the standard library only."""
+    global _tls_module
+    if _tls_module is None:
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("mqk_kafka_tls",
+                                                      os.path.join(HERE, "tls.py"))
+        mod = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(mod)
+        except ImportError as e:
+            raise KafkaError(f"TLS listeners need python3-cryptography "
+                             f"(apt-get install python3-cryptography): {e}")
+        sys.modules[spec.name] = mod
+        _tls_module = mod
+    return _tls_module
 
 def _tail(path, lines=20):
     try:
@@ -342,6 +392,7 @@ def partition_info(md, topic, partition):
 
 # --------------------------------------------------------------------------- the cluster
 
+# Kafka 3.x (reload4j): the node's log4j.properties and the tools' one.
 LOG4J = """\
 log4j.rootLogger=INFO, file
 log4j.appender.file=org.apache.log4j.FileAppender
@@ -363,20 +414,119 @@ log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
 log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
 """
 
+# Kafka 4.x (log4j2): the same, as log4j2.xml (log4j-core reads XML without more jars).
+LOG4J2 = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="warn">
+  <Appenders>
+    <File name="file" fileName="{log}" append="true">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+    </File>
+  </Appenders>
+  <Loggers>
+    <Root level="info"><AppenderRef ref="file"/></Root>
+    <Logger name="kafka.request.logger" level="warn"/>
+    <Logger name="kafka.network.RequestChannel$" level="warn"/>
+    <Logger name="org.apache.kafka.clients.NetworkClient" level="warn"/>
+    <Logger name="state.change.logger" level="info"/>
+  </Loggers>
+</Configuration>
+"""
 
-def broker_config(n, node_id, port, cport, voters, data_dir, extra=None):
-    """server.properties of one combined broker+controller node."""
+TOOL_LOG4J2 = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="warn">
+  <Appenders>
+    <Console name="stderr" target="SYSTEM_ERR">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+    </Console>
+  </Appenders>
+  <Loggers>
+    <Root level="warn"><AppenderRef ref="stderr"/></Root>
+  </Loggers>
+</Configuration>
+"""
+
+
+def log_config(version, path_stem, text3, text4):
+    """Writes the logging configuration for version's backend at path_stem + its extension;
+    returns the JVM option that names it."""
+    if logging_backend(version) == "log4j2":
+        path = path_stem + "log4j2.xml"
+        text, opt = text4, f"-Dlog4j2.configurationFile={path_stem}log4j2.xml"
+    else:
+        path = path_stem + "log4j.properties"
+        text, opt = text3, f"-Dlog4j.configuration=file:{path_stem}log4j.properties"
+    if text is not None:
+        with open(path, "w") as f:
+            f.write(text)
+    return opt
+
+
+# The extra client listeners a cluster can have besides PLAINTEXT (which the tests keep for
+# their own admin and checks, and the brokers for replication) and CONTROLLER: the listener
+# name -> its security protocol. MTLS is an SSL listener that requires a client certificate.
+LISTENER_KINDS = {"SSL": "SSL", "SASL_SSL": "SASL_SSL", "SASL_PLAINTEXT": "SASL_PLAINTEXT",
+                  "MTLS": "SSL"}
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+# User names and passwords go into a JAAS line and StorageTool's --add-scram argument unquoted.
+_CREDENTIAL = re.compile(r"[A-Za-z0-9._@-]{1,64}$")
+
+
+def security_config(listeners, tls=None, plain_users=None):
+    """The server.properties lines of the extra listeners (names from LISTENER_KINDS): TLS from
+    tls (an object with broker_keystore, password and ca_cert, as tls.Pki has: a PKCS#12
+    keystore and a PEM truststore), SASL with PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 on each
+    SASL listener; PLAIN's users and passwords are in its JAAS line, SCRAM's are in the
+    metadata (KafkaCluster formats the storage with them)."""
+    props = {}
+    if any(LISTENER_KINDS[name] in ("SSL", "SASL_SSL") for name in listeners):
+        if tls is None:
+            raise KafkaError(f"listeners {list(listeners)} need a PKI (tls=)")
+        props.update({
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": tls.broker_keystore,
+            "ssl.keystore.password": tls.password,
+            "ssl.key.password": tls.password,
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": tls.ca_cert,
+        })
+    if "MTLS" in listeners:
+        props["listener.name.mtls.ssl.client.auth"] = "required"
+    jaas_users = "".join(f' user_{u}="{pw}"' for u, pw in sorted((plain_users or {}).items()))
+    for name in listeners:
+        if not LISTENER_KINDS[name].startswith("SASL_"):
+            continue
+        prefix = f"listener.name.{name.lower()}."
+        props[prefix + "sasl.enabled.mechanisms"] = ",".join(SASL_MECHANISMS)
+        props[prefix + "plain.sasl.jaas.config"] = \
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required{jaas_users};"
+        for mech in SCRAM_MECHANISMS:
+            props[prefix + f"{mech.lower()}.sasl.jaas.config"] = \
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    return props
+
+
+def broker_config(n, node_id, port, cport, voters, data_dir, extra=None, listener_ports=None,
+                  security=None):
+    """server.properties of one combined broker+controller node. listener_ports: the extra
+    listeners' names -> ports; security: their settings (security_config)."""
     rf = 3 if n >= 3 else 1
     isr = 2 if n >= 3 else 1
+    extra_listeners = "".join(f",{name}://127.0.0.1:{p}"
+                              for name, p in (listener_ports or {}).items())
     props = {
         "process.roles": "broker,controller",
         "node.id": node_id,
         "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}"
+                     f"{extra_listeners}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}{extra_listeners}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT" +
+        "".join(f",{name}:{LISTENER_KINDS[name]}" for name in (listener_ports or {})),
         "log.dirs": data_dir,
         # Topics: only what the tests create, durable settings for 3 nodes.
         "auto.create.topics.enable": "false",
@@ -408,6 +558,7 @@ def broker_config(n, node_id, port, cport, voters, data_dir, extra=None):
         "log.segment.bytes": 64 * 1024 * 1024,
         "delete.topic.enable": "true",
     }
+    props.update(security or {})
     props.update(extra or {})
     return "".join(f"{k}={v}\n" for k, v in props.items())
 
@@ -433,13 +584,18 @@ TOOL_JVM_OPTS = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
 
 
 class Node:
-    def __init__(self, node_id, port, controller_port, directory, pid=None):
+    def __init__(self, node_id, port, controller_port, directory, pid=None, listener_ports=None):
         self.id = node_id
         self.port = port
         self.controller_port = controller_port
+        self.listener_ports = dict(listener_ports or {})  # extra listener name -> port
         self.dir = directory
         self.pid = pid
         self.proc = None  # Popen, when this process started the node
+
+    @property
+    def ports(self):
+        return [self.port, self.controller_port, *self.listener_ports.values()]
 
     @property
     def config(self):
@@ -459,7 +615,7 @@ class Node:
 
     def to_json(self):
         return {"id": self.id, "port": self.port, "controller_port": self.controller_port,
-                "dir": self.dir, "pid": self.pid}
+                "listener_ports": self.listener_ports, "dir": self.dir, "pid": self.pid}
 
     def is_ours(self, pid=None):
         """True when pid (default: the recorded one) is this node's JVM, not a reused pid."""
@@ -489,12 +645,32 @@ class KafkaCluster:
     """An N-node KRaft cluster (combined broker+controller) under workdir.
 
     KafkaCluster(workdir, nodes=3).start() formats fresh storage and starts the nodes;
-    KafkaCluster.load(workdir) attaches to one a `start` command left running."""
+    KafkaCluster.load(workdir) attaches to one a `start` command left running.
+
+    Besides PLAINTEXT and CONTROLLER, each node can have extra client listeners, each on its
+    own port: listeners=["SSL", "SASL_SSL", "SASL_PLAINTEXT", "MTLS"] (any of them, see
+    LISTENER_KINDS). TLS listeners use tls (a tls.Pki; default: one made in workdir/pki).
+    SASL listeners accept PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512: sasl_users (name ->
+    password) get all three, plain_users only PLAIN, scram_users only the two SCRAMs (their
+    credentials are written into the metadata when the storage is formatted)."""
 
     def __init__(self, workdir=None, nodes=1, version=None, jvm_opts=None, extra_config=None,
-                 die_with_parent=False):
+                 die_with_parent=False, listeners=(), tls=None, sasl_users=None,
+                 plain_users=None, scram_users=None):
         if nodes < 1:
             raise KafkaError("nodes must be >= 1")
+        unknown = [name for name in listeners if name not in LISTENER_KINDS]
+        if unknown or len(set(listeners)) != len(listeners):
+            raise KafkaError(f"listeners {list(listeners)}: each at most once, of "
+                             f"{list(LISTENER_KINDS)}")
+        self.listeners = list(listeners)
+        self.plain_users = {**(sasl_users or {}), **(plain_users or {})}
+        self.scram_users = {**(sasl_users or {}), **(scram_users or {})}
+        for user, password in [*self.plain_users.items(), *self.scram_users.items()]:
+            if not (_CREDENTIAL.match(user) and _CREDENTIAL.match(password)):
+                raise KafkaError(f"SASL user {user!r}: names and passwords are 1..64 of "
+                                 f"[A-Za-z0-9._@-]")
+        self.tls = tls
         self.version = version or kafka_version()
         self.n = nodes
         self.own_workdir = workdir is None
@@ -529,9 +705,34 @@ class KafkaCluster:
                 return n
         raise KafkaError(f"no node {node_id} (nodes: {[n.id for n in self.nodes]})")
 
+    def listener_bootstrap(self, name="PLAINTEXT"):
+        """The bootstrap servers of one listener ("PLAINTEXT" or one of self.listeners)."""
+        if name == "PLAINTEXT":
+            return self.bootstrap
+        if name not in self.listeners:
+            raise KafkaError(f"no listener {name} (this cluster has PLAINTEXT"
+                             f"{''.join(', ' + x for x in self.listeners)})")
+        return ",".join(f"127.0.0.1:{n.listener_ports[name]}" for n in self.nodes)
+
+    def client_config(self, name, mechanism=None, user=None, password=None, client="client",
+                      ca=None):
+        """librdkafka properties to reach listener name: bootstrap.servers,
+        security.protocol; for TLS ssl.ca.location (ca "other": the PKI's second CA); on
+        MTLS the certificate of client ("client", "expired", "other-client", None: none); on
+        SASL listeners sasl.mechanisms (default PLAIN), sasl.username and sasl.password."""
+        props = {"bootstrap.servers": self.listener_bootstrap(name),
+                 "security.protocol": LISTENER_KINDS.get(name, "PLAINTEXT")}
+        if props["security.protocol"] in ("SSL", "SASL_SSL"):
+            props.update(self.tls.rdkafka(client if name == "MTLS" else None, ca))
+        if props["security.protocol"].startswith("SASL_"):
+            props.update({"sasl.mechanisms": mechanism or "PLAIN", "sasl.username": user or "",
+                          "sasl.password": password or ""})
+        return props
+
     def _save(self):
         state = {"version": self.version, "nodes_count": self.n, "cluster_id": self.cluster_id,
                  "bootstrap": self.bootstrap, "jvm_opts": self.jvm_opts,
+                 "listeners": {name: self.listener_bootstrap(name) for name in self.listeners},
                  "nodes": [n.to_json() for n in self.nodes]}
         tmp = os.path.join(self.workdir, STATE + ".tmp")
         with open(tmp, "w") as f:
@@ -553,22 +754,23 @@ class KafkaCluster:
                 jvm_opts=state["jvm_opts"])
         c.own_workdir = False
         c.cluster_id = state["cluster_id"]
-        c.nodes = [Node(d["id"], d["port"], d["controller_port"], d["dir"], d.get("pid"))
-                   for d in state["nodes"]]
+        c.nodes = [Node(d["id"], d["port"], d["controller_port"], d["dir"], d.get("pid"),
+                        d.get("listener_ports")) for d in state["nodes"]]
+        c.listeners = list(state.get("listeners", {}))
         return c
 
     # ----- set up
 
-    def _java(self, main, args, jvm_opts, log4j):
-        return [JAVA, *jvm_opts, f"-Dlog4j.configuration=file:{log4j}", "-cp", self.classpath,
-                main, *args]
+    def _java(self, main, args, jvm_opts, log_opt):
+        return [JAVA, *jvm_opts, log_opt, "-cp", self.classpath, main, *args]
 
     def _tool_log4j(self):
-        path = os.path.join(self.workdir, "tools-log4j.properties")
-        if not os.path.exists(path):
-            with open(path, "w") as f:
-                f.write(TOOL_LOG4J)
-        return path
+        """The JVM option naming the tools' logging configuration (written once)."""
+        stem = os.path.join(self.workdir, "tools-")
+        exists = os.path.exists(stem + ("log4j2.xml" if logging_backend(self.version) == "log4j2"
+                                        else "log4j.properties"))
+        return log_config(self.version, stem, None if exists else TOOL_LOG4J,
+                          None if exists else TOOL_LOG4J2)
 
     def run_tool(self, main, args, timeout=TOOL_TIMEOUT, check=True):
         """Runs one of Kafka's command-line classes; returns CompletedProcess."""
@@ -590,25 +792,35 @@ class KafkaCluster:
         if os.path.exists(os.path.join(self.workdir, STATE)):
             raise KafkaError(f"{self.workdir} already holds a cluster: stop it with --remove, "
                              f"or use an empty directory")
-        ports = free_ports(2 * self.n)
+        per_node = 2 + len(self.listeners)
+        ports = free_ports(per_node * self.n)
         self.nodes = []
         for i in range(self.n):
             d = os.path.join(self.workdir, f"node{i + 1}")
             os.makedirs(d, exist_ok=True)
-            self.nodes.append(Node(i + 1, ports[2 * i], ports[2 * i + 1], d))
+            mine = ports[per_node * i:per_node * (i + 1)]
+            self.nodes.append(Node(i + 1, mine[0], mine[1], d,
+                                   listener_ports=dict(zip(self.listeners, mine[2:]))))
         voters = ",".join(f"{n.id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+        if self.tls is None and any(LISTENER_KINDS[x] in ("SSL", "SASL_SSL")
+                                    for x in self.listeners):
+            self.tls = tls_module().Pki(os.path.join(self.workdir, "pki"))
+        security = security_config(self.listeners, self.tls, self.plain_users)
         for node in self.nodes:
             with open(node.config, "w") as f:
                 f.write(broker_config(self.n, node.id, node.port, node.controller_port, voters,
-                                      os.path.join(node.dir, "data"), self.extra_config))
-            with open(os.path.join(node.dir, "log4j.properties"), "w") as f:
-                f.write(LOG4J.format(log=node.log))
+                                      os.path.join(node.dir, "data"), self.extra_config,
+                                      node.listener_ports, security))
+            log_config(self.version, os.path.join(node.dir, ""), LOG4J.format(log=node.log),
+                       LOG4J2.replace("{log}", node.log))
         self.cluster_id = random_cluster_id()
         started = time.monotonic()
         procs = []
         for node in self.nodes:
+            scram = [a for user, pw in sorted(self.scram_users.items()) for m in SCRAM_MECHANISMS
+                     for a in ("--add-scram", f"{m}=[name={user},password={pw}]")]
             cmd = self._java("kafka.tools.StorageTool",
-                             ["format", "-t", self.cluster_id, "-c", node.config],
+                             ["format", "-t", self.cluster_id, "-c", node.config, *scram],
                              TOOL_JVM_OPTS, self._tool_log4j())
             out = open(os.path.join(node.dir, "format.log"), "w")
             procs.append((node, out, subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
@@ -633,8 +845,8 @@ class KafkaCluster:
         return self
 
     def _launch(self, node):
-        cmd = [JAVA, *self.jvm_opts, f"-Dlog4j.configuration=file:"
-               f"{os.path.join(node.dir, 'log4j.properties')}",
+        cmd = [JAVA, *self.jvm_opts, log_config(self.version, os.path.join(node.dir, ""), None,
+                                                None),
                f"-Dkafka.logs.dir={node.dir}", "-cp", self.classpath, "kafka.Kafka", node.config]
         if self.die_with_parent:
             # The JVM gets SIGKILL when the thread that started it exits (a test run that dies
@@ -869,7 +1081,7 @@ class KafkaCluster:
         node = self.node(node_id)
         if node.alive():
             raise KafkaError(f"node {node_id} is still running (pid {node.pid})")
-        for port in (node.port, node.controller_port):
+        for port in node.ports:
             if port_accepts(port):
                 raise KafkaError(f"port {port} of node {node_id} was taken meanwhile")
         started = time.monotonic()

@@ -119,6 +119,23 @@ int mosquitto_broker_publish_copy(const char *clientid, const char *topic, int p
 	return MOSQ_ERR_SUCCESS;
 }
 
+/* Takes payload (the broker's, mosquitto_malloc'd) on success. */
+int mosquitto_broker_publish(const char *clientid, const char *topic, int payloadlen,
+			     void *payload, int qos, bool retain, mosquitto_property *properties)
+{
+	int rc = mosquitto_broker_publish_copy(clientid, topic, payloadlen, payload, qos, retain,
+					       properties);
+	if (rc == MOSQ_ERR_SUCCESS) {
+		free(payload);
+	}
+	return rc;
+}
+
+void *mosquitto_malloc(size_t size)
+{
+	return malloc(size);
+}
+
 /* libmosquitto's property readers allocate with malloc: the broker's free is free(). */
 void mosquitto_free(void *mem)
 {

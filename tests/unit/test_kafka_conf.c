@@ -305,6 +305,13 @@ static void test_errors_explained(void **state)
 				    &check);
 	assert_string_equal(cause, "Kafka TLS: the broker's certificate could not be verified");
 	assert_non_null(strstr(check, "ssl.ca.location"));
+	/* Kafka 4.4 and librdkafka 2.0.2, an expired client certificate (TLS 1.3). */
+	cause = kafka_conf__explain(RD_KAFKA_RESP_ERR__TRANSPORT,
+				    "ssl://127.0.0.1:60209/bootstrap: Receive failed: "
+				    "error:0A000416:SSL routines::sslv3 alert certificate unknown: "
+				    "SSL alert number 46 (after 8ms in state APIVERSION_QUERY)",
+				    &check);
+	assert_string_equal(cause, "Kafka TLS: the broker refused this client's certificate");
 	cause = kafka_conf__explain(RD_KAFKA_RESP_ERR__SSL,
 				    "ssl://127.0.0.1:9094/bootstrap: SSL handshake failed: "
 				    "ssl/record/rec_layer_s3.c:1584: error:0A000415:SSL "
@@ -312,8 +319,15 @@ static void test_errors_explained(void **state)
 				    &check);
 	assert_string_equal(cause, "Kafka TLS: the broker refused this client's certificate");
 	assert_non_null(strstr(check, "ssl.certificate.location"));
-	assert_null(kafka_conf__explain(RD_KAFKA_RESP_ERR__TRANSPORT, "Connection refused",
+	assert_null(kafka_conf__explain(RD_KAFKA_RESP_ERR__TRANSPORT,
+					"127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: "
+					"Connection refused (after 0ms in state CONNECT)",
 					&check));
+	assert_string_equal(kafka_conf__explain(RD_KAFKA_RESP_ERR__SSL,
+						"ssl://k:9093/bootstrap: SSL handshake failed: "
+						"wrong version number",
+						&check),
+			    "Kafka TLS handshake failed");
 	assert_null(kafka_conf__explain(RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN, "1/1 brokers are down",
 					&check));
 }
