@@ -198,7 +198,11 @@ build_locked() {
     is_current "$codename" && return 0
     new=$dir/root.new
     say "building the Debian $codename root in $dir/root (log: $dir/build.log)"
-    rm -rf --one-file-system "$dir/root" "$new" "$dir/stamp"
+    t0=$SECONDS
+    if [ -e "$dir/root" ] || [ -e "$new" ]; then
+        rm -rf --one-file-system "$dir/root" "$new" "$dir/stamp"
+        say "removed the stale root in $((SECONDS - t0)) s"
+    fi
     mkdir -p "$dir"
     : >"$dir/build.log"
     t0=$SECONDS
