@@ -110,10 +110,11 @@ def test_lintian(deb):
     (a comment above it, which lintian shows as N: lines with the override)."""
     argv = ["lintian", "--display-info", "--pedantic", "--show-overrides", deb]
     if os.geteuid() == 0:
-        # lintian advises against running as root; the .deb is in a world-readable directory.
+        # lintian advises against running as root; the .deb is in a world-readable directory
+        # (and the working directory, a clone under mktemp -d, may not be: run it in /).
         argv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                 "env", "HOME=/nonexistent"] + argv
-    p = run(argv, check=False)
+    p = run(argv, check=False, cwd="/")
     version = run(["lintian", "--version"]).stdout.strip()
     print(f"{version}:\n{p.stdout}{p.stderr}")
     # Exit 2 also means "overridden tags shown" with --show-overrides: judge the lines.
