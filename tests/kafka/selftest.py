@@ -250,7 +250,8 @@ def listeners(workdir):
                       f"{got} of 10 read back" + (f"; {error}" if error else ""))
         for what, props, want in (
                 ("SASL_SSL PLAIN, wrong password",
-                 c.client_config("SASL_SSL", "PLAIN", user, "wrong"), "Invalid username or password"),
+                 c.client_config("SASL_SSL", "PLAIN", user, "wrong"),
+                 "Invalid username or password"),
                 ("SASL_SSL PLAIN, unknown user",
                  c.client_config("SASL_SSL", "PLAIN", "nobody", password),
                  "Invalid username or password"),

@@ -22,9 +22,10 @@ made at once by Pki(directory), in about 0.1 s; nothing is read from or written 
     pki.rdkafka(client="client")  librdkafka's ssl.* properties trusting the CA and, unless
                            client=None, presenting that client's certificate
 
-Keys are ECDSA P-256 (RSA 2048 took 2 s for the six keys), unencrypted PKCS#8 PEM (librdkafka reads them without a password). Every file
-is written with mode 0600 in the given directory, which is created if missing. Certificates are
-valid from an hour ago (clock skew) for 30 days, except the expired one.
+Keys are ECDSA P-256 (RSA 2048 took 2 s for the six keys), unencrypted PKCS#8 PEM (librdkafka
+reads them without a password). Every file is written with mode 0600 in the given directory,
+which is created if missing. Certificates are valid from an hour ago (clock skew) for 30 days,
+except the expired one.
 
 As a command, `python3 tests/kafka/tls.py DIR` makes a PKI in DIR and prints its file names.
 """
