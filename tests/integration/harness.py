@@ -451,24 +451,20 @@ class RealKafka:
     AdminClient: one request for many topics, no JVM started). Three nodes: topics get
     replication factor 3 and min.insync.replicas 2. The JVMs die with the process that
     started them (setpriv --pdeathsig), so start it from the main thread.
-
-    cluster_options go to KafkaCluster: listeners=["SSL", "SASL_SSL", "SASL_PLAINTEXT",
-    "MTLS"], sasl_users={name: password}, tls=... (tests/kafka/README.md, "TLS and SASL
-    listeners"); then self.cluster.listener_bootstrap(name) and .client_config(name, ...)
-    give what a client needs. .bootstrap stays the PLAINTEXT listener, which this class
-    uses for its own topics and checks.
     """
 
     kind = "real"
 
-    def __init__(self, nodes=1, extra_config=None, timeout=120.0, **cluster_options):
+    def __init__(self, nodes=1, extra_config=None, timeout=120.0, version=None, **cluster):
+        """cluster: more KafkaCluster arguments (listeners, tls, sasl_users, ...): a
+        cluster with TLS and SASL listeners besides the PLAINTEXT one the tests use."""
         km = kafka_module()
         try:
-            km.fetch()
+            km.fetch(version)
         except km.KafkaError as e:
             raise HarnessError(f"cannot fetch Apache Kafka (python3 {KAFKA_PY} fetch): {e}")
         self.cluster = km.KafkaCluster(nodes=nodes, extra_config=extra_config,
-                                       die_with_parent=True, **cluster_options)
+                                       die_with_parent=True, version=version, **cluster)
         self.nodes = nodes
         started = time.monotonic()
         try:
