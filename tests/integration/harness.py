@@ -575,7 +575,7 @@ class RealKafka:
         if not os.path.isdir(self.cluster.workdir):
             return out
         for n in self.cluster.nodes:
-            out.append((f"Kafka node {n.id} (pid {n.pid}) log: {n.log}",
+            out.append((f"Kafka {self.cluster.version} node {n.id} (pid {n.pid}) log: {n.log}",
                         kafka_module()._tail(n.log, lines)))
         return out
 
