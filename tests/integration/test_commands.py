@@ -157,8 +157,13 @@ class Commands:
 def command_broker(start_broker, kafka, topic, options=(), extra=(), broker_id=None,
                    name="mosquitto", wait_consuming=True, **kw):
     """A mosquitto whose plugin consumes command topic (stats every second). Waits until its
-    consumer has its partitions: a new group starts at the end of the topic."""
+    consumer has its partitions. Its new group starts at the beginning of the topic (each
+    test's topic is its own): at the default end ("latest") the consumer logs its
+    partitions before librdkafka has looked the end up, and a command produced in between
+    would be passed over (seen under load)."""
     broker_id = broker_id or harness.unique("cb")
+    if not any(k == "commands_kafka.auto.offset.reset" for k, _ in options):
+        options = [*options, ("commands_kafka.auto.offset.reset", "earliest")]
     b = start_broker([("bootstrap_servers", kafka.bootstrap), ("broker_id", broker_id),
                       ("commands_topic", topic), ("stats_interval", "1"), *options],
                      extra=["set_tcp_nodelay true", *extra], name=name, **kw)
