@@ -199,16 +199,27 @@ static bool connack_accepts(const unsigned char *p, const unsigned char *end, in
 			*keepalive = p[0] << 8 | p[1];
 			skip = 2;
 			break;
-		case 0x21: case 0x22: /* Receive Maximum, Topic Alias Maximum */
+		case 0x21:
+		case 0x22: /* Receive Maximum, Topic Alias Maximum */
 			skip = 2;
 			break;
-		case 0x24: case 0x25: case 0x28: case 0x29: case 0x2A: /* one-byte flags */
+		case 0x24:
+		case 0x25:
+		case 0x28:
+		case 0x29:
+		case 0x2A: /* one-byte flags */
 			skip = 1;
 			break;
-		case 0x11: case 0x27: /* Session Expiry Interval, Maximum Packet Size */
+		case 0x11:
+		case 0x27: /* Session Expiry Interval, Maximum Packet Size */
 			skip = 4;
 			break;
-		case 0x12: case 0x15: case 0x16: case 0x1A: case 0x1C: case 0x1F: /* strings */
+		case 0x12:
+		case 0x15:
+		case 0x16:
+		case 0x1A:
+		case 0x1C:
+		case 0x1F: /* strings */
 			skip = end - p < 2 ? SIZE_MAX : 2 + (size_t)(p[0] << 8 | p[1]);
 			break;
 		case 0x26: /* User Property: two strings */
