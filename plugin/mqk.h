@@ -903,7 +903,8 @@ struct mqk_wake {
 	int64_t next_try_ms;    /* (re)connect not before */
 	bool warned;            /* "cannot connect" logged */
 	int64_t quiet_until_ms; /* no such warning before */
-	int keepalive_s;        /* mosquitto's Server Keep Alive; 0: none asked */
+	int keepalive_s;        /* the connection's keepalive; 0: none */
+	int max_keepalive_s;    /* mosquitto's Server Keep Alive (max_keepalive); 0: none */
 	int64_t last_send_ms;   /* the last PINGREQ (or the CONNECT) */
 	/* Random, made once: only the plugin's BASIC_AUTH accepts them (read by any thread). */
 	char client_id[40];
