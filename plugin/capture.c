@@ -13,7 +13,6 @@
  *     id (1 byte) | name length (4) | value length (4) | name | value
  * in the order the client sent them; properties without a name have length 0.
  */
-#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,35 +60,10 @@ static int append_prop(struct mqk_bytes *out, int id, const void *name, uint32_t
 	       append(out, value, value_len);
 }
 
-/*
- * The property readers copy what they read, with the allocator of whoever defines them.
- * mosquitto 2.0.11 exports every function of the broker, the readers included: their
- * copies are the broker's, and mosquitto_free keeps $SYS/broker/heap right. Later 2.0
- * releases (2.0.21, Debian 13) export only the plugin functions, without the readers:
- * the loader then takes them from libmosquitto, which the plugin links, and their copies
- * are plain malloc (the broker's mosquitto_free would count them off a heap figure they
- * were never counted in). Asked once; mosquitto's thread.
- */
-static void (*copy_free)(void *);
-
-static void (*readers_free(void))(void *)
-{
-	Dl_info where;
-
-	if (dladdr((void *)mosquitto_property_read_string, &where) && where.dli_fname &&
-	    strstr(where.dli_fname, "libmosquitto") != NULL) {
-		return free;
-	}
-	return mosquitto_free;
-}
-
 int capture__props(const void *mosquitto_props, struct mqk_bytes *out)
 {
 	int rc = 0;
 
-	if (copy_free == NULL) {
-		copy_free = readers_free();
-	}
 	out->len = 0;
 	for (const mosquitto_property *p = mosquitto_props; p && rc == 0;
 	     p = mosquitto_property_next(p)) {
@@ -99,7 +73,12 @@ int capture__props(const void *mosquitto_props, struct mqk_bytes *out)
 		uint16_t len = 0;
 		uint8_t byte;
 
-		/* The readers allocate copies: given back below (copy_free). */
+		/*
+		 * The readers copy with plain calloc, in the broker (2.0.11 exports them) as in
+		 * libmosquitto (2.0.21 does not): the copies are free()'d, as mosquitto.h says.
+		 * mosquitto_free would count them off $SYS/broker/heap/current, where they were
+		 * never counted.
+		 */
 		if (id == MQTT_PROP_USER_PROPERTY &&
 		    mosquitto_property_read_string_pair(p, id, &name, &value, false)) {
 			rc = append_prop(out, id, name, (uint32_t)strlen(name), value,
@@ -114,9 +93,9 @@ int capture__props(const void *mosquitto_props, struct mqk_bytes *out)
 			   mosquitto_property_read_byte(p, id, &byte, false)) {
 			rc = append_prop(out, id, NULL, 0, &byte, 1);
 		}
-		copy_free(name);
-		copy_free(value);
-		copy_free(data);
+		free(name);
+		free(value);
+		free(data);
 	}
 	return rc;
 }

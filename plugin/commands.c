@@ -169,33 +169,32 @@ static rd_kafka_t *new_client(struct mqk_commands *c, rd_kafka_type_t type, char
 	rd_kafka_t *rk;
 
 	snprintf(client_id, sizeof(client_id), "mosquitto_kafka-%s-commands", cfg->broker_id);
-	if (kafka_conf__set(conf, "plugin defaults", "client.id", client_id, errstr,
-			       errstr_size) ||
+	if (kafka_conf__set(conf, "plugin defaults", "client.id", client_id, errstr, errstr_size) ||
 	    kafka_conf__set(conf, "plugin_opt_bootstrap_servers", "bootstrap.servers",
-			       cfg->bootstrap_servers, errstr, errstr_size)) {
+			    cfg->bootstrap_servers, errstr, errstr_size)) {
 		goto error;
 	}
 	if (type == RD_KAFKA_CONSUMER) {
 		if (kafka_conf__set(conf, "plugin_opt_commands_group", "group.id", c->cc->group,
-				       errstr, errstr_size) ||
+				    errstr, errstr_size) ||
 		    kafka_conf__set(conf, "plugin defaults", "enable.auto.offset.store", "false",
-				       errstr, errstr_size) ||
-		    kafka_conf__set(conf, "plugin defaults", "auto.offset.reset", "latest",
-				       errstr, errstr_size) ||
+				    errstr, errstr_size) ||
+		    kafka_conf__set(conf, "plugin defaults", "auto.offset.reset", "latest", errstr,
+				    errstr_size) ||
 		    kafka_conf__set(conf, "plugin defaults", "auto.commit.interval.ms", "1000",
-				       errstr, errstr_size) ||
+				    errstr, errstr_size) ||
 		    kafka_conf__apply(conf, cfg, errstr, errstr_size) ||
 		    kafka_conf__apply_commands(conf, c->cc, errstr, errstr_size)) {
 			goto error;
 		}
 		rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
 	} else {
-		if (kafka_conf__set(conf, "plugin defaults", "enable.idempotence", "true",
-				       errstr, errstr_size) ||
+		if (kafka_conf__set(conf, "plugin defaults", "enable.idempotence", "true", errstr,
+				    errstr_size) ||
 		    kafka_conf__set(conf, "plugin defaults", "message.timeout.ms", "0", errstr,
-				       errstr_size) ||
+				    errstr_size) ||
 		    kafka_conf__set(conf, "plugin defaults", "linger.ms", "1", errstr,
-				       errstr_size) ||
+				    errstr_size) ||
 		    kafka_conf__apply(conf, cfg, errstr, errstr_size)) {
 			goto error;
 		}

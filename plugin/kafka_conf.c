@@ -62,15 +62,17 @@ bool kafka_conf__is_secret(const char *name)
 	       !strcmp(name, "ssl.key.pem") || !strcmp(name, "sasl.oauthbearer.config");
 }
 
-int kafka_conf__set(rd_kafka_conf_t *conf, const char *origin, const char *name,
-		    const char *value, char *errstr, size_t errstr_size)
+int kafka_conf__set(rd_kafka_conf_t *conf, const char *origin, const char *name, const char *value,
+		    char *errstr, size_t errstr_size)
 {
 	char why[512];
 
 	if (rd_kafka_conf_set(conf, name, value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
 		if (kafka_conf__is_secret(name) && *value && strstr(why, value) != NULL) {
-			snprintf(why, sizeof(why), "librdkafka refuses the value of %s (not shown: "
-				 "it is a secret)", name);
+			snprintf(why, sizeof(why),
+				 "librdkafka refuses the value of %s (not shown: "
+				 "it is a secret)",
+				 name);
 		}
 		snprintf(errstr, errstr_size, "%s: %s", origin, why);
 		return -1;
@@ -109,30 +111,30 @@ int kafka_conf__apply(rd_kafka_conf_t *conf, const struct mqk_config *cfg, char 
 	return 0;
 }
 
-int kafka_conf__apply_commands(rd_kafka_conf_t *conf, const struct mqk_cmd_config *cc,
-			       char *errstr, size_t errstr_size)
+int kafka_conf__apply_commands(rd_kafka_conf_t *conf, const struct mqk_cmd_config *cc, char *errstr,
+			       size_t errstr_size)
 {
 	return set_props(conf, NULL, "commands_kafka.", cc->kafka_props, cc->kafka_prop_count,
 			 errstr, errstr_size);
 }
 
 /* Adds name=value (line's) to the list; 0, or -1 with errstr. */
-static int add_prop(struct mqk_kafka_prop **list, int *count, const char *name,
-		    const char *value, int line, const char *where, char *errstr,
-		    size_t errstr_size)
+static int add_prop(struct mqk_kafka_prop **list, int *count, const char *name, const char *value,
+		    int line, const char *where, char *errstr, size_t errstr_size)
 {
 	struct mqk_kafka_prop *props;
 	const char *instead = kafka_conf__reserved(name);
 
 	if (instead != NULL) {
-		snprintf(errstr, errstr_size, "%s: '%s' is set by the plugin and cannot be changed%s",
-			 where, name, instead);
+		snprintf(errstr, errstr_size,
+			 "%s: '%s' is set by the plugin and cannot be changed%s", where, name,
+			 instead);
 		return -1;
 	}
 	for (int i = 0; i < *count; i++) {
 		if (!strcmp((*list)[i].name, name)) {
-			snprintf(errstr, errstr_size, "%s: %s given twice (line %d and line %d)", where,
-				 name, (*list)[i].line, line);
+			snprintf(errstr, errstr_size, "%s: %s given twice (line %d and line %d)",
+				 where, name, (*list)[i].line, line);
 			return -1;
 		}
 	}
@@ -166,8 +168,8 @@ static char *trim(char *s)
 	return s;
 }
 
-int kafka_conf__read_file(const char *path, struct mqk_kafka_prop **list, int *count,
-			  char *errstr, size_t errstr_size)
+int kafka_conf__read_file(const char *path, struct mqk_kafka_prop **list, int *count, char *errstr,
+			  size_t errstr_size)
 {
 	char where[4200];
 	struct stat st;
@@ -210,8 +212,8 @@ int kafka_conf__read_file(const char *path, struct mqk_kafka_prop **list, int *c
 
 		line++;
 		if (len > LINE_MAX_LEN && buf[len - 1] != '\n') {
-			snprintf(errstr, errstr_size, "%s line %d: longer than %d bytes", where, line,
-				 LINE_MAX_LEN);
+			snprintf(errstr, errstr_size, "%s line %d: longer than %d bytes", where,
+				 line, LINE_MAX_LEN);
 			goto done;
 		}
 		s = trim(buf);

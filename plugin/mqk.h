@@ -251,8 +251,8 @@ void options__free(struct mqk_config *cfg);
  * rd_kafka_conf_set, with librdkafka's refusal reported as "<origin>: <why>" in errstr
  * (a secret's value never shown). Returns 0 or -1. Any thread.
  */
-int kafka_conf__set(rd_kafka_conf_t *conf, const char *origin, const char *name,
-		    const char *value, char *errstr, size_t errstr_size);
+int kafka_conf__set(rd_kafka_conf_t *conf, const char *origin, const char *name, const char *value,
+		    char *errstr, size_t errstr_size);
 /*
  * Applies what the admin set for every Kafka client of the plugin: the config file's
  * properties, then the plugin_opt_kafka.* lines (later wins). 0, or -1 with errstr.
@@ -260,8 +260,8 @@ int kafka_conf__set(rd_kafka_conf_t *conf, const char *origin, const char *name,
 int kafka_conf__apply(rd_kafka_conf_t *conf, const struct mqk_config *cfg, char *errstr,
 		      size_t errstr_size);
 /* Applies commands_kafka.* (the commands consumer's own, after kafka_conf__apply). */
-int kafka_conf__apply_commands(rd_kafka_conf_t *conf, const struct mqk_cmd_config *cc,
-			       char *errstr, size_t errstr_size);
+int kafka_conf__apply_commands(rd_kafka_conf_t *conf, const struct mqk_cmd_config *cc, char *errstr,
+			       size_t errstr_size);
 /*
  * Reads plugin_opt_kafka_config_file: one <property>=<value> a line, white space around
  * both trimmed, blank lines and lines starting with # ignored (kcat -F's format). Refuses
@@ -269,8 +269,8 @@ int kafka_conf__apply_commands(rd_kafka_conf_t *conf, const struct mqk_cmd_confi
  * property given twice. Appends to list (its strings owned by it). 0, or -1 with errstr
  * naming the file and the line. Mosquitto's thread, at start-up.
  */
-int kafka_conf__read_file(const char *path, struct mqk_kafka_prop **list, int *count,
-			  char *errstr, size_t errstr_size);
+int kafka_conf__read_file(const char *path, struct mqk_kafka_prop **list, int *count, char *errstr,
+			  size_t errstr_size);
 /* Set by the plugin: the admin may not. NULL if not; else advice ("" or " (use ...)"). */
 const char *kafka_conf__reserved(const char *name);
 /* Is the property's value a secret (password, key, client secret), never to be shown? */
@@ -903,7 +903,8 @@ struct mqk_wake {
 	int64_t next_try_ms;    /* (re)connect not before */
 	bool warned;            /* "cannot connect" logged */
 	int64_t quiet_until_ms; /* no such warning before */
-	int keepalive_s;        /* mosquitto's Server Keep Alive; 0: none asked */
+	int keepalive_s;        /* the connection's keepalive; 0: none */
+	int max_keepalive_s;    /* mosquitto's Server Keep Alive (max_keepalive); 0: none */
 	int64_t last_send_ms;   /* the last PINGREQ (or the CONNECT) */
 	/* Random, made once: only the plugin's BASIC_AUTH accepts them (read by any thread). */
 	char client_id[40];

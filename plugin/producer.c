@@ -275,14 +275,13 @@ static rd_kafka_conf_t *build_conf(struct mqk_producer *p, struct mqk_config *cf
 	snprintf(client_id, sizeof(client_id), "mosquitto_kafka-%s", cfg->broker_id);
 	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
 		if (kafka_conf__set(conf, "plugin defaults", defaults[i].name, defaults[i].value,
-				       errstr, errstr_size)) {
+				    errstr, errstr_size)) {
 			goto error;
 		}
 	}
-	if (kafka_conf__set(conf, "plugin defaults", "client.id", client_id, errstr,
-			       errstr_size) ||
+	if (kafka_conf__set(conf, "plugin defaults", "client.id", client_id, errstr, errstr_size) ||
 	    kafka_conf__set(conf, "plugin_opt_bootstrap_servers", "bootstrap.servers",
-			       cfg->bootstrap_servers, errstr, errstr_size) ||
+			    cfg->bootstrap_servers, errstr, errstr_size) ||
 	    kafka_conf__set(conf, "plugin defaults", "log.queue", "true", errstr, errstr_size)) {
 		goto error;
 	}

@@ -14,9 +14,10 @@
  * guess the id to take it over. It only ever sends PINGREQs; the PINGRESPs are read and
  * dropped (wake__drain). v5 because of max_keepalive: mosquitto 2.0.12 and later refuse
  * a keepalive of 0 (or one above max_keepalive) from a v3.1.1 client, but give a v5
- * client the limit as Server Keep Alive in the CONNACK; the connection then sends a
- * PINGREQ when it has been quiet for half of that (wake__keepalive), or mosquitto would
- * close it after one and a half (docs/mosquitto-2.0.21.md).
+ * client the limit as Server Keep Alive in the CONNACK; the plugin then connects again
+ * with a keepalive just under it (wake_connect says why) and sends a PINGREQ when the
+ * connection has been quiet for half of that (wake__keepalive), or mosquitto would close
+ * it (docs/mosquitto-2.0.21.md).
  *
  * Which listener: "auto" looks at the process's own listening TCP sockets (mosquitto
  * opens them after plugin init, so this happens on the first wake) and uses the first
@@ -199,16 +200,27 @@ static bool connack_accepts(const unsigned char *p, const unsigned char *end, in
 			*keepalive = p[0] << 8 | p[1];
 			skip = 2;
 			break;
-		case 0x21: case 0x22: /* Receive Maximum, Topic Alias Maximum */
+		case 0x21:
+		case 0x22: /* Receive Maximum, Topic Alias Maximum */
 			skip = 2;
 			break;
-		case 0x24: case 0x25: case 0x28: case 0x29: case 0x2A: /* one-byte flags */
+		case 0x24:
+		case 0x25:
+		case 0x28:
+		case 0x29:
+		case 0x2A: /* one-byte flags */
 			skip = 1;
 			break;
-		case 0x11: case 0x27: /* Session Expiry Interval, Maximum Packet Size */
+		case 0x11:
+		case 0x27: /* Session Expiry Interval, Maximum Packet Size */
 			skip = 4;
 			break;
-		case 0x12: case 0x15: case 0x16: case 0x1A: case 0x1C: case 0x1F: /* strings */
+		case 0x12:
+		case 0x15:
+		case 0x16:
+		case 0x1A:
+		case 0x1C:
+		case 0x1F: /* strings */
 			skip = end - p < 2 ? SIZE_MAX : 2 + (size_t)(p[0] << 8 | p[1]);
 			break;
 		case 0x26: /* User Property: two strings */
@@ -230,11 +242,12 @@ static bool connack_accepts(const unsigned char *p, const unsigned char *end, in
 }
 
 /*
- * Connects to addr, sends CONNECT, waits for a CONNACK that accepts. The fd, or -1;
- * *keepalive: the Server Keep Alive mosquitto asked for, in seconds (0: none).
+ * Connects to addr, sends CONNECT with keepalive (seconds), waits for a CONNACK that
+ * accepts. The fd, or -1; *server_keepalive: the Server Keep Alive mosquitto asked for,
+ * in seconds (0: none).
  */
 static int handshake(const struct mqk_wake *w, const struct sockaddr *addr, socklen_t addrlen,
-		     int *keepalive)
+		     int keepalive, int *server_keepalive)
 {
 	unsigned char packet[160], *p = packet + 2;
 	unsigned char head[5], body[512];
@@ -259,10 +272,12 @@ static int handshake(const struct mqk_wake *w, const struct sockaddr *addr, sock
 		}
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	/* CONNECT: "MQTT" level 5, flags username+password+clean start, keepalive 0, no
+	/* CONNECT: "MQTT" level 5, flags username+password+clean start, keepalive, no
 	   properties. */
 	static const unsigned char header[] = {0, 4, 'M', 'Q', 'T', 'T', 5, 0xC2, 0, 0, 0};
 	memcpy(p, header, sizeof(header));
+	p[8] = (unsigned char)(keepalive >> 8); /* big-endian */
+	p[9] = (unsigned char)keepalive;
 	p += sizeof(header);
 	put_string(&p, w->client_id);
 	put_string(&p, w->client_id);
@@ -286,13 +301,39 @@ static int handshake(const struct mqk_wake *w, const struct sockaddr *addr, sock
 	body_len = varint(&q, head + have);
 	if (body_len < 0 || (size_t)body_len > sizeof(body) ||
 	    read_exactly(fd, body, (size_t)body_len) ||
-	    !connack_accepts(body, body + body_len, keepalive)) {
+	    !connack_accepts(body, body + body_len, server_keepalive)) {
 		goto error;
 	}
 	return fd;
 error:
 	close(fd);
 	return -1;
+}
+
+/*
+ * The wake connection to addr: keepalive 0 first; when mosquitto answers with a Server
+ * Keep Alive K (its max_keepalive), again with K - 1, pinged at half of that
+ * (wake__keepalive). Not K itself: mosquitto 2.0.21 keeps clients in a ring of
+ * 1.5 x max_keepalive + 1 one-second slots, and one whose keepalive is max_keepalive lands,
+ * when a packet of it is read in the first loop iteration of a second, in the slot being
+ * expired: it was disconnected for a timeout at random, pings or not (measured in
+ * docs/mosquitto-2.0.21.md). Sets w->keepalive_s. The fd, or -1.
+ */
+static int wake_connect(struct mqk_wake *w, const struct sockaddr *addr, socklen_t addrlen)
+{
+	int server_keepalive;
+	int fd = handshake(w, addr, addrlen, 0, &server_keepalive);
+
+	w->keepalive_s = 0;
+	w->max_keepalive_s = server_keepalive;
+	if (fd >= 0 && server_keepalive > 1) {
+		close(fd);
+		fd = handshake(w, addr, addrlen, server_keepalive - 1, &server_keepalive);
+		w->keepalive_s = w->max_keepalive_s - 1;
+	} else if (fd >= 0) {
+		w->keepalive_s = server_keepalive; /* 1, or 0: none */
+	}
+	return fd;
 }
 
 /* A listening socket's address, with a wildcard turned into loopback. */
@@ -360,7 +401,7 @@ static int connect_auto(struct mqk_wake *w)
 		if (*end != '\0' || n == dirfd(dir) || !listener_address((int)n, &ss, &len)) {
 			continue;
 		}
-		fd = handshake(w, (struct sockaddr *)&ss, len, &w->keepalive_s);
+		fd = wake_connect(w, (struct sockaddr *)&ss, len);
 		if (fd >= 0) {
 			remember(w, &ss);
 		}
@@ -378,7 +419,7 @@ static int connect_named(struct mqk_wake *w)
 		return -1;
 	}
 	for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-		fd = handshake(w, ai->ai_addr, ai->ai_addrlen, &w->keepalive_s);
+		fd = wake_connect(w, ai->ai_addr, ai->ai_addrlen);
 	}
 	freeaddrinfo(res);
 	return fd;
@@ -408,9 +449,9 @@ static void try_connect(struct mqk_wake *w)
 	w->last_send_ms = now;
 	if (w->keepalive_s > 0) {
 		log__deferred(MOSQ_LOG_NOTICE,
-			      "commands: wake connection to %s port %s as %s (keepalive %d s, "
-			      "mosquitto's max_keepalive)",
-			      w->host, w->port, w->client_id, w->keepalive_s);
+			      "commands: wake connection to %s port %s as %s (keepalive %d s: "
+			      "mosquitto's max_keepalive is %d)",
+			      w->host, w->port, w->client_id, w->keepalive_s, w->max_keepalive_s);
 	} else {
 		log__deferred(MOSQ_LOG_NOTICE, "commands: wake connection to %s port %s as %s",
 			      w->host, w->port, w->client_id);

@@ -575,7 +575,7 @@ class RealKafka:
         if not os.path.isdir(self.cluster.workdir):
             return out
         for n in self.cluster.nodes:
-            out.append((f"Kafka node {n.id} (pid {n.pid}) log: {n.log}",
+            out.append((f"Kafka {self.cluster.version} node {n.id} (pid {n.pid}) log: {n.log}",
                         kafka_module()._tail(n.log, lines)))
         return out
 
@@ -801,7 +801,34 @@ _SANITIZER_LINE = re.compile(r"^.*(?:==\d+==ERROR: \w+Sanitizer|: runtime error:
 
 def sanitizer_report(text):
     m = _SANITIZER_LINE.search(text)
-    return text[m.start():] if m else ""
+    if m is None:
+        return ""
+    report = text[m.start():]
+    return "" if _only_mosquittos_own_leaks(report) else report
+
+
+# A stack frame of mosquitto's own binary, of libc's start-up, or of the sanitizer runtime.
+_NOT_PLUGIN_FRAME = re.compile(r"\(/usr/sbin/mosquitto\+0x|libc_start|/libc\.so|libsanitizer/")
+
+
+def _only_mosquittos_own_leaks(report):
+    """
+    Is this a LeakSanitizer report whose every leak was allocated by mosquitto itself
+    (every frame in /usr/sbin/mosquitto, libc's start-up or the sanitizer)? mosquitto does
+    not free the per-listener configuration it reads (per_listener_settings true). On
+    2.0.11 lsan.supp's config__read names it; 2.0.21's binary has no symbols for its own
+    functions, so its frames are only "/usr/sbin/mosquitto+0x...". A leak of the plugin's
+    always has a frame in the plugin or in a library it called (librdkafka, libcjson, ...).
+    """
+    if "ERROR: LeakSanitizer" not in report or re.search(r"ERROR: AddressSanitizer|"
+                                                          r": runtime error: ", report):
+        return False
+    blocks = re.split(r"^(?=(?:Direct|Indirect) leak of )", report, flags=re.M)[1:]
+    for block in blocks:
+        frames = re.findall(r"^\s+#\d+ 0x[0-9a-f]+ .*$", block, re.M)
+        if not frames or any(not _NOT_PLUGIN_FRAME.search(f) for f in frames):
+            return False
+    return bool(blocks)
 
 
 def _plugin_runtime(name):
@@ -846,7 +873,10 @@ def sanitizer_env():
     if not os.path.exists(supp):
         shutil.copy2(os.path.join(SANITIZE_DIR, "lsan.supp"), supp)
         os.chmod(supp, 0o644)
-    env["LSAN_OPTIONS"] = "suppressions=" + supp
+    # exitcode=0: a leak report alone does not change mosquitto's exit code; the report in
+    # its log fails the test (conftest.py), unless every leak is mosquitto's own
+    # (sanitizer_report).
+    env["LSAN_OPTIONS"] = "suppressions=" + supp + ":exitcode=0"
     env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
     return env
 

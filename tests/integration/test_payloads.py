@@ -147,39 +147,48 @@ def test_json_escaping_and_v5_properties(kafka, broker):
     assert p[ENV.QOS] == 2
 
 
+def _heap_drift(port, n, props):
+    """$SYS/broker/heap/current after n QoS 1 messages with props, minus before."""
+    before = harness.heap_current(port)
+    c = harness.Client(port, harness.unique("heap"), V5)
+    infos = [c.publish(f"heap/{i % 10}", b"p", qos=1, properties=props) for i in range(n)]
+    harness.wait_published(infos, 60)
+    c.close()
+    return harness.heap_current(port) - before
+
+
 def test_heap_figure_with_v5_properties(kafka, start_broker):
-    """The copies the plugin's property readers make are given back with the allocator
-    that made them: on mosquitto 2.0.21 they come from libmosquitto, not the broker, and
-    the broker's free would count them off $SYS/broker/heap/current (which would sink
-    below what mosquitto itself holds, then wrap around). 3,000 messages with 6
-    properties each move the figure by far less than what they allocated."""
+    """
+    The copies the property readers make (plain calloc, mosquitto.h: free() them) are not
+    counted in $SYS/broker/heap/current: the plugin must not count them off it with
+    mosquitto_free. mosquitto 2.0.11 itself moves the figure (+337 B per message with these
+    properties: its property code frees with plain free what it counted, fixed in 2.0.21),
+    so the plugin's broker is compared with a plain one under the same load: the plugin may
+    not move it by more than half of what the readers copied.
+    """
     topic = f"{P}-heap"
     kafka.create_topics([topic])
+    n = 3000
+    props = harness.v5_properties(user=[("site", "lab-" + "x" * 40), ("k", "v1"), ("k", "v2"),
+                                        ("unit", "dBm")],
+                                  content_type="application/octet-stream",
+                                  correlation_data=b"\x00" * 32)
+    plain = start_broker([], plugin=None, extra=["sys_interval 1"], name="mosquitto-plain")
+    plain_drift = _heap_drift(plain.port, n, props)
     broker = start_broker([
         ("bootstrap_servers", kafka.bootstrap),
         ("broker_id", BROKER_ID + "-heap"),
         ("route_heap", f"heap/# -> {topic}"),
         ("stats_interval", "0"),
     ], name="mosquitto-heap", extra=["sys_interval 1"])
-    before = harness.heap_current(broker.port)
-    n = 3000
-    props = harness.v5_properties(user=[("site", "lab-" + "x" * 40), ("k", "v1"), ("k", "v2"),
-                                        ("unit", "dBm")],
-                                  content_type="application/octet-stream",
-                                  correlation_data=b"\x00" * 32)
-    c = harness.Client(broker.port, harness.unique("heap"), V5)
-    infos = [c.publish(f"heap/{i % 10}", b"p", qos=1, properties=props) for i in range(n)]
-    harness.wait_published(infos, 60)
-    c.close()
+    drift = _heap_drift(broker.port, n, props)
     recs = harness.read_topic(kafka.bootstrap, topic, n, timeout=60)
-    after = harness.heap_current(broker.port)
-    # What the readers copied: 6 allocations per message, some 400 bytes of strings.
-    copied = n * 6 * 32
-    print(f"{n} sent, {len(recs)} in Kafka; $SYS/broker/heap/current {before} -> {after} "
-          f"bytes ({after - before:+d}); the readers copied >= {copied} bytes")
+    copied = n * 6 * 32  # 6 copies per message, 32 bytes or more each
+    print(f"mosquitto {harness.MOSQUITTO_VERSION}: {n} messages with 6 v5 properties; "
+          f"$SYS/broker/heap/current moved {plain_drift:+d} bytes without the plugin, "
+          f"{drift:+d} with it ({len(recs)} in Kafka); the readers copied >= {copied} bytes")
     assert len(recs) == n
-    assert 0 < after < 1 << 40, f"heap/current {after}: the heap figure wrapped around"
-    assert abs(after - before) < copied // 2, (
-        f"heap/current moved {after - before:+d} bytes over {n} messages whose properties "
-        f"were copied and freed ({copied} bytes): the copies are freed with another "
+    assert abs(drift - plain_drift) < copied // 2, (
+        f"the plugin moved the heap figure by {drift - plain_drift:+d} bytes over {n} messages "
+        f"whose properties were copied and freed ({copied} bytes): freed with another "
         f"allocator than the one that made them")

@@ -6,8 +6,9 @@ Standard library only. Used as a module by the integration tests (KafkaCluster) 
 
   python3 tests/kafka/kafka.py fetch                      download Kafka once per machine
   python3 tests/kafka/kafka.py start N DIR                start an N-node cluster (N = 1 or 3)
+          [--listeners SSL,SASL_SSL,SASL_PLAINTEXT,MTLS] [--sasl-user NAME:PASSWORD ...]
   python3 tests/kafka/kafka.py status DIR                 nodes, pids, RSS, brokers in metadata
-  python3 tests/kafka/kafka.py bootstrap DIR              print the bootstrap servers
+  python3 tests/kafka/kafka.py bootstrap DIR [LISTENER]   print the bootstrap servers (of LISTENER)
   python3 tests/kafka/kafka.py create-topic DIR TOPIC [--partitions P] [--replication-factor R]
                                                           [--config k=v ...]
   python3 tests/kafka/kafka.py leader DIR TOPIC [PARTITION] [--not NODE]
@@ -757,6 +758,8 @@ class KafkaCluster:
         c.nodes = [Node(d["id"], d["port"], d["controller_port"], d["dir"], d.get("pid"),
                         d.get("listener_ports")) for d in state["nodes"]]
         c.listeners = list(state.get("listeners", {}))
+        if os.path.isdir(os.path.join(workdir, "pki")):
+            c.tls = tls_module().Pki.load(os.path.join(workdir, "pki"))
         return c
 
     # ----- set up
@@ -1134,11 +1137,17 @@ def main(argv=None):
     p.add_argument("dir")
     p.add_argument("--version")
     p.add_argument("--timeout", type=float, default=READY_TIMEOUT)
+    p.add_argument("--listeners", default="", metavar="L,...",
+                   help=f"extra listeners, of {','.join(LISTENER_KINDS)} (PKI in DIR/pki)")
+    p.add_argument("--sasl-user", action="append", default=[], metavar="NAME:PASSWORD",
+                   help="a user of the SASL listeners, PLAIN and SCRAM (repeatable)")
     for name in ("stop", "status", "bootstrap"):
         p = sub.add_parser(name)
         p.add_argument("dir")
         if name == "stop":
             p.add_argument("--remove", action="store_true", help="also delete DIR")
+        if name == "bootstrap":
+            p.add_argument("listener", nargs="?", default="PLAINTEXT")
     for name in ("kill", "stop-node", "restart"):
         p = sub.add_parser(name)
         p.add_argument("dir")
@@ -1174,7 +1183,10 @@ def main(argv=None):
         print(json.dumps(fetch_info(a.version)))
         return 0
     if a.cmd == "start":
-        c = KafkaCluster(a.dir, nodes=a.nodes, version=a.version)
+        users = dict(u.split(":", 1) for u in a.sasl_user)
+        c = KafkaCluster(a.dir, nodes=a.nodes, version=a.version,
+                         listeners=[x for x in a.listeners.split(",") if x],
+                         sasl_users=users)
         try:
             c.start(timeout=a.timeout)
         except BaseException:
@@ -1184,6 +1196,8 @@ def main(argv=None):
             f"(format {c.timings['format_s']:.1f} s); pids "
             f"{[n.pid for n in c.nodes]}; logs in {a.dir}/node*/server.log")
         print(c.bootstrap)
+        for name in c.listeners:
+            print(f"{name} {c.listener_bootstrap(name)}")
         return 0
     c = KafkaCluster.load(a.dir)
     if a.cmd == "stop":
@@ -1191,7 +1205,7 @@ def main(argv=None):
     elif a.cmd == "status":
         print(json.dumps(c.status(), indent=1))
     elif a.cmd == "bootstrap":
-        print(c.bootstrap)
+        print(c.listener_bootstrap(a.listener))
     elif a.cmd == "kill":
         c.kill(a.node)
     elif a.cmd == "stop-node":

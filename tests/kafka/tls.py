@@ -22,9 +22,10 @@ made at once by Pki(directory), in about 0.1 s; nothing is read from or written 
     pki.rdkafka(client="client")  librdkafka's ssl.* properties trusting the CA and, unless
                            client=None, presenting that client's certificate
 
-Keys are ECDSA P-256 (RSA 2048 took 2 s for the six keys), unencrypted PKCS#8 PEM (librdkafka reads them without a password). Every file
-is written with mode 0600 in the given directory, which is created if missing. Certificates are
-valid from an hour ago (clock skew) for 30 days, except the expired one.
+Keys are ECDSA P-256 (RSA 2048 took 2 s for the six keys), unencrypted PKCS#8 PEM (librdkafka
+reads them without a password). Every file is written with mode 0600 in the given directory,
+which is created if missing. Certificates are valid from an hour ago (clock skew) for 30 days,
+except the expired one.
 
 As a command, `python3 tests/kafka/tls.py DIR` makes a PKI in DIR and prints its file names.
 """
@@ -104,6 +105,26 @@ class Pki:
         stranger = self.issue(other, "other-client", "mqk-stranger")
         self.other_client_cert, self.other_client_key = stranger.cert_path, stranger.key_path
         self._ca = ca
+
+    @classmethod
+    def load(cls, directory):
+        """The Pki an earlier Pki(directory) wrote (paths only: nothing is made or changed;
+        issue() needs the CA objects and is not available)."""
+        self = cls.__new__(cls)
+        self.dir = os.path.abspath(directory)
+        self.password = PASSWORD
+        for attr, name in (("ca_cert", "ca.pem"), ("other_ca_cert", "other-ca.pem"),
+                           ("broker_cert", "broker.pem"), ("broker_key", "broker.key"),
+                           ("broker_keystore", "broker.p12"), ("client_cert", "client.pem"),
+                           ("client_key", "client.key"), ("expired_cert", "expired.pem"),
+                           ("expired_key", "expired.key"),
+                           ("other_client_cert", "other-client.pem"),
+                           ("other_client_key", "other-client.key")):
+            path = os.path.join(self.dir, name)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"no PKI in {self.dir}: {path} is missing")
+            setattr(self, attr, path)
+        return self
 
     def make_ca(self, name, cn):
         """A self-signed CA: name.pem and name.key in the directory."""

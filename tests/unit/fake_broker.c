@@ -120,8 +120,8 @@ int mosquitto_broker_publish_copy(const char *clientid, const char *topic, int p
 }
 
 /* Takes payload (the broker's, mosquitto_malloc'd) on success. */
-int mosquitto_broker_publish(const char *clientid, const char *topic, int payloadlen,
-			     void *payload, int qos, bool retain, mosquitto_property *properties)
+int mosquitto_broker_publish(const char *clientid, const char *topic, int payloadlen, void *payload,
+			     int qos, bool retain, mosquitto_property *properties)
 {
 	int rc = mosquitto_broker_publish_copy(clientid, topic, payloadlen, payload, qos, retain,
 					       properties);

@@ -22,7 +22,7 @@
 #include "fake_broker.h"
 #include "mqk.h"
 
-static char dir[64];  /* mkdtemp */
+static char dir[64];   /* mkdtemp */
 static char path[128]; /* dir/kafka.properties */
 static struct mqk_config cfg;
 static char err[2048];
@@ -107,8 +107,8 @@ static void test_file_read_and_applied_in_order(void **state)
 	assert_string_equal(cfg.kafka_file_props[3].value, "p=a=s=s # not a comment");
 	assert_int_equal(cfg.kafka_file_props[4].line, 8);
 	/* The plugin's default first, then the file, then plugin_opt_kafka.* */
-	assert_int_equal(kafka_conf__set(conf, "plugin defaults", "sasl.username", "default",
-					 err, sizeof(err)),
+	assert_int_equal(kafka_conf__set(conf, "plugin defaults", "sasl.username", "default", err,
+					 sizeof(err)),
 			 0);
 	assert_int_equal(kafka_conf__apply(conf, &cfg, err, sizeof(err)), 0);
 	assert_string_equal(effective(conf, "sasl.username"), "from-mosquitto-conf");
@@ -180,8 +180,10 @@ static void test_file_errors(void **state)
 
 	write_file("acks=all\n", 0600);
 	assert_int_equal(parse(2, twice), -1);
-	snprintf(want, sizeof(want), "plugin_opt_kafka_config_file: given twice ('%s' and "
-		 "'/etc/other')", path);
+	snprintf(want, sizeof(want),
+		 "plugin_opt_kafka_config_file: given twice ('%s' and "
+		 "'/etc/other')",
+		 path);
 	assert_string_equal(err, want);
 
 	assert_int_equal(unlink(path), 0); /* a directory where the file should be */
@@ -227,9 +229,8 @@ static void test_secrets_not_shown(void **state)
 	struct mosquitto_opt twice[] = {{"bootstrap_servers", "k:9092"},
 					{"kafka.sasl.password", "hunter2"},
 					{"kafka.sasl.password", "hunter3"}};
-	struct mosquitto_opt acks[] = {{"bootstrap_servers", "k:9092"},
-				       {"kafka.acks", "1"},
-				       {"kafka.acks", "all"}};
+	struct mosquitto_opt acks[] = {
+		{"bootstrap_servers", "k:9092"}, {"kafka.acks", "1"}, {"kafka.acks", "all"}};
 
 	(void)state;
 	assert_true(kafka_conf__is_secret("sasl.password"));
@@ -240,8 +241,8 @@ static void test_secrets_not_shown(void **state)
 	assert_false(kafka_conf__is_secret("sasl.username"));
 	assert_false(kafka_conf__is_secret("ssl.certificate.pem"));
 	assert_int_equal(options__parse(&cfg, twice, 3, err, sizeof(err)), -1);
-	assert_string_equal(err,
-			    "plugin_opt_kafka.sasl.password: given twice (values not shown: secrets)");
+	assert_string_equal(
+		err, "plugin_opt_kafka.sasl.password: given twice (values not shown: secrets)");
 	options__free(&cfg);
 	memset(&cfg, 0, sizeof(cfg));
 	assert_int_equal(options__parse(&cfg, acks, 3, err, sizeof(err)), -1);
@@ -268,7 +269,8 @@ static void test_scram_warning(void **state)
 			 "4.x refuses SCRAM logins from librdkafka older than 2.6.1 as 'invalid "
 			 "credentials' (it sends the client nonce twice, "
 			 "confluentinc/librdkafka#4895); Kafka 3.x accepts them. Use librdkafka "
-			 "2.6.1 or later (Debian 13 has 2.8.0), or SASL PLAIN over TLS with Kafka 4.x",
+			 "2.6.1 or later (Debian 13 has 2.8.0), or SASL PLAIN over TLS with Kafka "
+			 "4.x",
 			 rd_kafka_version_str());
 		assert_non_null(l);
 		assert_int_equal(l->level, MOSQ_LOG_WARNING);
@@ -319,10 +321,11 @@ static void test_errors_explained(void **state)
 				    &check);
 	assert_string_equal(cause, "Kafka TLS: the broker refused this client's certificate");
 	assert_non_null(strstr(check, "ssl.certificate.location"));
-	assert_null(kafka_conf__explain(RD_KAFKA_RESP_ERR__TRANSPORT,
-					"127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: "
-					"Connection refused (after 0ms in state CONNECT)",
-					&check));
+	assert_null(
+		kafka_conf__explain(RD_KAFKA_RESP_ERR__TRANSPORT,
+				    "127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: "
+				    "Connection refused (after 0ms in state CONNECT)",
+				    &check));
 	assert_string_equal(kafka_conf__explain(RD_KAFKA_RESP_ERR__SSL,
 						"ssl://k:9093/bootstrap: SSL handshake failed: "
 						"wrong version number",
