@@ -99,8 +99,8 @@ def callgrind_instructions(scenario, messages):
     """Instructions per message in the plugin's MESSAGE and TICK callbacks."""
     d = tempfile.mkdtemp(prefix="mqk-callgrind-")
     out = os.path.join(d, "callgrind.out")
-    r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                        "--toggle-collect=on_message", "--toggle-collect=on_tick", HOTPATH,
+    r = subprocess.run(["valgrind", "--tool=callgrind", "--vgdb=no",
+                        f"--callgrind-out-file={out}", "--toggle-collect=on_message", "--toggle-collect=on_tick", HOTPATH,
                         str(messages), scenario], capture_output=True, text=True, timeout=900)
     try:
         if r.returncode != 0:

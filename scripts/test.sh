@@ -17,7 +17,8 @@
 # Exits 0 when every platform passed; else with the first failing platform's ctest code (1
 # if only the hygiene check failed), after saying which platforms failed. At the end it
 # checks that /var/lib/mosquitto is as it was before the tests (paths, types, modes,
-# owners): the tests must keep to their own temporary directories.
+# owners): the tests must keep to their own temporary directories; and that they removed
+# those (no new mqk-*, vgdb-pipe-* or mldbm-* in /tmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -108,6 +109,7 @@ duration() {
 }
 
 before=$(hygiene_snapshot /var/lib/mosquitto)
+tmp_before=$(hygiene_tmp_snapshot)
 started=$SECONDS
 results=()
 failed=()
@@ -130,6 +132,11 @@ done
 
 if ! changes=$(hygiene_check /var/lib/mosquitto "$before"); then
     results+=("hygiene: the tests changed /var/lib/mosquitto:"$'\n'"$changes")
+    failed+=(hygiene)
+    [ "$status" -ne 0 ] || status=1
+fi
+if ! changes=$(hygiene_tmp_check "$tmp_before"); then
+    results+=("hygiene: the tests left files in /tmp:"$'\n'"$changes")
     failed+=(hygiene)
     [ "$status" -ne 0 ] || status=1
 fi

@@ -19,6 +19,24 @@ hygiene_snapshot() {
     fi
 }
 
+# hygiene_tmp_snapshot: the names in /tmp that a test run makes (its mqk-* directories,
+# valgrind's vgdb-pipe-* FIFOs, lintian's mldbm-* files), sorted. They must all be gone when
+# the run ends; other names in /tmp are not this project's.
+hygiene_tmp_snapshot() {
+    find /tmp -mindepth 1 -maxdepth 1 \( -name 'mqk-*' -o -name 'vgdb-pipe-*' -o \
+        -name 'mldbm-*' \) -printf '%p\n' 2>/dev/null | LC_ALL=C sort
+}
+
+# hygiene_tmp_check SNAPSHOT: prints "  left    PATH" for each such name made since SNAPSHOT;
+# returns 1 when there is any.
+hygiene_tmp_check() {
+    local left
+    left=$(LC_ALL=C comm -13 <(printf '%s\n' "$1") <(hygiene_tmp_snapshot) | sed '/^$/d')
+    [ -z "$left" ] && return 0
+    printf '  left    %s\n' $left
+    return 1
+}
+
 # hygiene_check DIR SNAPSHOT: prints "  added|removed|changed PATH ..." for each difference
 # between SNAPSHOT and DIR now; returns 1 when there is any.
 hygiene_check() {

@@ -127,9 +127,13 @@ def unique(prefix):
 
 
 def make_tempdir(prefix):
-    # World-readable and traversable: mosquitto drops to user mosquitto when started as root.
+    """A new directory under the system's temp directory, removed with everything in it when
+    this process ends (MQK_KEEP_TMP=1 keeps them, to look at after a failure). World-readable
+    and traversable: mosquitto drops to user mosquitto when started as root."""
     d = tempfile.mkdtemp(prefix=prefix)
     os.chmod(d, 0o755)
+    if os.environ.get("MQK_KEEP_TMP", "") in ("", "0"):
+        atexit.register(shutil.rmtree, d, True)
     return d
 
 
@@ -715,7 +719,8 @@ class Mosquitto:
             os.chmod(self.conf_path, 0o644)
             argv = [MOSQUITTO, "-c", self.conf_path]
             if VALGRIND:
-                argv = ["valgrind", "--error-exitcode=99", "--leak-check=full",
+                # --vgdb=no: no gdbserver FIFOs left in /tmp (vgdb-pipe-*).
+                argv = ["valgrind", "--vgdb=no", "--error-exitcode=99", "--leak-check=full",
                         "--errors-for-leak-kinds=definite", "--track-fds=no",
                         "--keep-debuginfo=yes", "--num-callers=30",
                         "--suppressions=" + os.path.join(os.path.dirname(__file__),

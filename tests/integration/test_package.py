@@ -108,13 +108,20 @@ def test_deb_name_and_control(deb):
 def test_lintian(deb):
     """lintian reports no error and no warning, and every override in the package says why
     (a comment above it, which lintian shows as N: lines with the override)."""
-    argv = ["lintian", "--display-info", "--pedantic", "--show-overrides", deb]
+    # lintian leaves scratch files (mldbm-elf-*) in TMPDIR: give it a directory of the test's.
+    scratch = harness.make_tempdir("mqk-lintian-")
+    os.chmod(scratch, 0o1777)
+    argv = ["env", f"TMPDIR={scratch}", "lintian", "--display-info", "--pedantic",
+            "--show-overrides", deb]
     if os.geteuid() == 0:
         # lintian advises against running as root; the .deb is in a world-readable directory
         # (and the working directory, a clone under mktemp -d, may not be: run it in /).
         argv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                 "env", "HOME=/nonexistent"] + argv
-    p = run(argv, check=False, cwd="/")
+    try:
+        p = run(argv, check=False, cwd="/")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     version = run(["lintian", "--version"]).stdout.strip()
     print(f"{version}:\n{p.stdout}{p.stderr}")
     # Exit 2 also means "overridden tags shown" with --show-overrides: judge the lines.
