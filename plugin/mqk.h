@@ -245,6 +245,22 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 		   char *errstr, size_t errstr_size);
 void options__free(struct mqk_config *cfg);
 
+/* One option as README's option tables show it, from options.c's table. */
+struct mqk_option_doc {
+	const char *name;  /* "stats_interval"; a prefix as "route_<name>", "kafka.<property>" */
+	const char *table; /* README's table: "Configuration" or "Commands" */
+	bool repeat;       /* may be given more than once */
+	bool number;       /* a number: min..max is what the parser accepts */
+	int min, max;
+	char value[128]; /* the value column, without README's code marks and escapes */
+	char dflt[128];  /* the default column, the same way */
+};
+/*
+ * The i-th option of options.c's table (from 0) into doc; false past the last. For
+ * tests/docs/print_options.c, which ctest options_doc compares with README.
+ */
+bool options__doc(size_t i, struct mqk_option_doc *doc);
+
 /* ---- Kafka client configuration (kafka_conf.c) ------------------------------------ */
 
 /*

@@ -4,8 +4,16 @@
  * Everything the admin can get wrong is found here, at start-up, and reported in one
  * line that names the option, the value and what is allowed; the caller logs it and
  * init fails, which stops mosquitto. Unknown options are errors: a typo must not pass
- * silently. librdkafka properties (kafka.*) are only collected here; producer.c hands
- * them to rd_kafka_conf_set, which validates them.
+ * silently (the message lists the known names, and suggests the closest one). librdkafka
+ * properties (kafka.*) are only collected here; producer.c hands them to
+ * rd_kafka_conf_set, which validates them.
+ *
+ * Every option is one entry of `options[]` below: its name, its parser and what the parser
+ * needs (the field it sets, a range, the choices), its default, what it needs besides
+ * (durability journal, commands_topic, ...), and its value and default as README's
+ * option tables show them. The parser, the unknown-option message and the test that
+ * compares README with this table (tests/docs/check_options.py, ctest options_doc) all
+ * read that one list. What an option means is written once, in README.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -22,15 +30,15 @@
 #include "mqk.h"
 
 #define NAME_MAX_LEN 64
-#define DEFAULT_STATS_INTERVAL 10
-#define DEFAULT_FLUSH_TIMEOUT_MS 10000
-#define DEFAULT_BUFFER_MB 64
+/* The defaults that are not numbers in options[] (README shows these too). */
 #define DEFAULT_JOURNAL_DIR "/var/lib/mosquitto/mosquitto-kafka/" /* + broker_id */
-#define DEFAULT_JOURNAL_FSYNC_MS 1000
-#define DEFAULT_JOURNAL_MAX_MB 1024
-#define DEFAULT_JOURNAL_SEGMENT_MB 64
-#define DEFAULT_TOPIC_PARTITIONS 6
-#define DEFAULT_TOPIC_REPLICATION_FACTOR -1 /* the brokers' default.replication.factor */
+#define DEFAULT_JOURNAL_SEGMENT_MB 64 /* at most half of journal_max_mb */
+#define DEFAULT_COMMANDS_GROUP "mosquitto-kafka-commands-{broker}"
+#define DEFAULT_COMMANDS_MQTT_TOPIC "devices/{clientid}/commands"
+#define DEFAULT_RETURN_TOPIC "mqtt-commands"
+#define DEFAULT_DEAD_LETTER_TOPIC "mqtt-commands.dead"
+#define DEFAULT_PRESENCE_TOPIC "mqtt-presence"
+#define DEFAULT_WAKE "auto"
 #define MAX_ROUTES 65534 /* a buffer entry names its route in 16 bits; 0xFFFE, 0xFFFF: markers */
 
 #define FAIL(...)                                                                                  \
@@ -131,9 +139,11 @@ static int parse_key(struct mqk_route *route, const char *key, const char *value
 	return 0;
 }
 
-/* "<filter> -> <topic> [key=...] [format=...]" */
-static int parse_route(struct mqk_config *cfg, const char *key, char *value, char *errstr,
-		       size_t errstr_size)
+struct option_spec;
+
+/* route_<name> "<filter> -> <topic> [key=...] [format=...]" */
+static int parse_route(struct mqk_config *cfg, const struct option_spec *opt, const char *key,
+		       char *value, char *errstr, size_t errstr_size)
 {
 	const char *name = key + strlen("route_");
 	struct mqk_route *route;
@@ -141,6 +151,7 @@ static int parse_route(struct mqk_config *cfg, const char *key, char *value, cha
 	char *arrow, *tok, *save = NULL;
 	char *end;
 
+	(void)opt;
 	if (!is_name(name, "_-")) {
 		FAIL("%s: a route needs a name of 1..64 characters [A-Za-z0-9_-] after route_, "
 		     "e.g. plugin_opt_route_sensors",
@@ -221,11 +232,12 @@ static int parse_route(struct mqk_config *cfg, const char *key, char *value, cha
 	return 0;
 }
 
-static int parse_exclude(struct mqk_config *cfg, const char *key, const char *value, char *errstr,
-			 size_t errstr_size)
+static int parse_exclude(struct mqk_config *cfg, const struct option_spec *opt, const char *key,
+			 char *value, char *errstr, size_t errstr_size)
 {
 	char **excludes;
 
+	(void)opt;
 	if (mosquitto_sub_topic_check(value) != MOSQ_ERR_SUCCESS ||
 	    mosquitto_validate_utf8(value, (int)strlen(value)) != MOSQ_ERR_SUCCESS) {
 		FAIL("%s: '%s' is not a valid MQTT topic filter", key, value);
@@ -279,91 +291,23 @@ static int parse_kafka(struct mqk_kafka_prop **list, int *count, const char *key
 	return 0;
 }
 
-/* A single-valued string option: set once. */
-static int set_once(char **field, const char *key, const char *value, char *errstr,
-		    size_t errstr_size)
+static int kafka_producer(struct mqk_config *cfg, const struct option_spec *opt, const char *key,
+			  char *value, char *errstr, size_t errstr_size)
 {
-	if (*field != NULL) {
-		FAIL("%s: given twice ('%s' and '%s')", key, *field, value);
-	}
-	*field = strdup(value);
-	if (*field == NULL) {
-		FAIL("%s: out of memory", key);
-	}
-	return 0;
+	(void)opt;
+	return parse_kafka(&cfg->kafka_props, &cfg->kafka_prop_count, key, value, errstr,
+			   errstr_size);
 }
 
-/* The numeric options: each may be given once. range: what the message says is allowed. */
-static const struct {
-	const char *name;
-	size_t offset;
-	int min, max;
-	const char *what;
-	const char *range; /* NULL: "min..max" */
-	bool not_zero;
-} numbers[] = {
-	{"stats_interval", offsetof(struct mqk_config, stats_interval), 0, 86400,
-	 "a number of seconds", NULL, false},
-	{"flush_timeout_ms", offsetof(struct mqk_config, flush_timeout_ms), 0, 600000,
-	 "a number of milliseconds", NULL, false},
-	{"buffer_mb", offsetof(struct mqk_config, buffer_mb), 1, 4096, "a number of MiB", NULL,
-	 false},
-	{"journal_max_mb", offsetof(struct mqk_config, journal_max_mb), 2, 1048576,
-	 "a number of MiB", NULL, false},
-	{"journal_segment_mb", offsetof(struct mqk_config, journal_segment_mb), 1, 1024,
-	 "a number of MiB", NULL, false},
-	{"topic_partitions", offsetof(struct mqk_config, topic_partitions), 1, 10000,
-	 "a number of partitions", NULL, false},
-	{"topic_replication_factor", offsetof(struct mqk_config, topic_replication_factor), -1,
-	 32767, "a replication factor", "-1 for the brokers' default, or 1..32767", true},
-};
-#define N_NUMBERS (sizeof(numbers) / sizeof(numbers[0]))
-/* The numbers that only mean something with create_topics true. */
-#define FIRST_TOPIC_NUMBER 5
-/* buffer_mb: memory only; the journal's two: journal only. */
-#define BUFFER_NUMBER 2
-#define FIRST_JOURNAL_NUMBER 3
-
-static int parse_number(struct mqk_config *cfg, size_t i, const char *key, const char *value,
-			char *errstr, size_t errstr_size)
+static int kafka_commands(struct mqk_config *cfg, const struct option_spec *opt, const char *key,
+			  char *value, char *errstr, size_t errstr_size)
 {
-	int *field = (int *)((char *)cfg + numbers[i].offset);
+	struct mqk_cmd_config *cc = &cfg->commands;
 
-	if (numbers[i].range == NULL) {
-		return parse_int(key, value, numbers[i].min, numbers[i].max, numbers[i].what, field,
-				 errstr, errstr_size);
-	}
-	if (parse_int(key, value, numbers[i].min, numbers[i].max, numbers[i].what, field, errstr,
-		      errstr_size) ||
-	    (numbers[i].not_zero && *field == 0)) {
-		FAIL("%s: '%s' is not %s (%s)", key, value, numbers[i].what, numbers[i].range);
-	}
-	return 0;
+	(void)opt;
+	return parse_kafka(&cc->kafka_props, &cc->kafka_prop_count, key, value, errstr,
+			   errstr_size);
 }
-
-static int parse_bool(const char *key, const char *value, bool *out, char *errstr,
-		      size_t errstr_size)
-{
-	if (!strcmp(value, "true")) {
-		*out = true;
-	} else if (!strcmp(value, "false")) {
-		*out = false;
-	} else {
-		FAIL("%s: '%s' is not true or false", key, value);
-	}
-	return 0;
-}
-
-/* ---- commands_* and presence_topic (docs/commands.md) ---- */
-
-#define DEFAULT_COMMANDS_GROUP "mosquitto-kafka-commands-{broker}"
-#define DEFAULT_COMMANDS_MQTT_TOPIC "devices/{clientid}/commands"
-#define DEFAULT_COMMANDS_QOS 1
-#define DEFAULT_RETURN_TOPIC "mqtt-commands"
-#define DEFAULT_DEAD_LETTER_TOPIC "mqtt-commands.dead"
-#define DEFAULT_PRESENCE_TOPIC "mqtt-presence"
-#define DEFAULT_MAX_HOPS 5
-#define UNSET -2 /* a number option not given */
 
 /* s with every "{broker}" replaced by broker, malloc'd; NULL when out of memory. */
 static char *expand_broker(const char *s, const char *broker)
@@ -396,85 +340,465 @@ static char *expand_broker(const char *s, const char *broker)
 	return out;
 }
 
-static int parse_commands(struct mqk_config *cfg, const char *key, const char *value, char *errstr,
-			  size_t errstr_size)
-{
-	struct mqk_cmd_config *cc = &cfg->commands;
+/* ---- the table's parsers -------------------------------------------------------- */
 
-	if (!strncmp(key, "commands_kafka.", 15)) {
-		return parse_kafka(&cc->kafka_props, &cc->kafka_prop_count, key, value, errstr,
-				   errstr_size);
+/* One value of a choice option and what the field gets for it. */
+struct choice {
+	const char *name;
+	int value;
+};
+
+/* What else an option needs: given without it, the configuration is refused. */
+enum needs {
+	NEEDS_NOTHING,
+	NEEDS_JOURNAL,       /* durability journal */
+	NEEDS_MEMORY,        /* durability memory */
+	NEEDS_CREATE_TOPICS, /* create_topics true */
+	NEEDS_COMMANDS,      /* commands_topic */
+	NEEDS_TARGETED,      /* commands_topic and commands_mode targeted */
+};
+
+/*
+ * Parses one option's value (trimmed, not empty) into cfg. key is the option as given
+ * (for a prefix: route_x, kafka.acks). Returns 0, or -1 with errstr.
+ */
+typedef int parse_fn(struct mqk_config *cfg, const struct option_spec *opt, const char *key,
+		     char *value, char *errstr, size_t errstr_size);
+
+/* One plugin_opt_ option: see options[]. */
+struct option_spec {
+	const char *name; /* as README writes it; ending in "<...>": a prefix (route_<name>) */
+	parse_fn *parse;
+	size_t field;     /* offsetof(struct mqk_config, ...) of what parse sets, if it is one */
+	bool repeat;      /* may be given more than once; else "given twice" */
+	enum needs needs; /* given without this: an error */
+	/* text: "'<value>' is not <is_not>" unless valid(value) */
+	bool (*valid)(const char *value);
+	const char *is_not;
+	/* number: "'<value>' is not <unit> (<min>..<max>, or range)" */
+	int min, max;
+	const char *unit;
+	const char *range; /* set: the words for min..max, and 0 is refused */
+	/* choice: one of these names (and bool: true or false) */
+	const struct choice *choices; /* ends with {NULL} */
+	int dflt;                     /* number, choice, bool: the field before parsing */
+	/* README's table: the value and default columns (its code marks and escapes left out) */
+	const char *value;   /* NULL: min..max, or the choices a|b */
+	const char *shown;   /* the default; NULL: dflt, as a number or a choice */
+	bool commands_table; /* README's Commands table; else Configuration */
+};
+
+#define FIELD(f) .field = offsetof(struct mqk_config, f)
+#define FIELD_AT(cfg, opt, type) ((type *)((char *)(cfg) + (opt)->field))
+
+/* A string option: a copy of the value, if valid. */
+static int parse_text(struct mqk_config *cfg, const struct option_spec *opt, const char *key,
+		      char *value, char *errstr, size_t errstr_size)
+{
+	char **field = FIELD_AT(cfg, opt, char *);
+
+	if (opt->valid != NULL && !opt->valid(value)) {
+		FAIL("%s: '%s' is not %s", key, value, opt->is_not);
 	}
-	if (!strcmp(key, "commands_topic")) {
-		return set_once(&cc->topic, key, value, errstr, errstr_size);
+	*field = strdup(value);
+	if (*field == NULL) {
+		FAIL("%s: out of memory", key);
 	}
-	if (!strcmp(key, "commands_mode")) {
-		if (cc->mode != MQK_CMD_OFF) {
-			FAIL("%s: given twice", key);
+	return 0;
+}
+
+static int parse_number(struct mqk_config *cfg, const struct option_spec *opt, const char *key,
+			char *value, char *errstr, size_t errstr_size)
+{
+	int *field = FIELD_AT(cfg, opt, int);
+
+	if (opt->range == NULL) {
+		return parse_int(key, value, opt->min, opt->max, opt->unit, field, errstr,
+				 errstr_size);
+	}
+	if (parse_int(key, value, opt->min, opt->max, opt->unit, field, errstr, errstr_size) ||
+	    *field == 0) {
+		FAIL("%s: '%s' is not %s (%s)", key, value, opt->unit, opt->range);
+	}
+	return 0;
+}
+
+/* "a", "a or b", "a, b or c" */
+static void list_choices(const struct choice *c, const char *sep, const char *last, char *buf,
+			 size_t size)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; c[i].name != NULL && n < size; i++) {
+		const char *s = i == 0 ? "" : c[i + 1].name == NULL ? last : sep;
+		n += (size_t)snprintf(buf + n, size - n, "%s%s", s, c[i].name);
+	}
+}
+
+static int parse_choice(struct mqk_config *cfg, const struct option_spec *opt, const char *key,
+			char *value, char *errstr, size_t errstr_size)
+{
+	char names[256];
+
+	for (int i = 0; opt->choices[i].name != NULL; i++) {
+		if (!strcmp(value, opt->choices[i].name)) {
+			*FIELD_AT(cfg, opt, int) = opt->choices[i].value;
+			return 0;
 		}
-		if (!strcmp(value, "broadcast")) {
-			cc->mode = MQK_CMD_BROADCAST;
-		} else if (!strcmp(value, "targeted")) {
-			cc->mode = MQK_CMD_TARGETED;
+	}
+	list_choices(opt->choices, ", ", " or ", names, sizeof(names));
+	FAIL("%s: '%s' is not %s", key, value, names);
+}
+
+static const struct choice booleans[] = {{"true", 1}, {"false", 0}, {NULL, 0}};
+
+static int parse_bool(struct mqk_config *cfg, const struct option_spec *opt, const char *key,
+		      char *value, char *errstr, size_t errstr_size)
+{
+	bool *field = FIELD_AT(cfg, opt, bool);
+
+	if (!strcmp(value, "true")) {
+		*field = true;
+	} else if (!strcmp(value, "false")) {
+		*field = false;
+	} else {
+		FAIL("%s: '%s' is not true or false", key, value);
+	}
+	return 0;
+}
+
+/* journal_fsync always | never | <milliseconds>: 0, -1 or the number. */
+static int parse_fsync(struct mqk_config *cfg, const struct option_spec *opt, const char *key,
+		       char *value, char *errstr, size_t errstr_size)
+{
+	int *field = FIELD_AT(cfg, opt, int);
+	char *end;
+	long ms;
+
+	if (!strcmp(value, "always")) {
+		*field = 0;
+		return 0;
+	}
+	if (!strcmp(value, "never")) {
+		*field = -1;
+		return 0;
+	}
+	errno = 0;
+	ms = strtol(value, &end, 10);
+	if (errno || *end != '\0' || end == value || ms < opt->min || ms > opt->max) {
+		FAIL("%s: '%s' is not always, never or a number of milliseconds (%d..%d)", key,
+		     value, opt->min, opt->max);
+	}
+	*field = (int)ms;
+	return 0;
+}
+
+static int parse_mqtt_topic(struct mqk_config *cfg, const struct option_spec *opt, const char *key,
+			    char *value, char *errstr, size_t errstr_size)
+{
+	struct mqk_template *tpl = FIELD_AT(cfg, opt, struct mqk_template);
+	char why[512];
+
+	if (strchr(value, '+') || strchr(value, '#') || value[0] == '$') {
+		FAIL("%s: '%s' is not a topic to publish to (no +, # or leading $)", key, value);
+	}
+	if (template__compile(tpl, value, "", false, why, sizeof(why))) {
+		FAIL("%s: %s", key, why);
+	}
+	return 0;
+}
+
+static bool is_absolute(const char *value)
+{
+	return value[0] == '/';
+}
+
+static bool is_broker_id(const char *value)
+{
+	return is_name(value, "._-");
+}
+
+static bool is_target(const char *value)
+{
+	return !strcmp(value, "key") || (!strncmp(value, "header:", 7) && value[7] != '\0');
+}
+
+/* ---- every option ------------------------------------------------------------------ */
+
+/*
+ * Every plugin_opt_ option, in the order of README's tables (Configuration, then
+ * Commands); the unknown-option message lists them in this order too.
+ *
+ * To add an option: add its entry here, at the place its README row has, and the row
+ * (name, value and default columns as `value` and `shown` say, or as derived from the
+ * range and choices; the meaning only in README). A text, number, choice or bool option
+ * needs nothing else: parse_text and the others set `field`, numbers and choices get
+ * `dflt` before parsing, "given twice" and `needs` are checked for every entry. Another
+ * kind of value gets a parse_fn of its own above. ctest options_doc fails, naming the
+ * difference, until README and this table agree.
+ */
+static const struct choice durabilities[] = {
+	{"journal", MQK_DURABILITY_JOURNAL}, {"memory", MQK_DURABILITY_MEMORY}, {NULL, 0}};
+static const struct choice overflows[] = {{"reject", MQK_OVERFLOW_REJECT},
+					  {"drop_oldest", MQK_OVERFLOW_DROP_OLDEST},
+					  {"drop_new", MQK_OVERFLOW_DROP_NEW},
+					  {NULL, 0}};
+static const struct choice command_modes[] = {
+	{"broadcast", MQK_CMD_BROADCAST}, {"targeted", MQK_CMD_TARGETED}, {NULL, 0}};
+
+static const struct option_spec options[] = {
+	/* README: Configuration */
+	{"bootstrap_servers", parse_text, FIELD(bootstrap_servers),
+	 .value = "host:port[,host:port...]", .shown = "required"},
+	{"broker_id", parse_text, FIELD(broker_id), .valid = is_broker_id,
+	 .is_not = "a valid broker id (1..64 characters [A-Za-z0-9._-])",
+	 .value = "1..64 of [A-Za-z0-9._-]", .shown = "the host name"},
+	{"route_<name>", parse_route, .repeat = true,
+	 .value = "<filter> -> <topic> [key=<key>] [format=raw|json]", .shown = "none"},
+	{"exclude", parse_exclude, .repeat = true, .value = "MQTT topic filter", .shown = "none"},
+	{"kafka.<property>", kafka_producer, .repeat = true, .value = "librdkafka's",
+	 .shown = "see below"},
+	{"kafka_config_file", parse_text, FIELD(kafka_config_file), .valid = is_absolute,
+	 .is_not = "an absolute path", .value = "absolute path", .shown = "none"},
+	{"stats_interval", parse_number, FIELD(stats_interval), .min = 0, .max = 86400,
+	 .unit = "a number of seconds", .dflt = 10, .value = "seconds, 0..86400"},
+	{"flush_timeout_ms", parse_number, FIELD(flush_timeout_ms), .min = 0, .max = 600000,
+	 .unit = "a number of milliseconds", .dflt = 10000},
+	{"durability", parse_choice, FIELD(durability), .choices = durabilities,
+	 .dflt = MQK_DURABILITY_JOURNAL},
+	{"journal_dir", parse_text, FIELD(journal_dir), .needs = NEEDS_JOURNAL,
+	 .valid = is_absolute, .is_not = "an absolute path", .value = "absolute path",
+	 .shown = DEFAULT_JOURNAL_DIR "<broker_id>"},
+	{"journal_fsync", parse_fsync, FIELD(journal_fsync_ms), .needs = NEEDS_JOURNAL, .min = 1,
+	 .max = 60000, .dflt = 1000, .value = "always|never|1..60000 ms"},
+	{"journal_max_mb", parse_number, FIELD(journal_max_mb), .needs = NEEDS_JOURNAL, .min = 2,
+	 .max = 1048576, .unit = "a number of MiB", .dflt = 1024},
+	{"journal_segment_mb", parse_number, FIELD(journal_segment_mb), .needs = NEEDS_JOURNAL,
+	 .min = 1, .max = 1024, .unit = "a number of MiB", .dflt = DEFAULT_JOURNAL_SEGMENT_MB},
+	{"buffer_mb", parse_number, FIELD(buffer_mb), .needs = NEEDS_MEMORY, .min = 1, .max = 4096,
+	 .unit = "a number of MiB", .dflt = 64},
+	{"overflow", parse_choice, FIELD(overflow), .choices = overflows,
+	 .dflt = MQK_OVERFLOW_REJECT},
+	{"create_topics", parse_bool, FIELD(create_topics), .choices = booleans, .dflt = false},
+	{"topic_partitions", parse_number, FIELD(topic_partitions), .needs = NEEDS_CREATE_TOPICS,
+	 .min = 1, .max = 10000, .unit = "a number of partitions", .dflt = 6},
+	{"topic_replication_factor", parse_number, FIELD(topic_replication_factor),
+	 .needs = NEEDS_CREATE_TOPICS, .min = -1, .max = 32767, .unit = "a replication factor",
+	 .range = "-1 for the brokers' default, or 1..32767", .dflt = -1,
+	 .value = "-1, or 1..32767"},
+
+	/* README: Commands (docs/commands.md) */
+	{"commands_topic", parse_text, FIELD(commands.topic), .commands_table = true,
+	 .value = "Kafka topic; {broker} is broker_id", .shown = "none: no commands"},
+	{"commands_mode", parse_choice, FIELD(commands.mode), .needs = NEEDS_COMMANDS,
+	 .choices = command_modes, .dflt = MQK_CMD_BROADCAST, .commands_table = true},
+	{"commands_group", parse_text, FIELD(commands.group), .needs = NEEDS_COMMANDS,
+	 .value = "consumer group id; {broker}", .shown = DEFAULT_COMMANDS_GROUP,
+	 .commands_table = true},
+	{"commands_target", parse_text, FIELD(commands.target), .needs = NEEDS_COMMANDS,
+	 .valid = is_target, .is_not = "key or header:<name>", .value = "key|header:<name>",
+	 .shown = "key", .commands_table = true},
+	{"commands_mqtt_topic", parse_mqtt_topic, FIELD(commands.mqtt_topic),
+	 .needs = NEEDS_COMMANDS, .value = "MQTT topic; {clientid}, {broker}",
+	 .shown = DEFAULT_COMMANDS_MQTT_TOPIC, .commands_table = true},
+	{"commands_qos", parse_number, FIELD(commands.qos), .needs = NEEDS_COMMANDS, .min = 0,
+	 .max = 2, .unit = "an MQTT QoS", .dflt = 1, .commands_table = true},
+	{"commands_expiry", parse_number, FIELD(commands.expiry), .needs = NEEDS_COMMANDS, .min = 0,
+	 .max = 2147483647, .unit = "a number of seconds", .dflt = 0,
+	 .value = "seconds, 0..2147483647", .commands_table = true},
+	{"commands_return_topic", parse_text, FIELD(commands.return_topic), .needs = NEEDS_TARGETED,
+	 .value = "Kafka topic", .shown = DEFAULT_RETURN_TOPIC, .commands_table = true},
+	{"commands_dead_letter_topic", parse_text, FIELD(commands.dead_letter_topic),
+	 .needs = NEEDS_TARGETED, .value = "Kafka topic", .shown = DEFAULT_DEAD_LETTER_TOPIC,
+	 .commands_table = true},
+	{"commands_max_hops", parse_number, FIELD(commands.max_hops), .needs = NEEDS_TARGETED,
+	 .min = 1, .max = 100, .unit = "a number of hops", .dflt = 5, .commands_table = true},
+	{"presence_topic", parse_text, FIELD(commands.presence_topic), .needs = NEEDS_COMMANDS,
+	 .value = "Kafka topic (compacted)",
+	 .shown = DEFAULT_PRESENCE_TOPIC " in targeted mode, else none", .commands_table = true},
+	{"commands_wake", parse_text, FIELD(commands.wake), .needs = NEEDS_COMMANDS,
+	 .value = "auto|off|host:port", .shown = DEFAULT_WAKE, .commands_table = true},
+	{"commands_kafka.<property>", kafka_commands, .repeat = true, .needs = NEEDS_COMMANDS,
+	 .value = "librdkafka's", .shown = "—", .commands_table = true},
+};
+#define N_OPTIONS (sizeof(options) / sizeof(options[0]))
+
+/* commands.mode is set through an int, as a choice. */
+_Static_assert(sizeof(enum mqk_cmd_mode) == sizeof(int), "commands_mode is an int");
+
+/* The length of a prefix option's prefix ("route_" of route_<name>); 0: not a prefix. */
+static size_t prefix_len(const struct option_spec *opt)
+{
+	const char *lt = strchr(opt->name, '<');
+
+	return lt ? (size_t)(lt - opt->name) : 0;
+}
+
+/* The option key is (a name, or a prefix key starts with), or NULL. */
+static const struct option_spec *lookup(const char *key)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		if (prefix_len(&options[i]) == 0 && !strcmp(key, options[i].name)) {
+			return &options[i];
+		}
+	}
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		size_t n = prefix_len(&options[i]);
+		if (n > 0 && !strncmp(key, options[i].name, n)) {
+			return &options[i];
+		}
+	}
+	return NULL;
+}
+
+/* ---- an unknown option --------------------------------------------------------------- */
+
+/* The edit distance (Levenshtein) of a and b, ignoring case; 3 when it is more than 2. */
+static int distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	int row[NAME_MAX_LEN * 2 + 1];
+
+	if (lb >= sizeof(row) / sizeof(row[0]) || la > lb + 2 || lb > la + 2) {
+		return 3;
+	}
+	for (size_t j = 0; j <= lb; j++) {
+		row[j] = (int)j;
+	}
+	for (size_t i = 1; i <= la; i++) {
+		int diag = row[0], best;
+		row[0] = (int)i;
+		best = row[0];
+		for (size_t j = 1; j <= lb; j++) {
+			int up = row[j];
+			int cost = tolower((unsigned char)a[i - 1]) !=
+				   tolower((unsigned char)b[j - 1]);
+			int d = diag + cost;
+			if (up + 1 < d) {
+				d = up + 1;
+			}
+			if (row[j - 1] + 1 < d) {
+				d = row[j - 1] + 1;
+			}
+			diag = up;
+			row[j] = d;
+			if (d < best) {
+				best = d;
+			}
+		}
+		if (best > 2) {
+			return 3;
+		}
+	}
+	return row[lb] > 2 ? 3 : row[lb];
+}
+
+/*
+ * The option an unknown key was probably meant to be, into buf: a name at most 2 edits
+ * away (bootstrap_server), a prefix option for its prefix (route, kafka), or a prefix
+ * with another separator, as 1 edit (kafka_linger.ms: kafka.linger.ms). false: none.
+ */
+static bool closest(const char *key, char *buf, size_t size)
+{
+	const struct option_spec *sep = NULL; /* a prefix with another separator */
+	int best = 3;
+
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const struct option_spec *o = &options[i];
+		size_t n = prefix_len(o);
+		char bare[NAME_MAX_LEN + 1];
+		int d;
+
+		if (n == 0) {
+			d = distance(key, o->name);
 		} else {
-			FAIL("%s: '%s' is not broadcast or targeted", key, value);
+			snprintf(bare, sizeof(bare), "%.*s", (int)(n - 1), o->name);
+			d = distance(key, bare); /* route, kafka: the name without what follows */
 		}
-		return 0;
-	}
-	if (!strcmp(key, "commands_group")) {
-		return set_once(&cc->group, key, value, errstr, errstr_size);
-	}
-	if (!strcmp(key, "commands_target")) {
-		if (strcmp(value, "key") && (strncmp(value, "header:", 7) || value[7] == '\0')) {
-			FAIL("%s: '%s' is not key or header:<name>", key, value);
+		if (d < best) {
+			best = d;
+			snprintf(buf, size, "%s", o->name);
 		}
-		return set_once(&cc->target, key, value, errstr, errstr_size);
-	}
-	if (!strcmp(key, "commands_mqtt_topic")) {
-		if (cc->mqtt_topic.source != NULL) {
-			FAIL("%s: given twice", key);
+		if (n > 1 && strlen(key) > n && !strncmp(key, o->name, n - 1) &&
+		    strchr("._-", key[n - 1])) {
+			sep = o;
 		}
-		if (strchr(value, '+') || strchr(value, '#') || value[0] == '$') {
-			FAIL("%s: '%s' is not a topic to publish to (no +, # or leading $)", key,
-			     value);
+	}
+	if (sep != NULL && best > 1) {
+		size_t n = prefix_len(sep);
+		snprintf(buf, size, "%.*s%s", (int)n, sep->name, key + n);
+		return true;
+	}
+	return best <= 2;
+}
+
+static int unknown_option(const char *key, char *errstr, size_t errstr_size)
+{
+	char known[4096], near[256];
+	size_t n = 0;
+
+	known[0] = '\0';
+	for (size_t i = 0; i < N_OPTIONS && n < sizeof(known); i++) {
+		n += (size_t)snprintf(known + n, sizeof(known) - n, "%s%s", i ? ", " : "",
+				      options[i].name);
+	}
+	if (closest(key, near, sizeof(near))) {
+		FAIL("%s: unknown option, did you mean plugin_opt_%s? (known: %s)", key, near,
+		     known);
+	}
+	FAIL("%s: unknown option (known: %s)", key, known);
+}
+
+/* ---- after every option -------------------------------------------------------------- */
+
+/* What opt needs and cfg does not have, as the end of the error message; NULL: nothing. */
+static const char *unmet(const struct option_spec *opt, const struct mqk_config *cfg)
+{
+	bool journal = cfg->durability == MQK_DURABILITY_JOURNAL;
+	bool commands = cfg->commands.topic != NULL;
+
+	switch (opt->needs) {
+	case NEEDS_NOTHING:
+		break;
+	case NEEDS_JOURNAL:
+		return journal ? NULL : "only used with plugin_opt_durability journal";
+	case NEEDS_MEMORY:
+		return !journal ? NULL
+				: "only used with durability memory (the journal's size is "
+				  "journal_max_mb)";
+	case NEEDS_CREATE_TOPICS:
+		return cfg->create_topics ? NULL
+					  : "only used when the plugin creates topics: add "
+					    "plugin_opt_create_topics true, or remove it";
+	case NEEDS_TARGETED:
+		if (commands && cfg->commands.mode != MQK_CMD_TARGETED) {
+			return "only used with plugin_opt_commands_mode targeted";
 		}
-		if (template__compile(&cc->mqtt_topic, value, "", false, errstr, errstr_size)) {
-			char why[512];
-			snprintf(why, sizeof(why), "%s", errstr);
-			FAIL("%s: %s", key, why);
+		/* fall through */
+	case NEEDS_COMMANDS:
+		return commands ? NULL
+				: "only used with plugin_opt_commands_topic (the Kafka topic of "
+				  "commands for devices): add it, or remove this option";
+	}
+	return NULL;
+}
+
+/* Every option given whose needs are met? The first one whose are not is the error. */
+static int check_needs(const struct mqk_config *cfg, const bool *seen, char *errstr,
+		       size_t errstr_size)
+{
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const char *why = seen[i] ? unmet(&options[i], cfg) : NULL;
+		size_t n = prefix_len(&options[i]);
+		if (why != NULL && n > 0) {
+			FAIL("%.*s*: %s", (int)n, options[i].name, why); /* commands_kafka.* */
 		}
-		return 0;
-	}
-	if (!strcmp(key, "commands_qos") || !strcmp(key, "commands_expiry") ||
-	    !strcmp(key, "commands_max_hops")) {
-		int *field = key[9] == 'q' ? &cc->qos : key[9] == 'e' ? &cc->expiry : &cc->max_hops;
-		int max = key[9] == 'q' ? 2 : key[9] == 'e' ? 2147483647 : 100;
-		if (*field != UNSET) {
-			FAIL("%s: given twice", key);
+		if (why != NULL) {
+			FAIL("%s: %s", options[i].name, why);
 		}
-		return parse_int(key, value, key[9] == 'm' ? 1 : 0, max,
-				 key[9] == 'q'   ? "an MQTT QoS"
-				 : key[9] == 'e' ? "a number of seconds"
-						 : "a number of hops",
-				 field, errstr, errstr_size);
 	}
-	if (!strcmp(key, "commands_return_topic")) {
-		return set_once(&cc->return_topic, key, value, errstr, errstr_size);
-	}
-	if (!strcmp(key, "commands_dead_letter_topic")) {
-		return set_once(&cc->dead_letter_topic, key, value, errstr, errstr_size);
-	}
-	if (!strcmp(key, "presence_topic")) {
-		return set_once(&cc->presence_topic, key, value, errstr, errstr_size);
-	}
-	if (!strcmp(key, "commands_wake")) {
-		return set_once(&cc->wake, key, value, errstr, errstr_size);
-	}
-	FAIL("%s: unknown option (known commands_* options: commands_topic, commands_mode, "
-	     "commands_group, commands_target, commands_mqtt_topic, commands_qos, "
-	     "commands_expiry, commands_return_topic, commands_dead_letter_topic, "
-	     "commands_max_hops, commands_wake, commands_kafka.<librdkafka property>)",
-	     key);
+	return 0;
 }
 
 /* A topic option's value, {broker} expanded, must be a legal Kafka topic name. */
@@ -499,59 +823,17 @@ static int finish_topic(char **field, const char *dflt, const char *option, cons
 	return 0;
 }
 
-/* After every option: defaults, {broker}, what needs what. */
+/* The command path's defaults and {broker}, once check_needs passed. */
 static int finish_commands(struct mqk_config *cfg, char *errstr, size_t errstr_size)
 {
 	struct mqk_cmd_config *cc = &cfg->commands;
 	bool targeted = cc->mode == MQK_CMD_TARGETED;
-	const char *given = NULL;
 
 	if (cc->topic == NULL) {
-		if (cc->mode != MQK_CMD_OFF) {
-			given = "commands_mode";
-		} else if (cc->group) {
-			given = "commands_group";
-		} else if (cc->target) {
-			given = "commands_target";
-		} else if (cc->qos != UNSET) {
-			given = "commands_qos";
-		} else if (cc->mqtt_topic.source) {
-			given = "commands_mqtt_topic";
-		} else if (cc->expiry != UNSET) {
-			given = "commands_expiry";
-		} else if (cc->return_topic) {
-			given = "commands_return_topic";
-		} else if (cc->dead_letter_topic) {
-			given = "commands_dead_letter_topic";
-		} else if (cc->max_hops != UNSET) {
-			given = "commands_max_hops";
-		} else if (cc->presence_topic) {
-			given = "presence_topic";
-		} else if (cc->wake) {
-			given = "commands_wake";
-		} else if (cc->kafka_prop_count) {
-			given = "commands_kafka.*";
-		}
-		if (given != NULL) {
-			FAIL("%s: only used with plugin_opt_commands_topic (the Kafka topic of "
-			     "commands for devices): add it, or remove this option",
-			     given);
-		}
 		cc->mode = MQK_CMD_OFF;
 		return 0;
 	}
-	if (cc->mode == MQK_CMD_OFF) {
-		cc->mode = MQK_CMD_BROADCAST;
-	}
-	if (!targeted) {
-		given = cc->return_topic        ? "commands_return_topic"
-			: cc->dead_letter_topic ? "commands_dead_letter_topic"
-			: cc->max_hops != UNSET ? "commands_max_hops"
-						: NULL;
-		if (given != NULL) {
-			FAIL("%s: only used with plugin_opt_commands_mode targeted", given);
-		}
-	} else if (!strstr(cc->topic, "{broker}")) {
+	if (targeted && !strstr(cc->topic, "{broker}")) {
 		FAIL("commands_topic: '%s': in targeted mode each broker reads its own topic: put "
 		     "{broker} in it, e.g. mqtt-commands.{broker}",
 		     cc->topic);
@@ -560,16 +842,7 @@ static int finish_commands(struct mqk_config *cfg, char *errstr, size_t errstr_s
 	    (cc->target_header = strdup(cc->target + 7)) == NULL) {
 		FAIL("commands_target: out of memory");
 	}
-	if (cc->qos == UNSET) {
-		cc->qos = DEFAULT_COMMANDS_QOS;
-	}
-	if (cc->expiry == UNSET) {
-		cc->expiry = 0;
-	}
-	if (cc->max_hops == UNSET) {
-		cc->max_hops = DEFAULT_MAX_HOPS;
-	}
-	if (cc->wake == NULL && (cc->wake = strdup("auto")) == NULL) {
+	if (cc->wake == NULL && (cc->wake = strdup(DEFAULT_WAKE)) == NULL) {
 		FAIL("commands_wake: out of memory");
 	}
 	if (cc->mqtt_topic.source == NULL &&
@@ -603,112 +876,19 @@ static int finish_commands(struct mqk_config *cfg, char *errstr, size_t errstr_s
 	return 0;
 }
 
-/* durability, overflow, journal_dir, journal_fsync: each once. */
-static int parse_durability(struct mqk_config *cfg, const char *key, const char *value,
-			    char *errstr, size_t errstr_size)
-{
-	if (!strcmp(key, "journal_dir")) {
-		if (value[0] != '/') {
-			FAIL("%s: '%s' is not an absolute path", key, value);
-		}
-		return set_once(&cfg->journal_dir, key, value, errstr, errstr_size);
-	}
-	if (!strcmp(key, "durability")) {
-		if (cfg->durability != UNSET) {
-			FAIL("%s: given twice", key);
-		}
-		if (!strcmp(value, "memory")) {
-			cfg->durability = MQK_DURABILITY_MEMORY;
-		} else if (!strcmp(value, "journal")) {
-			cfg->durability = MQK_DURABILITY_JOURNAL;
-		} else {
-			FAIL("%s: '%s' is not memory or journal", key, value);
-		}
-		return 0;
-	}
-	if (!strcmp(key, "overflow")) {
-		if (cfg->overflow != UNSET) {
-			FAIL("%s: given twice", key);
-		}
-		if (!strcmp(value, "reject")) {
-			cfg->overflow = MQK_OVERFLOW_REJECT;
-		} else if (!strcmp(value, "drop_oldest")) {
-			cfg->overflow = MQK_OVERFLOW_DROP_OLDEST;
-		} else if (!strcmp(value, "drop_new")) {
-			cfg->overflow = MQK_OVERFLOW_DROP_NEW;
-		} else {
-			FAIL("%s: '%s' is not reject, drop_oldest or drop_new", key, value);
-		}
-		return 0;
-	}
-	/* journal_fsync always | never | <milliseconds> */
-	char *end;
-	long ms;
-	if (cfg->journal_fsync_ms != UNSET) {
-		FAIL("%s: given twice", key);
-	}
-	if (!strcmp(value, "always")) {
-		cfg->journal_fsync_ms = 0;
-		return 0;
-	}
-	if (!strcmp(value, "never")) {
-		cfg->journal_fsync_ms = -1;
-		return 0;
-	}
-	errno = 0;
-	ms = strtol(value, &end, 10);
-	if (errno || *end != '\0' || end == value || ms < 1 || ms > 60000) {
-		FAIL("%s: '%s' is not always, never or a number of milliseconds (1..60000)", key,
-		     value);
-	}
-	cfg->journal_fsync_ms = (int)ms;
-	return 0;
-}
-
-/* The durability options' defaults and combinations. */
-static int finish_durability(struct mqk_config *cfg, const bool *seen, char *errstr,
+/* The journal's segment size and directory, once check_needs passed. */
+static int finish_durability(struct mqk_config *cfg, bool segment_given, char *errstr,
 			     size_t errstr_size)
 {
-	bool journal;
-
-	if (cfg->durability == UNSET) {
-		cfg->durability = MQK_DURABILITY_JOURNAL; /* README: "Durability" */
-	}
-	if (cfg->overflow == UNSET) {
-		cfg->overflow = MQK_OVERFLOW_REJECT;
-	}
-	journal = cfg->durability == MQK_DURABILITY_JOURNAL;
-	if (journal && seen[BUFFER_NUMBER]) {
-		FAIL("buffer_mb: only used with durability memory (the journal's size is "
-		     "journal_max_mb)");
-	}
-	for (size_t i = FIRST_JOURNAL_NUMBER; i < FIRST_TOPIC_NUMBER; i++) {
-		if (seen[i] && !journal) {
-			FAIL("%s: only used with plugin_opt_durability journal", numbers[i].name);
-		}
-	}
-	if (!journal && (cfg->journal_dir != NULL || cfg->journal_fsync_ms != UNSET)) {
-		FAIL("%s: only used with plugin_opt_durability journal",
-		     cfg->journal_dir != NULL ? "journal_dir" : "journal_fsync");
-	}
-	if (cfg->journal_fsync_ms == UNSET) {
-		cfg->journal_fsync_ms = DEFAULT_JOURNAL_FSYNC_MS;
-	}
-	if (!seen[FIRST_JOURNAL_NUMBER]) {
-		cfg->journal_max_mb = DEFAULT_JOURNAL_MAX_MB;
-	}
-	if (!seen[FIRST_JOURNAL_NUMBER + 1]) {
-		cfg->journal_segment_mb = DEFAULT_JOURNAL_SEGMENT_MB;
-		if (cfg->journal_segment_mb > cfg->journal_max_mb / 2) {
-			cfg->journal_segment_mb = cfg->journal_max_mb / 2;
-		}
+	if (!segment_given && cfg->journal_segment_mb > cfg->journal_max_mb / 2) {
+		cfg->journal_segment_mb = cfg->journal_max_mb / 2;
 	}
 	if (cfg->journal_segment_mb > cfg->journal_max_mb / 2) {
 		FAIL("journal_segment_mb: %d is more than half of journal_max_mb (%d): the journal "
 		     "needs two segments at least",
 		     cfg->journal_segment_mb, cfg->journal_max_mb);
 	}
-	if (journal && cfg->journal_dir == NULL) {
+	if (cfg->durability == MQK_DURABILITY_JOURNAL && cfg->journal_dir == NULL) {
 		size_t n = strlen(DEFAULT_JOURNAL_DIR) + strlen(cfg->broker_id) + 1;
 		cfg->journal_dir = malloc(n);
 		if (cfg->journal_dir == NULL) {
@@ -719,87 +899,43 @@ static int finish_durability(struct mqk_config *cfg, const bool *seen, char *err
 	return 0;
 }
 
-static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool *seen,
-		     bool *seen_create, char *errstr, size_t errstr_size)
+static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool *seen, char *errstr,
+		     size_t errstr_size)
 {
+	const struct option_spec *opt;
+
 	if (*value == '\0') {
 		FAIL("%s: empty value", key);
 	}
-	if (!strcmp(key, "bootstrap_servers")) {
-		return set_once(&cfg->bootstrap_servers, key, value, errstr, errstr_size);
+	opt = lookup(key);
+	if (opt == NULL) {
+		return unknown_option(key, errstr, errstr_size);
 	}
-	if (!strcmp(key, "broker_id")) {
-		if (!is_name(value, "._-")) {
-			FAIL("%s: '%s' is not a valid broker id (1..64 characters [A-Za-z0-9._-])",
-			     key, value);
+	if (seen[opt - options] && !opt->repeat) {
+		if (opt->parse == parse_text) {
+			FAIL("%s: given twice ('%s' and '%s')", key, *FIELD_AT(cfg, opt, char *),
+			     value);
 		}
-		return set_once(&cfg->broker_id, key, value, errstr, errstr_size);
+		FAIL("%s: given twice", key);
 	}
-	if (!strncmp(key, "route_", 6)) {
-		return parse_route(cfg, key, value, errstr, errstr_size);
-	}
-	if (!strcmp(key, "exclude")) {
-		return parse_exclude(cfg, key, value, errstr, errstr_size);
-	}
-	if (!strncmp(key, "kafka.", 6)) {
-		return parse_kafka(&cfg->kafka_props, &cfg->kafka_prop_count, key, value, errstr,
-				   errstr_size);
-	}
-	if (!strcmp(key, "kafka_config_file")) {
-		if (value[0] != '/') {
-			FAIL("%s: '%s' is not an absolute path", key, value);
-		}
-		return set_once(&cfg->kafka_config_file, key, value, errstr, errstr_size);
-	}
-	if (!strncmp(key, "commands_", 9) || !strcmp(key, "presence_topic")) {
-		return parse_commands(cfg, key, value, errstr, errstr_size);
-	}
-	if (!strcmp(key, "durability") || !strcmp(key, "overflow") || !strcmp(key, "journal_dir") ||
-	    !strcmp(key, "journal_fsync")) {
-		return parse_durability(cfg, key, value, errstr, errstr_size);
-	}
-	if (!strcmp(key, "create_topics")) {
-		if (*seen_create) {
-			FAIL("%s: given twice", key);
-		}
-		*seen_create = true;
-		return parse_bool(key, value, &cfg->create_topics, errstr, errstr_size);
-	}
-	for (size_t i = 0; i < N_NUMBERS; i++) {
-		if (!strcmp(key, numbers[i].name)) {
-			if (seen[i]) {
-				FAIL("%s: given twice", key);
-			}
-			seen[i] = true;
-			return parse_number(cfg, i, key, value, errstr, errstr_size);
-		}
-	}
-	FAIL("%s: unknown option (known: bootstrap_servers, broker_id, route_<name>, exclude, "
-	     "kafka.<librdkafka property>, kafka_config_file, stats_interval, flush_timeout_ms, "
-	     "buffer_mb, "
-	     "durability, overflow, journal_dir, journal_fsync, journal_max_mb, "
-	     "journal_segment_mb, create_topics, topic_partitions, topic_replication_factor, "
-	     "commands_topic, "
-	     "commands_mode, commands_group, commands_target, commands_mqtt_topic, "
-	     "commands_qos, commands_expiry, commands_return_topic, commands_dead_letter_topic, "
-	     "commands_max_hops, commands_wake, commands_kafka.<librdkafka property>, "
-	     "presence_topic)",
-	     key);
+	seen[opt - options] = true;
+	return opt->parse(cfg, opt, key, value, errstr, errstr_size);
 }
 
 int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int opt_count,
 		   char *errstr, size_t errstr_size)
 {
-	bool seen[N_NUMBERS] = {false};
-	bool seen_create = false;
+	bool seen[N_OPTIONS] = {false};
 
-	cfg->stats_interval = DEFAULT_STATS_INTERVAL;
-	cfg->flush_timeout_ms = DEFAULT_FLUSH_TIMEOUT_MS;
-	cfg->buffer_mb = DEFAULT_BUFFER_MB;
-	cfg->topic_partitions = DEFAULT_TOPIC_PARTITIONS;
-	cfg->topic_replication_factor = DEFAULT_TOPIC_REPLICATION_FACTOR;
-	cfg->commands.qos = cfg->commands.expiry = cfg->commands.max_hops = UNSET;
-	cfg->durability = cfg->overflow = cfg->journal_fsync_ms = UNSET;
+	for (size_t i = 0; i < N_OPTIONS; i++) {
+		const struct option_spec *o = &options[i];
+		if (o->parse == parse_number || o->parse == parse_choice ||
+		    o->parse == parse_fsync) {
+			*FIELD_AT(cfg, o, int) = o->dflt;
+		} else if (o->parse == parse_bool) {
+			*FIELD_AT(cfg, o, bool) = o->dflt;
+		}
+	}
 	for (int i = 0; i < opt_count; i++) {
 		const char *key = opts[i].key ? opts[i].key : "";
 		char *value = trimmed(opts[i].value);
@@ -808,7 +944,7 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 		if (value == NULL) {
 			FAIL("%s: out of memory", key);
 		}
-		rc = parse_one(cfg, key, value, seen, &seen_create, errstr, errstr_size);
+		rc = parse_one(cfg, key, value, seen, errstr, errstr_size);
 		free(value);
 		if (rc) {
 			return -1;
@@ -823,13 +959,8 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 		FAIL("bootstrap_servers: required: the Kafka brokers to connect to, e.g. "
 		     "plugin_opt_bootstrap_servers kafka1:9092,kafka2:9092");
 	}
-	for (size_t i = FIRST_TOPIC_NUMBER; i < N_NUMBERS; i++) {
-		if (seen[i] && !cfg->create_topics) {
-			FAIL("%s: only used when the plugin creates topics: add "
-			     "plugin_opt_create_topics "
-			     "true, or remove it",
-			     numbers[i].name);
-		}
+	if (check_needs(cfg, seen, errstr, errstr_size)) {
+		return -1;
 	}
 	if (cfg->broker_id == NULL) {
 		char host[256] = "";
@@ -841,10 +972,47 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 			FAIL("broker_id: out of memory");
 		}
 	}
-	if (finish_durability(cfg, seen, errstr, errstr_size)) {
+	if (finish_durability(cfg, seen[lookup("journal_segment_mb") - options], errstr,
+			      errstr_size)) {
 		return -1;
 	}
 	return finish_commands(cfg, errstr, errstr_size);
+}
+
+bool options__doc(size_t i, struct mqk_option_doc *doc)
+{
+	const struct option_spec *o;
+
+	if (i >= N_OPTIONS) {
+		return false;
+	}
+	o = &options[i];
+	memset(doc, 0, sizeof(*doc));
+	doc->name = o->name;
+	doc->table = o->commands_table ? "Commands" : "Configuration";
+	doc->repeat = o->repeat;
+	doc->number = o->parse == parse_number || o->parse == parse_fsync;
+	doc->min = o->range ? 1 : o->min; /* range: 0 is refused, the range in words */
+	doc->max = o->max;
+	if (o->value != NULL) {
+		snprintf(doc->value, sizeof(doc->value), "%s", o->value);
+	} else if (o->choices != NULL) {
+		list_choices(o->choices, "|", "|", doc->value, sizeof(doc->value));
+	} else {
+		snprintf(doc->value, sizeof(doc->value), "%d..%d", o->min, o->max);
+	}
+	if (o->shown != NULL) {
+		snprintf(doc->dflt, sizeof(doc->dflt), "%s", o->shown);
+	} else if (o->choices != NULL) {
+		for (int c = 0; o->choices[c].name != NULL; c++) {
+			if (o->choices[c].value == o->dflt) {
+				snprintf(doc->dflt, sizeof(doc->dflt), "%s", o->choices[c].name);
+			}
+		}
+	} else {
+		snprintf(doc->dflt, sizeof(doc->dflt), "%d", o->dflt);
+	}
+	return true;
 }
 
 void options__free(struct mqk_config *cfg)

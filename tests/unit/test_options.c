@@ -550,11 +550,11 @@ static void test_durability_errors(void **state)
 	static const struct {
 		const char *key, *value, *expected;
 	} values[] = {
-		{"durability", "disk", "plugin_opt_durability: 'disk' is not memory or journal"},
+		{"durability", "disk", "plugin_opt_durability: 'disk' is not journal or memory"},
 		{"durability", "Journal",
-		 "plugin_opt_durability: 'Journal' is not memory or journal"},
+		 "plugin_opt_durability: 'Journal' is not journal or memory"},
 		{"durability", "memory journal",
-		 "plugin_opt_durability: 'memory journal' is not memory or journal"},
+		 "plugin_opt_durability: 'memory journal' is not journal or memory"},
 		{"overflow", "drop",
 		 "plugin_opt_overflow: 'drop' is not reject, drop_oldest or drop_new"},
 		{"overflow", "drop-oldest",
@@ -695,35 +695,62 @@ static void test_empty_values(void **state)
 	assert_fails(PARSE_BS("stats_interval", "\t"), "plugin_opt_stats_interval: empty value");
 }
 
-/* The end of the "unknown option" message: the command path's options. */
-#define COMMAND_OPTIONS                                                                            \
-	"commands_topic, commands_mode, commands_group, commands_target, commands_mqtt_topic, "    \
-	"commands_qos, commands_expiry, commands_return_topic, commands_dead_letter_topic, "       \
-	"commands_max_hops, commands_wake, commands_kafka.<librdkafka property>, presence_topic"
-/* The whole list of the "unknown option" message. */
+/* The list of the "unknown option" message: options.c's table, in README's order. */
 #define KNOWN_OPTIONS                                                                              \
-	"bootstrap_servers, broker_id, route_<name>, exclude, kafka.<librdkafka property>, "       \
-	"kafka_config_file, stats_interval, flush_timeout_ms, buffer_mb, durability, overflow, "   \
-	"journal_dir, "                                                                            \
-	"journal_fsync, journal_max_mb, journal_segment_mb, create_topics, topic_partitions, "     \
-	"topic_replication_factor, " COMMAND_OPTIONS
+	"bootstrap_servers, broker_id, route_<name>, exclude, kafka.<property>, "                  \
+	"kafka_config_file, stats_interval, flush_timeout_ms, durability, journal_dir, "           \
+	"journal_fsync, journal_max_mb, journal_segment_mb, buffer_mb, overflow, create_topics, "  \
+	"topic_partitions, topic_replication_factor, commands_topic, commands_mode, "              \
+	"commands_group, commands_target, commands_mqtt_topic, commands_qos, commands_expiry, "    \
+	"commands_return_topic, commands_dead_letter_topic, commands_max_hops, presence_topic, "   \
+	"commands_wake, commands_kafka.<property>"
 
 static void test_unknown_option(void **state)
 {
 	(void)state;
 	assert_fails(PARSE_BS("bootstrap_server", "k:9092"),
-		     "plugin_opt_bootstrap_server: unknown option (known: " KNOWN_OPTIONS ")");
+		     "plugin_opt_bootstrap_server: unknown option, did you mean "
+		     "plugin_opt_bootstrap_servers? (known: " KNOWN_OPTIONS ")");
 	assert_fails(PARSE_BS("route", "a -> t"),
-		     "plugin_opt_route: unknown option (known: " KNOWN_OPTIONS ")");
+		     "plugin_opt_route: unknown option, did you mean plugin_opt_route_<name>? "
+		     "(known: " KNOWN_OPTIONS ")");
 	assert_fails(PARSE_BS("kafka", "x"),
-		     "plugin_opt_kafka: unknown option (known: " KNOWN_OPTIONS ")");
-	/* Near misses of the journal's options are not taken for them. */
+		     "plugin_opt_kafka: unknown option, did you mean plugin_opt_kafka.<property>? "
+		     "(known: " KNOWN_OPTIONS ")");
+	/* Near misses of the journal's options are not taken for them, nor suggested when
+	   more than 2 letters away. */
 	assert_fails(PARSE_BS("journal", "/tmp/j"),
 		     "plugin_opt_journal: unknown option (known: " KNOWN_OPTIONS ")");
 	assert_fails(PARSE_BS("journal_size_mb", "10"),
 		     "plugin_opt_journal_size_mb: unknown option (known: " KNOWN_OPTIONS ")");
+	assert_fails(PARSE_BS("colour", "blue"),
+		     "plugin_opt_colour: unknown option (known: " KNOWN_OPTIONS ")");
+	/* Options are case-sensitive; the suggestion is not. */
 	assert_fails(PARSE_BS("Durability", "memory"),
-		     "plugin_opt_Durability: unknown option (known: " KNOWN_OPTIONS ")");
+		     "plugin_opt_Durability: unknown option, did you mean plugin_opt_durability? "
+		     "(known: " KNOWN_OPTIONS ")");
+	assert_fails(PARSE_BS("journal_max_mib", "10"),
+		     "plugin_opt_journal_max_mib: unknown option, did you mean "
+		     "plugin_opt_journal_max_mb? (known: " KNOWN_OPTIONS ")");
+	assert_fails(PARSE_BS("kafka_config_fil", "/k"),
+		     "plugin_opt_kafka_config_fil: unknown option, did you mean "
+		     "plugin_opt_kafka_config_file? (known: " KNOWN_OPTIONS ")");
+	/* A prefix option with another separator: the property kept. */
+	assert_fails(PARSE_BS("kafka_linger.ms", "5"),
+		     "plugin_opt_kafka_linger.ms: unknown option, did you mean "
+		     "plugin_opt_kafka.linger.ms? (known: " KNOWN_OPTIONS ")");
+	assert_fails(PARSE_BS("commands_kafka_fetch.wait.max.ms", "5"),
+		     "plugin_opt_commands_kafka_fetch.wait.max.ms: unknown option, did you mean "
+		     "plugin_opt_commands_kafka.fetch.wait.max.ms? (known: " KNOWN_OPTIONS ")");
+	assert_fails(PARSE_BS("route-x", "a -> t"),
+		     "plugin_opt_route-x: unknown option, did you mean plugin_opt_route_x? "
+		     "(known: " KNOWN_OPTIONS ")");
+	/* A name far longer than any option. */
+	char key[300];
+	memset(key, 'k', sizeof(key) - 1);
+	key[sizeof(key) - 1] = '\0';
+	assert_int_equal(PARSE_BS(key, "v"), -1);
+	assert_non_null(strstr(err, ": unknown option (known: bootstrap_servers, "));
 }
 
 static void test_duplicates(void **state)
@@ -1104,11 +1131,11 @@ static void test_commands_errors(void **state)
 		"plugin_opt_commands_kafka.bootstrap.servers: 'bootstrap.servers' is set by the "
 		"plugin and cannot be changed (use plugin_opt_bootstrap_servers)");
 	assert_fails(PARSE_BS("commands_topic", "c", "commands_nope", "x"),
-		     "plugin_opt_commands_nope: unknown option (known commands_* options: "
-		     "commands_topic, commands_mode, commands_group, commands_target, "
-		     "commands_mqtt_topic, commands_qos, commands_expiry, commands_return_topic, "
-		     "commands_dead_letter_topic, commands_max_hops, commands_wake, "
-		     "commands_kafka.<librdkafka property>)");
+		     "plugin_opt_commands_nope: unknown option, did you mean "
+		     "plugin_opt_commands_mode? (known: " KNOWN_OPTIONS ")");
+	assert_fails(PARSE_BS("commands_topic", "c", "commands_wakeup", "off"),
+		     "plugin_opt_commands_wakeup: unknown option, did you mean "
+		     "plugin_opt_commands_wake? (known: " KNOWN_OPTIONS ")");
 }
 
 int main(void)
