@@ -164,6 +164,8 @@ def check(options, src):
                 name = m.group(1).rstrip(".")
                 if name in ("", "*") or name.startswith("<"):
                     continue  # plugin_opt_<name>, plugin_opt_*: any option
+                if re.match(r":\s*unknown option", line[m.end():]):
+                    continue  # an example of the error a typo gets
                 mentions += 1
                 if not known(name, options):
                     problems.append(f"{rel}:{n}: plugin_opt_{name} is not an option of "
