@@ -753,6 +753,65 @@ static void test_unknown_option(void **state)
 	assert_non_null(strstr(err, ": unknown option (known: bootstrap_servers, "));
 }
 
+/* options__doc: README's columns as the table gives them (ctest options_doc compares). */
+static const struct mqk_option_doc *doc_of(const char *name)
+{
+	static struct mqk_option_doc doc;
+
+	for (size_t i = 0; options__doc(i, &doc); i++) {
+		if (!strcmp(doc.name, name)) {
+			return &doc;
+		}
+	}
+	fail_msg("option %s not in the table", name);
+	return NULL;
+}
+
+static void test_option_docs(void **state)
+{
+	const struct mqk_option_doc *d;
+	struct mqk_option_doc doc;
+	size_t n = 0;
+
+	(void)state;
+	while (options__doc(n, &doc)) {
+		n++;
+	}
+	assert_true(n >= 31); /* 31 before metrics_* and routes_file */
+	assert_true(options__doc(0, &doc));
+	assert_string_equal(doc.name, "bootstrap_servers");
+	assert_string_equal(doc.dflt, "required");
+	/* A number: its range and default from what the parser uses. */
+	d = doc_of("flush_timeout_ms");
+	assert_string_equal(d->value, "0..600000");
+	assert_string_equal(d->dflt, "10000");
+	assert_true(d->number && d->min == 0 && d->max == 600000);
+	d = doc_of("topic_replication_factor");
+	assert_string_equal(d->dflt, "-1");
+	assert_true(d->min == 1 && d->max == 32767); /* -1, or 1..32767 */
+	/* Choices: a|b, the default by name. */
+	d = doc_of("durability");
+	assert_string_equal(d->value, "journal|memory");
+	assert_string_equal(d->dflt, "journal");
+	assert_false(d->number);
+	d = doc_of("overflow");
+	assert_string_equal(d->value, "reject|drop_oldest|drop_new");
+	d = doc_of("create_topics");
+	assert_string_equal(d->value, "true|false");
+	assert_string_equal(d->dflt, "false");
+	/* Prefixes, repeatable options, the Commands table. */
+	d = doc_of("route_<name>");
+	assert_true(d->repeat);
+	assert_string_equal(d->table, "Configuration");
+	d = doc_of("commands_kafka.<property>");
+	assert_true(d->repeat);
+	assert_string_equal(d->table, "Commands");
+	d = doc_of("commands_group");
+	assert_string_equal(d->dflt, "mosquitto-kafka-commands-{broker}");
+	assert_false(d->repeat);
+	assert_false(options__doc(n, &doc));
+}
+
 static void test_duplicates(void **state)
 {
 	(void)state;
@@ -1163,6 +1222,7 @@ int main(void)
 		T(test_durability_errors),
 		T(test_empty_values),
 		T(test_unknown_option),
+		T(test_option_docs),
 		T(test_duplicates),
 		T(test_route_name_invalid),
 		T(test_route_missing_arrow),
