@@ -899,6 +899,7 @@ static int finish_durability(struct mqk_config *cfg, bool segment_given, char *e
 	return 0;
 }
 
+/* One plugin_opt_<key> <value> line: its table entry's parser; seen[i]: options[i] given. */
 static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool *seen, char *errstr,
 		     size_t errstr_size)
 {

@@ -100,6 +100,19 @@ def test_empty_value_stops_mosquitto(start_broker):
     assert rc != 0 and m, f"exit code {rc} (non-zero expected), log:\n{b.log()}"
 
 
+def test_unknown_option_suggests(start_broker):
+    """A typo: the one line names it, suggests the option meant and lists the known ones
+    (options.c's table, in README's order)."""
+    b = start_broker([BOOT, ("stats_intervall", "5")], wait=False, name="mosquitto-typo")
+    b.expect_exit = None
+    rc = b.process.wait_exit(10 * harness.SLOW)
+    m = re.search(r"^(?:\d+: )?mosquitto_kafka: plugin_opt_stats_intervall: unknown option, "
+                  r"did you mean plugin_opt_stats_interval\? \(known: bootstrap_servers, "
+                  r"broker_id, route_<name>, .*, commands_kafka\.<property>\)$", b.log(), re.M)
+    print(f"typo: exit code {rc}, line: {m.group(0) if m else None}")
+    assert rc != 0 and m, f"exit code {rc} (non-zero expected), log:\n{b.log()}"
+
+
 @pytest.mark.parametrize("case,options,option", CASES, ids=[c[0] for c in CASES])
 def test_bad_config_stops_mosquitto(start_broker, case, options, option):
     b = start_broker(options, wait=False, name=f"mosquitto-{case}")
