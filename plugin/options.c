@@ -23,6 +23,7 @@
 
 #define NAME_MAX_LEN 64
 #define DEFAULT_STATS_INTERVAL 10
+#define DEFAULT_HEALTH_MAX_UNACKED_S 30
 #define DEFAULT_FLUSH_TIMEOUT_MS 10000
 #define DEFAULT_BUFFER_MB 64
 #define DEFAULT_JOURNAL_DIR "/var/lib/mosquitto/mosquitto-kafka/" /* + broker_id */
@@ -312,6 +313,8 @@ static const struct {
 	 "a number of MiB", NULL, false},
 	{"journal_segment_mb", offsetof(struct mqk_config, journal_segment_mb), 1, 1024,
 	 "a number of MiB", NULL, false},
+	{"health_max_unacked_s", offsetof(struct mqk_config, health_max_unacked_s), 1, 86400,
+	 "a number of seconds", NULL, false},
 	{"topic_partitions", offsetof(struct mqk_config, topic_partitions), 1, 10000,
 	 "a number of partitions", NULL, false},
 	{"topic_replication_factor", offsetof(struct mqk_config, topic_replication_factor), -1,
@@ -319,7 +322,9 @@ static const struct {
 };
 #define N_NUMBERS (sizeof(numbers) / sizeof(numbers[0]))
 /* The numbers that only mean something with create_topics true. */
-#define FIRST_TOPIC_NUMBER 5
+#define FIRST_TOPIC_NUMBER 6
+/* health_max_unacked_s: only with metrics_listen. */
+#define HEALTH_NUMBER 5
 /* buffer_mb: memory only; the journal's two: journal only. */
 #define BUFFER_NUMBER 2
 #define FIRST_JOURNAL_NUMBER 3
@@ -719,6 +724,35 @@ static int finish_durability(struct mqk_config *cfg, const bool *seen, char *err
 	return 0;
 }
 
+/*
+ * metrics_listen: <host>:<port> or [<IPv6>]:<port>, port 0..65535 (0: any free port,
+ * logged). The host is resolved when the listener starts (metrics.c).
+ */
+static int parse_listen(struct mqk_config *cfg, const char *key, const char *value,
+			char *errstr, size_t errstr_size)
+{
+	const char *colon = strrchr(value, ':');
+	char *end;
+	long port;
+
+	if (colon == NULL || colon == value || colon[1] == '\0') {
+		FAIL("%s: '%s' is not <host>:<port> (e.g. 127.0.0.1:9883, [::1]:9883)", key,
+		     value);
+	}
+	if (value[0] == '[' ? colon[-1] != ']' || colon - value < 3
+			    : memchr(value, ':', (size_t)(colon - value)) != NULL) {
+		FAIL("%s: '%s' is not <host>:<port> (an IPv6 address goes in brackets: "
+		     "[::1]:9883)",
+		     key, value);
+	}
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (errno || *end != '\0' || port < 0 || port > 65535 || !isdigit((unsigned char)colon[1])) {
+		FAIL("%s: '%s': the port '%s' is not a number in 0..65535", key, value, colon + 1);
+	}
+	return set_once(&cfg->metrics_listen, key, value, errstr, errstr_size);
+}
+
 static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool *seen,
 		     bool *seen_create, char *errstr, size_t errstr_size)
 {
@@ -758,6 +792,15 @@ static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool 
 	    !strcmp(key, "journal_fsync")) {
 		return parse_durability(cfg, key, value, errstr, errstr_size);
 	}
+	if (!strcmp(key, "metrics_listen")) {
+		return parse_listen(cfg, key, value, errstr, errstr_size);
+	}
+	if (!strcmp(key, "metrics_textfile")) {
+		if (value[0] != '/' || value[strlen(value) - 1] == '/') {
+			FAIL("%s: '%s' is not an absolute path of a file", key, value);
+		}
+		return set_once(&cfg->metrics_textfile, key, value, errstr, errstr_size);
+	}
 	if (!strcmp(key, "create_topics")) {
 		if (*seen_create) {
 			FAIL("%s: given twice", key);
@@ -783,7 +826,7 @@ static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool 
 	     "commands_mode, commands_group, commands_target, commands_mqtt_topic, "
 	     "commands_qos, commands_expiry, commands_return_topic, commands_dead_letter_topic, "
 	     "commands_max_hops, commands_wake, commands_kafka.<librdkafka property>, "
-	     "presence_topic)",
+	     "presence_topic, metrics_listen, metrics_textfile, health_max_unacked_s)",
 	     key);
 }
 
@@ -798,6 +841,7 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 	cfg->buffer_mb = DEFAULT_BUFFER_MB;
 	cfg->topic_partitions = DEFAULT_TOPIC_PARTITIONS;
 	cfg->topic_replication_factor = DEFAULT_TOPIC_REPLICATION_FACTOR;
+	cfg->health_max_unacked_s = DEFAULT_HEALTH_MAX_UNACKED_S;
 	cfg->commands.qos = cfg->commands.expiry = cfg->commands.max_hops = UNSET;
 	cfg->durability = cfg->overflow = cfg->journal_fsync_ms = UNSET;
 	for (int i = 0; i < opt_count; i++) {
@@ -830,6 +874,10 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 			     "true, or remove it",
 			     numbers[i].name);
 		}
+	}
+	if (seen[HEALTH_NUMBER] && cfg->metrics_listen == NULL) {
+		FAIL("health_max_unacked_s: only used by /healthz: add plugin_opt_metrics_listen "
+		     "<host:port>, or remove it");
 	}
 	if (cfg->broker_id == NULL) {
 		char host[256] = "";
@@ -890,5 +938,7 @@ void options__free(struct mqk_config *cfg)
 	free(cfg->bootstrap_servers);
 	free(cfg->broker_id);
 	free(cfg->journal_dir);
+	free(cfg->metrics_listen);
+	free(cfg->metrics_textfile);
 	memset(cfg, 0, sizeof(*cfg));
 }
