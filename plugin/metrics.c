@@ -380,7 +380,9 @@ struct mqk_metrics *metrics__new(const struct mqk_config *cfg, struct mqk_buffer
 	snprintf(m->broker_id, sizeof(m->broker_id), "%s", cfg->broker_id);
 	m->max_unacked_s = cfg->health_max_unacked_s;
 	m->start_ms = realtime_ms();
-	m->limit_bytes = buf->capacity;
+	m->limit_bytes = cfg->durability == MQK_DURABILITY_JOURNAL
+				 ? (size_t)cfg->journal_max_mb << 20
+				 : (size_t)cfg->buffer_mb << 20;
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
 	sigfillset(&all);
