@@ -286,17 +286,34 @@ void kstats__render(struct mqk_bytes *out, const char *broker_id)
 			const struct kclient *k = ks.clients[c];
 			for (int i = 0; k != NULL && i < k->broker_count; i++) {
 				const struct kbroker *b = &k->brokers[i];
-				bytes__printf(out, "%s{" BROKER_LABELS "} ", broker_metrics[m].metric,
-					      broker_id, client_names[c], b->name, b->nodeid);
+				bytes__printf(out, "%s{" BROKER_LABELS "} ",
+					      broker_metrics[m].metric, broker_id, client_names[c],
+					      b->name, b->nodeid);
 				switch (m) {
-				case 0: bytes__printf(out, "%d\n", b->up ? 1 : 0); break;
-				case 1: bytes__printf(out, "%.6f\n", b->rtt_avg_s); break;
-				case 2: bytes__printf(out, "%.6f\n", b->rtt_p99_s); break;
-				case 3: bytes__printf(out, "%lld\n", (long long)b->outbuf_cnt); break;
-				case 4: bytes__printf(out, "%lld\n", (long long)b->waitresp_cnt); break;
-				case 5: bytes__printf(out, "%lld\n", (long long)b->txerrs); break;
-				case 6: bytes__printf(out, "%lld\n", (long long)b->rxerrs); break;
-				default: bytes__printf(out, "%lld\n", (long long)b->req_timeouts); break;
+				case 0:
+					bytes__printf(out, "%d\n", b->up ? 1 : 0);
+					break;
+				case 1:
+					bytes__printf(out, "%.6f\n", b->rtt_avg_s);
+					break;
+				case 2:
+					bytes__printf(out, "%.6f\n", b->rtt_p99_s);
+					break;
+				case 3:
+					bytes__printf(out, "%lld\n", (long long)b->outbuf_cnt);
+					break;
+				case 4:
+					bytes__printf(out, "%lld\n", (long long)b->waitresp_cnt);
+					break;
+				case 5:
+					bytes__printf(out, "%lld\n", (long long)b->txerrs);
+					break;
+				case 6:
+					bytes__printf(out, "%lld\n", (long long)b->rxerrs);
+					break;
+				default:
+					bytes__printf(out, "%lld\n", (long long)b->req_timeouts);
+					break;
 				}
 			}
 		}
@@ -307,11 +324,12 @@ void kstats__render(struct mqk_bytes *out, const char *broker_id)
 		       "Command records not consumed yet, per partition of the commands topic "
 		       "(librdkafka's consumer_lag).");
 		for (int i = 0; i < k->lag_count; i++) {
-			bytes__printf(out,
-				      "mosquitto_kafka_commands_consumer_lag{broker=\"%s\",topic=\"%s\","
-				      "partition=\"%d\"} %lld\n",
-				      broker_id, k->lags[i].topic, k->lags[i].partition,
-				      (long long)k->lags[i].lag);
+			bytes__printf(
+				out,
+				"mosquitto_kafka_commands_consumer_lag{broker=\"%s\",topic=\"%s\","
+				"partition=\"%d\"} %lld\n",
+				broker_id, k->lags[i].topic, k->lags[i].partition,
+				(long long)k->lags[i].lag);
 		}
 	}
 	pthread_mutex_unlock(&ks.lock);

@@ -313,13 +313,15 @@ static void *textfile_thread(void *arg)
 			counter__inc(&m->textfile_errors);
 			log__deferred_ratelimited(&m->rl_textfile, MOSQ_LOG_ERR,
 						  "metrics_textfile: cannot write '%s': %s",
-						  m->textfile, rc ? "out of memory" : strerror(errno));
+						  m->textfile,
+						  rc ? "out of memory" : strerror(errno));
 		}
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += m->textfile_interval_s;
 		pthread_mutex_lock(&m->lock);
-		while (!m->stop && pthread_cond_timedwait(&m->cond, &m->lock, &until) != ETIMEDOUT) {
+		while (!m->stop &&
+		       pthread_cond_timedwait(&m->cond, &m->lock, &until) != ETIMEDOUT) {
 		}
 	}
 	pthread_mutex_unlock(&m->lock);
@@ -355,8 +357,8 @@ static int check_textfile_dir(const char *path, char *errstr, size_t errstr_size
 
 /* ---- mosquitto's thread ----------------------------------------------------------------- */
 
-struct mqk_metrics *metrics__new(const struct mqk_config *cfg, struct mqk_buffer *buf,
-				 char *errstr, size_t errstr_size)
+struct mqk_metrics *metrics__new(const struct mqk_config *cfg, struct mqk_buffer *buf, char *errstr,
+				 size_t errstr_size)
 {
 	struct mqk_metrics *m;
 	char why[512];
@@ -427,10 +429,11 @@ struct mqk_metrics *metrics__new(const struct mqk_config *cfg, struct mqk_buffer
 				port = ntohs(s4->sin_port);
 			}
 		}
-		log__printf(MOSQ_LOG_NOTICE,
-			    "metrics: GET /metrics and /healthz on %s port %d (health_max_unacked_s "
-			    "%d)",
-			    addr, port, m->max_unacked_s);
+		log__printf(
+			MOSQ_LOG_NOTICE,
+			"metrics: GET /metrics and /healthz on %s port %d (health_max_unacked_s "
+			"%d)",
+			addr, port, m->max_unacked_s);
 	}
 	if (cfg->metrics_textfile != NULL) {
 		size_t n = strlen(cfg->metrics_textfile) + 8;
@@ -532,10 +535,10 @@ static void render_counter(void *arg, const char *sys_topic, const char *metric,
 		bytes__printf(out, "# HELP %s Per route: %s\n# TYPE %s counter\n", rmetric, help,
 			      rmetric);
 		for (int r = 0; r < x->cfg->route_count; r++) {
-			bytes__printf(out, "%s{broker=\"%s\",route=\"%s\"} %llu\n", rmetric,
-				      x->broker, label(x->cfg->routes[r].name, name, sizeof(name)),
-				      (unsigned long long)route_counter(&x->cfg->routes[r].counters,
-									i));
+			bytes__printf(
+				out, "%s{broker=\"%s\",route=\"%s\"} %llu\n", rmetric, x->broker,
+				label(x->cfg->routes[r].name, name, sizeof(name)),
+				(unsigned long long)route_counter(&x->cfg->routes[r].counters, i));
 		}
 		return;
 	}
@@ -555,10 +558,10 @@ static void render_counter(void *arg, const char *sys_topic, const char *metric,
 		      help, metric, metric, x->broker, (unsigned long long)v);
 }
 
-static void gauge(struct mqk_bytes *out, const char *metric, const char *help,
-		  const char *broker, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void gauge(struct mqk_bytes *out, const char *metric, const char *help,
-		  const char *broker, const char *fmt, ...)
+static void gauge(struct mqk_bytes *out, const char *metric, const char *help, const char *broker,
+		  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void gauge(struct mqk_bytes *out, const char *metric, const char *help, const char *broker,
+		  const char *fmt, ...)
 {
 	char value[64];
 	va_list ap;
@@ -570,8 +573,8 @@ static void gauge(struct mqk_bytes *out, const char *metric, const char *help,
 		      metric, metric, broker, value);
 }
 
-int metrics__render(struct mqk_metrics *m, const struct mqk_stats *st,
-		    const struct mqk_config *cfg, bool commands_on, struct mqk_bytes *out)
+int metrics__render(struct mqk_metrics *m, const struct mqk_stats *st, const struct mqk_config *cfg,
+		    bool commands_on, struct mqk_bytes *out)
 {
 	struct render_ctx x = {.out = out, .st = st, .cfg = cfg, .commands_on = commands_on};
 	char broker[160], name[64], health[512];
@@ -592,7 +595,8 @@ int metrics__render(struct mqk_metrics *m, const struct mqk_stats *st,
 	bytes__printf(out, "# HELP mosquitto_kafka_route_in_flight Per route: records in "
 			   "librdkafka.\n# TYPE mosquitto_kafka_route_in_flight gauge\n");
 	for (int r = 0; r < cfg->route_count; r++) {
-		bytes__printf(out, "mosquitto_kafka_route_in_flight{broker=\"%s\",route=\"%s\"} %llu\n",
+		bytes__printf(out,
+			      "mosquitto_kafka_route_in_flight{broker=\"%s\",route=\"%s\"} %llu\n",
 			      broker, label(cfg->routes[r].name, name, sizeof(name)),
 			      (unsigned long long)producer__in_flight(&cfg->routes[r].counters));
 	}
@@ -609,8 +613,8 @@ int metrics__render(struct mqk_metrics *m, const struct mqk_stats *st,
 	      "Age of the oldest record Kafka has not acknowledged yet; 0 when there is none.",
 	      broker, "%.3f", oldest ? (double)(now - oldest) / 1000 : 0.0);
 	gauge(out, "mosquitto_kafka_last_ack_timestamp_seconds",
-	      "When Kafka last acknowledged a record (Unix time); 0: not since the start.",
-	      broker, "%.3f", (double)acked / 1000);
+	      "When Kafka last acknowledged a record (Unix time); 0: not since the start.", broker,
+	      "%.3f", (double)acked / 1000);
 	gauge(out, "mosquitto_kafka_healthy",
 	      "1 when GET /healthz answers 200 (see the README's health rule), else 0.", broker,
 	      "%d", metrics__health(m, health, sizeof(health)) == 200 ? 1 : 0);
@@ -629,8 +633,8 @@ int metrics__render(struct mqk_metrics *m, const struct mqk_stats *st,
 	return out->data == NULL ? -1 : 0;
 }
 
-void metrics__tick(struct mqk_metrics *m, const struct mqk_stats *st,
-		   const struct mqk_config *cfg, bool commands_on)
+void metrics__tick(struct mqk_metrics *m, const struct mqk_stats *st, const struct mqk_config *cfg,
+		   bool commands_on)
 {
 	time_t now = time(NULL);
 	struct mqk_bytes swap;

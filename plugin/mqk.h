@@ -24,6 +24,8 @@
  *   wake.c      the loopback connection that wakes mosquitto's loop
  *
  *   stats.c     counters, $SYS/broker/kafka/..., the shutdown summary
+ *   metrics.c   Prometheus /metrics, /healthz (its own HTTP thread), the textfile
+ *   kstats.c    librdkafka's statistics JSON, parsed for the metrics
  *   log.c       log lines with the plugin's prefix, rate-limited where they can flood
  *
  * Each function says which thread it runs on when that is not mosquitto's.
@@ -124,39 +126,39 @@ enum mqk_format {
  * counter__inc is a plain load and store (no lock on the hot path), so only a single
  * writer may use it; refused, which both threads write, takes atomic_fetch_add.
  */
-#define MQK_ROUTE_COUNTERS(X)                                                                   \
-	X(matched, "Messages the route matched (totals: messages one route or more matched).")  \
-	X(produced, "Records handed to librdkafka.")                                            \
-	X(delivered, "Records Kafka acknowledged.")                                             \
-	X(failed, "Records librdkafka reported failed (or purged at shutdown).")               \
-	X(buffer_full, "Messages not forwarded because the journal (buffer) was full.")          \
-	X(bad_topic, "Records never produced: the expanded Kafka topic is not a legal name.")    \
-	X(too_large, "Records never produced: larger than message.max.bytes.")                  \
-	X(refused, "Records never produced for another reason (out of memory, key too long).")  \
-	X(dropped_oldest, "overflow drop_oldest: records dropped to make room.")                \
+#define MQK_ROUTE_COUNTERS(X)                                                                      \
+	X(matched, "Messages the route matched (totals: messages one route or more matched).")     \
+	X(produced, "Records handed to librdkafka.")                                               \
+	X(delivered, "Records Kafka acknowledged.")                                                \
+	X(failed, "Records librdkafka reported failed (or purged at shutdown).")                   \
+	X(buffer_full, "Messages not forwarded because the journal (buffer) was full.")            \
+	X(bad_topic, "Records never produced: the expanded Kafka topic is not a legal name.")      \
+	X(too_large, "Records never produced: larger than message.max.bytes.")                     \
+	X(refused, "Records never produced for another reason (out of memory, key too long).")     \
+	X(dropped_oldest, "overflow drop_oldest: records dropped to make room.")                   \
 	X(rejected, "overflow reject: QoS 1/2 PUBLISHes refused (the client sends them again).")
 
 /* Totals only, mosquitto's thread's plain integers (struct mqk_stats). */
-#define MQK_MESSAGE_COUNTERS(X)                                                                 \
-	X(received, "MESSAGE events seen.")                                                     \
-	X(unrouted, "Messages no route matched.")                                               \
+#define MQK_MESSAGE_COUNTERS(X)                                                                    \
+	X(received, "MESSAGE events seen.")                                                        \
+	X(unrouted, "Messages no route matched.")                                                  \
 	X(excluded, "Messages an exclude filter matched.")
 
 /* The journal's, totals only ($SYS .../journal_<name>). Writers: named. */
-#define MQK_JOURNAL_COUNTERS(X)                                                                 \
-	X(replayed, "Records found in the journal at start-up, to send (init).")                \
+#define MQK_JOURNAL_COUNTERS(X)                                                                    \
+	X(replayed, "Records found in the journal at start-up, to send (init).")                   \
 	X(errors, "Journal segments that could not be created, grown or synced.")
 
 /* The command path's ($SYS .../commands/<name>). Each has one writer thread, named. */
-#define MQK_COMMAND_COUNTERS(X)                                                                 \
-	X(consumed, "Command records read from Kafka (commands thread).")                      \
-	X(delivered, "Commands handed to a connected client (mosquitto's thread).")             \
-	X(skipped, "Broadcast: commands for a client not connected here (mosquitto's thread).") \
-	X(returned, "Targeted: commands sent back to the router (commands thread).")            \
-	X(dead_lettered, "Commands sent to the dead-letter topic (commands thread).")           \
-	X(invalid, "Commands with no target, a bad target or topic (commands thread).")         \
-	X(presence, "Presence records Kafka took (commands thread).")                           \
-	X(wakes, "PINGREQs that woke mosquitto's loop (commands thread).")                      \
+#define MQK_COMMAND_COUNTERS(X)                                                                    \
+	X(consumed, "Command records read from Kafka (commands thread).")                          \
+	X(delivered, "Commands handed to a connected client (mosquitto's thread).")                \
+	X(skipped, "Broadcast: commands for a client not connected here (mosquitto's thread).")    \
+	X(returned, "Targeted: commands sent back to the router (commands thread).")               \
+	X(dead_lettered, "Commands sent to the dead-letter topic (commands thread).")              \
+	X(invalid, "Commands with no target, a bad target or topic (commands thread).")            \
+	X(presence, "Presence records Kafka took (commands thread).")                              \
+	X(wakes, "PINGREQs that woke mosquitto's loop (commands thread).")                         \
 	X(lost, "Returns, dead letters or presence records Kafka refused (commands thread).")
 
 #define MQK_COUNTER_FIELD(name, help) atomic_uint_least64_t name;
@@ -457,17 +459,17 @@ struct mqk_buffer {
 	/* (P) mosquitto's thread writes these. head: the committed end. */
 	alignas(MQK_CACHE_LINE) atomic_uint_least64_t head;
 	uint64_t head_local;
-	uint64_t tail_seen;       /* tail when P last read it: tail is at least that */
-	struct mqk_segment *wseg; /* journal: the segment being written */
-	uint32_t reserved;        /* size of the entry being written */
+	uint64_t tail_seen;              /* tail when P last read it: tail is at least that */
+	struct mqk_segment *wseg;        /* journal: the segment being written */
+	uint32_t reserved;               /* size of the entry being written */
 	atomic_uint_least64_t committed; /* entries committed (and replayed): for the metrics */
 
 	/* (C) the Kafka thread writes these. tail: the released start. (The struct's
 	 * alignment pads the rest of the line.) */
 	alignas(MQK_CACHE_LINE) atomic_uint_least64_t tail;
-	uint64_t tail_local; /* oldest entry not settled */
-	uint64_t send_local; /* next entry to hand to librdkafka */
-	uint64_t head_seen;  /* head when C last read it: head is at least that */
+	uint64_t tail_local;            /* oldest entry not settled */
+	uint64_t send_local;            /* next entry to hand to librdkafka */
+	uint64_t head_seen;             /* head when C last read it: head is at least that */
 	atomic_uint_least64_t released; /* entries settled and released: for the metrics */
 	/* For /healthz and the metrics (CLOCK_REALTIME ms), read by any thread: */
 	atomic_int_least64_t oldest_ms; /* capture time of the oldest entry not settled; 0: none */
@@ -1022,18 +1024,18 @@ struct mqk_metrics;
  * option and the cause (bad host, port in use, missing directory, ...). Mosquitto's
  * thread (init). The caller owns the result: metrics__free.
  */
-struct mqk_metrics *metrics__new(const struct mqk_config *cfg, struct mqk_buffer *buf,
-				 char *errstr, size_t errstr_size);
+struct mqk_metrics *metrics__new(const struct mqk_config *cfg, struct mqk_buffer *buf, char *errstr,
+				 size_t errstr_size);
 /*
  * TICK: at most once a second, renders the metrics from st and cfg (the only place that
  * reads cfg->routes for them) and hands the text to the other threads (a pointer swap
  * under a mutex). Mosquitto's thread.
  */
-void metrics__tick(struct mqk_metrics *m, const struct mqk_stats *st,
-		   const struct mqk_config *cfg, bool commands_on);
+void metrics__tick(struct mqk_metrics *m, const struct mqk_stats *st, const struct mqk_config *cfg,
+		   bool commands_on);
 /* Renders the metrics into out (reset first). Mosquitto's thread. 0, or -1 (no memory). */
-int metrics__render(struct mqk_metrics *m, const struct mqk_stats *st,
-		    const struct mqk_config *cfg, bool commands_on, struct mqk_bytes *out);
+int metrics__render(struct mqk_metrics *m, const struct mqk_stats *st, const struct mqk_config *cfg,
+		    bool commands_on, struct mqk_bytes *out);
 /*
  * The /healthz verdict now: 200 or 503, with a one-line JSON body in body. Any thread:
  * it reads only atomics and librdkafka's parsed statistics.

@@ -728,16 +728,15 @@ static int finish_durability(struct mqk_config *cfg, const bool *seen, char *err
  * metrics_listen: <host>:<port> or [<IPv6>]:<port>, port 0..65535 (0: any free port,
  * logged). The host is resolved when the listener starts (metrics.c).
  */
-static int parse_listen(struct mqk_config *cfg, const char *key, const char *value,
-			char *errstr, size_t errstr_size)
+static int parse_listen(struct mqk_config *cfg, const char *key, const char *value, char *errstr,
+			size_t errstr_size)
 {
 	const char *colon = strrchr(value, ':');
 	char *end;
 	long port;
 
 	if (colon == NULL || colon == value || colon[1] == '\0') {
-		FAIL("%s: '%s' is not <host>:<port> (e.g. 127.0.0.1:9883, [::1]:9883)", key,
-		     value);
+		FAIL("%s: '%s' is not <host>:<port> (e.g. 127.0.0.1:9883, [::1]:9883)", key, value);
 	}
 	if (value[0] == '[' ? colon[-1] != ']' || colon - value < 3
 			    : memchr(value, ':', (size_t)(colon - value)) != NULL) {
@@ -747,7 +746,8 @@ static int parse_listen(struct mqk_config *cfg, const char *key, const char *val
 	}
 	errno = 0;
 	port = strtol(colon + 1, &end, 10);
-	if (errno || *end != '\0' || port < 0 || port > 65535 || !isdigit((unsigned char)colon[1])) {
+	if (errno || *end != '\0' || port < 0 || port > 65535 ||
+	    !isdigit((unsigned char)colon[1])) {
 		FAIL("%s: '%s': the port '%s' is not a number in 0..65535", key, value, colon + 1);
 	}
 	return set_once(&cfg->metrics_listen, key, value, errstr, errstr_size);

@@ -79,6 +79,13 @@
  * skipped (broadcast: every broker reads every command) or sent back to the router
  * (targeted: mqk-router picks the broker from the presence records, presence.c). A
  * command's offset is committed only once it is settled: at-least-once.
+ *
+ * Metrics (metrics_listen, metrics_textfile; metrics.c, kstats.c). The TICK renders the
+ * Prometheus text at most once a second, on mosquitto's thread because the routes are
+ * its own, and swaps it under a mutex for the HTTP thread (libmicrohttpd's) and the
+ * textfile thread, which never read the configuration. /healthz is decided on the HTTP
+ * thread from atomics: the oldest record Kafka has not acknowledged (the Kafka thread
+ * keeps its capture time), the last acknowledgement, and librdkafka's statistics.
  */
 #include <stdatomic.h>
 #include <stdio.h>

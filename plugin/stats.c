@@ -71,11 +71,11 @@ void stats__each_counter(void (*fn)(void *arg, const char *sys_topic, const char
 			 void *arg)
 {
 	char topic[128], metric[128];
-#define EMIT(name, help, prefix, mprefix, per_route)                                                      \
-	do {                                                                                    \
-		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/%s%s", prefix, #name);          \
-		snprintf(metric, sizeof(metric), "mosquitto_kafka_%s%s_total", mprefix, #name); \
-		fn(arg, topic, metric, help, per_route);                                        \
+#define EMIT(name, help, prefix, mprefix, per_route)                                               \
+	do {                                                                                       \
+		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/%s%s", prefix, #name);             \
+		snprintf(metric, sizeof(metric), "mosquitto_kafka_%s%s_total", mprefix, #name);    \
+		fn(arg, topic, metric, help, per_route);                                           \
 	} while (0);
 #define X(name, help) EMIT(name, help, "", "", false)
 	MQK_MESSAGE_COUNTERS(X)

@@ -91,15 +91,17 @@ static void test_render_counters(void **state)
 				  "\"spectrum\"} 3\n"
 				  "mosquitto_kafka_route_delivered_total{broker=\"b1\",route="
 				  "\"status-2\"} 2\n"));
-	assert_non_null(strstr(t, "mosquitto_kafka_route_in_flight{broker=\"b1\",route=\"status-2\"} "
-				  "2\n"));
+	assert_non_null(strstr(t,
+			       "mosquitto_kafka_route_in_flight{broker=\"b1\",route=\"status-2\"} "
+			       "2\n"));
 	assert_non_null(strstr(t, "mosquitto_kafka_buffer_limit_bytes{broker=\"b1\"} 1048576\n"));
 	assert_non_null(strstr(t, "mosquitto_kafka_journal_errors_total{broker=\"b1\"} 0\n"));
 	/* Commands off: no command counters. */
 	assert_null(strstr(t, "mosquitto_kafka_commands_consumed_total"));
 	atomic_store(&st.commands.dead_lettered, 9);
 	t = render(true);
-	assert_non_null(strstr(t, "mosquitto_kafka_commands_dead_lettered_total{broker=\"b1\"} 9\n"));
+	assert_non_null(
+		strstr(t, "mosquitto_kafka_commands_dead_lettered_total{broker=\"b1\"} 9\n"));
 	/* Every sample has its HELP and TYPE before it. */
 	for (char *line = strstr(t, "\nmosquitto_kafka_"); line; line = strstr(line + 1, "\nmos")) {
 		char name[128];
@@ -141,12 +143,14 @@ static void test_librdkafka_statistics(void **state)
 	char *t = render(true);
 #define L "{broker=\"b1\",client=\"producer\",kafka_broker=\"127.0.0.1:9092/1\",kafka_node=\"1\"}"
 	assert_non_null(strstr(t, "mosquitto_kafka_kafka_broker_up" L " 1\n"));
-	assert_non_null(strstr(t, "mosquitto_kafka_kafka_broker_up{broker=\"b1\",client=\"producer\","
-				  "kafka_broker=\"127.0.0.1:9093/2\",kafka_node=\"2\"} 0\n"));
+	assert_non_null(strstr(t,
+			       "mosquitto_kafka_kafka_broker_up{broker=\"b1\",client=\"producer\","
+			       "kafka_broker=\"127.0.0.1:9093/2\",kafka_node=\"2\"} 0\n"));
 	assert_non_null(strstr(t, "mosquitto_kafka_kafka_broker_rtt_avg_seconds" L " 0.001500\n"));
 	assert_non_null(strstr(t, "mosquitto_kafka_kafka_broker_rtt_p99_seconds" L " 0.025000\n"));
 	assert_non_null(strstr(t, "mosquitto_kafka_kafka_broker_requests_waiting_send" L " 2\n"));
-	assert_non_null(strstr(t, "mosquitto_kafka_kafka_broker_requests_waiting_response" L " 1\n"));
+	assert_non_null(
+		strstr(t, "mosquitto_kafka_kafka_broker_requests_waiting_response" L " 1\n"));
 	assert_non_null(strstr(t, "mosquitto_kafka_kafka_broker_tx_errors_total" L " 3\n"));
 	assert_non_null(strstr(t, "mosquitto_kafka_kafka_broker_rx_errors_total" L " 4\n"));
 	assert_non_null(strstr(t, "mosquitto_kafka_kafka_broker_request_timeouts_total" L " 5\n"));
@@ -167,8 +171,9 @@ static void test_health_rule(void **state)
 	(void)state;
 	/* Just started, nothing heard yet: the limit runs from the start. */
 	assert_int_equal(metrics__health(m, body, sizeof(body)), 200);
-	assert_string_equal(body, "{\"status\":\"ok\",\"reason\":\"every record acknowledged, Kafka "
-				  "last heard from 0 s ago, buffer 0 % full\"}\n");
+	assert_string_equal(body,
+			    "{\"status\":\"ok\",\"reason\":\"every record acknowledged, Kafka "
+			    "last heard from 0 s ago, buffer 0 % full\"}\n");
 	/* A record unacknowledged for 40 s. */
 	atomic_store(&buf.oldest_ms, now_ms() - 40000);
 	atomic_store(&buf.acked_ms, now_ms());
@@ -240,7 +245,8 @@ static void count(void *arg, const char *sys_topic, const char *metric, const ch
 static void test_counter_lists(void **state)
 {
 	struct seen s = {0};
-	struct mqk_route three[3] = {{.name = (char *)"x"}, {.name = (char *)"y"}, {.name = (char *)"z"}};
+	struct mqk_route three[3] = {
+		{.name = (char *)"x"}, {.name = (char *)"y"}, {.name = (char *)"z"}};
 
 	(void)state;
 	stats__each_counter(count, &s);
