@@ -9,11 +9,11 @@
  * under the same mutex; the HTTP thread reads only last_up_ms, an atomic.
  *
  * What is kept, per Kafka broker the client knows by id (nodeid >= 0; the bootstrap
- * entries, nodeid -1, are left out): its state (UP or not), rtt avg and p99 (µs in the
- * JSON, seconds here), requests waiting to be sent (outbuf_cnt) and waiting for an answer
- * (waitresp_cnt), txerrs, rxerrs, req_timeouts; for the consumer, consumer_lag of each
- * assigned partition (partition -1, librdkafka's internal one, and unknown lags, -1, are
- * left out). Both librdkafka 2.0.2 and 2.8.0 write these fields under these names.
+ * entries, nodeid -1, and the consumer's logical GroupCoordinator are left out): its state (UP or
+ * not), rtt avg and p99 (µs in the JSON, seconds here), requests waiting to be sent (outbuf_cnt)
+ * and waiting for an answer (waitresp_cnt), txerrs, rxerrs, req_timeouts; for the consumer,
+ * consumer_lag of each assigned partition (partition -1, librdkafka's internal one, and unknown
+ * lags, -1, are left out). Both librdkafka 2.0.2 and 2.8.0 write these fields under these names.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -122,8 +122,12 @@ static void parse_brokers(struct kclient *k, const cJSON *brokers)
 		const cJSON *name = cJSON_GetObjectItemCaseSensitive(b, "name");
 		const cJSON *state = cJSON_GetObjectItemCaseSensitive(b, "state");
 		const cJSON *rtt = cJSON_GetObjectItemCaseSensitive(b, "rtt");
+		const cJSON *source = cJSON_GetObjectItemCaseSensitive(b, "source");
 		int nodeid = (int)get_int(b, "nodeid");
-		if (nodeid < 0 || !cJSON_IsString(name)) {
+		/* The consumer's "GroupCoordinator" is a logical alias of a real broker. */
+		if (nodeid < 0 || !cJSON_IsString(name) ||
+		    (cJSON_IsString(source) && (!strcmp(source->valuestring, "logical") ||
+						!strcmp(source->valuestring, "internal")))) {
 			continue;
 		}
 		struct kbroker *kb = &k->brokers[k->broker_count++];

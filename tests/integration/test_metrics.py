@@ -6,7 +6,8 @@ test_metrics.py - plugin_opt_metrics_listen, plugin_opt_metrics_textfile and /he
    package, fetched by scripts/fetch-prometheus.sh, never installed) scrapes the broker and its
    HTTP API answers the delivered counter back; other paths 404, other methods 405; the
    textfile appears, passes promtool and is rewritten.
-2. /healthz under load while a real Kafka stops: 503 within health_max_unacked_s (5) plus a
+2. commands_topic on: the command counters and the consumer lag per partition.
+3. /healthz under load while a real Kafka stops: 503 within health_max_unacked_s (5) plus a
    margin, 200 again once Kafka is back, and everything published is in Kafka afterwards.
 """
 
@@ -232,6 +233,63 @@ def test_metrics_agree_with_sys_promtool_prometheus_textfile(kafka, start_broker
     assert broker.stop() == 0
 
 
+def test_command_counters_and_consumer_lag(kafka, start_broker):
+    """commands_topic on: the command counters and the consumer's lag per partition, from
+    librdkafka's statistics of the commands consumer."""
+    import confluent_kafka as ck
+    topic = harness.unique("metrics-cmds")
+    kafka.create_topic(topic)
+    parts = harness.topic_partitions(kafka.bootstrap, topic)
+    port = harness.free_port()
+    broker = start_broker([
+        ("bootstrap_servers", kafka.bootstrap),
+        ("broker_id", "itest-metrics-cmd"),
+        ("commands_topic", topic),
+        ("commands_kafka.auto.offset.reset", "earliest"),
+        ("stats_interval", "1"),
+        ("metrics_listen", f"127.0.0.1:{port}"),
+    ], name="mosquitto-metrics-cmd")
+    broker.wait_log(r"mosquitto_kafka: commands: consuming \S+ partitions \[\d", 30)
+    p = ck.Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 0, "log_level": 3})
+    went = set()
+    for i in range(6):
+        # Six devices, none here: spread over the partitions by key.
+        p.produce(topic, key=harness.unique("absent"), value=b"cmd-%d" % i,
+                  on_delivery=lambda err, msg: went.add(str(msg.partition())))
+    assert p.flush(30) == 0 and went
+    b = ("broker", "itest-metrics-cmd")
+
+    def settled():
+        status, body = http(f"http://127.0.0.1:{port}/metrics")
+        m = parse_metrics(body) if status == 200 else {}
+        lags = {dict(k[1])["partition"]: v for k, v in m.items()
+                if k[0] == "mosquitto_kafka_commands_consumer_lag"}
+        last[0] = body
+        if m.get(("mosquitto_kafka_commands_skipped_total", frozenset([b]))) == 6 and \
+                went <= set(lags) and sum(lags.values()) == 0:
+            return m, lags, body
+        return None
+    last = [""]
+    try:
+        m, lags, body = harness.wait_for(settled, 30, interval=0.3,
+                                         what="command counters and lags in /metrics")
+    except harness.HarnessError:
+        print("the last /metrics:\n" + last[0])
+        raise
+    counters = {n: int(m[(f"mosquitto_kafka_commands_{n}_total", frozenset([b]))])
+                for n in ("consumed", "delivered", "skipped", "returned", "dead_lettered")}
+    print(f"commands in /metrics: {counters}; consumer lag per partition {lags}")
+    print("  " + "\n  ".join(ln for ln in body.splitlines() if "consumer_lag" in ln or
+                             "client=\"commands\"" in ln and "broker_up" in ln))
+    assert counters == {"consumed": 6, "delivered": 0, "skipped": 6, "returned": 0,
+                        "dead_lettered": 0}, counters
+    # A partition never read from has no known lag (librdkafka's -1): left out.
+    assert went <= set(lags) <= {str(i) for i in range(parts)}, (went, lags)
+    rc, out = promtool_check(os.path.join(prometheus_bin(), "promtool"), body)
+    assert rc == 0, out
+    assert broker.stop() == 0
+
+
 CLIENTS, RATE, LIMIT = 4, 200, 5
 
 
@@ -274,6 +332,11 @@ def _healthz_outage(kafka1, start_broker):
                                         what="/healthz 503")
         to_503 = time.monotonic() - down_at
         seen.append((f"{to_503:.1f} s after Kafka stopped", status, body))
+        m = parse_metrics(http(f"http://127.0.0.1:{port}/metrics")[1])
+        hb = frozenset([("broker", "itest-health")])
+        outage_metrics = {k: m[(f"mosquitto_kafka_{k}", hb)] for k in (
+            "oldest_unacked_age_seconds", "buffer_records", "buffer_used_bytes", "healthy")}
+        print(f"/metrics at the 503: {outage_metrics}")
         time.sleep(2)
         up_s = kafka1.up()
         up_at = time.monotonic()
@@ -300,4 +363,7 @@ def _healthz_outage(kafka1, start_broker):
     assert to_503 <= LIMIT + 3, f"503 only {to_503:.1f} s after Kafka stopped (limit {LIMIT})"
     assert "not acknowledged by Kafka" in seen[1][2] or "no acknowledgement" in seen[1][2]
     assert to_200 <= 30
+    # The metrics rendered within the last second agree with the 503.
+    assert outage_metrics["oldest_unacked_age_seconds"] >= LIMIT - 1.5, outage_metrics
+    assert outage_metrics["buffer_records"] > 0 and outage_metrics["buffer_used_bytes"] > 0
     assert broker.stop() == 0

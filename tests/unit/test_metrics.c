@@ -124,7 +124,9 @@ static const char producer_json[] =
 	"\"rtt\":{\"avg\":0,\"p99\":0}}},\"topics\":{}}";
 static const char consumer_json[] =
 	"{\"type\":\"consumer\",\"brokers\":{\"h:1/1\":{\"name\":\"h:1/1\",\"nodeid\":1,"
-	"\"state\":\"UP\"}},\"topics\":{\"cmds\":{\"partitions\":{"
+	"\"source\":\"learned\",\"state\":\"UP\"},\"GroupCoordinator\":{\"name\":"
+	"\"GroupCoordinator\",\"nodeid\":1,\"source\":\"logical\",\"state\":\"UP\"}},\"topics\":{"
+	"\"cmds\":{\"partitions\":{"
 	"\"0\":{\"partition\":0,\"consumer_lag\":12,\"consumer_lag_stored\":13},"
 	"\"1\":{\"partition\":1,\"consumer_lag\":-1},"
 	"\"-1\":{\"partition\":-1,\"consumer_lag\":-1}}}}}";
@@ -155,7 +157,8 @@ static void test_librdkafka_statistics(void **state)
 	assert_non_null(strstr(t, "mosquitto_kafka_kafka_broker_rx_errors_total" L " 4\n"));
 	assert_non_null(strstr(t, "mosquitto_kafka_kafka_broker_request_timeouts_total" L " 5\n"));
 #undef L
-	assert_null(strstr(t, "bootstrap")); /* nodeid -1 */
+	assert_null(strstr(t, "bootstrap"));        /* nodeid -1 */
+	assert_null(strstr(t, "GroupCoordinator")); /* logical */
 	assert_non_null(strstr(t, "kafka_broker_up{broker=\"b1\",client=\"commands\",kafka_broker="
 				  "\"h:1/1\",kafka_node=\"1\"} 1\n"));
 	assert_non_null(strstr(t, "mosquitto_kafka_commands_consumer_lag{broker=\"b1\",topic="
