@@ -634,9 +634,8 @@ int metrics__render(struct mqk_metrics *m, const struct mqk_stats *st, const str
 }
 
 void metrics__tick(struct mqk_metrics *m, const struct mqk_stats *st, const struct mqk_config *cfg,
-		   bool commands_on)
+		   bool commands_on, time_t now)
 {
-	time_t now = time(NULL);
 	struct mqk_bytes swap;
 
 	if (m == NULL || now == m->rendered_at) {

@@ -1027,12 +1027,12 @@ struct mqk_metrics;
 struct mqk_metrics *metrics__new(const struct mqk_config *cfg, struct mqk_buffer *buf, char *errstr,
 				 size_t errstr_size);
 /*
- * TICK: at most once a second, renders the metrics from st and cfg (the only place that
+ * TICK: when the second (now) changed, renders the metrics from st and cfg (the only place that
  * reads cfg->routes for them) and hands the text to the other threads (a pointer swap
  * under a mutex). Mosquitto's thread.
  */
 void metrics__tick(struct mqk_metrics *m, const struct mqk_stats *st, const struct mqk_config *cfg,
-		   bool commands_on);
+		   bool commands_on, time_t now);
 /* Renders the metrics into out (reset first). Mosquitto's thread. 0, or -1 (no memory). */
 int metrics__render(struct mqk_metrics *m, const struct mqk_stats *st, const struct mqk_config *cfg,
 		    bool commands_on, struct mqk_bytes *out);

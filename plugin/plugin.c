@@ -327,8 +327,9 @@ static int on_tick(int event, void *event_data, void *userdata)
 		deliver__tick(h, &pl->cfg.commands, pl->clients, &pl->stats.commands,
 			      DELIVER_PER_TICK);
 	}
-	stats__tick(&pl->stats, &pl->cfg, time(NULL), buffer__used(&pl->buffer));
-	metrics__tick(pl->metrics, &pl->stats, &pl->cfg, pl->commands != NULL);
+	time_t now = time(NULL);
+	stats__tick(&pl->stats, &pl->cfg, now, buffer__used(&pl->buffer));
+	metrics__tick(pl->metrics, &pl->stats, &pl->cfg, pl->commands != NULL, now);
 	return MOSQ_ERR_SUCCESS;
 }
 
