@@ -270,12 +270,50 @@ static void test_counter_lists(void **state)
 	cfg.route_count = 2;
 }
 
+/* What the TICK costs once a second: printed, bounded loosely (valgrind runs it too). */
+static void test_render_cost(void **state)
+{
+	static struct mqk_route many[100];
+	static char names[100][16];
+	struct mqk_bytes out = {0};
+	struct timespec t0, t1;
+
+	(void)state;
+	assert_int_equal(kstats__store(MQK_KCLIENT_PRODUCER, producer_json, strlen(producer_json)),
+			 0);
+	for (int n = 2; n <= 100; n += 98) {
+		for (int i = 0; i < n; i++) {
+			snprintf(names[i], sizeof(names[i]), "route-%d", i);
+			memset(&many[i], 0, sizeof(many[i]));
+			many[i].name = names[i];
+			atomic_store(&many[i].counters.delivered, 123456789);
+		}
+		cfg.routes = many;
+		cfg.route_count = n;
+		int rounds = 200;
+		assert_int_equal(metrics__render(m, &st, &cfg, true, &out), 0); /* grown once */
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (int r = 0; r < rounds; r++) {
+			assert_int_equal(metrics__render(m, &st, &cfg, true, &out), 0);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		double us = ((double)(t1.tv_sec - t0.tv_sec) * 1e6 +
+			     (double)(t1.tv_nsec - t0.tv_nsec) / 1e3) /
+			    rounds;
+		printf("render: %d routes, %zu bytes, %.1f us per rendering\n", n, out.len, us);
+		assert_true(us < 50000);
+	}
+	cfg.routes = routes;
+	cfg.route_count = 2;
+	free(out.data);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_render_counters), T(test_librdkafka_statistics), T(test_health_rule),
-		T(test_start_errors),    T(test_counter_lists),
+		T(test_start_errors),    T(test_counter_lists),         T(test_render_cost),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
