@@ -230,6 +230,18 @@ def test_metrics_agree_with_sys_promtool_prometheus_textfile(kafka, start_broker
     assert "mosquitto_kafka_delivered_total{broker=\"itest-metrics\"} %d" % total in second
     assert not [n for n in os.listdir(tfdir) if n != "mosquitto_kafka.prom"], os.listdir(tfdir)
     print(f"textfile {textfile}: {len(second)} bytes, promtool exit {rc}, rewritten")
+    # Its directory no longer writable: logged, counted, mosquitto goes on.
+    os.chmod(tfdir, 0o555)
+    try:
+        line = broker.wait_log(r"mosquitto_kafka: metrics_textfile: cannot write '.*': .*$", 10)
+        errors = harness.wait_for(
+            lambda: parse_metrics(http(base + "/metrics")[1]).get(
+                ("mosquitto_kafka_textfile_errors_total", frozenset([broker_l]))), 10,
+            what="textfile_errors_total > 0")
+    finally:
+        os.chmod(tfdir, 0o777)
+    print(f"textfile write error: {line.group(0)!r}, textfile_errors_total {errors:.0f}")
+    assert broker.process.alive() and errors >= 1
     assert broker.stop() == 0
 
 
