@@ -25,7 +25,7 @@
 # parent of the plugin's default journal_dir, owned by mosquitto, 0750; postrm removes it
 # on purge.
 #
-# Depends are computed by dpkg-shlibdeps (librdkafka1, libcjson1, libmosquitto1, libc6)
+# Depends are computed by dpkg-shlibdeps (librdkafka1, libcjson1, libmicrohttpd12, libmosquitto1, libc6)
 # plus mosquitto.
 # The plugin's mosquitto_* symbols are resolved from the broker at load time, so
 # dpkg-shlibdeps cannot see that dependency: it is declared by hand.

@@ -153,6 +153,7 @@ void buffer__commit(struct mqk_buffer *b, struct mqk_entry *e)
 		e->check = entry__checksum(e, entry__checked_len(e));
 	}
 	b->head_local += b->reserved;
+	counter__inc(&b->committed);
 	atomic_store_explicit(&b->head, b->head_local, memory_order_seq_cst);
 	if (atomic_load_explicit(&b->sleeping, memory_order_seq_cst)) {
 		buffer__wake(b);

@@ -182,8 +182,20 @@ static rd_kafka_t *new_client(struct mqk_commands *c, rd_kafka_type_t type, char
 		    kafka_conf__set(conf, "plugin defaults", "auto.offset.reset", "latest", errstr,
 				    errstr_size) ||
 		    kafka_conf__set(conf, "plugin defaults", "auto.commit.interval.ms", "1000",
-				    errstr, errstr_size) ||
-		    kafka_conf__apply(conf, cfg, errstr, errstr_size) ||
+				    errstr, errstr_size)) {
+			goto error;
+		}
+		if (kstats__interval_ms() > 0) {
+			/* The metrics' consumer lag (kstats.c); an admin's value wins. */
+			char ms[16];
+			snprintf(ms, sizeof(ms), "%d", kstats__interval_ms());
+			if (kafka_conf__set(conf, "plugin defaults", "statistics.interval.ms", ms,
+					    errstr, errstr_size)) {
+				goto error;
+			}
+			rd_kafka_conf_set_stats_cb(conf, kstats__on_stats);
+		}
+		if (kafka_conf__apply(conf, cfg, errstr, errstr_size) ||
 		    kafka_conf__apply_commands(conf, c->cc, errstr, errstr_size)) {
 			goto error;
 		}

@@ -24,6 +24,8 @@
  *   wake.c      the loopback connection that wakes mosquitto's loop
  *
  *   stats.c     counters, $SYS/broker/kafka/..., the shutdown summary
+ *   metrics.c   Prometheus /metrics, /healthz (its own HTTP thread), the textfile
+ *   kstats.c    librdkafka's statistics JSON, parsed for the metrics
  *   log.c       log lines with the plugin's prefix, rate-limited where they can flood
  *
  * Each function says which thread it runs on when that is not mosquitto's.
@@ -113,27 +115,57 @@ enum mqk_format {
 };
 
 /*
- * Counters of one route, or the totals. Each has one writer, but refused: mosquitto's
- * thread for matched, buffer_full and rejected, the Kafka thread for the others; readers load
- * them relaxed. counter__inc is a plain load and store (no lock on the hot path), so
- * only a single writer may use it; refused, which both threads write, takes
- * atomic_fetch_add.
+ * The counters, one list per family: each X(name, help) gives a struct field, its $SYS
+ * topic (.../<name>), its Prometheus metric (mosquitto_kafka_<name>_total, HELP text
+ * help) and its word in the shutdown summary (stats.c, metrics.c). README's Counters
+ * table lists exactly these (ctest readme_counters).
+ *
+ * MQK_ROUTE_COUNTERS: per route ($SYS .../routes/<name>/<name>, label route) and the
+ * totals. Each has one writer, but refused: mosquitto's thread for matched, buffer_full
+ * and rejected, the Kafka thread for the others; readers load them relaxed.
+ * counter__inc is a plain load and store (no lock on the hot path), so only a single
+ * writer may use it; refused, which both threads write, takes atomic_fetch_add.
  */
+#define MQK_ROUTE_COUNTERS(X)                                                                      \
+	X(matched, "Messages the route matched (totals: messages one route or more matched).")     \
+	X(produced, "Records handed to librdkafka.")                                               \
+	X(delivered, "Records Kafka acknowledged.")                                                \
+	X(failed, "Records librdkafka reported failed (or purged at shutdown).")                   \
+	X(buffer_full, "Messages not forwarded because the journal (buffer) was full.")            \
+	X(bad_topic, "Records never produced: the expanded Kafka topic is not a legal name.")      \
+	X(too_large, "Records never produced: larger than message.max.bytes.")                     \
+	X(refused, "Records never produced for another reason (out of memory, key too long).")     \
+	X(dropped_oldest, "overflow drop_oldest: records dropped to make room.")                   \
+	X(rejected, "overflow reject: QoS 1/2 PUBLISHes refused (the client sends them again).")
+
+/* Totals only, mosquitto's thread's plain integers (struct mqk_stats). */
+#define MQK_MESSAGE_COUNTERS(X)                                                                    \
+	X(received, "MESSAGE events seen.")                                                        \
+	X(unrouted, "Messages no route matched.")                                                  \
+	X(excluded, "Messages an exclude filter matched.")
+
+/* The journal's, totals only ($SYS .../journal_<name>). Writers: named. */
+#define MQK_JOURNAL_COUNTERS(X)                                                                    \
+	X(replayed, "Records found in the journal at start-up, to send (init).")                   \
+	X(errors, "Journal segments that could not be created, grown or synced.")
+
+/* The command path's ($SYS .../commands/<name>). Each has one writer thread, named. */
+#define MQK_COMMAND_COUNTERS(X)                                                                    \
+	X(consumed, "Command records read from Kafka (commands thread).")                          \
+	X(delivered, "Commands handed to a connected client (mosquitto's thread).")                \
+	X(skipped, "Broadcast: commands for a client not connected here (mosquitto's thread).")    \
+	X(returned, "Targeted: commands sent back to the router (commands thread).")               \
+	X(dead_lettered, "Commands sent to the dead-letter topic (commands thread).")              \
+	X(invalid, "Commands with no target, a bad target or topic (commands thread).")            \
+	X(presence, "Presence records Kafka took (commands thread).")                              \
+	X(wakes, "PINGREQs that woke mosquitto's loop (commands thread).")                         \
+	X(lost, "Returns, dead letters or presence records Kafka refused (commands thread).")
+
+#define MQK_COUNTER_FIELD(name, help) atomic_uint_least64_t name;
+
+/* Counters of one route, or the totals (MQK_ROUTE_COUNTERS). */
 struct mqk_counters {
-	atomic_uint_least64_t matched;   /* messages this route matched (totals: >= 1 route) */
-	atomic_uint_least64_t produced;  /* records librdkafka accepted */
-	atomic_uint_least64_t delivered; /* delivery reports with success */
-	atomic_uint_least64_t failed;    /* delivery reports with an error */
-	/* Records never produced, by reason: */
-	atomic_uint_least64_t
-		buffer_full; /* the buffer was full (Kafka away too long): the new one */
-	atomic_uint_least64_t
-		dropped_oldest; /* overflow drop_oldest: dropped to make room (Kafka) */
-	atomic_uint_least64_t
-		rejected; /* overflow reject: a QoS >= 1 PUBLISH refused (mosquitto's) */
-	atomic_uint_least64_t bad_topic; /* the expanded Kafka topic was not a legal name */
-	atomic_uint_least64_t too_large; /* larger than message.max.bytes */
-	atomic_uint_least64_t refused;   /* any other reason (out of memory, a key too long) */
+	MQK_ROUTE_COUNTERS(MQK_COUNTER_FIELD)
 };
 
 static inline void counter__inc(atomic_uint_least64_t *c)
@@ -232,6 +264,9 @@ struct mqk_config {
 	int topic_partitions;         /* ... with this many partitions */
 	int topic_replication_factor; /* ... and this factor; -1: the brokers' default */
 	struct mqk_cmd_config commands;
+	char *metrics_listen;     /* host:port of the /metrics and /healthz listener; NULL: none */
+	char *metrics_textfile;   /* the metrics written there every stats_interval; NULL: none */
+	int health_max_unacked_s; /* /healthz: Kafka silent, or a record unacknowledged, longer */
 };
 
 /*
@@ -440,16 +475,21 @@ struct mqk_buffer {
 	/* (P) mosquitto's thread writes these. head: the committed end. */
 	alignas(MQK_CACHE_LINE) atomic_uint_least64_t head;
 	uint64_t head_local;
-	uint64_t tail_seen;       /* tail when P last read it: tail is at least that */
-	struct mqk_segment *wseg; /* journal: the segment being written */
-	uint32_t reserved;        /* size of the entry being written */
+	uint64_t tail_seen;              /* tail when P last read it: tail is at least that */
+	struct mqk_segment *wseg;        /* journal: the segment being written */
+	uint32_t reserved;               /* size of the entry being written */
+	atomic_uint_least64_t committed; /* entries committed (and replayed): for the metrics */
 
 	/* (C) the Kafka thread writes these. tail: the released start. (The struct's
 	 * alignment pads the rest of the line.) */
 	alignas(MQK_CACHE_LINE) atomic_uint_least64_t tail;
-	uint64_t tail_local; /* oldest entry not settled */
-	uint64_t send_local; /* next entry to hand to librdkafka */
-	uint64_t head_seen;  /* head when C last read it: head is at least that */
+	uint64_t tail_local;            /* oldest entry not settled */
+	uint64_t send_local;            /* next entry to hand to librdkafka */
+	uint64_t head_seen;             /* head when C last read it: head is at least that */
+	atomic_uint_least64_t released; /* entries settled and released: for the metrics */
+	/* For /healthz and the metrics (CLOCK_REALTIME ms), read by any thread: */
+	atomic_int_least64_t oldest_ms; /* capture time of the oldest entry not settled; 0: none */
+	atomic_int_least64_t acked_ms;  /* when a delivery report last said success; 0: never */
 };
 
 /* A memory ring of at least capacity bytes. 0, or -1 (out of memory). */
@@ -510,10 +550,9 @@ enum mqk_overflow {
 	MQK_OVERFLOW_DROP_NEW,    /* the new message is not forwarded */
 };
 
-/* Counters of the journal, totals only. Writers: named. */
+/* Counters of the journal, totals only (MQK_JOURNAL_COUNTERS). */
 struct mqk_journal_counters {
-	atomic_uint_least64_t replayed; /* records found at start-up, to send (init) */
-	atomic_uint_least64_t errors;   /* a segment not created, grown or synced (any) */
+	MQK_JOURNAL_COUNTERS(MQK_COUNTER_FIELD)
 };
 
 /* One segment file, mapped read-write (MAP_SHARED): page cache survives a crash. */
@@ -762,17 +801,9 @@ size_t topics__count(const struct mqk_topics *t);
 
 /* ---- commands: Kafka -> one device (docs/commands.md) ---------------------------------- */
 
-/* The command path's counters. Each has one writer thread, named. */
+/* The command path's counters (MQK_COMMAND_COUNTERS). */
 struct mqk_cmd_counters {
-	atomic_uint_least64_t consumed;      /* command records read (commands thread) */
-	atomic_uint_least64_t delivered;     /* handed to a connected client (mosquitto's) */
-	atomic_uint_least64_t skipped;       /* broadcast: not connected here (mosquitto's) */
-	atomic_uint_least64_t returned;      /* targeted: back to the router (commands thread) */
-	atomic_uint_least64_t dead_lettered; /* to the dead-letter topic (commands thread) */
-	atomic_uint_least64_t invalid;       /* no target, bad target or topic (commands thread) */
-	atomic_uint_least64_t presence;      /* presence records Kafka took (commands thread) */
-	atomic_uint_least64_t wakes;         /* PINGREQs that woke mosquitto (commands thread) */
-	atomic_uint_least64_t lost; /* returns, dead letters Kafka refused (commands thread) */
+	MQK_COMMAND_COUNTERS(MQK_COUNTER_FIELD)
 };
 
 enum mqk_cmd_state {
@@ -970,9 +1001,8 @@ struct mqk_stats {
 	struct mqk_counters totals;
 	struct mqk_cmd_counters commands;    /* all zero when commands are off */
 	struct mqk_journal_counters journal; /* all zero in memory durability */
-	uint64_t received;                   /* MESSAGE events */
-	uint64_t unrouted;                   /* matched no route */
-	uint64_t excluded;                   /* matched an exclude filter */
+#define MQK_PLAIN_FIELD(name, help) uint64_t name;
+	MQK_MESSAGE_COUNTERS(MQK_PLAIN_FIELD) /* mosquitto's thread's */
 	time_t next_publish;
 	char **topics; /* the $SYS topic of each published value, built once */
 	int topic_count;
@@ -982,9 +1012,77 @@ int stats__init(struct mqk_stats *st, const struct mqk_config *cfg);
 /* Publishes the counters under $SYS/broker/kafka when stats_interval has passed. */
 void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 		 size_t buffered_bytes);
+/*
+ * The routes changed (cfg->routes swapped on mosquitto's thread): rebuilds the $SYS
+ * topics for the new routes. The counters live in the routes. 0, or -1 (out of memory).
+ */
+int stats__routes_changed(struct mqk_stats *st, const struct mqk_config *cfg);
+/*
+ * Calls fn once per counter of the lists in this header, in order: its $SYS topic (per
+ * route: the totals' topic; routes have .../routes/<name>/<counter>), its Prometheus
+ * metric (per route: also mosquitto_kafka_route_<counter>_total), HELP text.
+ */
+void stats__each_counter(void (*fn)(void *arg, const char *sys_topic, const char *metric,
+				    const char *help, bool per_route),
+			 void *arg);
 /* Logs the totals and each route's counters (at shutdown). */
 void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg);
 void stats__free(struct mqk_stats *st);
+
+/* ---- metrics: Prometheus text, /healthz, the textfile (metrics.c, kstats.c) ---------- */
+
+struct mqk_metrics;
+
+/*
+ * Starts what cfg->metrics_listen and cfg->metrics_textfile ask for: the HTTP listener
+ * (libmicrohttpd, its own thread) and the textfile thread. buf: the plugin's, read by
+ * other threads only through its atomics. Returns NULL with one line in errstr naming the
+ * option and the cause (bad host, port in use, missing directory, ...). Mosquitto's
+ * thread (init). The caller owns the result: metrics__free.
+ */
+struct mqk_metrics *metrics__new(const struct mqk_config *cfg, struct mqk_buffer *buf, char *errstr,
+				 size_t errstr_size);
+/*
+ * TICK: when the second (now) changed, renders the metrics from st and cfg (the only place that
+ * reads cfg->routes for them) and hands the text to the other threads (a pointer swap
+ * under a mutex). Mosquitto's thread.
+ */
+void metrics__tick(struct mqk_metrics *m, const struct mqk_stats *st, const struct mqk_config *cfg,
+		   bool commands_on, time_t now);
+/* Renders the metrics into out (reset first). Mosquitto's thread. 0, or -1 (no memory). */
+int metrics__render(struct mqk_metrics *m, const struct mqk_stats *st, const struct mqk_config *cfg,
+		    bool commands_on, struct mqk_bytes *out);
+/*
+ * The /healthz verdict now: 200 or 503, with a one-line JSON body in body. Any thread:
+ * it reads only atomics and librdkafka's parsed statistics.
+ */
+int metrics__health(struct mqk_metrics *m, char *body, size_t body_size);
+/* Stops the listener and the textfile thread, frees m (NULL: nothing). Mosquitto's thread. */
+void metrics__free(struct mqk_metrics *m);
+
+/* Which Kafka client a statistics JSON is from. */
+enum mqk_kclient { MQK_KCLIENT_PRODUCER, MQK_KCLIENT_COMMANDS, MQK_KCLIENT_COUNT };
+
+/*
+ * librdkafka's statistics (statistics.interval.ms), parsed with cJSON into a small
+ * struct per client, kept under a mutex of kstats.c (one plugin per process).
+ * kstats__enable(ms) before the clients are made: they set statistics.interval.ms to ms
+ * (unless the admin set it) and the callback; 0 (the default): off.
+ */
+void kstats__enable(int interval_ms);
+int kstats__interval_ms(void);
+/* librdkafka's stats_cb: parses json (not kept). Returns 0. librdkafka's calling thread. */
+int kstats__on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque);
+/* Parses json as client's statistics and stores it. 0, or -1 (not librdkafka's JSON). */
+int kstats__store(enum mqk_kclient client, const char *json, size_t len);
+/* Renders the parsed statistics as Prometheus metrics with label broker="broker_id". */
+void kstats__render(struct mqk_bytes *out, const char *broker_id);
+/* CLOCK_REALTIME ms of the last statistics with a Kafka broker up; 0: never. Any thread. */
+int64_t kstats__last_up_ms(void);
+/* Forgets everything (cleanup, tests). */
+void kstats__reset(void);
+/* Appends printf output to b (grown as needed). 0, or -1 (out of memory). */
+int bytes__printf(struct mqk_bytes *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- logging -------------------------------------------------------------------------- */
 

@@ -356,6 +356,7 @@ enum needs {
 	NEEDS_CREATE_TOPICS, /* create_topics true */
 	NEEDS_COMMANDS,      /* commands_topic */
 	NEEDS_TARGETED,      /* commands_topic and commands_mode targeted */
+	NEEDS_METRICS,       /* metrics_listen */
 };
 
 /*
@@ -514,6 +515,41 @@ static bool is_absolute(const char *value)
 	return value[0] == '/';
 }
 
+/* metrics_textfile: a file, not a directory. */
+static bool is_file_path(const char *value)
+{
+	return value[0] == '/' && value[strlen(value) - 1] != '/';
+}
+
+/*
+ * metrics_listen: <host>:<port> or [<IPv6>]:<port>, port 0..65535 (0: any free port,
+ * logged). The host is resolved when the listener starts (metrics.c).
+ */
+static int parse_listen(struct mqk_config *cfg, const struct option_spec *opt, const char *key,
+			char *value, char *errstr, size_t errstr_size)
+{
+	const char *colon = strrchr(value, ':');
+	char *end;
+	long port;
+
+	if (colon == NULL || colon == value || colon[1] == '\0') {
+		FAIL("%s: '%s' is not <host>:<port> (e.g. 127.0.0.1:9883, [::1]:9883)", key, value);
+	}
+	if (value[0] == '[' ? colon[-1] != ']' || colon - value < 3
+			    : memchr(value, ':', (size_t)(colon - value)) != NULL) {
+		FAIL("%s: '%s' is not <host>:<port> (an IPv6 address goes in brackets: "
+		     "[::1]:9883)",
+		     key, value);
+	}
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (errno || *end != '\0' || port < 0 || port > 65535 ||
+	    !isdigit((unsigned char)colon[1])) {
+		FAIL("%s: '%s': the port '%s' is not a number in 0..65535", key, value, colon + 1);
+	}
+	return parse_text(cfg, opt, key, value, errstr, errstr_size);
+}
+
 static bool is_broker_id(const char *value)
 {
 	return is_name(value, "._-");
@@ -587,6 +623,12 @@ static const struct option_spec options[] = {
 	 .needs = NEEDS_CREATE_TOPICS, .min = -1, .max = 32767, .unit = "a replication factor",
 	 .range = "-1 for the brokers' default, or 1..32767", .dflt = -1,
 	 .value = "-1, or 1..32767"},
+	{"metrics_listen", parse_listen, FIELD(metrics_listen), .value = "host:port",
+	 .shown = "none"},
+	{"metrics_textfile", parse_text, FIELD(metrics_textfile), .valid = is_file_path,
+	 .is_not = "an absolute path of a file", .value = "absolute path", .shown = "none"},
+	{"health_max_unacked_s", parse_number, FIELD(health_max_unacked_s), .needs = NEEDS_METRICS,
+	 .min = 1, .max = 86400, .unit = "a number of seconds", .dflt = 30},
 
 	/* README: Commands (docs/commands.md) */
 	{"commands_topic", parse_text, FIELD(commands.topic), .commands_table = true,
@@ -771,6 +813,11 @@ static const char *unmet(const struct option_spec *opt, const struct mqk_config 
 		return cfg->create_topics ? NULL
 					  : "only used when the plugin creates topics: add "
 					    "plugin_opt_create_topics true, or remove it";
+	case NEEDS_METRICS:
+		return cfg->metrics_listen != NULL ? NULL
+						   : "only used by /healthz: add "
+						     "plugin_opt_metrics_listen <host:port>, "
+						     "or remove it";
 	case NEEDS_TARGETED:
 		if (commands && cfg->commands.mode != MQK_CMD_TARGETED) {
 			return "only used with plugin_opt_commands_mode targeted";
@@ -1041,6 +1088,8 @@ void options__free(struct mqk_config *cfg)
 	}
 	free(cfg->kafka_file_props);
 	free(cfg->kafka_config_file);
+	free(cfg->metrics_listen);
+	free(cfg->metrics_textfile);
 	struct mqk_cmd_config *cc = &cfg->commands;
 	free(cc->topic);
 	free(cc->group);

@@ -79,6 +79,13 @@
  * skipped (broadcast: every broker reads every command) or sent back to the router
  * (targeted: mqk-router picks the broker from the presence records, presence.c). A
  * command's offset is committed only once it is settled: at-least-once.
+ *
+ * Metrics (metrics_listen, metrics_textfile; metrics.c, kstats.c). The TICK renders the
+ * Prometheus text at most once a second, on mosquitto's thread because the routes are
+ * its own, and swaps it under a mutex for the HTTP thread (libmicrohttpd's) and the
+ * textfile thread, which never read the configuration. /healthz is decided on the HTTP
+ * thread from atomics: the oldest record Kafka has not acknowledged (the Kafka thread
+ * keeps its capture time), the last acknowledgement, and librdkafka's statistics.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -113,6 +120,7 @@ struct mqk_plugin {
 	struct mqk_commands *commands;
 	struct mqk_clients *clients;
 	struct mqk_ratelimit rl_clients;
+	struct mqk_metrics *metrics; /* metrics_listen or metrics_textfile; else NULL */
 };
 
 /* Commands delivered per TICK at most: a burst does not stall mosquitto's loop. */
@@ -319,7 +327,9 @@ static int on_tick(int event, void *event_data, void *userdata)
 		deliver__tick(h, &pl->cfg.commands, pl->clients, &pl->stats.commands,
 			      DELIVER_PER_TICK);
 	}
-	stats__tick(&pl->stats, &pl->cfg, time(NULL), buffer__used(&pl->buffer));
+	time_t now = time(NULL);
+	stats__tick(&pl->stats, &pl->cfg, now, buffer__used(&pl->buffer));
+	metrics__tick(pl->metrics, &pl->stats, &pl->cfg, pl->commands != NULL, now);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -393,6 +403,8 @@ static void log_configuration(const struct mqk_plugin *pl)
 
 static void plugin_free(struct mqk_plugin *pl)
 {
+	metrics__free(pl->metrics);
+	kstats__reset();
 	clients__free(pl->clients);
 	stats__free(&pl->stats);
 	buffer__free(&pl->buffer);
@@ -480,6 +492,18 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 		plugin_free(pl);
 		return MOSQ_ERR_NOMEM;
 	}
+	/* Records replayed from the journal wait too (the metrics' buffer_records). */
+	atomic_store(&pl->buffer.committed, counter__get(&pl->stats.journal.replayed));
+	if (pl->cfg.metrics_listen != NULL || pl->cfg.metrics_textfile != NULL) {
+		/* Before any Kafka client is made: they report their statistics to kstats.c. */
+		kstats__enable(1000);
+		pl->metrics = metrics__new(&pl->cfg, &pl->buffer, errstr, sizeof(errstr));
+		if (pl->metrics == NULL) {
+			log__printf(MOSQ_LOG_ERR, "%s", errstr);
+			plugin_free(pl);
+			return MOSQ_ERR_INVAL;
+		}
+	}
 	pl->producer = producer__new(&pl->cfg, &pl->buffer, &pl->origin, &pl->stats.totals, errstr,
 				     sizeof(errstr));
 	if (pl->producer == NULL) {
@@ -532,6 +556,8 @@ EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *option
 	commands__stop(pl->commands, pl->cfg.flush_timeout_ms);
 	left = producer__close(pl->producer, pl->cfg.flush_timeout_ms);
 	commands__close(pl->commands, 0);
+	metrics__free(pl->metrics); /* its threads read the buffer, freed below */
+	pl->metrics = NULL;
 	if (pl->journal != NULL) {
 		log__printf(left ? MOSQ_LOG_WARNING : MOSQ_LOG_NOTICE,
 			    "shutdown: %d records not delivered to Kafka%s", left,

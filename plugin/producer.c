@@ -102,6 +102,8 @@ struct mqk_producer {
 	struct mqk_ratelimit rl_failed, rl_error, rl_bad_topic, rl_too_large, rl_refused;
 	struct mqk_ratelimit rl_missing, rl_create, rl_dropped;
 	struct mqk_ratelimit rl_security; /* authentication and TLS errors: their own limit */
+	int64_t oldest_ms;                /* the last buf->oldest_ms stored */
+	uint64_t delivered_seen;          /* totals->delivered when buf->acked_ms was stored */
 };
 
 static const struct {
@@ -285,10 +287,22 @@ static rd_kafka_conf_t *build_conf(struct mqk_producer *p, struct mqk_config *cf
 	    kafka_conf__set(conf, "plugin defaults", "log.queue", "true", errstr, errstr_size)) {
 		goto error;
 	}
+	if (kstats__interval_ms() > 0) {
+		/* The metrics' view of Kafka (kstats.c); an admin's value below wins. */
+		char ms[16];
+		snprintf(ms, sizeof(ms), "%d", kstats__interval_ms());
+		if (kafka_conf__set(conf, "plugin defaults", "statistics.interval.ms", ms, errstr,
+				    errstr_size)) {
+			goto error;
+		}
+	}
 	if (kafka_conf__apply(conf, cfg, errstr, errstr_size)) {
 		goto error;
 	}
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	if (kstats__interval_ms() > 0) {
+		rd_kafka_conf_set_stats_cb(conf, kstats__on_stats); /* metrics on */
+	}
 	rd_kafka_conf_set_log_cb(conf, on_log);
 	rd_kafka_conf_set_error_cb(conf, on_error);
 	rd_kafka_conf_set_opaque(conf, p);
@@ -577,6 +591,22 @@ static void release_settled(struct mqk_producer *p)
 	while ((e = buffer__peek(p->buf)) != NULL && e->state == MQK_ENTRY_SETTLED) {
 		capture__discard(p->buf, e);
 		buffer__release(p->buf, e);
+		counter__inc(&p->buf->released);
+	}
+	/* For /healthz and the metrics: the oldest record not acknowledged, the last ack. */
+	int64_t oldest = e != NULL ? e->timestamp_ms : 0;
+	if (oldest != p->oldest_ms) {
+		p->oldest_ms = oldest;
+		atomic_store_explicit(&p->buf->oldest_ms, oldest, memory_order_relaxed);
+	}
+	uint64_t delivered = counter__get(&p->totals->delivered);
+	if (delivered != p->delivered_seen) {
+		struct timespec ts;
+		p->delivered_seen = delivered;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		atomic_store_explicit(&p->buf->acked_ms,
+				      (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+				      memory_order_relaxed);
 	}
 }
 

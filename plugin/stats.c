@@ -1,7 +1,9 @@
 /*
  * stats.c - the plugin's counters, where an admin can see them.
  *
- * Counters are plain integers touched only on mosquitto's thread. Every
+ * The counters are listed once, in mqk.h (MQK_ROUTE_COUNTERS and the other families):
+ * the struct fields, the $SYS topics, the shutdown summary and the Prometheus metrics
+ * (metrics.c) all come from those lists. Every
  * stats_interval seconds the tick publishes them, retained, under
  * $SYS/broker/kafka/<counter> (totals) and $SYS/broker/kafka/routes/<name>/<counter>,
  * like mosquitto's own $SYS tree; the topic strings are built once at start-up. At
@@ -17,59 +19,103 @@
 #include "mosquitto_kafka.h"
 #include "mqk.h"
 
-static const char *const counter_names[] = {
-	"matched",   "produced",  "delivered", "failed",         "buffer_full",
-	"bad_topic", "too_large", "refused",   "dropped_oldest", "rejected",
-};
+#define NAME(name, help) #name,
+static const char *const counter_names[] = {MQK_ROUTE_COUNTERS(NAME)};
+static const char *const command_names[] = {MQK_COMMAND_COUNTERS(NAME)};
+static const char *const journal_names[] = {MQK_JOURNAL_COUNTERS(NAME)};
+static const char *const message_names[] = {MQK_MESSAGE_COUNTERS(NAME)};
+#undef NAME
 #define N_COUNTERS (sizeof(counter_names) / sizeof(counter_names[0]))
+#define N_COMMAND_COUNTERS (sizeof(command_names) / sizeof(command_names[0]))
+#define N_JOURNAL_COUNTERS (sizeof(journal_names) / sizeof(journal_names[0]))
+#define N_MESSAGE_COUNTERS (sizeof(message_names) / sizeof(message_names[0]))
 /* Per scope (totals, then each route): the counters, then in_flight. */
 #define PER_SCOPE (N_COUNTERS + 1)
-/* Totals only: received, unrouted, excluded, buffered_bytes, the journal's two. */
-#define TOTALS_ONLY 6
+/* Totals only: the message counters, buffered_bytes, the journal's. */
+#define TOTALS_ONLY (N_MESSAGE_COUNTERS + 1 + N_JOURNAL_COUNTERS)
 
-/* The command path's, under MQK_SYS_PREFIX "/commands/" (only when commands are on). */
-static const char *const command_names[] = {
-	"consumed", "delivered", "skipped", "returned", "dead_lettered",
-	"invalid",  "presence",  "wakes",   "lost",
-};
-#define N_COMMAND_COUNTERS (sizeof(command_names) / sizeof(command_names[0]))
-
+#define FIELD(name, help) &c->name,
+/* The i-th of command_names. */
 static uint64_t get_command(const struct mqk_cmd_counters *c, size_t i)
 {
-	const atomic_uint_least64_t *fields[N_COMMAND_COUNTERS] = {
-		&c->consumed, &c->delivered, &c->skipped, &c->returned, &c->dead_lettered,
-		&c->invalid,  &c->presence,  &c->wakes,   &c->lost,
-	};
+	const atomic_uint_least64_t *fields[] = {MQK_COMMAND_COUNTERS(FIELD)};
 	return counter__get(fields[i]);
 }
 
 /* The i-th of counter_names. */
 static uint64_t get(const struct mqk_counters *c, size_t i)
 {
-	const atomic_uint_least64_t *fields[N_COUNTERS] = {
-		&c->matched,   &c->produced,  &c->delivered, &c->failed,         &c->buffer_full,
-		&c->bad_topic, &c->too_large, &c->refused,   &c->dropped_oldest, &c->rejected,
-	};
+	const atomic_uint_least64_t *fields[] = {MQK_ROUTE_COUNTERS(FIELD)};
 	return counter__get(fields[i]);
 }
 
-int stats__init(struct mqk_stats *st, const struct mqk_config *cfg)
+/* The i-th of journal_names. */
+static uint64_t get_journal(const struct mqk_journal_counters *c, size_t i)
 {
-	static const char *const totals_only[TOTALS_ONLY] = {"received",         "unrouted",
-							     "excluded",         "buffered_bytes",
-							     "journal_replayed", "journal_errors"};
+	const atomic_uint_least64_t *fields[] = {MQK_JOURNAL_COUNTERS(FIELD)};
+	return counter__get(fields[i]);
+}
+#undef FIELD
+
+/* The i-th of message_names. */
+static uint64_t get_message(const struct mqk_stats *st, size_t i)
+{
+#define FIELD(name, help) st->name,
+	const uint64_t values[] = {MQK_MESSAGE_COUNTERS(FIELD)};
+#undef FIELD
+	return values[i];
+}
+
+void stats__each_counter(void (*fn)(void *arg, const char *sys_topic, const char *metric,
+				    const char *help, bool per_route),
+			 void *arg)
+{
+	char topic[128], metric[128];
+#define EMIT(name, help, prefix, mprefix, per_route)                                               \
+	do {                                                                                       \
+		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/%s%s", prefix, #name);             \
+		snprintf(metric, sizeof(metric), "mosquitto_kafka_%s%s_total", mprefix, #name);    \
+		fn(arg, topic, metric, help, per_route);                                           \
+	} while (0);
+#define X(name, help) EMIT(name, help, "", "", false)
+	MQK_MESSAGE_COUNTERS(X)
+#undef X
+#define X(name, help) EMIT(name, help, "", "", true)
+	MQK_ROUTE_COUNTERS(X)
+#undef X
+#define X(name, help) EMIT(name, help, "journal_", "journal_", false)
+	MQK_JOURNAL_COUNTERS(X)
+#undef X
+#define X(name, help) EMIT(name, help, "commands/", "commands_", false)
+	MQK_COMMAND_COUNTERS(X)
+#undef X
+#undef EMIT
+}
+
+/* Builds the $SYS topic strings for cfg's routes into st->topics (replacing any). */
+static int build_topics(struct mqk_stats *st, const struct mqk_config *cfg)
+{
 	int n = 0;
 	char topic[256];
 
-	memset(st, 0, sizeof(*st));
-	st->topic_count = TOTALS_ONLY + (int)PER_SCOPE * (1 + cfg->route_count) +
+	for (int i = 0; i < st->topic_count && st->topics; i++) {
+		free(st->topics[i]);
+	}
+	free(st->topics);
+	st->topic_count = (int)TOTALS_ONLY + (int)PER_SCOPE * (1 + cfg->route_count) +
 			  (cfg->commands.mode != MQK_CMD_OFF ? (int)N_COMMAND_COUNTERS : 0);
 	st->topics = calloc((size_t)st->topic_count, sizeof(char *));
 	if (st->topics == NULL) {
+		st->topic_count = 0;
 		return -1;
 	}
-	for (int i = 0; i < TOTALS_ONLY; i++) {
-		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/%s", totals_only[i]);
+	for (size_t i = 0; i < N_MESSAGE_COUNTERS; i++) {
+		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/%s", message_names[i]);
+		st->topics[n++] = strdup(topic);
+	}
+	st->topics[n++] = strdup(MQK_SYS_PREFIX "/buffered_bytes");
+	for (size_t i = 0; i < N_JOURNAL_COUNTERS; i++) {
+		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/journal_%s", journal_names[i]);
 		st->topics[n++] = strdup(topic);
 	}
 	for (int r = -1; r < cfg->route_count; r++) {
@@ -94,6 +140,17 @@ int stats__init(struct mqk_stats *st, const struct mqk_config *cfg)
 		}
 	}
 	return 0;
+}
+
+int stats__init(struct mqk_stats *st, const struct mqk_config *cfg)
+{
+	memset(st, 0, sizeof(*st));
+	return build_topics(st, cfg);
+}
+
+int stats__routes_changed(struct mqk_stats *st, const struct mqk_config *cfg)
+{
+	return build_topics(st, cfg);
 }
 
 static void publish(const char *topic, uint64_t value)
@@ -121,12 +178,14 @@ void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 		return;
 	}
 	st->next_publish = now + cfg->stats_interval;
-	publish(t[0], st->received);
-	publish(t[1], st->unrouted);
-	publish(t[2], st->excluded);
-	publish(t[3], buffered_bytes);
-	publish(t[4], counter__get(&st->journal.replayed));
-	publish(t[5], counter__get(&st->journal.errors));
+	for (size_t i = 0; i < N_MESSAGE_COUNTERS; i++) {
+		publish(*t++, get_message(st, i));
+	}
+	publish(*t++, buffered_bytes);
+	for (size_t i = 0; i < N_JOURNAL_COUNTERS; i++) {
+		publish(*t++, get_journal(&st->journal, i));
+	}
+	t = st->topics;
 	publish_scope(t + TOTALS_ONLY, &st->totals);
 	for (int r = 0; r < cfg->route_count; r++) {
 		publish_scope(t + TOTALS_ONLY + PER_SCOPE * (size_t)(r + 1),
@@ -157,22 +216,30 @@ void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg
 {
 	char scope[128];
 
-	log__printf(MOSQ_LOG_NOTICE, "totals: received %llu, unrouted %llu, excluded %llu",
-		    (unsigned long long)st->received, (unsigned long long)st->unrouted,
-		    (unsigned long long)st->excluded);
+	char line[512];
+	size_t len = 0;
+
+	for (size_t i = 0; i < N_MESSAGE_COUNTERS; i++) {
+		len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s %llu", i ? ", " : "",
+					message_names[i], (unsigned long long)get_message(st, i));
+	}
+	log__printf(MOSQ_LOG_NOTICE, "totals: %s", line);
 	log_scope("totals", &st->totals);
 	if (cfg->durability == MQK_DURABILITY_JOURNAL) {
-		log__printf(MOSQ_LOG_NOTICE, "journal: replayed %llu, errors %llu",
-			    (unsigned long long)counter__get(&st->journal.replayed),
-			    (unsigned long long)counter__get(&st->journal.errors));
+		len = 0;
+		for (size_t i = 0; i < N_JOURNAL_COUNTERS; i++) {
+			len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s %llu",
+						i ? ", " : "", journal_names[i],
+						(unsigned long long)get_journal(&st->journal, i));
+		}
+		log__printf(MOSQ_LOG_NOTICE, "journal: %s", line);
 	}
 	for (int r = 0; r < cfg->route_count; r++) {
 		snprintf(scope, sizeof(scope), "route %s", cfg->routes[r].name);
 		log_scope(scope, &cfg->routes[r].counters);
 	}
 	if (cfg->commands.mode != MQK_CMD_OFF) {
-		char line[512];
-		size_t len = 0;
+		len = 0;
 		for (size_t i = 0; i < N_COMMAND_COUNTERS; i++) {
 			len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s %llu",
 						i ? ", " : "", command_names[i],

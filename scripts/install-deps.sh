@@ -16,13 +16,15 @@ set -euo pipefail
 packages=(
     build-essential cmake pkg-config dpkg-dev file
     mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev
-    librdkafka-dev libcjson-dev libcmocka-dev libxxhash-dev
+    librdkafka-dev libcjson-dev libcmocka-dev libxxhash-dev libmicrohttpd-dev
     haproxy kcat
     valgrind gnuplot-nox
     # libFuzzer: the default clang's runtime (libclang-rt-14-dev on bookworm, -19- on
     # trixie), through llvm-defaults' metapackage that both releases have.
     clang libclang-rt-dev
     lintian
+    # The tests' Prometheus (Debian's prometheus package) is not installed, which would
+    # start a service: scripts/fetch-prometheus.sh downloads and unpacks it into the cache.
     python3 python3-pytest python3-paho-mqtt python3-confluent-kafka
     python3-cryptography
 )

@@ -4,6 +4,7 @@ that names the option: "mosquitto_kafka: plugin_opt_<option>: ...".
 """
 
 import re
+import socket
 
 import pytest
 
@@ -86,6 +87,21 @@ CASES = [
      "commands_kafka.no.such.prop"),
     ("bad-commands-kafka-value", [BOOT, CMD, ("commands_kafka.fetch.wait.max.ms", "soon")],
      "commands_kafka.fetch.wait.max.ms"),
+    # Metrics and health (README "Metrics and health").
+    ("metrics-listen-no-port", [BOOT, ("metrics_listen", "127.0.0.1")], "metrics_listen"),
+    ("metrics-listen-bad-port", [BOOT, ("metrics_listen", "127.0.0.1:99999")],
+     "metrics_listen"),
+    ("metrics-listen-foreign-address", [BOOT, ("metrics_listen", "192.0.2.1:9883")],
+     "metrics_listen"),
+    ("health-max-unacked-0", [BOOT, ("metrics_listen", "127.0.0.1:0"),
+                              ("health_max_unacked_s", "0")], "health_max_unacked_s"),
+    ("health-max-unacked-too-large", [BOOT, ("metrics_listen", "127.0.0.1:0"),
+                                      ("health_max_unacked_s", "86401")],
+     "health_max_unacked_s"),
+    ("health-without-listen", [BOOT, ("health_max_unacked_s", "5")], "health_max_unacked_s"),
+    ("metrics-textfile-relative", [BOOT, ("metrics_textfile", "m.prom")], "metrics_textfile"),
+    ("metrics-textfile-missing-dir", [BOOT, ("metrics_textfile", "/nonexistent-mqk/m.prom")],
+     "metrics_textfile"),
 ]
 
 
@@ -134,6 +150,24 @@ def test_bad_config_stops_mosquitto(start_broker, case, options, option):
     # One precise line, not a cascade: the option is named once.
     lines = [ln for ln in log.splitlines() if "mosquitto_kafka: plugin_opt_" in ln]
     assert len(lines) == 1, f"{case}: expected 1 plugin_opt line, got {len(lines)}: {lines}"
+
+
+def test_metrics_port_in_use_stops_mosquitto(start_broker):
+    """metrics_listen on a port something else listens on: one line naming the option and
+    the cause."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        b = start_broker([BOOT, ("metrics_listen", f"127.0.0.1:{port}")], wait=False,
+                         name="mosquitto-metrics-in-use")
+        b.expect_exit = None
+        rc = b.process.wait_exit(10 * harness.SLOW)
+    m = re.search(r"^(?:\d+: )?mosquitto_kafka: plugin_opt_metrics_listen: '127\.0\.0\.1:"
+                  + str(port) + r"': cannot listen on 127\.0\.0\.1 port \d+: Address already "
+                  r"in use$", b.log(), re.M)
+    print(f"metrics-port-in-use: exit code {rc}, line: {m.group(0) if m else None}")
+    assert rc != 0 and m, f"exit code {rc}, log:\n{b.log()}"
 
 
 def test_good_config_starts(kafka, start_broker):

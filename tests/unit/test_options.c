@@ -455,6 +455,72 @@ static void test_create_topics_errors(void **state)
 		     "plugin_opt_create_topics true, or remove it");
 }
 
+/* ---- metrics_listen, metrics_textfile, health_max_unacked_s ---------------------- */
+
+static void test_metrics_options(void **state)
+{
+	(void)state;
+	assert_ok(PARSE("bootstrap_servers", "kafka:9092"));
+	assert_null(cfg.metrics_listen);
+	assert_null(cfg.metrics_textfile);
+	assert_int_equal(cfg.health_max_unacked_s, 30);
+	assert_ok(PARSE_BS("metrics_listen", " 127.0.0.1:9883 ", "metrics_textfile",
+			   "/var/lib/node/mqk.prom", "health_max_unacked_s", "5"));
+	assert_string_equal(cfg.metrics_listen, "127.0.0.1:9883");
+	assert_string_equal(cfg.metrics_textfile, "/var/lib/node/mqk.prom");
+	assert_int_equal(cfg.health_max_unacked_s, 5);
+	assert_ok(PARSE_BS("metrics_listen", "[::1]:0"));
+	assert_ok(PARSE_BS("metrics_listen", "localhost:65535"));
+}
+
+static void test_metrics_errors(void **state)
+{
+	static const struct {
+		const char *key, *value, *expected;
+	} cases[] = {
+		{"metrics_listen", "9883",
+		 "plugin_opt_metrics_listen: '9883' is not <host>:<port> (e.g. 127.0.0.1:9883, "
+		 "[::1]:9883)"},
+		{"metrics_listen", ":9883",
+		 "plugin_opt_metrics_listen: ':9883' is not <host>:<port> (e.g. 127.0.0.1:9883, "
+		 "[::1]:9883)"},
+		{"metrics_listen", "host:",
+		 "plugin_opt_metrics_listen: 'host:' is not <host>:<port> (e.g. 127.0.0.1:9883, "
+		 "[::1]:9883)"},
+		{"metrics_listen", "::1:9883",
+		 "plugin_opt_metrics_listen: '::1:9883' is not <host>:<port> (an IPv6 address goes "
+		 "in brackets: [::1]:9883)"},
+		{"metrics_listen", "127.0.0.1:65536",
+		 "plugin_opt_metrics_listen: '127.0.0.1:65536': the port '65536' is not a number "
+		 "in 0..65535"},
+		{"metrics_listen", "127.0.0.1:http",
+		 "plugin_opt_metrics_listen: '127.0.0.1:http': the port 'http' is not a number in "
+		 "0..65535"},
+		{"metrics_listen", "127.0.0.1:-1",
+		 "plugin_opt_metrics_listen: '127.0.0.1:-1': the port '-1' is not a number in "
+		 "0..65535"},
+		{"metrics_textfile", "mqk.prom",
+		 "plugin_opt_metrics_textfile: 'mqk.prom' is not an absolute path of a file"},
+		{"metrics_textfile", "/var/lib/node/",
+		 "plugin_opt_metrics_textfile: '/var/lib/node/' is not an absolute path of a file"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_fails(PARSE_BS(cases[i].key, cases[i].value), cases[i].expected);
+	}
+	assert_fails(PARSE_BS("metrics_listen", "127.0.0.1:0", "health_max_unacked_s", "0"),
+		     "plugin_opt_health_max_unacked_s: '0' is not a number of seconds (1..86400)");
+	assert_fails(PARSE_BS("metrics_listen", "127.0.0.1:0", "health_max_unacked_s", "86401"),
+		     "plugin_opt_health_max_unacked_s: '86401' is not a number of seconds "
+		     "(1..86400)");
+	assert_fails(PARSE_BS("health_max_unacked_s", "5"),
+		     "plugin_opt_health_max_unacked_s: only used by /healthz: add "
+		     "plugin_opt_metrics_listen <host:port>, or remove it");
+	assert_fails(PARSE_BS("metrics_listen", "a:1", "metrics_listen", "b:2"),
+		     "plugin_opt_metrics_listen: given twice");
+}
+
 /* ---- errors ------------------------------------------------------------------------ */
 
 /* ---- durability, overflow and the journal's options ------------------------------ */
@@ -700,7 +766,8 @@ static void test_empty_values(void **state)
 	"bootstrap_servers, broker_id, route_<name>, exclude, kafka.<property>, "                  \
 	"kafka_config_file, stats_interval, flush_timeout_ms, durability, journal_dir, "           \
 	"journal_fsync, journal_max_mb, journal_segment_mb, buffer_mb, overflow, create_topics, "  \
-	"topic_partitions, topic_replication_factor, commands_topic, commands_mode, "              \
+	"topic_partitions, topic_replication_factor, metrics_listen, metrics_textfile, "           \
+	"health_max_unacked_s, commands_topic, commands_mode, "                                    \
 	"commands_group, commands_target, commands_mqtt_topic, commands_qos, commands_expiry, "    \
 	"commands_return_topic, commands_dead_letter_topic, commands_max_hops, presence_topic, "   \
 	"commands_wake, commands_kafka.<property>"
@@ -1218,6 +1285,8 @@ int main(void)
 		T(test_create_topics),
 		T(test_create_topics_errors),
 		T(test_numbers_out_of_range),
+		T(test_metrics_options),
+		T(test_metrics_errors),
 		T(test_durability_options),
 		T(test_durability_errors),
 		T(test_empty_values),
