@@ -131,7 +131,81 @@ static int parse_key(struct mqk_route *route, const char *key, const char *value
 	return 0;
 }
 
-/* "<filter> -> <topic> [key=...] [format=...]" */
+/* A glob of clientid= or username=: '*', '?' and printable characters. */
+static bool is_glob(const char *s)
+{
+	for (; *s; s++) {
+		if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* A selector after the topic: clientid=<glob>, username=<glob>, qos=<0|1|2>, retain=<bool>. */
+static int parse_selector(struct mqk_route *route, const char *key, const char *tok, char *errstr,
+			  size_t errstr_size)
+{
+	const char *eq = strchr(tok, '=');
+	const char *v = eq ? eq + 1 : "";
+	size_t n = eq ? (size_t)(eq - tok) : 0;
+
+	if (n == 8 && !strncmp(tok, "clientid", n)) {
+		if (route->sel_clientid) {
+			FAIL("%s: 'clientid=' given twice", key);
+		}
+		if (*v == '\0' || !is_glob(v) ||
+		    mosquitto_validate_utf8(v, (int)strlen(v)) != MOSQ_ERR_SUCCESS) {
+			FAIL("%s: clientid='%s' is not a client id pattern (1 or more characters, "
+			     "'*' any run, '?' any one)",
+			     key, v);
+		}
+		route->sel_clientid = strdup(v);
+		if (route->sel_clientid == NULL) {
+			FAIL("%s: out of memory", key);
+		}
+	} else if (n == 8 && !strncmp(tok, "username", n)) {
+		if (route->sel_username) {
+			FAIL("%s: 'username=' given twice", key);
+		}
+		if (!is_glob(v) || mosquitto_validate_utf8(v, (int)strlen(v)) != MOSQ_ERR_SUCCESS) {
+			FAIL("%s: username='%s' is not a username pattern ('*' any run, '?' any "
+			     "one; empty: clients without a username)",
+			     key, v);
+		}
+		route->sel_username = strdup(v);
+		if (route->sel_username == NULL) {
+			FAIL("%s: out of memory", key);
+		}
+	} else if (n == 3 && !strncmp(tok, "qos", n)) {
+		if (route->sel_qos) {
+			FAIL("%s: 'qos=' given twice", key);
+		}
+		if (v[0] < '0' || v[0] > '2' || v[1] != '\0') {
+			FAIL("%s: qos='%s' is not 0, 1 or 2", key, v);
+		}
+		route->sel_qos = (uint8_t)(v[0] - '0' + 1);
+	} else if (n == 6 && !strncmp(tok, "retain", n)) {
+		if (route->sel_retain) {
+			FAIL("%s: 'retain=' given twice", key);
+		}
+		if (!strcmp(v, "true")) {
+			route->sel_retain = 2;
+		} else if (!strcmp(v, "false")) {
+			route->sel_retain = 1;
+		} else {
+			FAIL("%s: retain='%s' is not true or false", key, v);
+		}
+	} else {
+		FAIL("%s: unknown route attribute '%s' (use key=<key>, format=raw|json, and the "
+		     "selectors clientid=<glob>, username=<glob>, qos=0|1|2, retain=true|false)",
+		     key, tok);
+	}
+	route->has_selectors = true;
+	return 0;
+}
+
+/* "<filter> -> <topic> [key=...] [format=...] [selectors]" */
 static int parse_route(struct mqk_config *cfg, const char *key, char *value, char *errstr,
 		       size_t errstr_size)
 {
@@ -157,7 +231,8 @@ static int parse_route(struct mqk_config *cfg, const char *key, char *value, cha
 	arrow = find_arrow(value);
 	if (arrow == NULL) {
 		FAIL("%s: '%s' is not '<mqtt-filter> -> <kafka-topic> [key=<key>] "
-		     "[format=raw|json]'",
+		     "[format=raw|json] [clientid=<glob>] [username=<glob>] [qos=0|1|2] "
+		     "[retain=true|false]'",
 		     key, value);
 	}
 	route = realloc(cfg->routes, sizeof(*route) * (size_t)(cfg->route_count + 1));
@@ -213,9 +288,8 @@ static int parse_route(struct mqk_config *cfg, const char *key, char *value, cha
 			}
 		} else if (!strncmp(tok, "key=", 4) || !strncmp(tok, "format=", 7)) {
 			FAIL("%s: '%s' given twice", key, tok);
-		} else {
-			FAIL("%s: unknown route attribute '%s' (use key=<key> and format=raw|json)",
-			     key, tok);
+		} else if (parse_selector(route, key, tok, errstr, errstr_size)) {
+			return -1;
 		}
 	}
 	return 0;
@@ -745,6 +819,12 @@ static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool 
 		return parse_kafka(&cfg->kafka_props, &cfg->kafka_prop_count, key, value, errstr,
 				   errstr_size);
 	}
+	if (!strcmp(key, "routes_file")) {
+		if (value[0] != '/') {
+			FAIL("%s: '%s' is not an absolute path", key, value);
+		}
+		return set_once(&cfg->routes_file, key, value, errstr, errstr_size);
+	}
 	if (!strcmp(key, "kafka_config_file")) {
 		if (value[0] != '/') {
 			FAIL("%s: '%s' is not an absolute path", key, value);
@@ -775,7 +855,8 @@ static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool 
 		}
 	}
 	FAIL("%s: unknown option (known: bootstrap_servers, broker_id, route_<name>, exclude, "
-	     "kafka.<librdkafka property>, kafka_config_file, stats_interval, flush_timeout_ms, "
+	     "routes_file, kafka.<librdkafka property>, kafka_config_file, stats_interval, "
+	     "flush_timeout_ms, "
 	     "buffer_mb, "
 	     "durability, overflow, journal_dir, journal_fsync, journal_max_mb, "
 	     "journal_segment_mb, create_topics, topic_partitions, topic_replication_factor, "
@@ -785,6 +866,89 @@ static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool 
 	     "commands_max_hops, commands_wake, commands_kafka.<librdkafka property>, "
 	     "presence_topic)",
 	     key);
+}
+
+/* routes_file at start-up: its routes and excludes after mosquitto.conf's. */
+static int merge_routes_file(struct mqk_config *cfg, char *errstr, size_t errstr_size)
+{
+	struct mqk_config file = {0};
+	struct mqk_route *routes;
+
+	if (routes__read_file(cfg->routes_file, cfg, &file, errstr, errstr_size)) {
+		options__free(&file);
+		return -1;
+	}
+	routes = realloc(cfg->routes,
+			 sizeof(*routes) * (size_t)(cfg->route_count + file.route_count + 1));
+	char **excludes = routes ? realloc(cfg->excludes,
+					   sizeof(*excludes) * (size_t)(cfg->exclude_count +
+									file.exclude_count + 1))
+				 : NULL;
+	if (routes) {
+		cfg->routes = routes;
+	}
+	if (excludes == NULL) {
+		options__free(&file);
+		FAIL("routes_file: out of memory");
+	}
+	cfg->excludes = excludes;
+	/* Moved: file's strings are cfg's now. */
+	memcpy(&cfg->routes[cfg->route_count], file.routes,
+	       sizeof(*routes) * (size_t)file.route_count);
+	cfg->route_count += file.route_count;
+	memcpy(&cfg->excludes[cfg->exclude_count], file.excludes,
+	       sizeof(*excludes) * (size_t)file.exclude_count);
+	cfg->exclude_count += file.exclude_count;
+	file.route_count = file.exclude_count = 0;
+	options__free(&file);
+	return 0;
+}
+
+int options__parse_route_line(struct mqk_config *cfg, const char *line, char *errstr,
+			      size_t errstr_size)
+{
+	size_t n = strcspn(line, " \t");
+	char key[NAME_MAX_LEN + 16];
+	char *value;
+	int rc;
+
+	if (n >= sizeof(key)) {
+		n = sizeof(key) - 1;
+	}
+	memcpy(key, line, n);
+	key[n] = '\0';
+	if (strncmp(key, "route_", 6) && strcmp(key, "exclude")) {
+		snprintf(errstr, errstr_size, "%s: not a route_<name> or exclude line", key);
+		return -1;
+	}
+	value = trimmed(line + n);
+	if (value == NULL) {
+		snprintf(errstr, errstr_size, "%s: out of memory", key);
+		return -1;
+	}
+	if (*value == '\0') {
+		rc = -1;
+		snprintf(errstr, errstr_size, "plugin_opt_%s: empty value", key);
+	} else if (key[0] == 'r') {
+		rc = parse_route(cfg, key, value, errstr, errstr_size);
+	} else {
+		rc = parse_exclude(cfg, key, value, errstr, errstr_size);
+	}
+	free(value);
+	if (rc && !strncmp(errstr, "plugin_opt_", 11)) {
+		memmove(errstr, errstr + 11, strlen(errstr + 11) + 1);
+	}
+	return rc;
+}
+
+void options__free_route(struct mqk_route *r)
+{
+	free(r->name);
+	free(r->filter);
+	free(r->sel_clientid);
+	free(r->sel_username);
+	template__free(&r->topic);
+	template__free(&r->key);
 }
 
 int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int opt_count,
@@ -813,6 +977,11 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 		if (rc) {
 			return -1;
 		}
+	}
+	cfg->conf_route_count = cfg->route_count;
+	cfg->conf_exclude_count = cfg->exclude_count;
+	if (cfg->routes_file != NULL && merge_routes_file(cfg, errstr, errstr_size)) {
+		return -1;
 	}
 	if (cfg->kafka_config_file != NULL &&
 	    kafka_conf__read_file(cfg->kafka_config_file, &cfg->kafka_file_props,
@@ -850,13 +1019,11 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 void options__free(struct mqk_config *cfg)
 {
 	for (int i = 0; i < cfg->route_count; i++) {
-		struct mqk_route *r = &cfg->routes[i];
-		free(r->name);
-		free(r->filter);
-		template__free(&r->topic);
-		template__free(&r->key);
+		options__free_route(&cfg->routes[i]);
 	}
 	free(cfg->routes);
+	free(cfg->active);
+	free(cfg->routes_file);
 	for (int i = 0; i < cfg->exclude_count; i++) {
 		free(cfg->excludes[i]);
 	}

@@ -4,8 +4,10 @@
  * Counters are plain integers touched only on mosquitto's thread. Every
  * stats_interval seconds the tick publishes them, retained, under
  * $SYS/broker/kafka/<counter> (totals) and $SYS/broker/kafka/routes/<name>/<counter>,
- * like mosquitto's own $SYS tree; the topic strings are built once at start-up. At
- * shutdown they are logged.
+ * like mosquitto's own $SYS tree; the topic strings are built at start-up and after a
+ * reload that changed the routes. A route's counters are those of every definition of
+ * its name (reload.c), so they keep counting when a reload changes it. At shutdown they
+ * are logged.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +55,50 @@ static uint64_t get(const struct mqk_counters *c, size_t i)
 	return counter__get(fields[i]);
 }
 
+/* The routes in force: how many, and the i-th's index in cfg->routes. */
+static int in_force(const struct mqk_config *cfg)
+{
+	return cfg->active ? cfg->active_count : cfg->route_count;
+}
+
+static int route_at(const struct mqk_config *cfg, int i)
+{
+	return cfg->active ? cfg->active[i] : i;
+}
+
+/*
+ * The counters of the route at index r, added up over the earlier definitions of its
+ * name (a reload that changed the route made a new one: reload.c), into out.
+ */
+static void route_counters(const struct mqk_config *cfg, int r, struct mqk_counters *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int d = r + 1; d > 0; d = cfg->routes[d - 1].prev) {
+		const struct mqk_counters *c = &cfg->routes[d - 1].counters;
+		const atomic_uint_least64_t *from[N_COUNTERS] = {
+			&c->matched,        &c->produced,  &c->delivered, &c->failed,
+			&c->buffer_full,    &c->bad_topic, &c->too_large, &c->refused,
+			&c->dropped_oldest, &c->rejected,
+		};
+		atomic_uint_least64_t *to[N_COUNTERS] = {
+			&out->matched,        &out->produced,  &out->delivered, &out->failed,
+			&out->buffer_full,    &out->bad_topic, &out->too_large, &out->refused,
+			&out->dropped_oldest, &out->rejected,
+		};
+		for (size_t i = 0; i < N_COUNTERS; i++) {
+			atomic_store_explicit(to[i], counter__get(to[i]) + counter__get(from[i]),
+					      memory_order_relaxed);
+		}
+	}
+}
+
 int stats__init(struct mqk_stats *st, const struct mqk_config *cfg)
+{
+	memset(st, 0, sizeof(*st));
+	return stats__routes_changed(st, cfg);
+}
+
+int stats__routes_changed(struct mqk_stats *st, const struct mqk_config *cfg)
 {
 	static const char *const totals_only[TOTALS_ONLY] = {"received",         "unrouted",
 							     "excluded",         "buffered_bytes",
@@ -61,8 +106,11 @@ int stats__init(struct mqk_stats *st, const struct mqk_config *cfg)
 	int n = 0;
 	char topic[256];
 
-	memset(st, 0, sizeof(*st));
-	st->topic_count = TOTALS_ONLY + (int)PER_SCOPE * (1 + cfg->route_count) +
+	for (int i = 0; i < st->topic_count && st->topics; i++) {
+		free(st->topics[i]);
+	}
+	free(st->topics);
+	st->topic_count = TOTALS_ONLY + (int)PER_SCOPE * (1 + in_force(cfg)) +
 			  (cfg->commands.mode != MQK_CMD_OFF ? (int)N_COMMAND_COUNTERS : 0);
 	st->topics = calloc((size_t)st->topic_count, sizeof(char *));
 	if (st->topics == NULL) {
@@ -72,11 +120,11 @@ int stats__init(struct mqk_stats *st, const struct mqk_config *cfg)
 		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/%s", totals_only[i]);
 		st->topics[n++] = strdup(topic);
 	}
-	for (int r = -1; r < cfg->route_count; r++) {
+	for (int r = -1; r < in_force(cfg); r++) {
 		char scope[128] = MQK_SYS_PREFIX;
 		if (r >= 0) {
 			snprintf(scope, sizeof(scope), MQK_SYS_PREFIX "/routes/%s",
-				 cfg->routes[r].name);
+				 cfg->routes[route_at(cfg, r)].name);
 		}
 		for (size_t i = 0; i < PER_SCOPE; i++) {
 			snprintf(topic, sizeof(topic), "%s/%s", scope,
@@ -90,6 +138,12 @@ int stats__init(struct mqk_stats *st, const struct mqk_config *cfg)
 	}
 	for (int i = 0; i < n; i++) {
 		if (st->topics[i] == NULL) {
+			for (int j = 0; j < n; j++) {
+				free(st->topics[j]);
+			}
+			free(st->topics);
+			st->topics = NULL; /* nothing published */
+			st->topic_count = 0;
 			return -1;
 		}
 	}
@@ -117,7 +171,7 @@ void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 {
 	char **t = st->topics;
 
-	if (cfg->stats_interval == 0 || now < st->next_publish) {
+	if (cfg->stats_interval == 0 || now < st->next_publish || st->topics == NULL) {
 		return;
 	}
 	st->next_publish = now + cfg->stats_interval;
@@ -128,12 +182,13 @@ void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 	publish(t[4], counter__get(&st->journal.replayed));
 	publish(t[5], counter__get(&st->journal.errors));
 	publish_scope(t + TOTALS_ONLY, &st->totals);
-	for (int r = 0; r < cfg->route_count; r++) {
-		publish_scope(t + TOTALS_ONLY + PER_SCOPE * (size_t)(r + 1),
-			      &cfg->routes[r].counters);
+	for (int r = 0; r < in_force(cfg); r++) {
+		struct mqk_counters c;
+		route_counters(cfg, route_at(cfg, r), &c);
+		publish_scope(t + TOTALS_ONLY + PER_SCOPE * (size_t)(r + 1), &c);
 	}
 	if (cfg->commands.mode != MQK_CMD_OFF) {
-		t += TOTALS_ONLY + PER_SCOPE * (size_t)(cfg->route_count + 1);
+		t += TOTALS_ONLY + PER_SCOPE * (size_t)(in_force(cfg) + 1);
 		for (size_t i = 0; i < N_COMMAND_COUNTERS; i++) {
 			publish(t[i], get_command(&st->commands, i));
 		}
@@ -166,9 +221,11 @@ void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg
 			    (unsigned long long)counter__get(&st->journal.replayed),
 			    (unsigned long long)counter__get(&st->journal.errors));
 	}
-	for (int r = 0; r < cfg->route_count; r++) {
-		snprintf(scope, sizeof(scope), "route %s", cfg->routes[r].name);
-		log_scope(scope, &cfg->routes[r].counters);
+	for (int r = 0; r < in_force(cfg); r++) {
+		struct mqk_counters c;
+		route_counters(cfg, route_at(cfg, r), &c);
+		snprintf(scope, sizeof(scope), "route %s", cfg->routes[route_at(cfg, r)].name);
+		log_scope(scope, &c);
 	}
 	if (cfg->commands.mode != MQK_CMD_OFF) {
 		char line[512];
