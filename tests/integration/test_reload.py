@@ -23,6 +23,7 @@ from harness import HDR, V311, V5
 RATE = 3000         # messages a second, all clients together
 CLIENTS = 6
 PHASE_S = 4.0       # load under each route set
+REPLAY_RX = r"mosquitto_kafka: journal: replaying (\d+) records"
 
 
 def write_atomically(path, text):
@@ -322,3 +323,65 @@ def test_bad_routes_file_stops_mosquitto(start_broker):
         assert rc != 0 and m, b.log()
         lines = [ln for ln in b.log().splitlines() if "mosquitto_kafka: " in ln]
         assert len(lines) == 1, f"{case}: one line expected: {lines}"
+
+
+def test_removed_route_delivered_and_restart_maps_by_name(kafka_up_after, start_broker):
+    """Records wait in the journal (Kafka down) while a reload removes one route, changes
+    another and adds a third: the removed route's records still reach Kafka, each record
+    goes where its route said when the message came in. Then records written after the
+    reload wait in the journal across a restart: the new run maps them to its routes by
+    name (the segment started after the reload names the new definitions)."""
+    kafka = kafka_up_after
+    p = harness.unique("rlj")
+    t = {k: f"{p}-{k}" for k in ("a1", "a2", "x", "c")}
+    kafka.create_topics(list(t.values()), partitions=1)
+    d = harness.make_tempdir("mqk-reloadj-")
+    path = os.path.join(d, "routes.conf")
+    journal = harness.make_journal_dir(d)
+    write_atomically(path, f"route_a j/# -> {t['a1']}\nroute_x j/# -> {t['x']}\n")
+    options = [("bootstrap_servers", kafka.bootstrap), ("broker_id", "itest-reloadj"),
+               ("routes_file", path), ("journal_dir", journal), ("flush_timeout_ms", "1000")]
+    n = 300
+    b = start_broker(options, name="mosquitto-reloadj")
+    kafka.down()
+    c = harness.Client(b.port, "rlj-1", V311, clean=False)
+    harness.wait_published([c.publish(f"j/{i}", f"p1:{i}".encode(), qos=1) for i in range(n)],
+                           30)
+    write_atomically(path, f"route_a j/# -> {t['a2']}\nroute_c j/# -> {t['c']}\n")
+    b.process.signal(signal.SIGHUP)
+    b.wait_log(r"reloaded \(.*\): 1 added, 1 changed, 1 removed", 5)
+    harness.wait_published([c.publish(f"j/{i}", f"p2:{i}".encode(), qos=1) for i in range(n)],
+                           30)
+    kafka.up()
+    want = {"a1": {f"p1:{i}" for i in range(n)}, "x": {f"p1:{i}" for i in range(n)},
+            "a2": {f"p2:{i}" for i in range(n)}, "c": {f"p2:{i}" for i in range(n)}}
+    got = {}
+    for k in want:
+        recs = harness.read_topic(kafka.bootstrap, t[k], len(want[k]), timeout=90, grace=1)
+        got[k] = {r.value.decode() for r in recs}
+        assert len(recs) == len(want[k]) and got[k] == want[k], (k, len(recs))
+        assert {r.header_str(HDR.ROUTE) for r in recs} == {k[0]}
+    print("in-run, Kafka down during the reload: " +
+          ", ".join(f"route {k[0]} -> {t[k]}: {len(got[k])} of {len(want[k])}" for k in want))
+
+    # After the reload, with Kafka down again: the journal keeps them across a restart.
+    kafka.down()
+    harness.wait_published([c.publish(f"j/{i}", f"p3:{i}".encode(), qos=1) for i in range(n)],
+                           30)
+    c.close()
+    assert b.stop() == 0
+    assert re.search(r"shutdown: \d+ records not delivered to Kafka yet: they stay in the "
+                     r"journal", b.log()), b.log()
+    b2 = start_broker(options, name="mosquitto-reloadj-2")
+    b2.wait_log(REPLAY_RX, 15)
+    replayed = int(re.search(REPLAY_RX, b2.log()).group(1))
+    kafka.up()
+    for k in ("a2", "c"):
+        want[k] |= {f"p3:{i}" for i in range(n)}
+        recs = harness.read_topic(kafka.bootstrap, t[k], len(want[k]), timeout=90, grace=1)
+        got[k] = {r.value.decode() for r in recs}
+        assert len(recs) == len(want[k]) and got[k] == want[k], (k, len(recs))
+    print(f"after a restart: {replayed} records replayed from the journal; route a -> "
+          f"{t['a2']}: {len(got['a2'])} of {len(want['a2'])}, route c -> {t['c']}: "
+          f"{len(got['c'])} of {len(want['c'])}")
+    assert replayed == 2 * n
