@@ -5,6 +5,7 @@
  *   plugin.c    entry points, callback wiring (MESSAGE, TICK)
  *   options.c   plugin_opt_* lines -> struct mqk_config
  *   route.c     does a PUBLISH go to Kafka, and by which routes    (mosquitto's thread)
+ *   reload.c    routes_file: the routes changed without a restart   (mosquitto's thread)
  *   capture.c   the message copied into the buffer, one entry per route
  *   buffer.c    the ring between mosquitto's thread and the Kafka thread
  *   journal.c   ... or its bytes in segment files, replayed after a crash (durability journal)

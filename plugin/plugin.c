@@ -70,6 +70,14 @@
  * no message id or DUP flag), so it is forwarded again: the pipeline is at-least-once,
  * and mqtt.seq tells the copies apart from losses.
  *
+ * Routes changed without a restart (routes_file; reload.c). Mosquitto gives plugins no
+ * options on a reload, so routes that change live in a file of the plugin's own, read
+ * again on MOSQ_EVT_RELOAD (SIGHUP) and when the TICK, once a second, sees it changed.
+ * A valid file swaps the routes in force on mosquitto's thread between two messages;
+ * every route definition stays until shutdown, because buffer and journal entries name
+ * theirs by index and the Kafka thread reads it when it builds the record. A route's
+ * name carries its mqtt.seq and counters across changes.
+ *
  * Commands, the other way (commands_topic; docs/commands.md). A second thread of the
  * plugin (commands.c) consumes command records and queues them (handoff.c); it wakes
  * mosquitto's loop with a PINGREQ on a loopback connection of its own (wake.c), and

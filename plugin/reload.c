@@ -39,6 +39,8 @@
 
 #include "mqk.h"
 
+#define MAX_FILE_BYTES (16 << 20) /* a routes file; thousands of routes take far less */
+
 int routes__read_file(const char *path, const struct mqk_config *conf, struct mqk_config *out,
 		      char *errstr, size_t errstr_size)
 {
@@ -47,9 +49,18 @@ int routes__read_file(const char *path, const struct mqk_config *conf, struct mq
 	size_t size = 0;
 	int lineno = 0, rc = 0;
 
+	struct stat st;
+
 	if (f == NULL) {
 		snprintf(errstr, errstr_size, "routes_file %s: cannot open: %s", path,
 			 strerror(errno));
+		return -1;
+	}
+	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_FILE_BYTES) {
+		snprintf(errstr, errstr_size,
+			 "routes_file %s: not a regular file of at most %d MiB", path,
+			 MAX_FILE_BYTES >> 20);
+		fclose(f);
 		return -1;
 	}
 	while (getline(&line, &size, f) >= 0) {

@@ -1266,6 +1266,10 @@ static void test_routes_file(void **state)
 		     "plugin_opt_routes_file: 'routes.conf' is not an absolute path");
 	assert_fails(PARSE_BS("routes_file", "/a", "routes_file", "/b"),
 		     "plugin_opt_routes_file: given twice ('/a' and '/b')");
+	assert_int_equal(PARSE_BS("routes_file", rdir), -1);
+	snprintf(expected, sizeof(expected), "routes_file %s: not a regular file of at most 16 MiB",
+		 rdir);
+	assert_string_equal(err, expected);
 	assert_int_equal(PARSE_BS("routes_file", "/nonexistent/routes.conf"), -1);
 	assert_string_equal(err, "routes_file /nonexistent/routes.conf: cannot open: No such file "
 				 "or directory");
