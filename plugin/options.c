@@ -31,7 +31,6 @@
 #define DEFAULT_JOURNAL_SEGMENT_MB 64
 #define DEFAULT_TOPIC_PARTITIONS 6
 #define DEFAULT_TOPIC_REPLICATION_FACTOR -1 /* the brokers' default.replication.factor */
-#define MAX_ROUTES 65534 /* a buffer entry names its route in 16 bits; 0xFFFE, 0xFFFF: markers */
 
 #define FAIL(...)                                                                                  \
 	do {                                                                                       \
@@ -225,8 +224,8 @@ static int parse_route(struct mqk_config *cfg, const char *key, char *value, cha
 			FAIL("%s: route '%s' is defined twice", key, name);
 		}
 	}
-	if (cfg->route_count >= MAX_ROUTES) {
-		FAIL("%s: more than %d routes", key, MAX_ROUTES);
+	if (cfg->route_count >= MQK_MAX_ROUTES) {
+		FAIL("%s: more than %d routes", key, MQK_MAX_ROUTES);
 	}
 	arrow = find_arrow(value);
 	if (arrow == NULL) {
@@ -877,6 +876,11 @@ static int merge_routes_file(struct mqk_config *cfg, char *errstr, size_t errstr
 	if (routes__read_file(cfg->routes_file, cfg, &file, errstr, errstr_size)) {
 		options__free(&file);
 		return -1;
+	}
+	if (cfg->route_count + file.route_count > MQK_MAX_ROUTES) {
+		options__free(&file);
+		FAIL("routes_file: %s: more than %d routes with mosquitto.conf's", cfg->routes_file,
+		     MQK_MAX_ROUTES);
 	}
 	routes = realloc(cfg->routes,
 			 sizeof(*routes) * (size_t)(cfg->route_count + file.route_count + 1));
