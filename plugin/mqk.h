@@ -315,6 +315,16 @@ struct mqk_reload_result {
  */
 int routes__reload(struct mqk_config *cfg, struct mqk_reload_result *res, char *errstr,
 		   size_t errstr_size);
+/* The routes in force (for $SYS, metrics, the summary): how many, and the i-th's index in
+   cfg->routes. Before routes__start: every route. Mosquitto's thread. */
+int routes__in_force_count(const struct mqk_config *cfg);
+int routes__in_force(const struct mqk_config *cfg, int i);
+/*
+ * The counters of the route at index r in cfg->routes, added up with those of the earlier
+ * definitions of its name (a reload that changed the route made a new one: `prev`), into
+ * out: what $SYS and metrics show for the route's name. Any thread that may read cfg->routes.
+ */
+void routes__counters(const struct mqk_config *cfg, int r, struct mqk_counters *out);
 /* What routes__file_changed saw of a file. */
 struct mqk_file_id {
 	bool exists;

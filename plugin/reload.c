@@ -283,3 +283,35 @@ bool routes__file_changed(const char *path, struct mqk_file_id *id)
 	*id = now;
 	return true;
 }
+
+int routes__in_force_count(const struct mqk_config *cfg)
+{
+	return cfg->active ? cfg->active_count : cfg->route_count;
+}
+
+int routes__in_force(const struct mqk_config *cfg, int i)
+{
+	return cfg->active ? cfg->active[i] : i;
+}
+
+void routes__counters(const struct mqk_config *cfg, int r, struct mqk_counters *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int d = r + 1; d > 0; d = cfg->routes[d - 1].prev) {
+		const struct mqk_counters *c = &cfg->routes[d - 1].counters;
+#define ADD(field)                                                                                 \
+	atomic_store_explicit(&out->field, counter__get(&out->field) + counter__get(&c->field),    \
+			      memory_order_relaxed)
+		ADD(matched);
+		ADD(produced);
+		ADD(delivered);
+		ADD(failed);
+		ADD(buffer_full);
+		ADD(dropped_oldest);
+		ADD(rejected);
+		ADD(bad_topic);
+		ADD(too_large);
+		ADD(refused);
+#undef ADD
+	}
+}

@@ -55,43 +55,6 @@ static uint64_t get(const struct mqk_counters *c, size_t i)
 	return counter__get(fields[i]);
 }
 
-/* The routes in force: how many, and the i-th's index in cfg->routes. */
-static int in_force(const struct mqk_config *cfg)
-{
-	return cfg->active ? cfg->active_count : cfg->route_count;
-}
-
-static int route_at(const struct mqk_config *cfg, int i)
-{
-	return cfg->active ? cfg->active[i] : i;
-}
-
-/*
- * The counters of the route at index r, added up over the earlier definitions of its
- * name (a reload that changed the route made a new one: reload.c), into out.
- */
-static void route_counters(const struct mqk_config *cfg, int r, struct mqk_counters *out)
-{
-	memset(out, 0, sizeof(*out));
-	for (int d = r + 1; d > 0; d = cfg->routes[d - 1].prev) {
-		const struct mqk_counters *c = &cfg->routes[d - 1].counters;
-		const atomic_uint_least64_t *from[N_COUNTERS] = {
-			&c->matched,        &c->produced,  &c->delivered, &c->failed,
-			&c->buffer_full,    &c->bad_topic, &c->too_large, &c->refused,
-			&c->dropped_oldest, &c->rejected,
-		};
-		atomic_uint_least64_t *to[N_COUNTERS] = {
-			&out->matched,        &out->produced,  &out->delivered, &out->failed,
-			&out->buffer_full,    &out->bad_topic, &out->too_large, &out->refused,
-			&out->dropped_oldest, &out->rejected,
-		};
-		for (size_t i = 0; i < N_COUNTERS; i++) {
-			atomic_store_explicit(to[i], counter__get(to[i]) + counter__get(from[i]),
-					      memory_order_relaxed);
-		}
-	}
-}
-
 int stats__init(struct mqk_stats *st, const struct mqk_config *cfg)
 {
 	memset(st, 0, sizeof(*st));
@@ -110,7 +73,7 @@ int stats__routes_changed(struct mqk_stats *st, const struct mqk_config *cfg)
 		free(st->topics[i]);
 	}
 	free(st->topics);
-	st->topic_count = TOTALS_ONLY + (int)PER_SCOPE * (1 + in_force(cfg)) +
+	st->topic_count = TOTALS_ONLY + (int)PER_SCOPE * (1 + routes__in_force_count(cfg)) +
 			  (cfg->commands.mode != MQK_CMD_OFF ? (int)N_COMMAND_COUNTERS : 0);
 	st->topics = calloc((size_t)st->topic_count, sizeof(char *));
 	if (st->topics == NULL) {
@@ -120,11 +83,11 @@ int stats__routes_changed(struct mqk_stats *st, const struct mqk_config *cfg)
 		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/%s", totals_only[i]);
 		st->topics[n++] = strdup(topic);
 	}
-	for (int r = -1; r < in_force(cfg); r++) {
+	for (int r = -1; r < routes__in_force_count(cfg); r++) {
 		char scope[128] = MQK_SYS_PREFIX;
 		if (r >= 0) {
 			snprintf(scope, sizeof(scope), MQK_SYS_PREFIX "/routes/%s",
-				 cfg->routes[route_at(cfg, r)].name);
+				 cfg->routes[routes__in_force(cfg, r)].name);
 		}
 		for (size_t i = 0; i < PER_SCOPE; i++) {
 			snprintf(topic, sizeof(topic), "%s/%s", scope,
@@ -182,13 +145,13 @@ void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 	publish(t[4], counter__get(&st->journal.replayed));
 	publish(t[5], counter__get(&st->journal.errors));
 	publish_scope(t + TOTALS_ONLY, &st->totals);
-	for (int r = 0; r < in_force(cfg); r++) {
+	for (int r = 0; r < routes__in_force_count(cfg); r++) {
 		struct mqk_counters c;
-		route_counters(cfg, route_at(cfg, r), &c);
+		routes__counters(cfg, routes__in_force(cfg, r), &c);
 		publish_scope(t + TOTALS_ONLY + PER_SCOPE * (size_t)(r + 1), &c);
 	}
 	if (cfg->commands.mode != MQK_CMD_OFF) {
-		t += TOTALS_ONLY + PER_SCOPE * (size_t)(in_force(cfg) + 1);
+		t += TOTALS_ONLY + PER_SCOPE * (size_t)(routes__in_force_count(cfg) + 1);
 		for (size_t i = 0; i < N_COMMAND_COUNTERS; i++) {
 			publish(t[i], get_command(&st->commands, i));
 		}
@@ -221,10 +184,11 @@ void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg
 			    (unsigned long long)counter__get(&st->journal.replayed),
 			    (unsigned long long)counter__get(&st->journal.errors));
 	}
-	for (int r = 0; r < in_force(cfg); r++) {
+	for (int r = 0; r < routes__in_force_count(cfg); r++) {
 		struct mqk_counters c;
-		route_counters(cfg, route_at(cfg, r), &c);
-		snprintf(scope, sizeof(scope), "route %s", cfg->routes[route_at(cfg, r)].name);
+		routes__counters(cfg, routes__in_force(cfg, r), &c);
+		snprintf(scope, sizeof(scope), "route %s",
+			 cfg->routes[routes__in_force(cfg, r)].name);
 		log_scope(scope, &c);
 	}
 	if (cfg->commands.mode != MQK_CMD_OFF) {

@@ -1325,6 +1325,17 @@ static void test_routes_reload(void **state)
 	assert_int_equal(cfg.routes[changed].seq, 20); /* mqtt.seq continues */
 	assert_int_equal(cfg.routes[changed].prev, change + 1);
 	assert_string_equal(cfg.routes[changed].topic.source, "c2");
+	/* The name's counters add up over its definitions. */
+	struct mqk_counters sum;
+	cfg.routes[changed].counters.delivered = 3;
+	cfg.routes[changed].counters.matched = 4;
+	routes__counters(&cfg, changed, &sum);
+	assert_int_equal(counter__get(&sum.delivered), 10);
+	assert_int_equal(counter__get(&sum.matched), 4);
+	routes__counters(&cfg, keep, &sum);
+	assert_int_equal(counter__get(&sum.delivered), 0);
+	assert_int_equal(routes__in_force_count(&cfg), 4);
+	assert_int_equal(routes__in_force(&cfg, 1), changed);
 	/* The old definitions stay for the records still to send. */
 	assert_string_equal(cfg.routes[change].topic.source, "c1");
 	assert_string_equal(cfg.routes[drop].name, "drop");
