@@ -75,7 +75,8 @@ static int run(const struct scenario *sc, int messages)
 		snprintf(key, sizeof(key), "route_other%d", i);
 		if (sc->selectors) {
 			/* The worst case for selectors: the filter matches, so qos= and the
-			   clientid= glob are looked at, the glob refuses within its first characters. */
+			   clientid= glob are looked at, the glob refuses within its first
+			   characters. */
 			snprintf(value, sizeof(value), "%s/# -> other%d qos=1 clientid=ue-%d-*",
 				 sc->prefix, i, i);
 		} else {
