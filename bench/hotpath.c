@@ -9,7 +9,10 @@
  * time per message (CLOCK_THREAD_CPUTIME_ID: what the plugin costs mosquitto's thread;
  * the Kafka thread and librdkafka's run beside it), its wall time per message, how
  * many records per second reached Kafka end to end, and checks every record was
- * delivered.
+ * delivered. The "selector routes" scenarios have routes whose filter matches every
+ * message and whose selectors (qos=1 clientid=ue-<n>-*) refuse it, but one
+ * (clientid=ue-*): next to "topic routes", whose filters refuse it, they show what
+ * selectors cost per route.
  *
  *   build/bench/mqk-bench-hotpath [messages [scenario]]   (default 200000, all scenarios)
  *
@@ -41,6 +44,7 @@ struct scenario {
 	int extra_routes;   /* routes that never match, before the one that does */
 	const char *route;  /* the route that matches */
 	const char *fsync;  /* NULL: durability memory; else journal with this journal_fsync */
+	bool selectors;     /* the extra routes match the topic, their selectors refuse it */
 };
 
 static int run(const struct scenario *sc, int messages)
@@ -69,7 +73,15 @@ static int run(const struct scenario *sc, int messages)
 	for (int i = 0; i < sc->extra_routes; i++) {
 		char key[48], value[96];
 		snprintf(key, sizeof(key), "route_other%d", i);
-		snprintf(value, sizeof(value), "other/%d/+/data -> other%d", i, i);
+		if (sc->selectors) {
+			/* The worst case for selectors: the filter matches, so qos= and the
+			   clientid= glob are looked at, the glob refuses within its first
+			   characters. */
+			snprintf(value, sizeof(value), "%s/# -> other%d qos=1 clientid=ue-%d-*",
+				 sc->prefix, i, i);
+		} else {
+			snprintf(value, sizeof(value), "other/%d/+/data -> other%d", i, i);
+		}
 		OPT(key, value);
 	}
 	OPT("route_bench", sc->route);
@@ -145,14 +157,25 @@ int main(int argc, char **argv)
 {
 	int messages = argc > 1 ? atoi(argv[1]) : 200000;
 	static const struct scenario scenarios[] = {
-		{"no route matches", "nothing", 0, "bench/# -> bench", NULL},
-		{"raw, 1 route", "bench", 0, "bench/# -> bench", NULL},
+		{"no route matches", "nothing", 0, "bench/# -> bench", NULL, false},
+		{"raw, 1 route", "bench", 0, "bench/# -> bench", NULL, false},
 		{"raw, key=topic, topic mqtt.{1}", "bench", 0, "bench/+/data -> mqtt.{1} key=topic",
-		 NULL},
-		{"json envelope, 1 route", "bench", 0, "bench/# -> bench format=json", NULL},
-		{"raw, 1 of 100 routes matches", "bench", 99, "bench/# -> bench", NULL},
-		{"raw, 1 route, journal fsync never", "bench", 0, "bench/# -> bench", "never"},
-		{"raw, 1 route, journal fsync 1000", "bench", 0, "bench/# -> bench", "1000"},
+		 NULL, false},
+		{"json envelope, 1 route", "bench", 0, "bench/# -> bench format=json", NULL, false},
+		{"raw, 1 of 100 routes matches", "bench", 99, "bench/# -> bench", NULL, false},
+		/* Routes by client (clientid=, qos=): the cost of selectors next to topics. */
+		{"topic routes, 1 of 1 matches", "bench", 0, "bench/# -> bench", NULL, false},
+		{"topic routes, 1 of 10 matches", "bench", 9, "bench/# -> bench", NULL, false},
+		{"topic routes, 1 of 100 matches", "bench", 99, "bench/# -> bench", NULL, false},
+		{"selector routes, 1 of 1 matches", "bench", 0, "bench/# -> bench clientid=ue-*",
+		 NULL, true},
+		{"selector routes, 1 of 10 matches", "bench", 9, "bench/# -> bench clientid=ue-*",
+		 NULL, true},
+		{"selector routes, 1 of 100 matches", "bench", 99, "bench/# -> bench clientid=ue-*",
+		 NULL, true},
+		{"raw, 1 route, journal fsync never", "bench", 0, "bench/# -> bench", "never",
+		 false},
+		{"raw, 1 route, journal fsync 1000", "bench", 0, "bench/# -> bench", "1000", false},
 	};
 	int rc = 0;
 

@@ -98,17 +98,23 @@ static struct mqk_entry *reserve_journal(struct mqk_buffer *b, uint32_t need)
 {
 	struct mqk_segment *s = b->wseg;
 
-	if (s == NULL || b->head_local + need > s->start + s->size) {
+	if (s == NULL || b->next_segment || b->head_local + need > s->start + s->size) {
 		s = journal__next_segment(b->journal, s, &b->head_local);
 		if (s == NULL) {
 			return NULL;
 		}
 		b->wseg = s;
+		b->next_segment = false;
 	}
 	b->reserved = need;
 	struct mqk_entry *e = (struct mqk_entry *)(s->map + (b->head_local - s->start));
 	e->pos = b->head_local;
 	return e;
+}
+
+void buffer__next_segment(struct mqk_buffer *b)
+{
+	b->next_segment = b->journal != NULL;
 }
 
 struct mqk_entry *buffer__reserve(struct mqk_buffer *b, size_t size)

@@ -300,7 +300,8 @@ static void segment_error(struct mqk_journal *j, struct mqk_ratelimit *rl, bool 
 
 /* ---- this run's segment header ------------------------------------------------------- */
 
-/* The header entry of this run's segments, built once: route names, broker, boot. */
+/* The header entry of this run's segments: route names, broker, boot. Built at open and
+   again when a reload adds route definitions (mosquitto's thread, as write_header). */
 static int build_header(struct mqk_journal *j)
 {
 	const struct mqk_config *cfg = j->cfg;
@@ -312,15 +313,17 @@ static int build_header(struct mqk_journal *j)
 	for (int i = 0; i < cfg->route_count; i++) {
 		routes_len += strlen(cfg->routes[i].name) + 1;
 	}
-	j->header_len = (sizeof(*h) + topic_len + broker_len + 3 + routes_len + 7) & ~(size_t)7;
-	if (j->header_len > j->segment_size / 2) {
+	size_t header_len = (sizeof(*h) + topic_len + broker_len + 3 + routes_len + 7) & ~(size_t)7;
+	if (header_len > j->segment_size / 2) {
 		return -1;
 	}
-	j->header = calloc(1, j->header_len);
-	if (j->header == NULL) {
+	h = calloc(1, header_len);
+	if (h == NULL) {
 		return -1;
 	}
-	h = (struct mqk_entry *)j->header;
+	free(j->header);
+	j->header = (char *)h;
+	j->header_len = header_len;
 	h->size = (uint32_t)j->header_len;
 	h->route = MQK_ROUTE_HEADER;
 	h->timestamp_ms = j->origin->boot_us;
@@ -338,6 +341,11 @@ static int build_header(struct mqk_journal *j)
 		p += n;
 	}
 	return 0;
+}
+
+int journal__routes_changed(struct mqk_journal *j)
+{
+	return build_header(j);
 }
 
 /* Writes this run's header at the start of s, for position start. */

@@ -534,11 +534,13 @@ static void render_counter(void *arg, const char *sys_topic, const char *metric,
 			 metric + strlen("mosquitto_kafka_"));
 		bytes__printf(out, "# HELP %s Per route: %s\n# TYPE %s counter\n", rmetric, help,
 			      rmetric);
-		for (int r = 0; r < x->cfg->route_count; r++) {
-			bytes__printf(
-				out, "%s{broker=\"%s\",route=\"%s\"} %llu\n", rmetric, x->broker,
-				label(x->cfg->routes[r].name, name, sizeof(name)),
-				(unsigned long long)route_counter(&x->cfg->routes[r].counters, i));
+		for (int k = 0; k < routes__in_force_count(x->cfg); k++) {
+			int r = routes__in_force(x->cfg, k);
+			struct mqk_counters c;
+			routes__counters(x->cfg, r, &c);
+			bytes__printf(out, "%s{broker=\"%s\",route=\"%s\"} %llu\n", rmetric,
+				      x->broker, label(x->cfg->routes[r].name, name, sizeof(name)),
+				      (unsigned long long)route_counter(&c, i));
 		}
 		return;
 	}
@@ -594,11 +596,14 @@ int metrics__render(struct mqk_metrics *m, const struct mqk_stats *st, const str
 		      broker, (unsigned long long)producer__in_flight(&st->totals));
 	bytes__printf(out, "# HELP mosquitto_kafka_route_in_flight Per route: records in "
 			   "librdkafka.\n# TYPE mosquitto_kafka_route_in_flight gauge\n");
-	for (int r = 0; r < cfg->route_count; r++) {
+	for (int k = 0; k < routes__in_force_count(cfg); k++) {
+		int r = routes__in_force(cfg, k);
+		struct mqk_counters c;
+		routes__counters(cfg, r, &c);
 		bytes__printf(out,
 			      "mosquitto_kafka_route_in_flight{broker=\"%s\",route=\"%s\"} %llu\n",
 			      broker, label(cfg->routes[r].name, name, sizeof(name)),
-			      (unsigned long long)producer__in_flight(&cfg->routes[r].counters));
+			      (unsigned long long)producer__in_flight(&c));
 	}
 	gauge(out, "mosquitto_kafka_buffer_used_bytes",
 	      "Bytes in the journal (or memory buffer): records not yet acknowledged by Kafka.",

@@ -5,6 +5,7 @@
  *   plugin.c    entry points, callback wiring (MESSAGE, TICK)
  *   options.c   plugin_opt_* lines -> struct mqk_config
  *   route.c     does a PUBLISH go to Kafka, and by which routes    (mosquitto's thread)
+ *   reload.c    routes_file: the routes changed without a restart   (mosquitto's thread)
  *   capture.c   the message copied into the buffer, one entry per route
  *   buffer.c    the ring between mosquitto's thread and the Kafka thread
  *   journal.c   ... or its bytes in segment files, replayed after a crash (durability journal)
@@ -202,10 +203,28 @@ struct mqk_route {
 	struct mqk_template topic;
 	struct mqk_template key; /* part_count == 0: the record has a null key */
 	enum mqk_format format;
-	rd_kafka_topic_t *rkt; /* for a static topic: created once by producer.c */
-	uint64_t seq;          /* last mqtt.seq given */
+	rd_kafka_topic_t *rkt; /* a static topic of a start-up route: created by producer.c */
+	uint64_t seq;          /* last mqtt.seq given (mosquitto's thread) */
 	struct mqk_counters counters;
+	/* Selectors after the topic (route__selects); zero: any. */
+	char *sel_clientid; /* clientid=<glob> ('*', '?'), or NULL */
+	char *sel_username; /* username=<glob>; "" matches clients without a username */
+	uint8_t sel_qos;    /* qos=N: N + 1 */
+	uint8_t sel_retain; /* retain=false: 1, retain=true: 2 */
+	bool has_selectors;
+	bool from_file; /* read from routes_file (reload.c) */
+	/* The earlier definition of this name in cfg->routes, plus 1 (0: none): a reload
+	   changed the route; its counters add up along this chain (stats.c). */
+	int prev;
 };
+
+/*
+ * Route definitions one plugin run may hold (cfg->routes after routes__start): a
+ * reload adds a definition for each route it adds or changes, and never frees one
+ * before shutdown (reload.c), so an entry's route index stays valid. A buffer entry
+ * names its route in 16 bits (0xFFFE, 0xFFFF are markers).
+ */
+#define MQK_MAX_ROUTES 4096
 
 struct mqk_kafka_prop {
 	char *name; /* without "kafka." */
@@ -242,10 +261,24 @@ struct mqk_cmd_config {
 struct mqk_config {
 	char *bootstrap_servers;
 	char *broker_id;
+	/*
+	 * Every route definition of this run, in the order defined: mosquitto.conf's, the
+	 * routes_file's, then those later reloads added. After routes__start the array has
+	 * room for MQK_MAX_ROUTES and never moves: the Kafka thread reads a definition by
+	 * its index (entry->live_route); mosquitto's thread only appends (reload.c), before
+	 * it commits the first entry naming the new one.
+	 */
 	struct mqk_route *routes;
 	int route_count;
-	char **excludes;
+	int conf_route_count; /* routes[0..conf_route_count) are mosquitto.conf's */
+	/* The routes in force, in configuration order: indexes into routes (mosquitto's
+	   thread only). NULL before routes__start: routes[0..route_count) are. */
+	int *active;
+	int active_count;
+	char **excludes; /* mosquitto.conf's, then the routes_file's */
 	int exclude_count;
+	int conf_exclude_count;
+	char *routes_file;                       /* plugin_opt_routes_file: NULL: none */
 	char *kafka_config_file;                 /* NULL: none */
 	struct mqk_kafka_prop *kafka_file_props; /* read from kafka_config_file at start-up */
 	int kafka_file_prop_count;
@@ -279,6 +312,62 @@ struct mosquitto_opt;
 int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int opt_count,
 		   char *errstr, size_t errstr_size);
 void options__free(struct mqk_config *cfg);
+/*
+ * Parses one line of a routes file into cfg's routes and excludes: "route_<name> ..." or
+ * "exclude <filter>", the plugin_opt_ syntax without the prefix. Returns 0, or -1 with
+ * errstr naming the option, as for plugin_opt_ lines but without "plugin_opt_".
+ */
+int options__parse_route_line(struct mqk_config *cfg, const char *line, char *errstr,
+			      size_t errstr_size);
+/* Frees one route's strings and templates (not its topic handle). */
+void options__free_route(struct mqk_route *r);
+
+/* ---- routes changed without a restart (reload.c) ---------------------------------- */
+
+/*
+ * Reads path (a routes file: route_<name> and exclude lines, blank lines, # comments)
+ * into out (zeroed by the caller; options__free it). A name also in conf (mosquitto.conf's
+ * routes, or NULL) is an error. Returns 0, or -1 with one line naming the file and line.
+ */
+int routes__read_file(const char *path, const struct mqk_config *conf, struct mqk_config *out,
+		      char *errstr, size_t errstr_size);
+/*
+ * At init, after options__parse (which read routes_file): gives cfg->routes room for
+ * MQK_MAX_ROUTES definitions and makes every route active. 0, or -1 (out of memory).
+ */
+int routes__start(struct mqk_config *cfg);
+/* What a reload did, for its log line. */
+struct mqk_reload_result {
+	int added, changed, removed, unchanged;
+	int excludes;
+};
+/*
+ * Mosquitto's thread, between two messages: reads cfg->routes_file again and, if it is
+ * valid, makes its routes the ones in force (mosquitto.conf's stay). A route that
+ * stays keeps its definition; a changed one gets a new definition that continues its
+ * name's mqtt.seq and counters; a removed one stays in cfg->routes for the records
+ * still to send. Returns 0, or -1 with errstr (nothing changed).
+ */
+int routes__reload(struct mqk_config *cfg, struct mqk_reload_result *res, char *errstr,
+		   size_t errstr_size);
+/* The routes in force (for $SYS, metrics, the summary): how many, and the i-th's index in
+   cfg->routes. Before routes__start: every route. Mosquitto's thread. */
+int routes__in_force_count(const struct mqk_config *cfg);
+int routes__in_force(const struct mqk_config *cfg, int i);
+/*
+ * The counters of the route at index r in cfg->routes, added up with those of the earlier
+ * definitions of its name (a reload that changed the route made a new one: `prev`), into
+ * out: what $SYS and metrics show for the route's name. Any thread that may read cfg->routes.
+ */
+void routes__counters(const struct mqk_config *cfg, int r, struct mqk_counters *out);
+/* What routes__file_changed saw of a file. */
+struct mqk_file_id {
+	bool exists;
+	uint64_t dev, ino, size;
+	int64_t mtime_ns;
+};
+/* stat()s path: has it changed (inode, size, mtime; or appeared, gone) since *id? Updates *id. */
+bool routes__file_changed(const char *path, struct mqk_file_id *id);
 
 /* One option as README's option tables show it, from options.c's table. */
 struct mqk_option_doc {
@@ -345,12 +434,18 @@ enum mqk_verdict {
 	MQK_RESERVED, /* $SYS/... or $CONTROL/...: never forwarded */
 };
 
+struct mqk_message;
 /*
- * Which routes take `topic`. Fills matches (at most max) with the indexes of the
- * matching routes, in configuration order, and sets *count.
+ * Which routes take msg (its topic; client id, username, QoS and retain for routes with
+ * selectors). Fills matches (at most max) with the indexes in cfg->routes of the
+ * matching routes in force, in configuration order, and sets *count.
  */
-enum mqk_verdict route__match(const struct mqk_config *cfg, const char *topic, int *matches,
-			      int max, int *count);
+enum mqk_verdict route__match(const struct mqk_config *cfg, const struct mqk_message *msg,
+			      int *matches, int max, int *count);
+/* Do route's selectors (clientid=, username=, qos=, retain=) take msg? */
+bool route__selects(const struct mqk_route *route, const struct mqk_message *msg);
+/* Does text match pattern, where '*' is any run of characters and '?' any one? */
+bool route__glob(const char *pattern, const char *text);
 /* Is filter a valid MQTT subscription filter that may be routed ($SYS/$CONTROL may not)? */
 bool route__filter_is_valid(const char *filter);
 
@@ -477,6 +572,7 @@ struct mqk_buffer {
 	uint64_t head_local;
 	uint64_t tail_seen;              /* tail when P last read it: tail is at least that */
 	struct mqk_segment *wseg;        /* journal: the segment being written */
+	bool next_segment;               /* journal: start a new one before the next entry */
 	uint32_t reserved;               /* size of the entry being written */
 	atomic_uint_least64_t committed; /* entries committed (and replayed): for the metrics */
 
@@ -509,6 +605,8 @@ struct mqk_entry *buffer__reserve(struct mqk_buffer *b, size_t size);
 void buffer__commit(struct mqk_buffer *b, struct mqk_entry *e);
 /* Any thread: wakes C. */
 void buffer__wake(struct mqk_buffer *b);
+/* (P) journal: the next entry goes to a new segment (its header names the routes anew). */
+void buffer__next_segment(struct mqk_buffer *b);
 /* (C) The oldest entry (skipping and releasing padding), or NULL. */
 struct mqk_entry *buffer__peek(struct mqk_buffer *b);
 /* (C) Gives the oldest entry's room back to P. */
@@ -626,6 +724,13 @@ bool journal__sync_always(const struct mqk_journal *j);
 void journal__close(struct mqk_journal *j, uint64_t tail);
 /* (C) At journal_max_mb: the position where the oldest segment ends; else 0. */
 uint64_t journal__full_until(const struct mqk_journal *j);
+/*
+ * (P) A reload added route definitions (reload.c): the header of the segments written from
+ * now on names every definition in cfg->routes. The caller starts a new segment before the
+ * next entry (buffer__next_segment) and updates the buffer's max_entry. 0, or -1 (out of
+ * memory, or the names take more than half a segment): the old header stays.
+ */
+int journal__routes_changed(struct mqk_journal *j);
 /* Segment files in use (for the log). */
 size_t journal__segment_count(const struct mqk_journal *j);
 
@@ -1009,6 +1114,9 @@ struct mqk_stats {
 };
 
 int stats__init(struct mqk_stats *st, const struct mqk_config *cfg);
+/* The routes in force changed (reload.c): the $SYS topics are built again; values stay.
+   0, or -1 (out of memory). */
+int stats__routes_changed(struct mqk_stats *st, const struct mqk_config *cfg);
 /* Publishes the counters under $SYS/broker/kafka when stats_interval has passed. */
 void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 		 size_t buffered_bytes);

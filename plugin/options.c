@@ -39,7 +39,6 @@
 #define DEFAULT_DEAD_LETTER_TOPIC "mqtt-commands.dead"
 #define DEFAULT_PRESENCE_TOPIC "mqtt-presence"
 #define DEFAULT_WAKE "auto"
-#define MAX_ROUTES 65534 /* a buffer entry names its route in 16 bits; 0xFFFE, 0xFFFF: markers */
 
 #define FAIL(...)                                                                                  \
 	do {                                                                                       \
@@ -139,9 +138,83 @@ static int parse_key(struct mqk_route *route, const char *key, const char *value
 	return 0;
 }
 
+/* A glob of clientid= or username=: '*', '?' and printable characters. */
+static bool is_glob(const char *s)
+{
+	for (; *s; s++) {
+		if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* A selector after the topic: clientid=<glob>, username=<glob>, qos=<0|1|2>, retain=<bool>. */
+static int parse_selector(struct mqk_route *route, const char *key, const char *tok, char *errstr,
+			  size_t errstr_size)
+{
+	const char *eq = strchr(tok, '=');
+	const char *v = eq ? eq + 1 : "";
+	size_t n = eq ? (size_t)(eq - tok) : 0;
+
+	if (n == 8 && !strncmp(tok, "clientid", n)) {
+		if (route->sel_clientid) {
+			FAIL("%s: 'clientid=' given twice", key);
+		}
+		if (*v == '\0' || !is_glob(v) ||
+		    mosquitto_validate_utf8(v, (int)strlen(v)) != MOSQ_ERR_SUCCESS) {
+			FAIL("%s: clientid='%s' is not a client id pattern (1 or more characters, "
+			     "'*' any run, '?' any one)",
+			     key, v);
+		}
+		route->sel_clientid = strdup(v);
+		if (route->sel_clientid == NULL) {
+			FAIL("%s: out of memory", key);
+		}
+	} else if (n == 8 && !strncmp(tok, "username", n)) {
+		if (route->sel_username) {
+			FAIL("%s: 'username=' given twice", key);
+		}
+		if (!is_glob(v) || mosquitto_validate_utf8(v, (int)strlen(v)) != MOSQ_ERR_SUCCESS) {
+			FAIL("%s: username='%s' is not a username pattern ('*' any run, '?' any "
+			     "one; empty: clients without a username)",
+			     key, v);
+		}
+		route->sel_username = strdup(v);
+		if (route->sel_username == NULL) {
+			FAIL("%s: out of memory", key);
+		}
+	} else if (n == 3 && !strncmp(tok, "qos", n)) {
+		if (route->sel_qos) {
+			FAIL("%s: 'qos=' given twice", key);
+		}
+		if (v[0] < '0' || v[0] > '2' || v[1] != '\0') {
+			FAIL("%s: qos='%s' is not 0, 1 or 2", key, v);
+		}
+		route->sel_qos = (uint8_t)(v[0] - '0' + 1);
+	} else if (n == 6 && !strncmp(tok, "retain", n)) {
+		if (route->sel_retain) {
+			FAIL("%s: 'retain=' given twice", key);
+		}
+		if (!strcmp(v, "true")) {
+			route->sel_retain = 2;
+		} else if (!strcmp(v, "false")) {
+			route->sel_retain = 1;
+		} else {
+			FAIL("%s: retain='%s' is not true or false", key, v);
+		}
+	} else {
+		FAIL("%s: unknown route attribute '%s' (use key=<key>, format=raw|json, and the "
+		     "selectors clientid=<glob>, username=<glob>, qos=0|1|2, retain=true|false)",
+		     key, tok);
+	}
+	route->has_selectors = true;
+	return 0;
+}
+
 struct option_spec;
 
-/* route_<name> "<filter> -> <topic> [key=...] [format=...]" */
+/* route_<name> "<filter> -> <topic> [key=...] [format=...] [selectors]" */
 static int parse_route(struct mqk_config *cfg, const struct option_spec *opt, const char *key,
 		       char *value, char *errstr, size_t errstr_size)
 {
@@ -162,13 +235,14 @@ static int parse_route(struct mqk_config *cfg, const struct option_spec *opt, co
 			FAIL("%s: route '%s' is defined twice", key, name);
 		}
 	}
-	if (cfg->route_count >= MAX_ROUTES) {
-		FAIL("%s: more than %d routes", key, MAX_ROUTES);
+	if (cfg->route_count >= MQK_MAX_ROUTES) {
+		FAIL("%s: more than %d routes", key, MQK_MAX_ROUTES);
 	}
 	arrow = find_arrow(value);
 	if (arrow == NULL) {
 		FAIL("%s: '%s' is not '<mqtt-filter> -> <kafka-topic> [key=<key>] "
-		     "[format=raw|json]'",
+		     "[format=raw|json] [clientid=<glob>] [username=<glob>] [qos=0|1|2] "
+		     "[retain=true|false]'",
 		     key, value);
 	}
 	route = realloc(cfg->routes, sizeof(*route) * (size_t)(cfg->route_count + 1));
@@ -224,9 +298,8 @@ static int parse_route(struct mqk_config *cfg, const struct option_spec *opt, co
 			}
 		} else if (!strncmp(tok, "key=", 4) || !strncmp(tok, "format=", 7)) {
 			FAIL("%s: '%s' given twice", key, tok);
-		} else {
-			FAIL("%s: unknown route attribute '%s' (use key=<key> and format=raw|json)",
-			     key, tok);
+		} else if (parse_selector(route, key, tok, errstr, errstr_size)) {
+			return -1;
 		}
 	}
 	return 0;
@@ -591,8 +664,12 @@ static const struct option_spec options[] = {
 	 .is_not = "a valid broker id (1..64 characters [A-Za-z0-9._-])",
 	 .value = "1..64 of [A-Za-z0-9._-]", .shown = "the host name"},
 	{"route_<name>", parse_route, .repeat = true,
-	 .value = "<filter> -> <topic> [key=<key>] [format=raw|json]", .shown = "none"},
+	 .value = "<filter> -> <topic> [key=<key>] [format=raw|json] [clientid=<glob>] "
+		  "[username=<glob>] [qos=0|1|2] [retain=true|false]",
+	 .shown = "none"},
 	{"exclude", parse_exclude, .repeat = true, .value = "MQTT topic filter", .shown = "none"},
+	{"routes_file", parse_text, FIELD(routes_file), .valid = is_absolute,
+	 .is_not = "an absolute path", .value = "absolute path", .shown = "none"},
 	{"kafka.<property>", kafka_producer, .repeat = true, .value = "librdkafka's",
 	 .shown = "see below"},
 	{"kafka_config_file", parse_text, FIELD(kafka_config_file), .valid = is_absolute,
@@ -970,6 +1047,94 @@ static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool 
 	return opt->parse(cfg, opt, key, value, errstr, errstr_size);
 }
 
+/* routes_file at start-up: its routes and excludes after mosquitto.conf's. */
+static int merge_routes_file(struct mqk_config *cfg, char *errstr, size_t errstr_size)
+{
+	struct mqk_config file = {0};
+	struct mqk_route *routes;
+
+	if (routes__read_file(cfg->routes_file, cfg, &file, errstr, errstr_size)) {
+		options__free(&file);
+		return -1;
+	}
+	if (cfg->route_count + file.route_count > MQK_MAX_ROUTES) {
+		options__free(&file);
+		FAIL("routes_file: %s: more than %d routes with mosquitto.conf's", cfg->routes_file,
+		     MQK_MAX_ROUTES);
+	}
+	routes = realloc(cfg->routes,
+			 sizeof(*routes) * (size_t)(cfg->route_count + file.route_count + 1));
+	char **excludes = routes ? realloc(cfg->excludes,
+					   sizeof(*excludes) * (size_t)(cfg->exclude_count +
+									file.exclude_count + 1))
+				 : NULL;
+	if (routes) {
+		cfg->routes = routes;
+	}
+	if (excludes == NULL) {
+		options__free(&file);
+		FAIL("routes_file: out of memory");
+	}
+	cfg->excludes = excludes;
+	/* Moved: file's strings are cfg's now. */
+	memcpy(&cfg->routes[cfg->route_count], file.routes,
+	       sizeof(*routes) * (size_t)file.route_count);
+	cfg->route_count += file.route_count;
+	memcpy(&cfg->excludes[cfg->exclude_count], file.excludes,
+	       sizeof(*excludes) * (size_t)file.exclude_count);
+	cfg->exclude_count += file.exclude_count;
+	file.route_count = file.exclude_count = 0;
+	options__free(&file);
+	return 0;
+}
+
+int options__parse_route_line(struct mqk_config *cfg, const char *line, char *errstr,
+			      size_t errstr_size)
+{
+	size_t n = strcspn(line, " \t");
+	char key[NAME_MAX_LEN + 16];
+	char *value;
+	int rc;
+
+	if (n >= sizeof(key)) {
+		n = sizeof(key) - 1;
+	}
+	memcpy(key, line, n);
+	key[n] = '\0';
+	if (strncmp(key, "route_", 6) && strcmp(key, "exclude")) {
+		snprintf(errstr, errstr_size, "%s: not a route_<name> or exclude line", key);
+		return -1;
+	}
+	value = trimmed(line + n);
+	if (value == NULL) {
+		snprintf(errstr, errstr_size, "%s: out of memory", key);
+		return -1;
+	}
+	if (*value == '\0') {
+		rc = -1;
+		snprintf(errstr, errstr_size, "plugin_opt_%s: empty value", key);
+	} else if (key[0] == 'r') {
+		rc = parse_route(cfg, NULL, key, value, errstr, errstr_size);
+	} else {
+		rc = parse_exclude(cfg, NULL, key, value, errstr, errstr_size);
+	}
+	free(value);
+	if (rc && !strncmp(errstr, "plugin_opt_", 11)) {
+		memmove(errstr, errstr + 11, strlen(errstr + 11) + 1);
+	}
+	return rc;
+}
+
+void options__free_route(struct mqk_route *r)
+{
+	free(r->name);
+	free(r->filter);
+	free(r->sel_clientid);
+	free(r->sel_username);
+	template__free(&r->topic);
+	template__free(&r->key);
+}
+
 int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int opt_count,
 		   char *errstr, size_t errstr_size)
 {
@@ -997,6 +1162,11 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 		if (rc) {
 			return -1;
 		}
+	}
+	cfg->conf_route_count = cfg->route_count;
+	cfg->conf_exclude_count = cfg->exclude_count;
+	if (cfg->routes_file != NULL && merge_routes_file(cfg, errstr, errstr_size)) {
+		return -1;
 	}
 	if (cfg->kafka_config_file != NULL &&
 	    kafka_conf__read_file(cfg->kafka_config_file, &cfg->kafka_file_props,
@@ -1066,13 +1236,11 @@ bool options__doc(size_t i, struct mqk_option_doc *doc)
 void options__free(struct mqk_config *cfg)
 {
 	for (int i = 0; i < cfg->route_count; i++) {
-		struct mqk_route *r = &cfg->routes[i];
-		free(r->name);
-		free(r->filter);
-		template__free(&r->topic);
-		template__free(&r->key);
+		options__free_route(&cfg->routes[i]);
 	}
 	free(cfg->routes);
+	free(cfg->active);
+	free(cfg->routes_file);
 	for (int i = 0; i < cfg->exclude_count; i++) {
 		free(cfg->excludes[i]);
 	}

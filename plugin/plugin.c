@@ -70,6 +70,14 @@
  * no message id or DUP flag), so it is forwarded again: the pipeline is at-least-once,
  * and mqtt.seq tells the copies apart from losses.
  *
+ * Routes changed without a restart (routes_file; reload.c). Mosquitto gives plugins no
+ * options on a reload, so routes that change live in a file of the plugin's own, read
+ * again on MOSQ_EVT_RELOAD (SIGHUP) and when the TICK, once a second, sees it changed.
+ * A valid file swaps the routes in force on mosquitto's thread between two messages;
+ * every route definition stays until shutdown, because buffer and journal entries name
+ * theirs by index and the Kafka thread reads it when it builds the record. A route's
+ * name carries its mqtt.seq and counters across changes.
+ *
  * Commands, the other way (commands_topic; docs/commands.md). A second thread of the
  * plugin (commands.c) consumes command records and queues them (handoff.c); it wakes
  * mosquitto's loop with a PINGREQ on a loopback connection of its own (wake.c), and
@@ -113,7 +121,10 @@ struct mqk_plugin {
 	struct mqk_producer *producer;
 	struct mqk_stats stats;
 	struct mqk_bytes props; /* the current message's properties, reused */
-	int *matches;           /* route__match's output: one slot per route */
+	int *matches;           /* route__match's output: MQK_MAX_ROUTES slots */
+	/* routes_file (reload.c): what it was when last read, when it was last looked at. */
+	struct mqk_file_id routes_file_id;
+	time_t routes_file_checked;
 	struct mqk_ratelimit rl_buffer_full;
 	struct mqk_ratelimit rl_refused;
 	/* Commands (cfg.commands.mode != MQK_CMD_OFF), docs/commands.md: */
@@ -199,7 +210,19 @@ static int on_message(int event, void *event_data, void *userdata)
 
 	(void)event;
 	pl->stats.received++;
-	switch (route__match(&pl->cfg, ev->topic, pl->matches, pl->cfg.route_count, &count)) {
+	struct mqk_message msg = {
+		.topic = ev->topic,
+		.client_id = mosquitto_client_id(ev->client),
+		.username = mosquitto_client_username(ev->client),
+		.payload = ev->payload,
+		.payloadlen = ev->payloadlen,
+		.qos = ev->qos,
+		.retain = ev->retain,
+	};
+	if (msg.client_id == NULL) {
+		msg.client_id = "";
+	}
+	switch (route__match(&pl->cfg, &msg, pl->matches, MQK_MAX_ROUTES, &count)) {
 	case MQK_FORWARD:
 		break;
 	case MQK_NO_ROUTE:
@@ -212,19 +235,7 @@ static int on_message(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_SUCCESS;
 	}
 
-	struct mqk_message msg = {
-		.topic = ev->topic,
-		.client_id = mosquitto_client_id(ev->client),
-		.username = mosquitto_client_username(ev->client),
-		.payload = ev->payload,
-		.payloadlen = ev->payloadlen,
-		.qos = ev->qos,
-		.retain = ev->retain,
-		.timestamp_ms = now_us() / 1000,
-	};
-	if (msg.client_id == NULL) {
-		msg.client_id = "";
-	}
+	msg.timestamp_ms = now_us() / 1000;
 	/* Properties are read once for all routes (only MQTT v5 clients send them). */
 	if (ev->properties && capture__props(ev->properties, &pl->props) == 0) {
 		msg.props = pl->props.data;
@@ -308,6 +319,58 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 }
 
 /*
+ * Reads routes_file again and swaps the routes (reload.c), here on mosquitto's thread,
+ * between two messages. why: what noticed it, for the log line.
+ */
+static void reload_routes(struct mqk_plugin *pl, const char *why)
+{
+	struct mqk_reload_result res;
+	char errstr[2048];
+	int defined = pl->cfg.route_count;
+
+	(void)routes__file_changed(pl->cfg.routes_file, &pl->routes_file_id);
+	pl->routes_file_checked = time(NULL);
+	if (routes__reload(&pl->cfg, &res, errstr, sizeof(errstr))) {
+		log__printf(MOSQ_LOG_ERR, "%s (%s): the routes are unchanged", errstr, why);
+		return;
+	}
+	if (pl->cfg.route_count > defined && pl->journal != NULL) {
+		/* New definitions: segments from now on name them (a restart maps by name). */
+		if (journal__routes_changed(pl->journal) == 0) {
+			pl->buffer.max_entry = journal__max_entry(pl->journal);
+			buffer__next_segment(&pl->buffer);
+		} else {
+			log__printf(MOSQ_LOG_ERR,
+				    "journal: cannot name the new routes in its segment header "
+				    "(out of memory, or names longer than half a segment): after a "
+				    "restart, records of routes added since start-up may be sent "
+				    "under the wrong route");
+		}
+	}
+	if (stats__routes_changed(&pl->stats, &pl->cfg)) {
+		log__printf(MOSQ_LOG_ERR, "out of memory: $SYS/broker/kafka is not published");
+	}
+	log__printf(MOSQ_LOG_NOTICE,
+		    "routes_file %s reloaded (%s): %d added, %d changed, %d removed, %d unchanged, "
+		    "%d exclude%s; %d route%s in force",
+		    pl->cfg.routes_file, why, res.added, res.changed, res.removed, res.unchanged,
+		    res.excludes, res.excludes == 1 ? "" : "s", pl->cfg.active_count,
+		    pl->cfg.active_count == 1 ? "" : "s");
+}
+
+/* MOSQ_EVT_RELOAD: mosquitto re-read its configuration (SIGHUP). */
+static int on_reload(int event, void *event_data, void *userdata)
+{
+	struct mqk_plugin *pl = userdata;
+
+	(void)event;
+	(void)event_data; /* its options are the start-up ones: mosquitto does not re-read them */
+	log__drain();
+	reload_routes(pl, "mosquitto reloaded");
+	return MOSQ_ERR_SUCCESS;
+}
+
+/*
  * MOSQ_EVT_TICK: ~10/s idle, once per loop iteration under load. O(1), never blocks:
  * logs what the Kafka thread left for mosquitto's thread, publishes the counters
  * when it is time.
@@ -328,6 +391,14 @@ static int on_tick(int event, void *event_data, void *userdata)
 			      DELIVER_PER_TICK);
 	}
 	time_t now = time(NULL);
+	/* routes_file: one stat() a second at most. */
+	if (pl->cfg.routes_file != NULL && now != pl->routes_file_checked) {
+		pl->routes_file_checked = now;
+		struct mqk_file_id seen = pl->routes_file_id;
+		if (routes__file_changed(pl->cfg.routes_file, &seen)) {
+			reload_routes(pl, "the file changed");
+		}
+	}
 	stats__tick(&pl->stats, &pl->cfg, now, buffer__used(&pl->buffer));
 	metrics__tick(pl->metrics, &pl->stats, &pl->cfg, pl->commands != NULL, now);
 	return MOSQ_ERR_SUCCESS;
@@ -377,14 +448,34 @@ static void log_configuration(const struct mqk_plugin *pl)
 			    cfg->topic_partitions,
 			    cfg->topic_replication_factor < 0 ? "the brokers' default" : rf);
 	}
+	if (cfg->routes_file != NULL) {
+		log__printf(MOSQ_LOG_NOTICE,
+			    "routes_file %s: %d route%s, %d exclude%s; read again on mosquitto's "
+			    "reload (SIGHUP) and when it changes",
+			    cfg->routes_file, cfg->route_count - cfg->conf_route_count,
+			    cfg->route_count - cfg->conf_route_count == 1 ? "" : "s",
+			    cfg->exclude_count - cfg->conf_exclude_count,
+			    cfg->exclude_count - cfg->conf_exclude_count == 1 ? "" : "s");
+	}
 	for (int i = 0; i < cfg->route_count; i++) {
 		const struct mqk_route *r = &cfg->routes[i];
-		log__printf(MOSQ_LOG_NOTICE, "route %s: %s -> %s key=%s format=%s", r->name,
-			    r->filter, r->topic.source, r->key.part_count ? r->key.source : "none",
-			    r->format == MQK_FORMAT_JSON ? "json" : "raw");
+		log__printf(
+			MOSQ_LOG_NOTICE, "route %s: %s -> %s key=%s format=%s%s%s%s%s%s%s%s",
+			r->name, r->filter, r->topic.source,
+			r->key.part_count ? r->key.source : "none",
+			r->format == MQK_FORMAT_JSON ? "json" : "raw",
+			r->sel_clientid ? " clientid=" : "", r->sel_clientid ? r->sel_clientid : "",
+			r->sel_username ? " username=" : "", r->sel_username ? r->sel_username : "",
+			r->sel_qos ? (const char *[]){" qos=0", " qos=1", " qos=2"}[r->sel_qos - 1]
+				   : "",
+			r->sel_retain == 2   ? " retain=true"
+			: r->sel_retain == 1 ? " retain=false"
+					     : "",
+			r->from_file ? " (routes_file)" : "");
 	}
 	if (cfg->route_count == 0) {
-		log__printf(MOSQ_LOG_WARNING, "no plugin_opt_route_* given: nothing is forwarded");
+		log__printf(MOSQ_LOG_WARNING, "no plugin_opt_route_* given%s: nothing is forwarded",
+			    cfg->routes_file ? " and none in routes_file" : "");
 	}
 	const struct mqk_cmd_config *cc = &cfg->commands;
 	if (cc->mode != MQK_CMD_OFF) {
@@ -422,6 +513,10 @@ static int register_callbacks(struct mqk_plugin *pl)
 	    mosquitto_callback_register(pl->id, MOSQ_EVT_TICK, on_tick, NULL, pl)) {
 		return -1;
 	}
+	if (pl->cfg.routes_file != NULL &&
+	    mosquitto_callback_register(pl->id, MOSQ_EVT_RELOAD, on_reload, NULL, pl)) {
+		return -1;
+	}
 	if (pl->commands != NULL &&
 	    (mosquitto_callback_register(pl->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, pl) ||
 	     mosquitto_callback_register(pl->id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, pl))) {
@@ -435,6 +530,9 @@ static void unregister_callbacks(struct mqk_plugin *pl)
 {
 	mosquitto_callback_unregister(pl->id, MOSQ_EVT_MESSAGE, on_message, NULL);
 	mosquitto_callback_unregister(pl->id, MOSQ_EVT_TICK, on_tick, NULL);
+	if (pl->cfg.routes_file != NULL) {
+		mosquitto_callback_unregister(pl->id, MOSQ_EVT_RELOAD, on_reload, NULL);
+	}
 	if (pl->commands != NULL) {
 		mosquitto_callback_unregister(pl->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
 		mosquitto_callback_unregister(pl->id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
@@ -471,8 +569,12 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 		return MOSQ_ERR_INVAL;
 	}
 	record__origin_init(&pl->origin, pl->cfg.broker_id, now_us());
-	pl->matches = calloc((size_t)pl->cfg.route_count + 1, sizeof(int));
-	if (pl->matches == NULL || stats__init(&pl->stats, &pl->cfg)) {
+	pl->matches = calloc(MQK_MAX_ROUTES, sizeof(int));
+	if (pl->cfg.routes_file != NULL) {
+		(void)routes__file_changed(pl->cfg.routes_file, &pl->routes_file_id);
+		pl->routes_file_checked = time(NULL);
+	}
+	if (pl->matches == NULL || routes__start(&pl->cfg) || stats__init(&pl->stats, &pl->cfg)) {
 		log__printf(MOSQ_LOG_ERR, "out of memory");
 		plugin_free(pl);
 		return MOSQ_ERR_NOMEM;

@@ -86,6 +86,9 @@
 struct mqk_producer {
 	rd_kafka_t *rk;
 	struct mqk_config *cfg; /* the plugin's; records count against its routes */
+	/* cfg->route_count at start: those routes have topic handles (rkt). A reload's new
+	   definitions (reload.c) have none: their records take the dynamic-topic path. */
+	int start_routes;
 	struct mqk_buffer *buf; /* the plugin's */
 	const struct mqk_origin *origin;
 	struct mqk_counters *totals; /* the plugin's */
@@ -452,7 +455,7 @@ static void ensure_topic(struct mqk_producer *p, const struct mqk_route *route, 
 /* create_topics: every static route topic, before anything is produced. Kafka thread. */
 static void ensure_static_topics(struct mqk_producer *p)
 {
-	for (int i = 0; i < p->cfg->route_count && !atomic_load(&p->stop); i++) {
+	for (int i = 0; i < p->start_routes && !atomic_load(&p->stop); i++) {
 		const struct mqk_route *r = &p->cfg->routes[i];
 		if (r->topic.is_static) {
 			ensure_topic(p, r, r->topic.source);
@@ -665,7 +668,7 @@ static int create_handle(struct mqk_producer *p, char *errstr, size_t errstr_siz
 	rd_kafka_queue_io_event_enable(mainq, p->buf->wake_fd, &one, sizeof(one));
 	rd_kafka_queue_destroy(mainq);
 
-	for (int i = 0; i < p->cfg->route_count; i++) {
+	for (int i = 0; i < p->start_routes; i++) {
 		struct mqk_route *r = &p->cfg->routes[i];
 		if (r->topic.is_static) {
 			r->rkt = rd_kafka_topic_new(p->rk, r->topic.source, NULL);
@@ -683,7 +686,7 @@ static int create_handle(struct mqk_producer *p, char *errstr, size_t errstr_siz
 /* Destroys the librdkafka handle and the route topic handles made from it. */
 static void destroy_handle(struct mqk_producer *p)
 {
-	for (int i = 0; i < p->cfg->route_count; i++) {
+	for (int i = 0; i < p->start_routes; i++) {
 		if (p->cfg->routes[i].rkt) {
 			rd_kafka_topic_destroy(p->cfg->routes[i].rkt);
 			p->cfg->routes[i].rkt = NULL;
@@ -908,6 +911,7 @@ struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_buffer *bu
 	}
 	topics__init(&p->topics, KNOWN_TOPICS_MAX);
 	p->cfg = cfg;
+	p->start_routes = cfg->route_count;
 	p->buf = buf;
 	p->origin = origin;
 	p->totals = totals;

@@ -5,7 +5,8 @@
  *   1. $SYS/... and $CONTROL/... are never forwarded (mosquitto 2.0.11 does not even
  *      raise MESSAGE for them; this keeps it so if that changes);
  *   2. a topic matching any exclude filter goes nowhere;
- *   3. every route whose filter matches takes it (one record per route).
+ *   3. every route in force whose filter matches takes it (one record per route), if
+ *      its selectors (clientid=, username=, qos=, retain=) take it too.
  * Filter syntax and matching are mosquitto's own (mosquitto_sub_topic_check,
  * mosquitto_topic_matches_sub), so the plugin and the broker agree on what a filter
  * means, '$'-topic rules included.
@@ -79,9 +80,63 @@ static bool route_matches(const struct mqk_route *route, const char *topic)
 	return matches(route->filter, topic);
 }
 
-enum mqk_verdict route__match(const struct mqk_config *cfg, const char *topic, int *matched,
-			      int max, int *count)
+/*
+ * '*' and '?' only (no brackets, no escapes: fnmatch(3) would give '[' and '\\' a
+ * meaning a client id may not mean). Iterative, with backtracking to the last '*' only:
+ * O(len(pattern) * len(text)) at worst, one pass for the usual "prefix-*".
+ */
+bool route__glob(const char *pattern, const char *text)
 {
+	const char *star = NULL, *resume = NULL;
+
+	while (*text) {
+		if (*pattern == '*') {
+			star = pattern++;
+			resume = text;
+		} else if (*pattern == '?' || *pattern == *text) {
+			pattern++;
+			text++;
+		} else if (star) {
+			pattern = star + 1;
+			text = ++resume;
+		} else {
+			return false;
+		}
+	}
+	while (*pattern == '*') {
+		pattern++;
+	}
+	return *pattern == '\0';
+}
+
+bool route__selects(const struct mqk_route *route, const struct mqk_message *msg)
+{
+	if (route->sel_qos && msg->qos + 1 != route->sel_qos) {
+		return false;
+	}
+	if (route->sel_retain && (route->sel_retain == 2) != msg->retain) {
+		return false;
+	}
+	if (route->sel_clientid &&
+	    !route__glob(route->sel_clientid, msg->client_id ? msg->client_id : "")) {
+		return false;
+	}
+	if (route->sel_username) {
+		if (msg->username == NULL) {
+			return route->sel_username[0] == '\0';
+		}
+		return route->sel_username[0] != '\0' &&
+		       route__glob(route->sel_username, msg->username);
+	}
+	return true;
+}
+
+enum mqk_verdict route__match(const struct mqk_config *cfg, const struct mqk_message *msg,
+			      int *matched, int max, int *count)
+{
+	const char *topic = msg->topic;
+	int n = cfg->active ? cfg->active_count : cfg->route_count;
+
 	*count = 0;
 	if (route__is_reserved(topic)) {
 		return MQK_RESERVED;
@@ -91,9 +146,12 @@ enum mqk_verdict route__match(const struct mqk_config *cfg, const char *topic, i
 			return MQK_EXCLUDED;
 		}
 	}
-	for (int i = 0; i < cfg->route_count && *count < max; i++) {
-		if (route_matches(&cfg->routes[i], topic)) {
-			matched[(*count)++] = i;
+	for (int i = 0; i < n && *count < max; i++) {
+		int r = cfg->active ? cfg->active[i] : i;
+		const struct mqk_route *route = &cfg->routes[r];
+		if (route_matches(route, topic) &&
+		    (!route->has_selectors || route__selects(route, msg))) {
+			matched[(*count)++] = r;
 		}
 	}
 	return *count > 0 ? MQK_FORWARD : MQK_NO_ROUTE;

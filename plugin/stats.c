@@ -6,8 +6,10 @@
  * (metrics.c) all come from those lists. Every
  * stats_interval seconds the tick publishes them, retained, under
  * $SYS/broker/kafka/<counter> (totals) and $SYS/broker/kafka/routes/<name>/<counter>,
- * like mosquitto's own $SYS tree; the topic strings are built once at start-up. At
- * shutdown they are logged.
+ * like mosquitto's own $SYS tree; the topic strings are built at start-up and after a
+ * reload that changed the routes. A route's counters are those of every definition of
+ * its name (reload.c), so they keep counting when a reload changes it. At shutdown they
+ * are logged.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,7 +104,7 @@ static int build_topics(struct mqk_stats *st, const struct mqk_config *cfg)
 		free(st->topics[i]);
 	}
 	free(st->topics);
-	st->topic_count = (int)TOTALS_ONLY + (int)PER_SCOPE * (1 + cfg->route_count) +
+	st->topic_count = (int)TOTALS_ONLY + (int)PER_SCOPE * (1 + routes__in_force_count(cfg)) +
 			  (cfg->commands.mode != MQK_CMD_OFF ? (int)N_COMMAND_COUNTERS : 0);
 	st->topics = calloc((size_t)st->topic_count, sizeof(char *));
 	if (st->topics == NULL) {
@@ -118,11 +120,11 @@ static int build_topics(struct mqk_stats *st, const struct mqk_config *cfg)
 		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/journal_%s", journal_names[i]);
 		st->topics[n++] = strdup(topic);
 	}
-	for (int r = -1; r < cfg->route_count; r++) {
+	for (int r = -1; r < routes__in_force_count(cfg); r++) {
 		char scope[128] = MQK_SYS_PREFIX;
 		if (r >= 0) {
 			snprintf(scope, sizeof(scope), MQK_SYS_PREFIX "/routes/%s",
-				 cfg->routes[r].name);
+				 cfg->routes[routes__in_force(cfg, r)].name);
 		}
 		for (size_t i = 0; i < PER_SCOPE; i++) {
 			snprintf(topic, sizeof(topic), "%s/%s", scope,
@@ -136,6 +138,12 @@ static int build_topics(struct mqk_stats *st, const struct mqk_config *cfg)
 	}
 	for (int i = 0; i < n; i++) {
 		if (st->topics[i] == NULL) {
+			for (int j = 0; j < n; j++) {
+				free(st->topics[j]);
+			}
+			free(st->topics);
+			st->topics = NULL; /* nothing published */
+			st->topic_count = 0;
 			return -1;
 		}
 	}
@@ -174,7 +182,7 @@ void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 {
 	char **t = st->topics;
 
-	if (cfg->stats_interval == 0 || now < st->next_publish) {
+	if (cfg->stats_interval == 0 || now < st->next_publish || st->topics == NULL) {
 		return;
 	}
 	st->next_publish = now + cfg->stats_interval;
@@ -187,12 +195,13 @@ void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 	}
 	t = st->topics;
 	publish_scope(t + TOTALS_ONLY, &st->totals);
-	for (int r = 0; r < cfg->route_count; r++) {
-		publish_scope(t + TOTALS_ONLY + PER_SCOPE * (size_t)(r + 1),
-			      &cfg->routes[r].counters);
+	for (int r = 0; r < routes__in_force_count(cfg); r++) {
+		struct mqk_counters c;
+		routes__counters(cfg, routes__in_force(cfg, r), &c);
+		publish_scope(t + TOTALS_ONLY + PER_SCOPE * (size_t)(r + 1), &c);
 	}
 	if (cfg->commands.mode != MQK_CMD_OFF) {
-		t += TOTALS_ONLY + PER_SCOPE * (size_t)(cfg->route_count + 1);
+		t += TOTALS_ONLY + PER_SCOPE * (size_t)(routes__in_force_count(cfg) + 1);
 		for (size_t i = 0; i < N_COMMAND_COUNTERS; i++) {
 			publish(t[i], get_command(&st->commands, i));
 		}
@@ -234,9 +243,12 @@ void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg
 		}
 		log__printf(MOSQ_LOG_NOTICE, "journal: %s", line);
 	}
-	for (int r = 0; r < cfg->route_count; r++) {
-		snprintf(scope, sizeof(scope), "route %s", cfg->routes[r].name);
-		log_scope(scope, &cfg->routes[r].counters);
+	for (int r = 0; r < routes__in_force_count(cfg); r++) {
+		struct mqk_counters c;
+		routes__counters(cfg, routes__in_force(cfg, r), &c);
+		snprintf(scope, sizeof(scope), "route %s",
+			 cfg->routes[routes__in_force(cfg, r)].name);
+		log_scope(scope, &c);
 	}
 	if (cfg->commands.mode != MQK_CMD_OFF) {
 		len = 0;

@@ -1213,15 +1213,18 @@ class Load:
     Steady QoS 1 load: n_clients MQTT clients, one thread each, together about `rate`
     messages per second. Client <cid> publishes to "<topic_prefix>/<cid>" the payloads
     "<cid>:0", "<cid>:1", ... (its own sequence). start(), then stop(): stop() waits for
-    every PUBACK unless the broker went away (wait_acks=False). A client whose connection
+    every PUBACK unless the broker went away (wait_acks=False). clean=False: persistent
+    sessions (a v3.1.1 clean session false, a v5 session expiry). A client whose connection
     breaks stops publishing (stop_under_load SIGTERMs mosquitto under it); anything else
     going wrong is in .errors.
     """
 
-    def __init__(self, port, n_clients, rate, topic_prefix, prefix="load", protocol=V311):
+    def __init__(self, port, n_clients, rate, topic_prefix, prefix="load", protocol=V311,
+                 clean=True):
         self.topic_prefix = topic_prefix
         self.interval = n_clients / float(rate)
-        self.clients = [Client(port, unique(f"{prefix}{i}"), protocol) for i in range(n_clients)]
+        self.clients = [Client(port, unique(f"{prefix}{i}"), protocol, clean=clean)
+                        for i in range(n_clients)]
         self.infos = {c.client_id: [] for c in self.clients}
         self.errors = []
         self.disconnected = set()

@@ -1,6 +1,7 @@
 /*
  * test_options.c - options__parse: every option, its default, trimming, and every
- * error message options.c can produce, asserted in full.
+ * error message options.c can produce, asserted in full. Route selectors, the routes
+ * file (routes__read_file) and its reload (routes__reload, reload.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -280,8 +281,9 @@ static void test_route_filter_with_spaces(void **state)
 	assert_ok(PARSE_BS("route_r", "a/+ -> t key=x->{1}"));
 	assert_string_equal(cfg.routes[0].key.source, "x->{1}");
 	assert_fails(PARSE_BS("route_r", "a -> t -> u"),
-		     "plugin_opt_route_r: unknown route attribute '->' (use key=<key> and "
-		     "format=raw|json)");
+		     "plugin_opt_route_r: unknown route attribute '->' (use key=<key>, "
+		     "format=raw|json, and the "
+		     "selectors clientid=<glob>, username=<glob>, qos=0|1|2, retain=true|false)");
 }
 
 static void test_route_name_limits(void **state)
@@ -763,7 +765,7 @@ static void test_empty_values(void **state)
 
 /* The list of the "unknown option" message: options.c's table, in README's order. */
 #define KNOWN_OPTIONS                                                                              \
-	"bootstrap_servers, broker_id, route_<name>, exclude, kafka.<property>, "                  \
+	"bootstrap_servers, broker_id, route_<name>, exclude, routes_file, kafka.<property>, "     \
 	"kafka_config_file, stats_interval, flush_timeout_ms, durability, journal_dir, "           \
 	"journal_fsync, journal_max_mb, journal_segment_mb, buffer_mb, overflow, create_topics, "  \
 	"topic_partitions, topic_replication_factor, metrics_listen, metrics_textfile, "           \
@@ -926,13 +928,16 @@ static void test_route_missing_arrow(void **state)
 	(void)state;
 	assert_fails(PARSE_BS("route_r", "a/b"),
 		     "plugin_opt_route_r: 'a/b' is not '<mqtt-filter> -> <kafka-topic> "
-		     "[key=<key>] [format=raw|json]'");
+		     "[key=<key>] [format=raw|json] [clientid=<glob>] [username=<glob>] "
+		     "[qos=0|1|2] [retain=true|false]'");
 	assert_fails(PARSE_BS("route_r", "a/b->t"),
 		     "plugin_opt_route_r: 'a/b->t' is not '<mqtt-filter> -> <kafka-topic> "
-		     "[key=<key>] [format=raw|json]'");
+		     "[key=<key>] [format=raw|json] [clientid=<glob>] [username=<glob>] "
+		     "[qos=0|1|2] [retain=true|false]'");
 	assert_fails(PARSE_BS("route_r", "a/b ->"),
 		     "plugin_opt_route_r: 'a/b ->' is not '<mqtt-filter> -> <kafka-topic> "
-		     "[key=<key>] [format=raw|json]'");
+		     "[key=<key>] [format=raw|json] [clientid=<glob>] [username=<glob>] "
+		     "[qos=0|1|2] [retain=true|false]'");
 	/* An arrow with nothing before it: the filter is what is missing. */
 	assert_fails(PARSE_BS("route_r", "-> t"),
 		     "plugin_opt_route_r: '' is not a valid MQTT topic filter");
@@ -982,8 +987,9 @@ static void test_route_bad_kafka_topic(void **state)
 	(void)state;
 	/* The topic ends at white space: "topic!" is taken for an attribute. */
 	assert_fails(PARSE_BS("route_x", "a -> bad topic!"),
-		     "plugin_opt_route_x: unknown route attribute 'topic!' (use key=<key> and "
-		     "format=raw|json)");
+		     "plugin_opt_route_x: unknown route attribute 'topic!' (use key=<key>, "
+		     "format=raw|json, and the "
+		     "selectors clientid=<glob>, username=<glob>, qos=0|1|2, retain=true|false)");
 	assert_fails(PARSE_BS("route_x", "a -> bad!"),
 		     "plugin_opt_route_x: 'bad!' is not a valid Kafka topic name: '!' is not "
 		     "allowed (use [A-Za-z0-9._-] and placeholders)");
@@ -1100,8 +1106,9 @@ static void test_route_bad_attributes(void **state)
 	assert_fails(PARSE_BS("route_x", "a -> t format="),
 		     "plugin_opt_route_x: unknown format '' (use raw or json)");
 	assert_fails(PARSE_BS("route_x", "a -> t partition=1"),
-		     "plugin_opt_route_x: unknown route attribute 'partition=1' (use key=<key> "
-		     "and format=raw|json)");
+		     "plugin_opt_route_x: unknown route attribute 'partition=1' (use key=<key>, "
+		     "format=raw|json, and the selectors clientid=<glob>, username=<glob>, "
+		     "qos=0|1|2, retain=true|false)");
 	assert_fails(PARSE_BS("route_x", "a -> t key=topic key=clientid"),
 		     "plugin_opt_route_x: 'key=clientid' given twice");
 	assert_fails(PARSE_BS("route_x", "a -> t format=raw format=json"),
@@ -1264,6 +1271,296 @@ static void test_commands_errors(void **state)
 		     "plugin_opt_commands_wake? (known: " KNOWN_OPTIONS ")");
 }
 
+/* ---- selectors, routes_file and its reload (reload.c) --------------------------------- */
+
+static void test_route_selectors(void **state)
+{
+	(void)state;
+	assert_ok(PARSE_BS("route_fleet", "fleet/# -> fleet key=clientid clientid=truck-* qos=1",
+			   "route_ops", "ops/# -> ops username= retain=true", "route_any",
+			   "x/# -> x username=op?-* qos=0 retain=false format=json"));
+	assert_int_equal(cfg.route_count, 3);
+	assert_true(cfg.routes[0].has_selectors);
+	assert_string_equal(cfg.routes[0].sel_clientid, "truck-*");
+	assert_null(cfg.routes[0].sel_username);
+	assert_int_equal(cfg.routes[0].sel_qos, 2);
+	assert_int_equal(cfg.routes[0].sel_retain, 0);
+	assert_string_equal(cfg.routes[0].key.source, "{clientid}");
+	assert_string_equal(cfg.routes[1].sel_username, "");
+	assert_int_equal(cfg.routes[1].sel_retain, 2);
+	assert_string_equal(cfg.routes[2].sel_username, "op?-*");
+	assert_int_equal(cfg.routes[2].sel_qos, 1);
+	assert_int_equal(cfg.routes[2].sel_retain, 1);
+	assert_int_equal(cfg.routes[2].format, MQK_FORMAT_JSON);
+	assert_ok(PARSE_BS("route_plain", "a/# -> a"));
+	assert_false(cfg.routes[0].has_selectors);
+}
+
+static void test_route_bad_selectors(void **state)
+{
+	(void)state;
+	assert_fails(PARSE_BS("route_x", "a -> t qos=3"),
+		     "plugin_opt_route_x: qos='3' is not 0, 1 or 2");
+	assert_fails(PARSE_BS("route_x", "a -> t qos="),
+		     "plugin_opt_route_x: qos='' is not 0, 1 or 2");
+	assert_fails(PARSE_BS("route_x", "a -> t qos=1 qos=2"),
+		     "plugin_opt_route_x: 'qos=' given twice");
+	assert_fails(PARSE_BS("route_x", "a -> t retain=yes"),
+		     "plugin_opt_route_x: retain='yes' is not true or false");
+	assert_fails(PARSE_BS("route_x", "a -> t retain=true retain=true"),
+		     "plugin_opt_route_x: 'retain=' given twice");
+	assert_fails(PARSE_BS("route_x", "a -> t clientid="),
+		     "plugin_opt_route_x: clientid='' is not a client id pattern (1 or more "
+		     "characters, '*' any run, '?' any one)");
+	assert_fails(PARSE_BS("route_x", "a -> t clientid=a clientid=b"),
+		     "plugin_opt_route_x: 'clientid=' given twice");
+	assert_fails(PARSE_BS("route_x", "a -> t username=a username=b"),
+		     "plugin_opt_route_x: 'username=' given twice");
+	assert_fails(PARSE_BS("route_x", "a -> t clientid"),
+		     "plugin_opt_route_x: unknown route attribute 'clientid' (use key=<key>, "
+		     "format=raw|json, and the selectors clientid=<glob>, username=<glob>, "
+		     "qos=0|1|2, retain=true|false)");
+	assert_fails(PARSE_BS("route_x", "a -> t client=x"),
+		     "plugin_opt_route_x: unknown route attribute 'client=x' (use key=<key>, "
+		     "format=raw|json, and the selectors clientid=<glob>, username=<glob>, "
+		     "qos=0|1|2, retain=true|false)");
+}
+
+static char rdir[64];   /* mkdtemp */
+static char rpath[128]; /* rdir/routes.conf */
+
+static int setup_file(void **state)
+{
+	setup(state);
+	fake_tempdir(rdir, sizeof(rdir), "test-routes-file");
+	snprintf(rpath, sizeof(rpath), "%s/routes.conf", rdir);
+	return 0;
+}
+
+static int teardown_file(void **state)
+{
+	teardown(state);
+	fake_tempdir_remove(rdir);
+	return 0;
+}
+
+static void write_routes(const char *text)
+{
+	char tmp[160];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", rpath);
+	FILE *f = fopen(tmp, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	assert_int_equal(rename(tmp, rpath), 0); /* as an admin's tool would: atomically */
+}
+
+static void test_routes_file(void **state)
+{
+	char expected[512];
+
+	(void)state;
+	write_routes("# routes of the fleet\n"
+		     "\n"
+		     "   route_fleet fleet/# -> fleet key=clientid clientid=truck-* qos=1  \n"
+		     "exclude fleet/debug/#\n"
+		     "\t# indented comment\n"
+		     "route_b b/+ -> b.{1}\n");
+	assert_ok(PARSE_BS("route_a", "a/# -> a", "exclude", "a/secret/#", "routes_file", rpath));
+	assert_string_equal(cfg.routes_file, rpath);
+	assert_int_equal(cfg.route_count, 3);
+	assert_int_equal(cfg.conf_route_count, 1);
+	assert_string_equal(cfg.routes[0].name, "a");
+	assert_false(cfg.routes[0].from_file);
+	assert_string_equal(cfg.routes[1].name, "fleet");
+	assert_true(cfg.routes[1].from_file);
+	assert_string_equal(cfg.routes[1].sel_clientid, "truck-*");
+	assert_string_equal(cfg.routes[2].name, "b");
+	assert_string_equal(cfg.routes[2].topic.source, "b.{1}");
+	assert_int_equal(cfg.exclude_count, 2);
+	assert_int_equal(cfg.conf_exclude_count, 1);
+	assert_string_equal(cfg.excludes[1], "fleet/debug/#");
+
+	/* Errors name the file and the line. */
+	write_routes("route_ok a -> a\n\nroute_bad a/#/b -> t\n");
+	assert_int_equal(PARSE_BS("routes_file", rpath), -1);
+	snprintf(expected, sizeof(expected),
+		 "routes_file %s:3: route_bad: 'a/#/b' is not a valid MQTT topic filter", rpath);
+	assert_string_equal(err, expected);
+	write_routes("route_x a -> a\nroute_x b -> b\n");
+	assert_int_equal(PARSE_BS("routes_file", rpath), -1);
+	snprintf(expected, sizeof(expected),
+		 "routes_file %s:2: route_x: route 'x' is defined twice", rpath);
+	assert_string_equal(err, expected);
+	write_routes("bootstrap_servers k:9092\n");
+	assert_int_equal(PARSE_BS("routes_file", rpath), -1);
+	snprintf(expected, sizeof(expected),
+		 "routes_file %s:1: bootstrap_servers: not a route_<name> or exclude line", rpath);
+	assert_string_equal(err, expected);
+	write_routes("route_x\n");
+	assert_int_equal(PARSE_BS("routes_file", rpath), -1);
+	snprintf(expected, sizeof(expected), "routes_file %s:1: route_x: empty value", rpath);
+	assert_string_equal(err, expected);
+	write_routes("exclude a/#/b\n");
+	assert_int_equal(PARSE_BS("routes_file", rpath), -1);
+	snprintf(expected, sizeof(expected),
+		 "routes_file %s:1: exclude: 'a/#/b' is not a valid MQTT topic filter", rpath);
+	assert_string_equal(err, expected);
+	/* A name in both places. */
+	write_routes("route_a a/# -> other\n");
+	assert_int_equal(PARSE_BS("route_a", "a/# -> a", "routes_file", rpath), -1);
+	snprintf(expected, sizeof(expected),
+		 "routes_file %s:1: route 'a' is also plugin_opt_route_a in mosquitto.conf: a "
+		 "route is defined in one place",
+		 rpath);
+	assert_string_equal(err, expected);
+	assert_fails(PARSE_BS("routes_file", "routes.conf"),
+		     "plugin_opt_routes_file: 'routes.conf' is not an absolute path");
+	assert_fails(PARSE_BS("routes_file", "/a", "routes_file", "/b"),
+		     "plugin_opt_routes_file: given twice ('/a' and '/b')");
+	assert_int_equal(PARSE_BS("routes_file", rdir), -1);
+	snprintf(expected, sizeof(expected), "routes_file %s: not a regular file of at most 16 MiB",
+		 rdir);
+	assert_string_equal(err, expected);
+	assert_int_equal(PARSE_BS("routes_file", "/nonexistent/routes.conf"), -1);
+	assert_string_equal(err, "routes_file /nonexistent/routes.conf: cannot open: No such file "
+				 "or directory");
+}
+
+/* The index of the route in force named name, or -1. */
+static int in_force(const char *name)
+{
+	for (int i = 0; i < cfg.active_count; i++) {
+		if (!strcmp(cfg.routes[cfg.active[i]].name, name)) {
+			return cfg.active[i];
+		}
+	}
+	return -1;
+}
+
+static void test_routes_reload(void **state)
+{
+	struct mqk_reload_result res;
+
+	(void)state;
+	write_routes("route_keep k/# -> k\nroute_change c/# -> c1\nroute_drop d/# -> d\n"
+		     "exclude k/x/#\n");
+	assert_ok(PARSE_BS("route_conf", "conf/# -> conf", "routes_file", rpath));
+	assert_int_equal(routes__start(&cfg), 0);
+	assert_int_equal(cfg.active_count, 4);
+	int keep = in_force("keep"), change = in_force("change"), drop = in_force("drop");
+	cfg.routes[keep].seq = 10;
+	cfg.routes[change].seq = 20;
+	cfg.routes[change].counters.delivered = 7;
+	struct mqk_route *keep_def = &cfg.routes[keep];
+
+	/* Changed, added, removed; the exclude replaced. */
+	write_routes("route_change c/# -> c2 qos=1\nroute_keep k/# -> k\nroute_new n/# -> n\n"
+		     "exclude n/x/#\n");
+	assert_ok(routes__reload(&cfg, &res, err, sizeof(err)));
+	assert_int_equal(res.added, 1);
+	assert_int_equal(res.changed, 1);
+	assert_int_equal(res.removed, 1);
+	assert_int_equal(res.unchanged, 1);
+	assert_int_equal(res.excludes, 1);
+	assert_int_equal(cfg.active_count, 4);
+	assert_int_equal(cfg.route_count, 6); /* 4 + the changed one's and the new one's */
+	assert_string_equal(cfg.routes[cfg.active[0]].name, "conf");
+	assert_string_equal(cfg.routes[cfg.active[1]].name, "change");
+	assert_string_equal(cfg.routes[cfg.active[2]].name, "keep");
+	assert_string_equal(cfg.routes[cfg.active[3]].name, "new");
+	assert_int_equal(in_force("keep"), keep); /* the same definition */
+	assert_ptr_equal(&cfg.routes[keep], keep_def);
+	assert_int_equal(in_force("drop"), -1);
+	int changed = in_force("change");
+	assert_true(changed != change);
+	assert_int_equal(cfg.routes[changed].seq, 20); /* mqtt.seq continues */
+	assert_int_equal(cfg.routes[changed].prev, change + 1);
+	assert_string_equal(cfg.routes[changed].topic.source, "c2");
+	/* The name's counters add up over its definitions. */
+	struct mqk_counters sum;
+	cfg.routes[changed].counters.delivered = 3;
+	cfg.routes[changed].counters.matched = 4;
+	routes__counters(&cfg, changed, &sum);
+	assert_int_equal(counter__get(&sum.delivered), 10);
+	assert_int_equal(counter__get(&sum.matched), 4);
+	routes__counters(&cfg, keep, &sum);
+	assert_int_equal(counter__get(&sum.delivered), 0);
+	assert_int_equal(routes__in_force_count(&cfg), 4);
+	assert_int_equal(routes__in_force(&cfg, 1), changed);
+	/* The old definitions stay for the records still to send. */
+	assert_string_equal(cfg.routes[change].topic.source, "c1");
+	assert_string_equal(cfg.routes[drop].name, "drop");
+	assert_int_equal(cfg.exclude_count, 1);
+	assert_string_equal(cfg.excludes[0], "n/x/#");
+
+	/* A bad file changes nothing. */
+	write_routes("route_change c/# -> c3\nroute_broken x ->\n");
+	assert_int_equal(routes__reload(&cfg, &res, err, sizeof(err)), -1);
+	char expected[512];
+	snprintf(expected, sizeof(expected),
+		 "routes_file %s:2: route_broken: 'x ->' is not "
+		 "'<mqtt-filter> -> <kafka-topic> [key=<key>] [format=raw|json] "
+		 "[clientid=<glob>] [username=<glob>] [qos=0|1|2] [retain=true|false]'",
+		 rpath);
+	assert_string_equal(err, expected);
+	assert_int_equal(cfg.active_count, 4);
+	assert_int_equal(cfg.route_count, 6);
+	assert_int_equal(in_force("change"), changed);
+	assert_int_equal(cfg.exclude_count, 1);
+	write_routes("route_conf conf/# -> elsewhere\n");
+	assert_int_equal(routes__reload(&cfg, &res, err, sizeof(err)), -1);
+	assert_int_equal(cfg.active_count, 4);
+
+	/* A route removed and added again continues its name's seq. */
+	cfg.routes[in_force("new")].seq = 5;
+	write_routes("route_keep k/# -> k\n");
+	assert_ok(routes__reload(&cfg, &res, err, sizeof(err)));
+	assert_int_equal(res.removed, 2);
+	assert_int_equal(res.unchanged, 1);
+	assert_int_equal(cfg.active_count, 2);
+	assert_int_equal(cfg.exclude_count, 0);
+	write_routes("route_keep k/# -> k\nroute_new n/# -> n\n");
+	assert_ok(routes__reload(&cfg, &res, err, sizeof(err)));
+	assert_int_equal(res.added, 1);
+	assert_int_equal(cfg.routes[in_force("new")].seq, 5);
+	/* Nothing changed: no new definition. */
+	int defined = cfg.route_count;
+	assert_ok(routes__reload(&cfg, &res, err, sizeof(err)));
+	assert_int_equal(res.unchanged, 2);
+	assert_int_equal(cfg.route_count, defined);
+}
+
+/* Definitions are kept until shutdown: a reload past MQK_MAX_ROUTES is refused. */
+static void test_routes_reload_limit(void **state)
+{
+	struct mqk_reload_result res;
+	char text[64];
+	int i;
+
+	(void)state;
+	write_routes("route_r r/# -> t0\n");
+	assert_ok(PARSE_BS("routes_file", rpath));
+	assert_int_equal(routes__start(&cfg), 0);
+	for (i = 1; cfg.route_count < MQK_MAX_ROUTES; i++) {
+		snprintf(text, sizeof(text), "route_r r/# -> t%d\n", i);
+		write_routes(text);
+		assert_ok(routes__reload(&cfg, &res, err, sizeof(err)));
+		assert_int_equal(res.changed, 1);
+	}
+	assert_int_equal(cfg.routes[cfg.active[0]].prev, MQK_MAX_ROUTES - 1);
+	snprintf(text, sizeof(text), "route_r r/# -> t%d\n", i);
+	write_routes(text);
+	assert_int_equal(routes__reload(&cfg, &res, err, sizeof(err)), -1);
+	char expected[512];
+	snprintf(expected, sizeof(expected),
+		 "routes_file %s: this run has defined 4096 routes, a reload adds 1: at most "
+		 "4096 per run (restart mosquitto to apply it)",
+		 rpath);
+	assert_string_equal(err, expected);
+	assert_int_equal(cfg.active_count, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1313,7 +1610,14 @@ int main(void)
 		T(test_commands_broadcast_defaults),
 		T(test_commands_targeted),
 		T(test_commands_errors),
+		T(test_route_selectors),
+		T(test_route_bad_selectors),
 #undef T
+#define F(f) cmocka_unit_test_setup_teardown(f, setup_file, teardown_file)
+		F(test_routes_file),
+		F(test_routes_reload),
+		F(test_routes_reload_limit),
+#undef F
 	};
 	return cmocka_run_group_tests_name("options", tests, NULL, NULL);
 }

@@ -1,6 +1,8 @@
 /*
  * test_route.c - route__match and route__filter_is_valid: wildcards, '$' topics, the
- * reserved $SYS/$CONTROL trees, exclude precedence, several routes, empty levels.
+ * reserved $SYS/$CONTROL trees, exclude precedence, several routes, empty levels; the
+ * selectors (clientid=, username=, qos=, retain=) and their glob; the routes in force
+ * (cfg->active) after a reload.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -40,6 +42,9 @@ static void configure(const char *const *filters, const char *const *exclude_fil
 	}
 }
 
+/* A message on topic from client "c1" (no username), QoS 0, not retained. */
+#define MSG(t) (&(const struct mqk_message){.topic = (t), .client_id = "c1"})
+
 #define ROUTES(...) ((const char *const[]){__VA_ARGS__, NULL})
 #define NONE NULL
 
@@ -50,7 +55,7 @@ static void expect(const char *topic, enum mqk_verdict verdict, const int *index
 	int count = -1, n = 0;
 
 	memset(matched, 0xff, sizeof(matched));
-	enum mqk_verdict v = route__match(&cfg, topic, matched, MAX_ROUTES, &count);
+	enum mqk_verdict v = route__match(&cfg, MSG(topic), matched, MAX_ROUTES, &count);
 	if (v != verdict) {
 		print_error("topic '%s': verdict %d, expected %d\n", topic, v, verdict);
 	}
@@ -159,7 +164,7 @@ static void test_several_routes_in_order(void **state)
 
 	/* At most max are returned, the first ones in configuration order. */
 	count = -1;
-	assert_int_equal(route__match(&cfg, "a/b/c", matched, 2, &count), MQK_FORWARD);
+	assert_int_equal(route__match(&cfg, MSG("a/b/c"), matched, 2, &count), MQK_FORWARD);
 	assert_int_equal(count, 2);
 	assert_int_equal(matched[0], 0);
 	assert_int_equal(matched[1], 2);
@@ -212,7 +217,8 @@ static void test_shapes_agree_with_mosquitto(void **state)
 			int matched[1], count;
 			assert_int_equal(mosquitto_topic_matches_sub(filters[f], topics[t], &want),
 					 MOSQ_ERR_SUCCESS);
-			bool got = route__match(&cfg, topics[t], matched, 1, &count) == MQK_FORWARD;
+			bool got = route__match(&cfg, MSG(topics[t]), matched, 1, &count) ==
+				   MQK_FORWARD;
 			if (got != want) {
 				print_error("filter '%s', topic '%s': %d, mosquitto says %d\n",
 					    filters[f], topics[t], got, want);
@@ -220,6 +226,99 @@ static void test_shapes_agree_with_mosquitto(void **state)
 			assert_int_equal(got, want);
 		}
 	}
+}
+
+static void test_glob(void **state)
+{
+	(void)state;
+	assert_true(route__glob("truck-*", "truck-1"));
+	assert_true(route__glob("truck-*", "truck-"));
+	assert_false(route__glob("truck-*", "truck"));
+	assert_false(route__glob("truck-*", "car-1"));
+	assert_true(route__glob("*", ""));
+	assert_true(route__glob("*", "anything"));
+	assert_true(route__glob("a?c", "abc"));
+	assert_false(route__glob("a?c", "ac"));
+	assert_false(route__glob("a?c", "abbc"));
+	assert_true(route__glob("*-eu-*", "truck-eu-42"));
+	assert_false(route__glob("*-eu-*", "truck-us-42"));
+	assert_true(route__glob("a*b*c", "axxbyyc"));
+	assert_true(route__glob("a*b*c", "abcbc"));
+	assert_false(route__glob("a*b*c", "axxbyy"));
+	assert_true(route__glob("*a", "aaaa"));
+	assert_false(route__glob("exact", "exactly"));
+	assert_true(route__glob("exact", "exact"));
+	/* No brackets or escapes: '[' and '\\' are plain characters. */
+	assert_true(route__glob("id[1]", "id[1]"));
+	assert_false(route__glob("id[1]", "id1"));
+	assert_true(route__glob("a\\b", "a\\b"));
+	assert_true(route__glob("**?", "x"));
+	assert_false(route__glob("**?", ""));
+}
+
+static void test_selectors(void **state)
+{
+	struct mqk_message m = {.topic = "fleet/x", .client_id = "truck-7", .qos = 1};
+	int matched[MAX_ROUTES], count;
+
+	(void)state;
+	configure(ROUTES("fleet/#", "fleet/#", "fleet/#", "fleet/#", "fleet/#", "fleet/#"), NONE);
+	routes[0].sel_clientid = (char *)"truck-*";
+	routes[1].sel_username = (char *)"";
+	routes[2].sel_username = (char *)"op?";
+	routes[3].sel_qos = 1 + 1;
+	routes[4].sel_retain = 2;
+	routes[5].sel_clientid = (char *)"truck-*";
+	routes[5].sel_qos = 0 + 1;
+	for (int i = 0; i < 6; i++) {
+		routes[i].has_selectors = true;
+	}
+	/* truck-7, no username, QoS 1, not retained: clientid, username= empty, qos=1. */
+	assert_int_equal(route__match(&cfg, &m, matched, MAX_ROUTES, &count), MQK_FORWARD);
+	assert_int_equal(count, 3);
+	assert_int_equal(matched[0], 0);
+	assert_int_equal(matched[1], 1);
+	assert_int_equal(matched[2], 3);
+
+	m.client_id = "car-1";
+	m.username = "op1";
+	m.qos = 0;
+	m.retain = true;
+	/* username op1 (not empty: route 1 no more), op? yes, retain=true yes. */
+	assert_int_equal(route__match(&cfg, &m, matched, MAX_ROUTES, &count), MQK_FORWARD);
+	assert_int_equal(count, 2);
+	assert_int_equal(matched[0], 2);
+	assert_int_equal(matched[1], 4);
+
+	m.client_id = "truck-1";
+	m.username = "operator";
+	m.retain = false;
+	/* clientid and qos=0 together: route 5; username 'operator' is not 'op?'. */
+	assert_int_equal(route__match(&cfg, &m, matched, MAX_ROUTES, &count), MQK_FORWARD);
+	assert_int_equal(count, 2);
+	assert_int_equal(matched[0], 0);
+	assert_int_equal(matched[1], 5);
+
+	/* The topic still decides first. */
+	m.topic = "other";
+	assert_int_equal(route__match(&cfg, &m, matched, MAX_ROUTES, &count), MQK_NO_ROUTE);
+}
+
+/* After routes__start or a reload, only the routes in cfg->active match, by their index. */
+static void test_active(void **state)
+{
+	int active[] = {3, 1};
+	int matched[MAX_ROUTES], count;
+
+	(void)state;
+	configure(ROUTES("a/#", "a/#", "b/#", "a/#"), NONE);
+	cfg.active = active;
+	cfg.active_count = 2;
+	assert_int_equal(route__match(&cfg, MSG("a/x"), matched, MAX_ROUTES, &count), MQK_FORWARD);
+	assert_int_equal(count, 2);
+	assert_int_equal(matched[0], 3);
+	assert_int_equal(matched[1], 1);
+	assert_int_equal(route__match(&cfg, MSG("b/x"), matched, MAX_ROUTES, &count), MQK_NO_ROUTE);
 }
 
 static void test_filter_is_valid(void **state)
@@ -280,6 +379,9 @@ int main(void)
 		cmocka_unit_test(test_several_routes_in_order),
 		cmocka_unit_test(test_empty_levels),
 		cmocka_unit_test(test_shapes_agree_with_mosquitto),
+		cmocka_unit_test(test_glob),
+		cmocka_unit_test(test_selectors),
+		cmocka_unit_test(test_active),
 		cmocka_unit_test(test_filter_is_valid),
 		cmocka_unit_test(test_empty_filter_is_invalid),
 	};
