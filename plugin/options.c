@@ -1054,8 +1054,10 @@ static int merge_routes_file(struct mqk_config *cfg, char *errstr, size_t errstr
 	struct mqk_route *routes;
 
 	if (routes__read_file(cfg->routes_file, cfg, &file, errstr, errstr_size)) {
+		char why[1024];
+		snprintf(why, sizeof(why), "%s", errstr); /* "routes_file <path>:<line>: ..." */
 		options__free(&file);
-		return -1;
+		FAIL("%s", why);
 	}
 	if (cfg->route_count + file.route_count > MQK_MAX_ROUTES) {
 		options__free(&file);
@@ -1077,11 +1079,15 @@ static int merge_routes_file(struct mqk_config *cfg, char *errstr, size_t errstr
 	}
 	cfg->excludes = excludes;
 	/* Moved: file's strings are cfg's now. */
-	memcpy(&cfg->routes[cfg->route_count], file.routes,
-	       sizeof(*routes) * (size_t)file.route_count);
+	if (file.route_count > 0) {
+		memcpy(&cfg->routes[cfg->route_count], file.routes,
+		       sizeof(*routes) * (size_t)file.route_count);
+	}
 	cfg->route_count += file.route_count;
-	memcpy(&cfg->excludes[cfg->exclude_count], file.excludes,
-	       sizeof(*excludes) * (size_t)file.exclude_count);
+	if (file.exclude_count > 0) {
+		memcpy(&cfg->excludes[cfg->exclude_count], file.excludes,
+		       sizeof(*excludes) * (size_t)file.exclude_count);
+	}
 	cfg->exclude_count += file.exclude_count;
 	file.route_count = file.exclude_count = 0;
 	options__free(&file);

@@ -243,12 +243,17 @@ int routes__reload(struct mqk_config *cfg, struct mqk_reload_result *res, char *
 	cfg->active = active;
 	cfg->active_count = n;
 
-	memcpy(excludes, cfg->excludes, sizeof(*excludes) * (size_t)cfg->conf_exclude_count);
+	if (cfg->conf_exclude_count > 0) {
+		memcpy(excludes, cfg->excludes,
+		       sizeof(*excludes) * (size_t)cfg->conf_exclude_count);
+	}
 	for (int i = cfg->conf_exclude_count; i < cfg->exclude_count; i++) {
 		free(cfg->excludes[i]);
 	}
-	memcpy(excludes + cfg->conf_exclude_count, file.excludes,
-	       sizeof(*excludes) * (size_t)file.exclude_count);
+	if (file.exclude_count > 0) {
+		memcpy(excludes + cfg->conf_exclude_count, file.excludes,
+		       sizeof(*excludes) * (size_t)file.exclude_count);
+	}
 	free(cfg->excludes);
 	cfg->excludes = excludes;
 	cfg->exclude_count = cfg->conf_exclude_count + file.exclude_count;

@@ -317,7 +317,7 @@ def test_bad_routes_file_stops_mosquitto(start_broker):
                           ("routes_file", path)], wait=False, name=f"mosquitto-{case}")
         b.expect_exit = None
         rc = b.process.wait_exit(10 * harness.SLOW)
-        m = re.search(r"^(?:\d+: )?mosquitto_kafka: routes_file " + re.escape(path) +
+        m = re.search(r"^(?:\d+: )?mosquitto_kafka: plugin_opt_routes_file " + re.escape(path) +
                       f":{line}: " + why + ".*$", b.log(), re.M)
         print(f"{case}: exit code {rc}, line: {m.group(0) if m else None}")
         assert rc != 0 and m, b.log()

@@ -1385,32 +1385,38 @@ static void test_routes_file(void **state)
 	write_routes("route_ok a -> a\n\nroute_bad a/#/b -> t\n");
 	assert_int_equal(PARSE_BS("routes_file", rpath), -1);
 	snprintf(expected, sizeof(expected),
-		 "routes_file %s:3: route_bad: 'a/#/b' is not a valid MQTT topic filter", rpath);
+		 "plugin_opt_routes_file %s:3: route_bad: 'a/#/b' is not a valid MQTT topic filter",
+		 rpath);
 	assert_string_equal(err, expected);
 	write_routes("route_x a -> a\nroute_x b -> b\n");
 	assert_int_equal(PARSE_BS("routes_file", rpath), -1);
 	snprintf(expected, sizeof(expected),
-		 "routes_file %s:2: route_x: route 'x' is defined twice", rpath);
+		 "plugin_opt_routes_file %s:2: route_x: route 'x' is defined twice", rpath);
 	assert_string_equal(err, expected);
 	write_routes("bootstrap_servers k:9092\n");
 	assert_int_equal(PARSE_BS("routes_file", rpath), -1);
 	snprintf(expected, sizeof(expected),
-		 "routes_file %s:1: bootstrap_servers: not a route_<name> or exclude line", rpath);
+		 "plugin_opt_routes_file %s:1: bootstrap_servers: not a route_<name> or exclude "
+		 "line",
+		 rpath);
 	assert_string_equal(err, expected);
 	write_routes("route_x\n");
 	assert_int_equal(PARSE_BS("routes_file", rpath), -1);
-	snprintf(expected, sizeof(expected), "routes_file %s:1: route_x: empty value", rpath);
+	snprintf(expected, sizeof(expected), "plugin_opt_routes_file %s:1: route_x: empty value",
+		 rpath);
 	assert_string_equal(err, expected);
 	write_routes("exclude a/#/b\n");
 	assert_int_equal(PARSE_BS("routes_file", rpath), -1);
 	snprintf(expected, sizeof(expected),
-		 "routes_file %s:1: exclude: 'a/#/b' is not a valid MQTT topic filter", rpath);
+		 "plugin_opt_routes_file %s:1: exclude: 'a/#/b' is not a valid MQTT topic filter",
+		 rpath);
 	assert_string_equal(err, expected);
 	/* A name in both places. */
 	write_routes("route_a a/# -> other\n");
 	assert_int_equal(PARSE_BS("route_a", "a/# -> a", "routes_file", rpath), -1);
 	snprintf(expected, sizeof(expected),
-		 "routes_file %s:1: route 'a' is also plugin_opt_route_a in mosquitto.conf: a "
+		 "plugin_opt_routes_file %s:1: route 'a' is also plugin_opt_route_a in "
+		 "mosquitto.conf: a "
 		 "route is defined in one place",
 		 rpath);
 	assert_string_equal(err, expected);
@@ -1419,12 +1425,13 @@ static void test_routes_file(void **state)
 	assert_fails(PARSE_BS("routes_file", "/a", "routes_file", "/b"),
 		     "plugin_opt_routes_file: given twice ('/a' and '/b')");
 	assert_int_equal(PARSE_BS("routes_file", rdir), -1);
-	snprintf(expected, sizeof(expected), "routes_file %s: not a regular file of at most 16 MiB",
-		 rdir);
+	snprintf(expected, sizeof(expected),
+		 "plugin_opt_routes_file %s: not a regular file of at most 16 MiB", rdir);
 	assert_string_equal(err, expected);
 	assert_int_equal(PARSE_BS("routes_file", "/nonexistent/routes.conf"), -1);
-	assert_string_equal(err, "routes_file /nonexistent/routes.conf: cannot open: No such file "
-				 "or directory");
+	assert_string_equal(
+		err, "plugin_opt_routes_file /nonexistent/routes.conf: cannot open: No such file "
+		     "or directory");
 }
 
 /* The index of the route in force named name, or -1. */
