@@ -489,31 +489,6 @@ struct render_ctx {
 	size_t index[4]; /* the next counter of each family */
 };
 
-#define FIELD(name, help) &c->name,
-static uint64_t route_counter(const struct mqk_counters *c, size_t i)
-{
-	const atomic_uint_least64_t *fields[] = {MQK_ROUTE_COUNTERS(FIELD)};
-	return counter__get(fields[i]);
-}
-static uint64_t command_counter(const struct mqk_cmd_counters *c, size_t i)
-{
-	const atomic_uint_least64_t *fields[] = {MQK_COMMAND_COUNTERS(FIELD)};
-	return counter__get(fields[i]);
-}
-static uint64_t journal_counter(const struct mqk_journal_counters *c, size_t i)
-{
-	const atomic_uint_least64_t *fields[] = {MQK_JOURNAL_COUNTERS(FIELD)};
-	return counter__get(fields[i]);
-}
-#undef FIELD
-static uint64_t message_counter(const struct mqk_stats *st, size_t i)
-{
-#define FIELD(name, help) st->name,
-	const uint64_t values[] = {MQK_MESSAGE_COUNTERS(FIELD)};
-#undef FIELD
-	return values[i];
-}
-
 /* stats__each_counter's callback: one counter's HELP, TYPE and samples. */
 static void render_counter(void *arg, const char *sys_topic, const char *metric, const char *help,
 			   bool per_route)
@@ -527,7 +502,7 @@ static void render_counter(void *arg, const char *sys_topic, const char *metric,
 		size_t i = x->index[0]++;
 		bytes__printf(out, "# HELP %s %s\n# TYPE %s counter\n%s{broker=\"%s\"} %llu\n",
 			      metric, help, metric, metric, x->broker,
-			      (unsigned long long)route_counter(&x->st->totals, i));
+			      (unsigned long long)stats__route_counter(&x->st->totals, i));
 		/* mosquitto_kafka_<c>_total -> mosquitto_kafka_route_<c>_total */
 		char rmetric[160];
 		snprintf(rmetric, sizeof(rmetric), "mosquitto_kafka_route_%s",
@@ -540,21 +515,21 @@ static void render_counter(void *arg, const char *sys_topic, const char *metric,
 			routes__counters(x->cfg, r, &c);
 			bytes__printf(out, "%s{broker=\"%s\",route=\"%s\"} %llu\n", rmetric,
 				      x->broker, label(x->cfg->routes[r].name, name, sizeof(name)),
-				      (unsigned long long)route_counter(&c, i));
+				      (unsigned long long)stats__route_counter(&c, i));
 		}
 		return;
 	}
 	uint64_t v;
 	if (!strncmp(metric, "mosquitto_kafka_journal_", 24)) {
-		v = journal_counter(&x->st->journal, x->index[2]++);
+		v = stats__journal_counter(&x->st->journal, x->index[2]++);
 	} else if (!strncmp(metric, "mosquitto_kafka_commands_", 25)) {
 		size_t i = x->index[3]++;
 		if (!x->commands_on) {
 			return;
 		}
-		v = command_counter(&x->st->commands, i);
+		v = stats__command_counter(&x->st->commands, i);
 	} else {
-		v = message_counter(x->st, x->index[1]++);
+		v = stats__message_counter(x->st, x->index[1]++);
 	}
 	bytes__printf(out, "# HELP %s %s\n# TYPE %s counter\n%s{broker=\"%s\"} %llu\n", metric,
 		      help, metric, metric, x->broker, (unsigned long long)v);

@@ -1133,6 +1133,11 @@ int stats__routes_changed(struct mqk_stats *st, const struct mqk_config *cfg);
 void stats__each_counter(void (*fn)(void *arg, const char *sys_topic, const char *metric,
 				    const char *help, bool per_route),
 			 void *arg);
+/* The i-th counter of each list (in the list's order), for stats.c and metrics.c. */
+uint64_t stats__route_counter(const struct mqk_counters *c, size_t i);
+uint64_t stats__message_counter(const struct mqk_stats *st, size_t i);
+uint64_t stats__journal_counter(const struct mqk_journal_counters *c, size_t i);
+uint64_t stats__command_counter(const struct mqk_cmd_counters *c, size_t i);
 /* Logs the totals and each route's counters (at shutdown). */
 void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg);
 void stats__free(struct mqk_stats *st);

@@ -37,30 +37,26 @@ static const char *const message_names[] = {MQK_MESSAGE_COUNTERS(NAME)};
 #define TOTALS_ONLY (N_MESSAGE_COUNTERS + 1 + N_JOURNAL_COUNTERS)
 
 #define FIELD(name, help) &c->name,
-/* The i-th of command_names. */
-static uint64_t get_command(const struct mqk_cmd_counters *c, size_t i)
+uint64_t stats__command_counter(const struct mqk_cmd_counters *c, size_t i)
 {
 	const atomic_uint_least64_t *fields[] = {MQK_COMMAND_COUNTERS(FIELD)};
 	return counter__get(fields[i]);
 }
 
-/* The i-th of counter_names. */
-static uint64_t get(const struct mqk_counters *c, size_t i)
+uint64_t stats__route_counter(const struct mqk_counters *c, size_t i)
 {
 	const atomic_uint_least64_t *fields[] = {MQK_ROUTE_COUNTERS(FIELD)};
 	return counter__get(fields[i]);
 }
 
-/* The i-th of journal_names. */
-static uint64_t get_journal(const struct mqk_journal_counters *c, size_t i)
+uint64_t stats__journal_counter(const struct mqk_journal_counters *c, size_t i)
 {
 	const atomic_uint_least64_t *fields[] = {MQK_JOURNAL_COUNTERS(FIELD)};
 	return counter__get(fields[i]);
 }
 #undef FIELD
 
-/* The i-th of message_names. */
-static uint64_t get_message(const struct mqk_stats *st, size_t i)
+uint64_t stats__message_counter(const struct mqk_stats *st, size_t i)
 {
 #define FIELD(name, help) st->name,
 	const uint64_t values[] = {MQK_MESSAGE_COUNTERS(FIELD)};
@@ -172,7 +168,7 @@ static void publish(const char *topic, uint64_t value)
 static void publish_scope(char **topics, const struct mqk_counters *c)
 {
 	for (size_t i = 0; i < N_COUNTERS; i++) {
-		publish(topics[i], get(c, i));
+		publish(topics[i], stats__route_counter(c, i));
 	}
 	publish(topics[N_COUNTERS], producer__in_flight(c));
 }
@@ -187,11 +183,11 @@ void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 	}
 	st->next_publish = now + cfg->stats_interval;
 	for (size_t i = 0; i < N_MESSAGE_COUNTERS; i++) {
-		publish(*t++, get_message(st, i));
+		publish(*t++, stats__message_counter(st, i));
 	}
 	publish(*t++, buffered_bytes);
 	for (size_t i = 0; i < N_JOURNAL_COUNTERS; i++) {
-		publish(*t++, get_journal(&st->journal, i));
+		publish(*t++, stats__journal_counter(&st->journal, i));
 	}
 	t = st->topics;
 	publish_scope(t + TOTALS_ONLY, &st->totals);
@@ -203,7 +199,7 @@ void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 	if (cfg->commands.mode != MQK_CMD_OFF) {
 		t += TOTALS_ONLY + PER_SCOPE * (size_t)(routes__in_force_count(cfg) + 1);
 		for (size_t i = 0; i < N_COMMAND_COUNTERS; i++) {
-			publish(t[i], get_command(&st->commands, i));
+			publish(t[i], stats__command_counter(&st->commands, i));
 		}
 	}
 }
@@ -215,7 +211,8 @@ static void log_scope(const char *scope, const struct mqk_counters *c)
 
 	for (size_t i = 0; i < N_COUNTERS; i++) {
 		len += (size_t)snprintf(line + len, sizeof(line) - len, "%s %llu, ",
-					counter_names[i], (unsigned long long)get(c, i));
+					counter_names[i],
+					(unsigned long long)stats__route_counter(c, i));
 	}
 	log__printf(MOSQ_LOG_NOTICE, "%s: %sin_flight %llu", scope, line,
 		    (unsigned long long)producer__in_flight(c));
@@ -230,16 +227,18 @@ void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg
 
 	for (size_t i = 0; i < N_MESSAGE_COUNTERS; i++) {
 		len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s %llu", i ? ", " : "",
-					message_names[i], (unsigned long long)get_message(st, i));
+					message_names[i],
+					(unsigned long long)stats__message_counter(st, i));
 	}
 	log__printf(MOSQ_LOG_NOTICE, "totals: %s", line);
 	log_scope("totals", &st->totals);
 	if (cfg->durability == MQK_DURABILITY_JOURNAL) {
 		len = 0;
 		for (size_t i = 0; i < N_JOURNAL_COUNTERS; i++) {
-			len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s %llu",
-						i ? ", " : "", journal_names[i],
-						(unsigned long long)get_journal(&st->journal, i));
+			len += (size_t)snprintf(
+				line + len, sizeof(line) - len, "%s%s %llu", i ? ", " : "",
+				journal_names[i],
+				(unsigned long long)stats__journal_counter(&st->journal, i));
 		}
 		log__printf(MOSQ_LOG_NOTICE, "journal: %s", line);
 	}
@@ -253,9 +252,10 @@ void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg
 	if (cfg->commands.mode != MQK_CMD_OFF) {
 		len = 0;
 		for (size_t i = 0; i < N_COMMAND_COUNTERS; i++) {
-			len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s %llu",
-						i ? ", " : "", command_names[i],
-						(unsigned long long)get_command(&st->commands, i));
+			len += (size_t)snprintf(
+				line + len, sizeof(line) - len, "%s%s %llu", i ? ", " : "",
+				command_names[i],
+				(unsigned long long)stats__command_counter(&st->commands, i));
 		}
 		log__printf(MOSQ_LOG_NOTICE, "commands: %s", line);
 	}

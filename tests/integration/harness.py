@@ -1122,7 +1122,15 @@ def read_topic(bootstrap, topic, expect, timeout=60.0, grace=1.0):
     records that should not exist). Returns the records in arrival order; never raises on a
     count mismatch: the caller asserts and prints what it got.
     """
-    parts = topic_partitions(bootstrap, topic)
+    return read_topics(bootstrap, [topic], expect, timeout, grace)
+
+
+def read_topics(bootstrap, topics, expect, timeout=60.0, grace=1.0):
+    """read_topic for several topics at once: `expect` records in all of them."""
+    assign = []
+    for topic in topics:
+        parts = topic_partitions(bootstrap, topic)
+        assign += [ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in range(parts)]
     c = ck.Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": unique("mqk-test"),
@@ -1134,7 +1142,7 @@ def read_topic(bootstrap, topic, expect, timeout=60.0, grace=1.0):
     })
     records = []
     try:
-        c.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in range(parts)])
+        c.assign(assign)
         deadline = time.monotonic() + timeout
         end = None
         while True:
@@ -1148,7 +1156,7 @@ def read_topic(bootstrap, topic, expect, timeout=60.0, grace=1.0):
                 if m.error():
                     if m.error().code() == ck.KafkaError._PARTITION_EOF:
                         continue
-                    raise HarnessError(f"consuming {topic}: {m.error()}")
+                    raise HarnessError(f"consuming {m.topic()}: {m.error()}")
                 records.append(Record(m))
     finally:
         c.close()

@@ -52,33 +52,7 @@ def write_in_place(path, text):
 
 
 def read_topics(bootstrap, topics, expect, timeout=90.0, grace=2.0):
-    """Every record of the Kafka topics, until `expect` are in (or timeout), then grace."""
-    import confluent_kafka as ck
-    assign = []
-    for t in topics:
-        n = harness.topic_partitions(bootstrap, t)
-        assign += [ck.TopicPartition(t, p, ck.OFFSET_BEGINNING) for p in range(n)]
-    c = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": harness.unique("mqk-rl"),
-                     "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                     "fetch.wait.max.ms": 50, "log_level": 3})
-    records = []
-    try:
-        c.assign(assign)
-        deadline = time.monotonic() + timeout
-        end = None
-        while True:
-            now = time.monotonic()
-            if end is None and (len(records) >= expect or now >= deadline):
-                end = now + grace
-            if end is not None and now >= end:
-                break
-            for m in c.consume(num_messages=10000, timeout=0.2):
-                if m.error():
-                    raise harness.HarnessError(f"consuming: {m.error()}")
-                records.append(harness.Record(m))
-    finally:
-        c.close()
-    return records
+    return harness.read_topics(bootstrap, topics, expect, timeout, grace)
 
 
 def test_reload_under_load(kafka, start_broker):
