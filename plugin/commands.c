@@ -74,13 +74,6 @@ struct mqk_commands {
 	char topic_buf[TOPIC_MAX];
 };
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t monotonic_ms(void)
 {
 	struct timespec ts;
@@ -496,8 +489,8 @@ static void broker_presence(struct mqk_commands *c, bool up)
 	size_t key_len, value_len;
 
 	if (c->cc->presence_topic != NULL &&
-	    presence__broker_record(c->origin, up, now_ms(), &key, &key_len, &value, &value_len) ==
-		    0) {
+	    presence__broker_record(c->origin, up, mqk_realtime_ms(), &key, &key_len, &value,
+				    &value_len) == 0) {
 		produce_presence(c, key, key_len, value, value_len);
 	}
 }

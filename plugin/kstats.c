@@ -55,13 +55,6 @@ static struct {
 
 static const char *const client_names[MQK_KCLIENT_COUNT] = {"producer", "commands"};
 
-static int64_t realtime_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void kstats__enable(int interval_ms)
 {
 	atomic_store(&ks.interval_ms, interval_ms);
@@ -202,7 +195,7 @@ int kstats__store(enum mqk_kclient client, const char *json, size_t len)
 		up = up || k->brokers[i].up;
 	}
 	if (up && client == MQK_KCLIENT_PRODUCER) {
-		atomic_store(&ks.last_up_ms, realtime_ms());
+		atomic_store(&ks.last_up_ms, mqk_realtime_ms());
 	}
 	pthread_mutex_lock(&ks.lock);
 	old = ks.clients[client];

@@ -74,13 +74,6 @@ struct mqk_metrics {
 	atomic_uint_least64_t textfile_writes, textfile_errors;
 };
 
-static int64_t realtime_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static double monotonic_s(void)
 {
 	struct timespec ts;
@@ -92,7 +85,7 @@ static double monotonic_s(void)
 
 int metrics__health(struct mqk_metrics *m, char *body, size_t body_size)
 {
-	int64_t now = realtime_ms();
+	int64_t now = mqk_realtime_ms();
 	int64_t oldest = atomic_load(&m->buf->oldest_ms);
 	int64_t acked = atomic_load(&m->buf->acked_ms);
 	int64_t up = kstats__last_up_ms();
@@ -381,7 +374,7 @@ struct mqk_metrics *metrics__new(const struct mqk_config *cfg, struct mqk_buffer
 	m->listen_fd = -1;
 	snprintf(m->broker_id, sizeof(m->broker_id), "%s", cfg->broker_id);
 	m->max_unacked_s = cfg->health_max_unacked_s;
-	m->start_ms = realtime_ms();
+	m->start_ms = mqk_realtime_ms();
 	m->limit_bytes = cfg->durability == MQK_DURABILITY_JOURNAL
 				 ? (size_t)cfg->journal_max_mb << 20
 				 : (size_t)cfg->buffer_mb << 20;
@@ -556,7 +549,7 @@ int metrics__render(struct mqk_metrics *m, const struct mqk_stats *st, const str
 	struct render_ctx x = {.out = out, .st = st, .cfg = cfg, .commands_on = commands_on};
 	char broker[160], name[64], health[512];
 	struct mqk_buffer *b = m->buf;
-	int64_t now = realtime_ms();
+	int64_t now = mqk_realtime_ms();
 	int64_t oldest = atomic_load(&b->oldest_ms);
 	int64_t acked = atomic_load(&b->acked_ms);
 	uint64_t committed = counter__get(&b->committed), released = counter__get(&b->released);

@@ -169,6 +169,14 @@ struct mqk_counters {
 	MQK_ROUTE_COUNTERS(MQK_COUNTER_FIELD)
 };
 
+/* The wall clock in ms since the epoch (CLOCK_REALTIME), as the metrics and Kafka show it. */
+static inline int64_t mqk_realtime_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static inline void counter__inc(atomic_uint_least64_t *c)
 {
 	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
@@ -319,18 +327,18 @@ void options__free(struct mqk_config *cfg);
  */
 int options__parse_route_line(struct mqk_config *cfg, const char *line, char *errstr,
 			      size_t errstr_size);
-/* Frees one route's strings and templates (not its topic handle). */
-void options__free_route(struct mqk_route *r);
-
-/* ---- routes changed without a restart (reload.c) ---------------------------------- */
-
 /*
  * Reads path (a routes file: route_<name> and exclude lines, blank lines, # comments)
  * into out (zeroed by the caller; options__free it). A name also in conf (mosquitto.conf's
  * routes, or NULL) is an error. Returns 0, or -1 with one line naming the file and line.
  */
-int routes__read_file(const char *path, const struct mqk_config *conf, struct mqk_config *out,
-		      char *errstr, size_t errstr_size);
+int options__read_routes_file(const char *path, const struct mqk_config *conf,
+			      struct mqk_config *out, char *errstr, size_t errstr_size);
+/* Frees one route's strings and templates (not its topic handle). */
+void options__free_route(struct mqk_route *r);
+
+/* ---- routes changed without a restart (reload.c) ---------------------------------- */
+
 /*
  * At init, after options__parse (which read routes_file): gives cfg->routes room for
  * MQK_MAX_ROUTES definitions and makes every route active. 0, or -1 (out of memory).
@@ -814,7 +822,37 @@ struct mqk_origin {
 
 int record__scratch_init(struct mqk_scratch *scratch);
 void record__scratch_free(struct mqk_scratch *scratch);
-void record__origin_init(struct mqk_origin *origin, const char *broker_id, int64_t boot_us);
+
+/*
+ * Formats v in decimal into buf (at least 21 bytes), returns the length. Here, not in
+ * record.c, because the envelope and the $SYS counters use it too.
+ */
+static inline size_t record__u64_to_str(uint64_t v, char *buf)
+{
+	char tmp[20];
+	size_t n = 0, len;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	len = n;
+	for (size_t i = 0; i < len; i++) {
+		buf[i] = tmp[--n];
+	}
+	buf[len] = '\0';
+	return len;
+}
+
+/* Here, not in record.c, because the journal (its segment headers) makes origins too. */
+static inline void record__origin_init(struct mqk_origin *origin, const char *broker_id,
+				       int64_t boot_us)
+{
+	origin->broker_id = broker_id;
+	origin->broker_id_len = strlen(broker_id);
+	origin->boot_us = boot_us;
+	origin->boot_len = record__u64_to_str((uint64_t)boot_us, origin->boot_str);
+}
 
 enum mqk_build_error {
 	MQK_BUILD_OK,
@@ -831,8 +869,6 @@ enum mqk_build_error record__build(struct mqk_record *rec, struct mqk_route *rou
 				   const struct mqk_origin *origin, struct mqk_scratch *scratch);
 /* Frees what record__build allocated that producer__send did not take. */
 void record__discard(struct mqk_record *rec);
-/* Formats v in decimal into buf (at least 21 bytes), returns the length. */
-size_t record__u64_to_str(uint64_t v, char *buf);
 
 /*
  * Encodes msg as the JSON envelope into *buf (reallocated as needed, owned by the

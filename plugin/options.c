@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <mosquitto.h>
@@ -1047,13 +1048,88 @@ static int parse_one(struct mqk_config *cfg, const char *key, char *value, bool 
 	return opt->parse(cfg, opt, key, value, errstr, errstr_size);
 }
 
+/* routes_file: every line through options__parse_route_line (below). */
+#define MAX_FILE_BYTES (16 << 20) /* a routes file; thousands of routes take far less */
+
+int options__read_routes_file(const char *path, const struct mqk_config *conf,
+			      struct mqk_config *out, char *errstr, size_t errstr_size)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL, why[1024];
+	size_t size = 0;
+	int lineno = 0, rc = 0;
+
+	struct stat st;
+
+	if (f == NULL) {
+		snprintf(errstr, errstr_size, "routes_file %s: cannot open: %s", path,
+			 strerror(errno));
+		return -1;
+	}
+	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_FILE_BYTES) {
+		snprintf(errstr, errstr_size,
+			 "routes_file %s: not a regular file of at most %d MiB", path,
+			 MAX_FILE_BYTES >> 20);
+		fclose(f);
+		return -1;
+	}
+	while (getline(&line, &size, f) >= 0) {
+		char *p = line, *end;
+
+		lineno++;
+		while (isspace((unsigned char)*p)) {
+			p++;
+		}
+		end = p + strlen(p);
+		while (end > p && isspace((unsigned char)end[-1])) {
+			*--end = '\0';
+		}
+		if (*p == '\0' || *p == '#') {
+			continue;
+		}
+		int before = out->route_count;
+		if (options__parse_route_line(out, p, why, sizeof(why))) {
+			snprintf(errstr, errstr_size, "routes_file %s:%d: %s", path, lineno, why);
+			rc = -1;
+			break;
+		}
+		for (int i = 0; conf && out->route_count > before && i < conf->conf_route_count;
+		     i++) {
+			const char *name = out->routes[before].name;
+			if (!strcmp(conf->routes[i].name, name)) {
+				snprintf(errstr, errstr_size,
+					 "routes_file %s:%d: route '%s' is also "
+					 "plugin_opt_route_%s in mosquitto.conf: a route is "
+					 "defined in one place",
+					 path, lineno, name, name);
+				rc = -1;
+				break;
+			}
+		}
+		if (rc) {
+			break;
+		}
+	}
+	if (rc == 0 && ferror(f)) {
+		snprintf(errstr, errstr_size, "routes_file %s: cannot read: %s", path,
+			 strerror(errno));
+		rc = -1;
+	}
+	for (int i = 0; rc == 0 && i < out->route_count; i++) {
+		out->routes[i].from_file = true;
+	}
+	free(line);
+	fclose(f);
+	return rc;
+}
+
 /* routes_file at start-up: its routes and excludes after mosquitto.conf's. */
 static int merge_routes_file(struct mqk_config *cfg, char *errstr, size_t errstr_size)
 {
 	struct mqk_config file = {0};
 	struct mqk_route *routes;
 
-	if (routes__read_file(cfg->routes_file, cfg, &file, errstr, errstr_size)) {
+	if (options__read_routes_file(cfg->routes_file, cfg, &file, errstr, errstr_size)) {
 		char why[1024];
 		snprintf(why, sizeof(why), "%s", errstr); /* "routes_file <path>:<line>: ..." */
 		options__free(&file);

@@ -604,12 +604,8 @@ static void release_settled(struct mqk_producer *p)
 	}
 	uint64_t delivered = counter__get(&p->totals->delivered);
 	if (delivered != p->delivered_seen) {
-		struct timespec ts;
 		p->delivered_seen = delivered;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		atomic_store_explicit(&p->buf->acked_ms,
-				      (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
-				      memory_order_relaxed);
+		atomic_store_explicit(&p->buf->acked_ms, mqk_realtime_ms(), memory_order_relaxed);
 	}
 }
 

@@ -19,23 +19,6 @@
 
 static const char *const digits[] = {"0", "1", "2"};
 
-size_t record__u64_to_str(uint64_t v, char *buf)
-{
-	char tmp[20];
-	size_t n = 0, len;
-
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	len = n;
-	for (size_t i = 0; i < len; i++) {
-		buf[i] = tmp[--n];
-	}
-	buf[len] = '\0';
-	return len;
-}
-
 int record__scratch_init(struct mqk_scratch *scratch)
 {
 	memset(scratch, 0, sizeof(*scratch));
@@ -57,14 +40,6 @@ void record__scratch_free(struct mqk_scratch *scratch)
 	free(scratch->name);
 	free(scratch->json);
 	memset(scratch, 0, sizeof(*scratch));
-}
-
-void record__origin_init(struct mqk_origin *origin, const char *broker_id, int64_t boot_us)
-{
-	origin->broker_id = broker_id;
-	origin->broker_id_len = strlen(broker_id);
-	origin->boot_us = boot_us;
-	origin->boot_len = record__u64_to_str((uint64_t)boot_us, origin->boot_str);
 }
 
 /* MQTT v5 properties (capture.c's compact form) -> headers. */

@@ -2,7 +2,8 @@
  * reload.c - routes changed without a restart: plugin_opt_routes_file.
  *
  * The file holds route_<name> and exclude lines (the plugin_opt_ syntax without the
- * prefix). It is read at start-up with mosquitto.conf's options, and again when
+ * prefix), read line by line by options.c's parser (options__read_routes_file). It is
+ * read at start-up with mosquitto.conf's options, and again when
  * mosquitto reloads (MOSQ_EVT_RELOAD, where mosquitto raises it on SIGHUP) or the file
  * changes (its inode, size or modification time, looked at from the TICK at most once
  * a second: one stat() a second on mosquitto's thread).
@@ -30,88 +31,12 @@
  * reload the next entry starts a new segment whose header names every definition, so
  * that a restart maps its entries to routes by name (journal__routes_changed).
  */
-#include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "mqk.h"
-
-#define MAX_FILE_BYTES (16 << 20) /* a routes file; thousands of routes take far less */
-
-int routes__read_file(const char *path, const struct mqk_config *conf, struct mqk_config *out,
-		      char *errstr, size_t errstr_size)
-{
-	FILE *f = fopen(path, "r");
-	char *line = NULL, why[1024];
-	size_t size = 0;
-	int lineno = 0, rc = 0;
-
-	struct stat st;
-
-	if (f == NULL) {
-		snprintf(errstr, errstr_size, "routes_file %s: cannot open: %s", path,
-			 strerror(errno));
-		return -1;
-	}
-	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_FILE_BYTES) {
-		snprintf(errstr, errstr_size,
-			 "routes_file %s: not a regular file of at most %d MiB", path,
-			 MAX_FILE_BYTES >> 20);
-		fclose(f);
-		return -1;
-	}
-	while (getline(&line, &size, f) >= 0) {
-		char *p = line, *end;
-
-		lineno++;
-		while (isspace((unsigned char)*p)) {
-			p++;
-		}
-		end = p + strlen(p);
-		while (end > p && isspace((unsigned char)end[-1])) {
-			*--end = '\0';
-		}
-		if (*p == '\0' || *p == '#') {
-			continue;
-		}
-		int before = out->route_count;
-		if (options__parse_route_line(out, p, why, sizeof(why))) {
-			snprintf(errstr, errstr_size, "routes_file %s:%d: %s", path, lineno, why);
-			rc = -1;
-			break;
-		}
-		for (int i = 0; conf && out->route_count > before && i < conf->conf_route_count;
-		     i++) {
-			const char *name = out->routes[before].name;
-			if (!strcmp(conf->routes[i].name, name)) {
-				snprintf(errstr, errstr_size,
-					 "routes_file %s:%d: route '%s' is also "
-					 "plugin_opt_route_%s in mosquitto.conf: a route is "
-					 "defined in one place",
-					 path, lineno, name, name);
-				rc = -1;
-				break;
-			}
-		}
-		if (rc) {
-			break;
-		}
-	}
-	if (rc == 0 && ferror(f)) {
-		snprintf(errstr, errstr_size, "routes_file %s: cannot read: %s", path,
-			 strerror(errno));
-		rc = -1;
-	}
-	for (int i = 0; rc == 0 && i < out->route_count; i++) {
-		out->routes[i].from_file = true;
-	}
-	free(line);
-	fclose(f);
-	return rc;
-}
 
 int routes__start(struct mqk_config *cfg)
 {
@@ -183,7 +108,7 @@ int routes__reload(struct mqk_config *cfg, struct mqk_reload_result *res, char *
 	int fresh = 0, n = 0;
 
 	memset(res, 0, sizeof(*res));
-	if (routes__read_file(cfg->routes_file, cfg, &file, errstr, errstr_size)) {
+	if (options__read_routes_file(cfg->routes_file, cfg, &file, errstr, errstr_size)) {
 		goto error;
 	}
 	for (int i = 0; i < file.route_count; i++) {

@@ -1,7 +1,7 @@
 /*
  * test_options.c - options__parse: every option, its default, trimming, and every
  * error message options.c can produce, asserted in full. Route selectors, the routes
- * file (routes__read_file) and its reload (routes__reload, reload.c).
+ * file (options__read_routes_file) and its reload (routes__reload, reload.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
