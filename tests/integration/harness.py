@@ -107,10 +107,10 @@ def wait_for(predicate, timeout, interval=0.05, what="condition"):
 
 
 def free_port():
-    """A TCP port of 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port of 127.0.0.1 that was free a moment ago, outside the kernel's ephemeral
+    range so that it is still free when a test starts a listener there again (kafka.py's
+    free_ports says why)."""
+    return kafka_module().free_ports(1)[0]
 
 
 def port_accepts(port, host="127.0.0.1"):

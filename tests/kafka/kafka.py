@@ -24,7 +24,8 @@ Standard library only. Used as a module by the integration tests (KafkaCluster) 
 Rules kept here (the same as tests/integration/harness.py):
 - only processes this module started are signalled, by the pid it recorded, and only after
   /proc/<pid>/cmdline shows that pid still is that node's `java ... kafka.Kafka <its config>`;
-- everything listens on 127.0.0.1 (ephemeral ports picked here);
+- everything listens on 127.0.0.1, on free ports picked here (free_ports: below the kernel's
+  ephemeral range, so a node started again gets its ports back);
 - every wait is bounded, and a missed bound raises KafkaError saying what was expected, with the
   tail of the node's log;
 - nothing reaches the network except `fetch`, and only while the cache is not complete.
@@ -44,6 +45,7 @@ import argparse
 import fcntl
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -302,15 +304,53 @@ def _tail(path, lines=20):
         return f"({path}: {e})"
 
 
-def free_ports(count):
-    """count distinct TCP ports of 127.0.0.1 that were free a moment ago."""
-    socks = []
+def _ephemeral_range():
+    """The kernel's range for outgoing connections' source ports (ip_local_port_range)."""
     try:
-        for _ in range(count):
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_ports(count):
+    """count distinct TCP ports of 127.0.0.1 that were free a moment ago, for listeners that
+    must come back on the same port after a stop (a Kafka node, a crashed mosquitto).
+
+    They are picked below the kernel's ephemeral range, never inside it: while a listener
+    is down, any outgoing connection on the machine may get its port as a source port (or
+    a client reconnecting to it may connect to itself), and the listener could not bind it
+    again ("Address already in use" on restart). Ports outside the range are given to no
+    outgoing connection. Each is checked free by binding it; a random start spreads runs
+    side by side apart."""
+    low, _ = _ephemeral_range()
+    first = max(1024, low - 12000)
+    span = low - first
+    if span < count * 4:
+        first, span = low, 0  # no room below the range: the kernel picks (bind to 0)
+    picked, socks = [], []
+    try:
+        if span == 0:
+            for _ in range(count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.bind(("127.0.0.1", 0))
+                socks.append(s)
+            return [s.getsockname()[1] for s in socks]
+        start = random.randrange(span)
+        for i in range(span):
+            port = first + (start + i) % span
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
             socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+            picked.append(port)
+            if len(picked) == count:
+                return picked
+        raise OSError(f"no {count} free ports in 127.0.0.1:{first}-{first + span - 1}")
     finally:
         for s in socks:
             s.close()
