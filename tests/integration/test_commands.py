@@ -694,7 +694,11 @@ def test_wake_with_max_keepalive(kafka, start_broker):
           f"10 commands: p50 {lat[5]:.2f} ms, max {lat[-1]:.2f} ms; {counters}")
     # Both Debian builds answer with Server Keep Alive 10 (Debian patched 2.0.11).
     assert "(keepalive 9 s: mosquitto's max_keepalive is 10)" in first.group(0), first.group(0)
-    assert len(lines) == 1 and not timeouts, b.log()[-3000:]
+    wake_log = "\n".join(line for line in b.log().splitlines()
+                          if "mqk-wake-" in line or "wake connection" in line)
+    assert len(lines) == 1 and not timeouts, (
+        f"{len(lines)} wake connections, {len(timeouts)} timeouts; the wake client's lines:\n"
+        f"{wake_log[-6000:]}")
     assert counters["delivered"] == 10 and counters["wakes"] >= 10, counters
 
 
