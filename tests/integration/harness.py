@@ -701,6 +701,7 @@ class Mosquitto:
         self.valgrind_log = os.path.join(self.dir, "valgrind.log")
         self.process = None
         self.websockets = websockets
+        self.listen = listen
         self.ws_port = None
         last_error = None
         for _attempt in range(3):
@@ -767,9 +768,10 @@ class Mosquitto:
             if not self.process.alive():
                 raise HarnessError(f"{self.name} exited ({self.process.proc.returncode}) while "
                                    f"starting; its log:\n{self.log()}")
-            return port_accepts(self.port) and (self.ws_port is None or
-                                                port_accepts(self.ws_port))
-        ports = f"{self.port}" + (f" and {self.ws_port} (websockets)" if self.ws_port else "")
+            return ((not self.listen or port_accepts(self.port)) and
+                    (self.ws_port is None or port_accepts(self.ws_port)))
+        ports = " and ".join(([str(self.port)] if self.listen else []) +
+                             ([f"{self.ws_port} (websockets)"] if self.ws_port else []))
         wait_for(ready, timeout, what=f"{self.name} to accept on 127.0.0.1:{ports}")
 
     def wait_log(self, pattern, timeout=10.0):
