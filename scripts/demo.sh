@@ -56,7 +56,9 @@ PHONES=(phone-1 phone-2)
 WS_PHONE=phone-ws
 # The opening handshake of MQTT over WebSockets (RFC 6455, subprotocol "mqtt"): HAProxy's
 # health check of the brokers' websockets listeners expects "101 Switching Protocols".
-WS_HANDSHAKE=$'GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n'
+WS_HANDSHAKE=$'GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n'
+WS_HANDSHAKE+=$'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+WS_HANDSHAKE+=$'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n'
 
 # The clients: id, MQTT topic, messages, payload. Started in this order, 0.2 s apart,
 # so HAProxy's roundrobin sends consecutive clients to alternate brokers: each pair
