@@ -11,7 +11,8 @@ conftest.py - pytest fixtures for the integration tests; the machinery is in har
   start_broker    start_broker(options, **kw) -> harness.Mosquitto; stopped after the test,
                   and its exit code must be 0 (and valgrind's report clean) unless the test
                   says otherwise (broker.expect_exit = None)
-  start_haproxy   start_haproxy([port, ...]) -> harness.HAProxy
+  start_haproxy   start_haproxy([port, ...], ws_ports=[...]) -> harness.HAProxy (ws_ports:
+                  the brokers' websockets listeners, behind haproxy.ws_port)
 
 When a test fails, the log of every process that ran during it is appended to the report.
 A skipped or xfailed test fails the session: nothing here may pass by not running.
@@ -131,8 +132,8 @@ def start_module_broker():
 def start_haproxy():
     proxies = []
 
-    def start(ports):
-        h = harness.HAProxy(ports)
+    def start(ports, **kw):
+        h = harness.HAProxy(ports, **kw)
         proxies.append(h)
         return h
     yield start

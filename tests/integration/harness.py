@@ -679,10 +679,15 @@ class Mosquitto:
     a path, or None for no plugin line at all. log_debug=False: no debug lines (the
     benchmarks: "log_type all" writes a line per PUBLISH, a good part of the broker's work).
     preload: a library to LD_PRELOAD into mosquitto (bench/overhead.py's idle thread).
+    websockets=True: a second listener, `protocol websockets` (MQTT over WebSockets, any
+    path), on 127.0.0.1:<ws_port>, next to the plain one on <port>; ready means both accept.
+    Only a mosquitto built with libwebsockets has it (Debian 13's; Debian 12's refuses to
+    start: websockets_supported() below, docs/platforms.md).
     """
 
     def __init__(self, options, extra=(), plugin="built", wait=True, name="mosquitto",
-                 start_timeout=10.0, listen=True, log_debug=True, preload=None):
+                 start_timeout=10.0, listen=True, log_debug=True, preload=None,
+                 websockets=False):
         if plugin == "built":
             plugin = built_plugin()
         if plugin is not None:
@@ -695,12 +700,18 @@ class Mosquitto:
         self.log_path = os.path.join(self.dir, "mosquitto.log")
         self.valgrind_log = os.path.join(self.dir, "valgrind.log")
         self.process = None
+        self.websockets = websockets
+        self.listen = listen
+        self.ws_port = None
         last_error = None
         for _attempt in range(3):
             self.port = free_port()
             lines = []
             if listen:
                 lines += [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
+            if websockets:
+                self.ws_port = free_port()
+                lines += [f"listener {self.ws_port} 127.0.0.1", "protocol websockets"]
             lines += [
                 "log_dest stderr",
                 *(["log_type all"] if log_debug else
@@ -757,8 +768,11 @@ class Mosquitto:
             if not self.process.alive():
                 raise HarnessError(f"{self.name} exited ({self.process.proc.returncode}) while "
                                    f"starting; its log:\n{self.log()}")
-            return port_accepts(self.port)
-        wait_for(ready, timeout, what=f"{self.name} to accept on 127.0.0.1:{self.port}")
+            return ((not self.listen or port_accepts(self.port)) and
+                    (self.ws_port is None or port_accepts(self.ws_port)))
+        ports = " and ".join(([str(self.port)] if self.listen else []) +
+                             ([f"{self.ws_port} (websockets)"] if self.ws_port else []))
+        wait_for(ready, timeout, what=f"{self.name} to accept on 127.0.0.1:{ports}")
 
     def wait_log(self, pattern, timeout=10.0):
         return self.process.wait_log(pattern, timeout * SLOW)
@@ -790,6 +804,41 @@ class Mosquitto:
             if report and not getattr(self, "sanitizer_checked", False):
                 SANITIZER_REPORTS.append((f"{self.name} (pid {self.pid})", report))
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_WS_PROBE = []
+
+
+def websockets_probe(timeout=10.0):
+    """
+    Can this machine's /usr/sbin/mosquitto take MQTT over WebSockets? Starts it once (no
+    plugin) with only a `protocol websockets` listener and sees what happens: it accepts on
+    that port (built with libwebsockets: Debian 13), or it exits (Debian 12's 2.0.11 logs
+    "Opening websockets listen socket on port N." then "Error: Unable to start any listening
+    sockets, exiting."). Returns (supported, mosquitto's log); the first answer is kept for
+    the rest of the run.
+    """
+    if _WS_PROBE:
+        return _WS_PROBE[0]
+    b = Mosquitto([], plugin=None, listen=False, websockets=True, wait=False,
+                  name="mosquitto-ws-probe")
+    try:
+        state = wait_for(lambda: ("exited" if not b.process.alive() else
+                                  "accepts" if port_accepts(b.ws_port) else None),
+                         timeout * SLOW, what="mosquitto to accept on a websockets listener "
+                                              "or to exit")
+        if state == "accepts":
+            b.stop()
+        answer = (state == "accepts", b.log())
+    finally:
+        b.cleanup()
+    _WS_PROBE.append(answer)
+    return answer
+
+
+def websockets_supported():
+    """websockets_probe()'s answer alone: True where Mosquitto(websockets=True) works."""
+    return websockets_probe()[0]
 
 
 # ---- MQK_ASAN=1: mosquitto with the sanitizer runtime preloaded --------------------------
@@ -886,14 +935,28 @@ def sanitizer_env():
     return env
 
 
-class HAProxy:
-    """haproxy -db -f cfg: TCP mode, MQTT health checks, roundrobin over the given ports."""
+# The opening handshake of MQTT over WebSockets (RFC 6455 with subprotocol "mqtt", as MQTT
+# 5.0 section 6 asks), which HAProxy sends as its health check of a websockets listener:
+# a mosquitto that answers "101 Switching Protocols" can take a WebSockets client.
+WS_HANDSHAKE = ("GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n")
 
-    def __init__(self, backend_ports, timeout=10.0, maxconn=1000):
+
+class HAProxy:
+    """
+    haproxy -db -f cfg: TCP mode, MQTT health checks, roundrobin over the given ports, on
+    127.0.0.1:<port>. ws_ports (each broker's ws_port, Mosquitto(websockets=True)): a second
+    frontend on 127.0.0.1:<ws_port>, TCP passthrough (the WebSockets handshake is mosquitto's
+    business) roundrobin over those, each checked with a WebSockets opening handshake.
+    """
+
+    def __init__(self, backend_ports, timeout=10.0, maxconn=1000, ws_ports=()):
         if not os.path.isfile(HAPROXY):
             raise HarnessError(f"{HAPROXY} not found: scripts/install-deps.sh installs it")
         self.dir = make_tempdir("mqk-haproxy-")
         self.port = free_port()
+        self.ws_port = free_port() if ws_ports else None
         self.cfg_path = os.path.join(self.dir, "haproxy.cfg")
         # Health check: an MQTT 3.1.1 CONNECT (client id "hc", clean session), expecting
         # CONNACK "accepted" (20 02 00 00).
@@ -923,6 +986,23 @@ backend mosquittos
     tcp-check expect binary 20020000
 {servers}
 """
+        if ws_ports:
+            ws_servers = "\n".join(
+                f"    server ws{i} 127.0.0.1:{p} check inter 500ms fall 2 rise 1"
+                for i, p in enumerate(ws_ports))
+            cfg += f"""
+frontend mqtt_ws_in
+    bind 127.0.0.1:{self.ws_port}
+    default_backend mosquittos_ws
+
+backend mosquittos_ws
+    balance roundrobin
+    option tcp-check
+    tcp-check connect
+    tcp-check send-binary {WS_HANDSHAKE.encode().hex()}
+    tcp-check expect string "HTTP/1.1 101"
+{ws_servers}
+"""
         with open(self.cfg_path, "w") as f:
             f.write(cfg)
         check = subprocess.run([HAPROXY, "-c", "-f", self.cfg_path], capture_output=True,
@@ -936,7 +1016,8 @@ backend mosquittos
             def ready():
                 if not self.process.alive():
                     raise HarnessError(f"haproxy exited; its log:\n{self.process.log()}")
-                return port_accepts(self.port)
+                return port_accepts(self.port) and (self.ws_port is None or
+                                                    port_accepts(self.ws_port))
             wait_for(ready, timeout, what=f"haproxy to accept on 127.0.0.1:{self.port}")
         except BaseException:
             self.process.stop()
@@ -964,17 +1045,26 @@ class Client:
     """A connected paho client running its own network thread.
 
     max_inflight stays at 20, mosquitto's receive maximum: a v3.1.1 client with more QoS 2
-    messages in flight gets PUBREC 0x97 and is disconnected."""
+    messages in flight gets PUBREC 0x97 and is disconnected.
+
+    websockets=True: MQTT over WebSockets (paho's transport "websockets", path /mqtt, the
+    path MQTT.js and browsers use) to a broker's or HAProxy's ws_port."""
 
     def __init__(self, port, client_id=None, protocol=V311, username=None, password=None,
-                 host="127.0.0.1", timeout=10.0, on_message=None, max_inflight=20, clean=True):
+                 host="127.0.0.1", timeout=10.0, on_message=None, max_inflight=20, clean=True,
+                 websockets=False):
         self.client_id = client_id or unique("c")
         self.protocol = protocol
         self.username = username
+        self.websockets = websockets
         kwargs = {"client_id": self.client_id, "protocol": protocol}
         if protocol != V5:
             kwargs["clean_session"] = clean
+        if websockets:
+            kwargs["transport"] = "websockets"
         self.c = mqtt.Client(**kwargs)
+        if websockets:
+            self.c.ws_set_options(path="/mqtt")
         self.c.max_inflight_messages_set(max_inflight)
         self.c.max_queued_messages_set(0)
         if username is not None:
@@ -1224,14 +1314,16 @@ class Load:
     every PUBACK unless the broker went away (wait_acks=False). clean=False: persistent
     sessions (a v3.1.1 clean session false, a v5 session expiry). A client whose connection
     breaks stops publishing (stop_under_load SIGTERMs mosquitto under it); anything else
-    going wrong is in .errors.
+    going wrong is in .errors. websockets=True: the clients connect over WebSockets (port is
+    then a ws_port).
     """
 
     def __init__(self, port, n_clients, rate, topic_prefix, prefix="load", protocol=V311,
-                 clean=True):
+                 clean=True, websockets=False):
         self.topic_prefix = topic_prefix
         self.interval = n_clients / float(rate)
-        self.clients = [Client(port, unique(f"{prefix}{i}"), protocol, clean=clean)
+        self.clients = [Client(port, unique(f"{prefix}{i}"), protocol, clean=clean,
+                               websockets=websockets)
                         for i in range(n_clients)]
         self.infos = {c.client_id: [] for c in self.clients}
         self.errors = []
