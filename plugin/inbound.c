@@ -339,6 +339,7 @@ struct mqk_inbound *inbound__new(const struct mqk_config *cfg, struct mqk_inboun
 	in->cfg = cfg;
 	in->ic = &cfg->inbound;
 	in->ctr = ctr;
+	in->wake.who = "inbound";
 	if (wake__init(&in->wake, in->ic->wake, errstr, errstr_size)) {
 		goto error;
 	}

@@ -1129,6 +1129,7 @@ int presence__broker_record(const struct mqk_origin *origin, bool up, int64_t ti
 /* ---- the wake connection (commands thread) -------------------------------------------- */
 
 struct mqk_wake {
+	const char *who; /* set before wake__init: "inbound"; NULL: "commands" (logs, options) */
 	int fd;         /* the connection, -1 when none */
 	bool off;       /* commands_wake off */
 	bool automatic; /* commands_wake auto: look for a listener */
