@@ -66,7 +66,7 @@ struct mqk_inbound {
 	atomic_bool stop;
 	/* The inbound thread's: */
 	bool paused;
-	struct mqk_ratelimit rl_error, rl_security;
+	struct mqk_ratelimit rl_error, rl_security, rl_pause;
 	char topic_buf[TOPIC_MAX];
 };
 
@@ -126,6 +126,11 @@ static void set_paused(struct mqk_inbound *in, bool pause)
 	}
 	if (pause) {
 		rd_kafka_pause_partitions(in->consumer, parts);
+		counter__inc(&in->ctr->paused);
+		log__deferred_ratelimited(&in->rl_pause, MOSQ_LOG_NOTICE,
+					  "inbound: %zu records wait for mosquitto's thread: "
+					  "partitions paused until half of them are published",
+					  in->handoff.count);
 	} else {
 		rd_kafka_resume_partitions(in->consumer, parts);
 	}
@@ -234,16 +239,22 @@ static struct mqk_inbound_msg *make_msg(struct mqk_inbound *in, rd_kafka_message
 	return m;
 }
 
-/* Reads what the consumer has (a batch). Returns true when it queued anything. */
-static bool read_records(struct mqk_inbound *in)
+/*
+ * Reads what the consumer has (a batch). Returns true when it queued anything; *more:
+ * a whole batch was read, so more may wait (librdkafka writes the eventfd only when its
+ * queue turns non-empty: the next round must not sleep).
+ */
+static bool read_records(struct mqk_inbound *in, bool *more)
 {
 	bool wake = false;
 
+	*more = false;
 	for (int n = 0; n < READ_BATCH; n++) {
 		rd_kafka_message_t *rkm = rd_kafka_consumer_poll(in->consumer, 0);
 		if (rkm == NULL) {
 			break;
 		}
+		*more = n + 1 == READ_BATCH;
 		if (rkm->err) {
 			if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 				log__deferred_ratelimited(&in->rl_error, MOSQ_LOG_WARNING,
@@ -294,9 +305,12 @@ static void *inbound_thread(void *arg)
 	struct mqk_inbound *in = arg;
 	struct pollfd pfd = {.fd = in->handoff.wake_fd, .events = POLLIN};
 	uint64_t drain;
+	bool more = false;
 
 	while (!atomic_load(&in->stop)) {
-		if (poll(&pfd, 1, IDLE_WAIT_MS) > 0) {
+		/* A full queue waits for mosquitto's thread, which writes the eventfd. */
+		bool busy = more && in->handoff.count < QUEUE_MAX;
+		if (poll(&pfd, 1, busy ? 0 : IDLE_WAIT_MS) > 0) {
 			ssize_t rc = read(in->handoff.wake_fd, &drain, sizeof(drain));
 			(void)rc;
 		}
@@ -309,7 +323,7 @@ static void *inbound_thread(void *arg)
 			set_paused(in, false);
 		}
 		/* Paused, it still polls: rebalances, errors, and the group's liveness. */
-		if (read_records(in) || in->wake.fd < 0) {
+		if (read_records(in, &more) || in->wake.fd < 0) {
 			uint64_t before = counter__get(&in->wake_ctr.wakes);
 			wake__ping(&in->wake, &in->wake_ctr);
 			if (counter__get(&in->wake_ctr.wakes) != before) {

@@ -186,6 +186,7 @@ enum mqk_format {
 	X(consumed, "Inbound records read from Kafka (inbound thread).")                           \
 	X(published, "Inbound records published to MQTT subscribers (mosquitto's thread).")       \
 	X(skipped, "Inbound records not published: bad topic, no key/header (mosquitto's thread).") \
+	X(paused, "Times the hand-off queue was full and the partitions paused (inbound thread).")  \
 	X(wakes, "PINGREQs of the inbound thread that woke mosquitto's loop (inbound thread).")
 
 #define MQK_COUNTER_FIELD(name, help) atomic_uint_least64_t name;
