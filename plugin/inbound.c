@@ -272,7 +272,8 @@ static bool read_records(struct mqk_inbound *in, bool *more)
 			 * memory, and the records are read again after a restart.
 			 */
 			log__deferred_ratelimited(&in->rl_error, MOSQ_LOG_ERR,
-						  "inbound: out of memory: a record is not published");
+						  "inbound: out of memory: a record is not "
+						  "published");
 			rd_kafka_message_destroy(rkm);
 			continue;
 		}
@@ -353,10 +354,13 @@ struct mqk_inbound *inbound__new(const struct mqk_config *cfg, struct mqk_inboun
 	in->cfg = cfg;
 	in->ic = &cfg->inbound;
 	in->ctr = ctr;
-	in->wake.who = "inbound";
 	if (wake__init(&in->wake, in->ic->wake, errstr, errstr_size)) {
+		snprintf(errstr, errstr_size,
+			 "plugin_opt_inbound_wake: '%s' is not auto, off or host:port",
+			 in->ic->wake);
 		goto error;
 	}
+	in->wake.who = "inbound";
 	in->consumer = new_consumer(in, errstr, errstr_size);
 	if (in->consumer == NULL) {
 		goto error;

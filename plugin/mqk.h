@@ -185,8 +185,8 @@ enum mqk_format {
 #define MQK_INBOUND_COUNTERS(X)                                                                    \
 	X(consumed, "Inbound records read from Kafka (inbound thread).")                           \
 	X(published, "Inbound records published to MQTT subscribers (mosquitto's thread).")       \
-	X(skipped, "Inbound records not published: bad topic, no key/header (mosquitto's thread).") \
-	X(paused, "Times the hand-off queue was full and the partitions paused (inbound thread).")  \
+	X(skipped, "Inbound records not published: bad topic, no key/header (mosquitto's).")     \
+	X(paused, "Times the hand-off queue was full and the partitions paused (inbound).")       \
 	X(wakes, "PINGREQs of the inbound thread that woke mosquitto's loop (inbound thread).")
 
 #define MQK_COUNTER_FIELD(name, help) atomic_uint_least64_t name;
@@ -1130,7 +1130,7 @@ int presence__broker_record(const struct mqk_origin *origin, bool up, int64_t ti
 /* ---- the wake connection (commands thread) -------------------------------------------- */
 
 struct mqk_wake {
-	const char *who; /* set before wake__init: "inbound"; NULL: "commands" (logs, options) */
+	const char *who; /* set after wake__init: "inbound"; NULL: "commands" (its log lines) */
 	int fd;         /* the connection, -1 when none */
 	bool off;       /* commands_wake off */
 	bool automatic; /* commands_wake auto: look for a listener */

@@ -514,8 +514,8 @@ static void log_configuration(const struct mqk_plugin *pl)
 			    r->retain ? "true" : "false");
 	}
 	if (cfg->inbound.count > 0) {
-		log__printf(MOSQ_LOG_NOTICE, "inbound: consumer group %s, wake %s", cfg->inbound.group,
-			    cfg->inbound.wake);
+		log__printf(MOSQ_LOG_NOTICE, "inbound: consumer group %s, wake %s",
+			    cfg->inbound.group, cfg->inbound.wake);
 	}
 }
 

@@ -81,10 +81,7 @@ static void random_hex(char *out, size_t bytes)
 
 int wake__init(struct mqk_wake *w, const char *spec, char *errstr, size_t errstr_size)
 {
-	const char *who = w->who;
-
 	memset(w, 0, sizeof(*w));
-	w->who = who;
 	w->fd = -1;
 	/* Listeners open after plugin init: no warning before they had time to. */
 	w->quiet_until_ms = monotonic_ms() + QUIET_MS;
@@ -104,8 +101,8 @@ int wake__init(struct mqk_wake *w, const char *spec, char *errstr, size_t errstr
 	long port = colon ? strtol(colon + 1, &end, 10) : 0;
 	if (colon == NULL || colon == spec || (size_t)(colon - spec) >= sizeof(w->host) ||
 	    colon[1] == '\0' || *end != '\0' || port < 1 || port > 65535) {
-		snprintf(errstr, errstr_size, "plugin_opt_%s_wake: '%s' is not auto, off or host:port",
-			 WHO(w), spec);
+		snprintf(errstr, errstr_size,
+			 "plugin_opt_commands_wake: '%s' is not auto, off or host:port", spec);
 		return -1;
 	}
 	/* [::1]:1883 */
@@ -457,7 +454,8 @@ static void try_connect(struct mqk_wake *w)
 		log__deferred(MOSQ_LOG_NOTICE,
 			      "%s: wake connection to %s port %s as %s (keepalive %d s: "
 			      "mosquitto's max_keepalive is %d)",
-			      WHO(w), w->host, w->port, w->client_id, w->keepalive_s, w->max_keepalive_s);
+			      WHO(w), w->host, w->port, w->client_id, w->keepalive_s,
+			      w->max_keepalive_s);
 	} else {
 		log__deferred(MOSQ_LOG_NOTICE, "%s: wake connection to %s port %s as %s", WHO(w),
 			      w->host, w->port, w->client_id);

@@ -79,7 +79,8 @@ static void test_pause_when_full_then_everything_in_order(void **state)
 	struct mqk_inbound_counters ctr = {0};
 	char errstr[1024];
 	rd_kafka_t *mock = mock_with_records();
-	const char *bootstraps = rd_kafka_mock_cluster_bootstraps(rd_kafka_handle_mock_cluster(mock));
+	const char *bootstraps =
+		rd_kafka_mock_cluster_bootstraps(rd_kafka_handle_mock_cluster(mock));
 	struct mosquitto_opt opts[] = {
 		{"bootstrap_servers", (char *)bootstraps},
 		{"broker_id", "unit"},

@@ -769,8 +769,8 @@ static void test_empty_values(void **state)
 	"kafka_config_file, stats_interval, flush_timeout_ms, durability, journal_dir, "           \
 	"journal_fsync, journal_max_mb, journal_segment_mb, buffer_mb, overflow, create_topics, "  \
 	"topic_partitions, topic_replication_factor, metrics_listen, metrics_textfile, "           \
-	"health_max_unacked_s, inbound_<name>, inbound_group, inbound_wake, "                     \
-	"inbound_kafka.<property>, commands_topic, commands_mode, "                                    \
+	"health_max_unacked_s, inbound_<name>, inbound_group, inbound_wake, "                      \
+	"inbound_kafka.<property>, commands_topic, commands_mode, "                                \
 	"commands_group, commands_target, commands_mqtt_topic, commands_qos, commands_expiry, "    \
 	"commands_return_topic, commands_dead_letter_topic, commands_max_hops, presence_topic, "   \
 	"commands_wake, commands_kafka.<property>"
