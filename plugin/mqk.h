@@ -24,6 +24,11 @@
  *   presence.c  connected/disconnected records for targeted mode's router
  *   wake.c      the loopback connection that wakes mosquitto's loop
  *
+ * and Kafka -> every subscriber (inbound routes, docs/inbound.md):
+ *
+ *   inbound.c          the inbound thread: consumer -> expanded MQTT topic -> hand-off
+ *   inbound_publish.c  on the TICK: mosquitto_broker_publish to every subscriber
+ *
  *   stats.c     counters, $SYS/broker/kafka/..., the shutdown summary
  *   metrics.c   Prometheus /metrics, /healthz (its own HTTP thread), the textfile
  *   kstats.c    librdkafka's statistics JSON, parsed for the metrics

@@ -88,6 +88,14 @@
  * (targeted: mqk-router picks the broker from the presence records, presence.c). A
  * command's offset is committed only once it is settled: at-least-once.
  *
+ * Inbound routes (inbound_<name>; docs/inbound.md). A third thread (inbound.c) consumes
+ * the inbound routes' Kafka topics in a consumer group of this broker's own, expands each
+ * record's MQTT topic and queues it (a hand-off queue of its own, handoff.c), waking
+ * mosquitto's loop with a wake connection of its own; the TICK publishes each record to
+ * every subscriber (inbound_publish.c, mosquitto_broker_publish without a client id). A
+ * record's offset is committed once it is handed over; a full queue pauses the
+ * partitions. Plugin publishes raise no MESSAGE event, so outbound routes never see them.
+ *
  * Metrics (metrics_listen, metrics_textfile; metrics.c, kstats.c). The TICK renders the
  * Prometheus text at most once a second, on mosquitto's thread because the routes are
  * its own, and swaps it under a mutex for the HTTP thread (libmicrohttpd's) and the
