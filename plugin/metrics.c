@@ -479,7 +479,7 @@ struct render_ctx {
 	const struct mqk_config *cfg;
 	const char *broker;
 	bool commands_on;
-	size_t index[4]; /* the next counter of each family */
+	size_t index[5]; /* the next counter of each family */
 };
 
 /* stats__each_counter's callback: one counter's HELP, TYPE and samples. */
@@ -521,6 +521,12 @@ static void render_counter(void *arg, const char *sys_topic, const char *metric,
 			return;
 		}
 		v = stats__command_counter(&x->st->commands, i);
+	} else if (!strncmp(metric, "mosquitto_kafka_inbound_", 24)) {
+		size_t i = x->index[4]++;
+		if (x->cfg->inbound.count == 0) {
+			return;
+		}
+		v = stats__inbound_counter(&x->st->inbound, i);
 	} else {
 		v = stats__message_counter(x->st, x->index[1]++);
 	}

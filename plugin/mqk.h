@@ -24,6 +24,11 @@
  *   presence.c  connected/disconnected records for targeted mode's router
  *   wake.c      the loopback connection that wakes mosquitto's loop
  *
+ * and Kafka -> every subscriber (inbound routes, docs/inbound.md):
+ *
+ *   inbound.c          the inbound thread: consumer -> expanded MQTT topic -> hand-off
+ *   inbound_publish.c  on the TICK: mosquitto_broker_publish to every subscriber
+ *
  *   stats.c     counters, $SYS/broker/kafka/..., the shutdown summary
  *   metrics.c   Prometheus /metrics, /healthz (its own HTTP thread), the textfile
  *   kstats.c    librdkafka's statistics JSON, parsed for the metrics
@@ -58,6 +63,10 @@ enum mqk_tpl_kind {
 	MQK_TPL_USERNAME, /* {username}: empty when the client gave none */
 	MQK_TPL_TOPIC,    /* {topic}: the whole MQTT topic */
 	MQK_TPL_BROKER,   /* {broker}: broker_id */
+	/* Inbound routes' MQTT topic templates only (template__compile_inbound): */
+	MQK_TPL_KEY,       /* {key}: the Kafka record's key */
+	MQK_TPL_PARTITION, /* {partition}: its partition, in decimal */
+	MQK_TPL_HEADER,    /* {header:<name>}: its last header <name> (text: the name) */
 };
 
 struct mqk_tpl_part {
@@ -98,6 +107,21 @@ int template__compile(struct mqk_template *tpl, const char *source, const char *
 int template__expand(const struct mqk_template *tpl, const struct mqk_msg_ctx *ctx, char *buf,
 		     size_t buf_size);
 void template__free(struct mqk_template *tpl);
+/*
+ * Compiles an inbound route's MQTT topic template (plugin_opt_inbound_<name>): literal
+ * text and {key}, {partition}, {header:<name>}, {broker}. Literals may not hold '+', '#'
+ * or start the topic with '$'. Returns 0, or -1 with a message in errstr.
+ */
+int template__compile_inbound(struct mqk_template *tpl, const char *source, char *errstr,
+			      size_t errstr_size);
+/*
+ * Expands an inbound template for Kafka record rkm into buf (NUL-terminated). Returns the
+ * length, or -1 with *cause set to static text: "no key", "no header <name>" (in
+ * cause_buf), "NUL in key/header", "too long". Any thread (the inbound thread).
+ */
+int template__expand_record(const struct mqk_template *tpl, const rd_kafka_message_t *rkm,
+			    const char *broker_id, char *buf, size_t buf_size, const char **cause,
+			    char *cause_buf, size_t cause_size);
 /* Is name a legal Kafka topic name (1..249 bytes of [A-Za-z0-9._-], not "." or "..")? */
 bool template__is_kafka_topic(const char *name, size_t len);
 /*
@@ -161,6 +185,14 @@ enum mqk_format {
 	X(presence, "Presence records Kafka took (commands thread).")                              \
 	X(wakes, "PINGREQs that woke mosquitto's loop (commands thread).")                         \
 	X(lost, "Returns, dead letters or presence records Kafka refused (commands thread).")
+
+/* Inbound routes' ($SYS .../inbound/<name>), totals. Each has one writer thread, named. */
+#define MQK_INBOUND_COUNTERS(X)                                                                    \
+	X(consumed, "Inbound records read from Kafka (inbound thread).")                           \
+	X(published, "Inbound records published to MQTT subscribers (mosquitto's thread).")       \
+	X(skipped, "Inbound records not published: bad topic, no key/header (mosquitto's).")     \
+	X(paused, "Times the hand-off queue was full and the partitions paused (inbound).")       \
+	X(wakes, "PINGREQs of the inbound thread that woke mosquitto's loop (inbound thread).")
 
 #define MQK_COUNTER_FIELD(name, help) atomic_uint_least64_t name;
 
@@ -265,6 +297,25 @@ struct mqk_cmd_config {
 	int kafka_prop_count;
 };
 
+/* One plugin_opt_inbound_<name>: a Kafka topic -> MQTT topics (docs/inbound.md). */
+struct mqk_inbound_route {
+	char *name;                     /* the <name> */
+	char *kafka_topic;              /* read by every broker, all partitions */
+	struct mqk_template mqtt_topic; /* {key}, {partition}, {header:<name>}, {broker} */
+	int qos;                        /* of the PUBLISH to subscribers */
+	bool retain;
+};
+
+/* The inbound_* options. */
+struct mqk_inbound_config {
+	struct mqk_inbound_route *routes;
+	int count;  /* 0: no inbound routes, no inbound thread */
+	char *group; /* inbound_group, {broker} expanded */
+	char *wake;  /* inbound_wake: "auto", "off" or host:port */
+	struct mqk_kafka_prop *kafka_props; /* inbound_kafka.*: the inbound consumer's own */
+	int kafka_prop_count;
+};
+
 /* Everything plugin_opt_* says. Owns every pointer in it. */
 struct mqk_config {
 	char *bootstrap_servers;
@@ -305,6 +356,7 @@ struct mqk_config {
 	int topic_partitions;         /* ... with this many partitions */
 	int topic_replication_factor; /* ... and this factor; -1: the brokers' default */
 	struct mqk_cmd_config commands;
+	struct mqk_inbound_config inbound;
 	char *metrics_listen;     /* host:port of the /metrics and /healthz listener; NULL: none */
 	char *metrics_textfile;   /* the metrics written there every stats_interval; NULL: none */
 	int health_max_unacked_s; /* /healthz: Kafka silent, or a record unacknowledged, longer */
@@ -1083,6 +1135,7 @@ int presence__broker_record(const struct mqk_origin *origin, bool up, int64_t ti
 /* ---- the wake connection (commands thread) -------------------------------------------- */
 
 struct mqk_wake {
+	const char *who; /* set after wake__init: "inbound"; NULL: "commands" (its log lines) */
 	int fd;         /* the connection, -1 when none */
 	bool off;       /* commands_wake off */
 	bool automatic; /* commands_wake auto: look for a listener */
@@ -1136,12 +1189,57 @@ void commands__stop(struct mqk_commands *c, int timeout_ms);
  */
 void commands__close(struct mqk_commands *c, int timeout_ms);
 
+/* ---- inbound routes: Kafka -> MQTT subscribers (docs/inbound.md) ---------------------- */
+
+/* The inbound path's counters (MQK_INBOUND_COUNTERS). */
+struct mqk_inbound_counters {
+	MQK_INBOUND_COUNTERS(MQK_COUNTER_FIELD)
+};
+
+/*
+ * One inbound record on its way to subscribers. One allocation: this struct, then the
+ * expanded MQTT topic. It travels through a struct mqk_handoff as its `cmd` (first
+ * member: handoff.c frees the command pointer, which is this allocation): cmd.rkm is the
+ * record, cmd.topic the expanded topic ("" with cmd.reason set when it could not be
+ * expanded), cmd.client_id "". Owned as struct mqk_command is (handoff.c).
+ */
+struct mqk_inbound_msg {
+	struct mqk_command cmd;
+	int route; /* index in cfg->inbound.routes */
+	char cause[96]; /* cmd.reason points here when the cause names a header */
+};
+
+struct mqk_inbound;
+
+/*
+ * Starts the inbound thread: its consumer (group cfg->inbound.group) of every inbound
+ * route's Kafka topic, its wake connection, the hand-off queue. Returns NULL with one line
+ * in errstr. Mosquitto's thread (init).
+ */
+struct mqk_inbound *inbound__new(const struct mqk_config *cfg, struct mqk_inbound_counters *ctr,
+				 char *errstr, size_t errstr_size);
+struct mqk_handoff *inbound__handoff(struct mqk_inbound *in);
+/* The wake connection's credentials, for BASIC_AUTH (NULL in: none). */
+const struct mqk_wake *inbound__wake(const struct mqk_inbound *in);
+/* Stops the thread, closes the consumer (stored offsets committed), frees in (NULL: nothing). */
+void inbound__close(struct mqk_inbound *in);
+
+/*
+ * TICK (mosquitto's thread): publishes up to max queued inbound records to every
+ * subscriber (mosquitto_broker_publish, client id NULL) with their route's QoS and
+ * retain, in queue order; skips (counts, logs rate-limited) those whose topic is not a
+ * valid MQTT topic. Marks each settled and wakes the inbound thread. Returns how many.
+ */
+size_t inbound__tick(struct mqk_handoff *h, const struct mqk_inbound_config *ic,
+		     struct mqk_inbound_counters *ctr, size_t max);
+
 /* ---- statistics ----------------------------------------------------------------------- */
 
 struct mqk_stats {
 	struct mqk_counters totals;
 	struct mqk_cmd_counters commands;    /* all zero when commands are off */
 	struct mqk_journal_counters journal; /* all zero in memory durability */
+	struct mqk_inbound_counters inbound; /* all zero without inbound routes */
 #define MQK_PLAIN_FIELD(name, help) uint64_t name;
 	MQK_MESSAGE_COUNTERS(MQK_PLAIN_FIELD) /* mosquitto's thread's */
 	time_t next_publish;
@@ -1174,6 +1272,7 @@ uint64_t stats__route_counter(const struct mqk_counters *c, size_t i);
 uint64_t stats__message_counter(const struct mqk_stats *st, size_t i);
 uint64_t stats__journal_counter(const struct mqk_journal_counters *c, size_t i);
 uint64_t stats__command_counter(const struct mqk_cmd_counters *c, size_t i);
+uint64_t stats__inbound_counter(const struct mqk_inbound_counters *c, size_t i);
 /* Logs the totals and each route's counters (at shutdown). */
 void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg);
 void stats__free(struct mqk_stats *st);

@@ -40,6 +40,7 @@
 #define DEFAULT_DEAD_LETTER_TOPIC "mqtt-commands.dead"
 #define DEFAULT_PRESENCE_TOPIC "mqtt-presence"
 #define DEFAULT_WAKE "auto"
+#define DEFAULT_INBOUND_GROUP "mosquitto-kafka-inbound-{broker}"
 
 #define FAIL(...)                                                                                  \
 	do {                                                                                       \
@@ -414,6 +415,107 @@ static char *expand_broker(const char *s, const char *broker)
 	return out;
 }
 
+/* inbound_<name> "<kafka-topic> -> <mqtt-topic-template> [qos=0|1|2] [retain=true|false]" */
+static int parse_inbound(struct mqk_config *cfg, const struct option_spec *opt, const char *key,
+			 char *value, char *errstr, size_t errstr_size)
+{
+	struct mqk_inbound_config *ic = &cfg->inbound;
+	const char *name = key + strlen("inbound_");
+	struct mqk_inbound_route *r;
+	char why[1024];
+	char *arrow, *tok, *save = NULL, *end;
+	bool have_qos = false, have_retain = false;
+
+	(void)opt;
+	if (!is_name(name, "_-")) {
+		FAIL("%s: an inbound route needs a name of 1..64 characters [A-Za-z0-9_-] after "
+		     "inbound_, e.g. plugin_opt_inbound_config",
+		     key);
+	}
+	for (int i = 0; i < ic->count; i++) {
+		if (!strcmp(ic->routes[i].name, name)) {
+			FAIL("%s: inbound route '%s' is defined twice", key, name);
+		}
+	}
+	arrow = find_arrow(value);
+	if (arrow == NULL) {
+		FAIL("%s: '%s' is not '<kafka-topic> -> <mqtt-topic> [qos=0|1|2] "
+		     "[retain=true|false]'",
+		     key, value);
+	}
+	r = realloc(ic->routes, sizeof(*r) * (size_t)(ic->count + 1));
+	if (r == NULL) {
+		FAIL("%s: out of memory", key);
+	}
+	ic->routes = r;
+	r = &ic->routes[ic->count++];
+	memset(r, 0, sizeof(*r));
+	end = arrow;
+	while (end > value && isspace((unsigned char)end[-1])) {
+		end--;
+	}
+	r->name = strdup(name);
+	r->kafka_topic = strndup(value, (size_t)(end - value));
+	if (r->name == NULL || r->kafka_topic == NULL) {
+		FAIL("%s: out of memory", key);
+	}
+	if (!template__is_kafka_topic(r->kafka_topic, strlen(r->kafka_topic))) {
+		FAIL("%s: '%s' is not a legal Kafka topic name (1..249 of [A-Za-z0-9._-])", key,
+		     r->kafka_topic);
+	}
+	for (int i = 0; i < ic->count - 1; i++) {
+		if (!strcmp(ic->routes[i].kafka_topic, r->kafka_topic)) {
+			FAIL("%s: Kafka topic '%s' is already read by plugin_opt_inbound_%s: one "
+			     "inbound route per Kafka topic",
+			     key, r->kafka_topic, ic->routes[i].name);
+		}
+	}
+	tok = strtok_r(arrow + 2, " \t", &save);
+	if (tok == NULL) {
+		FAIL("%s: no MQTT topic after '->'", key);
+	}
+	if (template__compile_inbound(&r->mqtt_topic, tok, why, sizeof(why))) {
+		FAIL("%s: %s", key, why);
+	}
+	if (mosquitto_validate_utf8(tok, (int)strlen(tok)) != MOSQ_ERR_SUCCESS ||
+	    (r->mqtt_topic.is_static && mosquitto_pub_topic_check(tok) != MOSQ_ERR_SUCCESS)) {
+		FAIL("%s: '%s' is not a valid MQTT topic", key, tok);
+	}
+	while ((tok = strtok_r(NULL, " \t", &save)) != NULL) {
+		if (!strncmp(tok, "qos=", 4) && !have_qos) {
+			have_qos = true;
+			if (tok[4] < '0' || tok[4] > '2' || tok[5] != '\0') {
+				FAIL("%s: qos='%s' is not 0, 1 or 2", key, tok + 4);
+			}
+			r->qos = tok[4] - '0';
+		} else if (!strncmp(tok, "retain=", 7) && !have_retain) {
+			have_retain = true;
+			if (!strcmp(tok + 7, "true")) {
+				r->retain = true;
+			} else if (strcmp(tok + 7, "false")) {
+				FAIL("%s: retain='%s' is not true or false", key, tok + 7);
+			}
+		} else if (!strncmp(tok, "qos=", 4) || !strncmp(tok, "retain=", 7)) {
+			FAIL("%s: '%s' given twice", key, tok);
+		} else {
+			FAIL("%s: unknown inbound route attribute '%s' (use qos=0|1|2, "
+			     "retain=true|false)",
+			     key, tok);
+		}
+	}
+	return 0;
+}
+
+static int kafka_inbound(struct mqk_config *cfg, const struct option_spec *opt, const char *key,
+			 char *value, char *errstr, size_t errstr_size)
+{
+	struct mqk_inbound_config *ic = &cfg->inbound;
+
+	(void)opt;
+	return parse_kafka(&ic->kafka_props, &ic->kafka_prop_count, key, value, errstr,
+			   errstr_size);
+}
+
 /* ---- the table's parsers -------------------------------------------------------- */
 
 /* One value of a choice option and what the field gets for it. */
@@ -431,6 +533,7 @@ enum needs {
 	NEEDS_COMMANDS,      /* commands_topic */
 	NEEDS_TARGETED,      /* commands_topic and commands_mode targeted */
 	NEEDS_METRICS,       /* metrics_listen */
+	NEEDS_INBOUND,       /* an inbound_<name> route */
 };
 
 /*
@@ -707,6 +810,15 @@ static const struct option_spec options[] = {
 	 .is_not = "an absolute path of a file", .value = "absolute path", .shown = "none"},
 	{"health_max_unacked_s", parse_number, FIELD(health_max_unacked_s), .needs = NEEDS_METRICS,
 	 .min = 1, .max = 86400, .unit = "a number of seconds", .dflt = 30},
+	/* Inbound routes: Kafka -> MQTT subscribers (docs/inbound.md) */
+	{"inbound_<name>", parse_inbound, .repeat = true,
+	 .value = "<kafka-topic> -> <mqtt-topic> [qos=0|1|2] [retain=true|false]", .shown = "none"},
+	{"inbound_group", parse_text, FIELD(inbound.group), .needs = NEEDS_INBOUND,
+	 .value = "consumer group id; {broker}", .shown = DEFAULT_INBOUND_GROUP},
+	{"inbound_wake", parse_text, FIELD(inbound.wake), .needs = NEEDS_INBOUND,
+	 .value = "auto|off|host:port", .shown = DEFAULT_WAKE},
+	{"inbound_kafka.<property>", kafka_inbound, .repeat = true, .needs = NEEDS_INBOUND,
+	 .value = "librdkafka's", .shown = "—"},
 
 	/* README: Commands (docs/commands.md) */
 	{"commands_topic", parse_text, FIELD(commands.topic), .commands_table = true,
@@ -763,13 +875,16 @@ static const struct option_spec *lookup(const char *key)
 			return &options[i];
 		}
 	}
+	/* The longest prefix: inbound_kafka.<property> before inbound_<name>. */
+	const struct option_spec *best = NULL;
 	for (size_t i = 0; i < N_OPTIONS; i++) {
 		size_t n = prefix_len(&options[i]);
-		if (n > 0 && !strncmp(key, options[i].name, n)) {
-			return &options[i];
+		if (n > 0 && !strncmp(key, options[i].name, n) &&
+		    (best == NULL || n > prefix_len(best))) {
+			best = &options[i];
 		}
 	}
-	return NULL;
+	return best;
 }
 
 /* ---- an unknown option --------------------------------------------------------------- */
@@ -891,6 +1006,11 @@ static const char *unmet(const struct option_spec *opt, const struct mqk_config 
 		return cfg->create_topics ? NULL
 					  : "only used when the plugin creates topics: add "
 					    "plugin_opt_create_topics true, or remove it";
+	case NEEDS_INBOUND:
+		return cfg->inbound.count > 0 ? NULL
+					      : "only used with inbound routes: add "
+						"plugin_opt_inbound_<name> <kafka-topic> -> "
+						"<mqtt-topic>, or remove it";
 	case NEEDS_METRICS:
 		return cfg->metrics_listen != NULL ? NULL
 						   : "only used by /healthz: add "
@@ -997,6 +1117,31 @@ static int finish_commands(struct mqk_config *cfg, char *errstr, size_t errstr_s
 	    finish_topic(&cc->presence_topic, NULL, "presence_topic", cfg->broker_id, errstr,
 			 errstr_size)) {
 		return -1;
+	}
+	return 0;
+}
+
+/* The inbound path's defaults and {broker}, once check_needs passed. */
+static int finish_inbound(struct mqk_config *cfg, char *errstr, size_t errstr_size)
+{
+	struct mqk_inbound_config *ic = &cfg->inbound;
+
+	if (ic->count == 0) {
+		return 0;
+	}
+	if (ic->wake == NULL && (ic->wake = strdup(DEFAULT_WAKE)) == NULL) {
+		FAIL("inbound_wake: out of memory");
+	}
+	char *group = expand_broker(ic->group ? ic->group : DEFAULT_INBOUND_GROUP, cfg->broker_id);
+	if (group == NULL) {
+		FAIL("inbound_group: out of memory");
+	}
+	free(ic->group);
+	ic->group = group;
+	if (cfg->commands.topic != NULL && !strcmp(group, cfg->commands.group)) {
+		FAIL("inbound_group: '%s' is commands_group too: the inbound consumer needs a "
+		     "group of its own",
+		     group);
 	}
 	return 0;
 }
@@ -1276,7 +1421,10 @@ int options__parse(struct mqk_config *cfg, const struct mosquitto_opt *opts, int
 			      errstr_size)) {
 		return -1;
 	}
-	return finish_commands(cfg, errstr, errstr_size);
+	if (finish_commands(cfg, errstr, errstr_size)) {
+		return -1;
+	}
+	return finish_inbound(cfg, errstr, errstr_size);
 }
 
 bool options__doc(size_t i, struct mqk_option_doc *doc)
@@ -1355,6 +1503,20 @@ void options__free(struct mqk_config *cfg)
 		free(cc->kafka_props[i].value);
 	}
 	free(cc->kafka_props);
+	struct mqk_inbound_config *ic = &cfg->inbound;
+	for (int i = 0; i < ic->count; i++) {
+		free(ic->routes[i].name);
+		free(ic->routes[i].kafka_topic);
+		template__free(&ic->routes[i].mqtt_topic);
+	}
+	free(ic->routes);
+	free(ic->group);
+	free(ic->wake);
+	for (int i = 0; i < ic->kafka_prop_count; i++) {
+		free(ic->kafka_props[i].name);
+		free(ic->kafka_props[i].value);
+	}
+	free(ic->kafka_props);
 	free(cfg->bootstrap_servers);
 	free(cfg->broker_id);
 	free(cfg->journal_dir);

@@ -88,6 +88,14 @@
  * (targeted: mqk-router picks the broker from the presence records, presence.c). A
  * command's offset is committed only once it is settled: at-least-once.
  *
+ * Inbound routes (inbound_<name>; docs/inbound.md). A third thread (inbound.c) consumes
+ * the inbound routes' Kafka topics in a consumer group of this broker's own, expands each
+ * record's MQTT topic and queues it (a hand-off queue of its own, handoff.c), waking
+ * mosquitto's loop with a wake connection of its own; the TICK publishes each record to
+ * every subscriber (inbound_publish.c, mosquitto_broker_publish without a client id). A
+ * record's offset is committed once it is handed over; a full queue pauses the
+ * partitions. Plugin publishes raise no MESSAGE event, so outbound routes never see them.
+ *
  * Metrics (metrics_listen, metrics_textfile; metrics.c, kstats.c). The TICK renders the
  * Prometheus text at most once a second, on mosquitto's thread because the routes are
  * its own, and swaps it under a mutex for the HTTP thread (libmicrohttpd's) and the
@@ -132,10 +140,14 @@ struct mqk_plugin {
 	struct mqk_clients *clients;
 	struct mqk_ratelimit rl_clients;
 	struct mqk_metrics *metrics; /* metrics_listen or metrics_textfile; else NULL */
+	/* Inbound routes (cfg.inbound.count > 0), docs/inbound.md: */
+	struct mqk_inbound *inbound;
 };
 
 /* Commands delivered per TICK at most: a burst does not stall mosquitto's loop. */
 #define DELIVER_PER_TICK 1000
+/* Inbound records published per TICK at most, for the same reason. */
+#define INBOUND_PER_TICK 1000
 
 static int64_t now_us(void)
 {
@@ -296,8 +308,14 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 
 	(void)event;
 	log__drain(); /* before mosquitto 2.0.15, per_listener_settings true has no TICK to */
-	if (wake__is_own(commands__wake(pl->commands), ev->username, ev->password)) {
+	if ((pl->commands != NULL &&
+	     wake__is_own(commands__wake(pl->commands), ev->username, ev->password)) ||
+	    (pl->inbound != NULL &&
+	     wake__is_own(inbound__wake(pl->inbound), ev->username, ev->password))) {
 		return MOSQ_ERR_SUCCESS;
+	}
+	if (pl->clients == NULL) {
+		return MOSQ_ERR_PLUGIN_DEFER; /* registered for the inbound wake connection only */
 	}
 	if (id != NULL && clients__connecting(pl->clients, ev->client, id)) {
 		log__ratelimited(&pl->rl_clients, MOSQ_LOG_ERR,
@@ -314,7 +332,9 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 
 	(void)event;
 	log__drain();
-	clients__disconnected(pl->clients, ev->client, client_gone, pl);
+	if (pl->clients != NULL) {
+		clients__disconnected(pl->clients, ev->client, client_gone, pl);
+	}
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -389,6 +409,11 @@ static int on_tick(int event, void *event_data, void *userdata)
 		clients__tick(pl->clients, client_came, pl);
 		deliver__tick(h, &pl->cfg.commands, pl->clients, &pl->stats.commands,
 			      DELIVER_PER_TICK);
+	}
+	if (pl->inbound != NULL) {
+		struct mqk_handoff *h = inbound__handoff(pl->inbound);
+		atomic_fetch_add_explicit(&h->ticks, 1, memory_order_relaxed);
+		inbound__tick(h, &pl->cfg.inbound, &pl->stats.inbound, INBOUND_PER_TICK);
 	}
 	time_t now = time(NULL);
 	/* routes_file: one stat() a second at most. */
@@ -490,6 +515,16 @@ static void log_configuration(const struct mqk_plugin *pl)
 			    "decision to the password_file or auth plugins; with neither, "
 			    "mosquitto 2.0 refuses clients that give a username");
 	}
+	for (int i = 0; i < cfg->inbound.count; i++) {
+		const struct mqk_inbound_route *r = &cfg->inbound.routes[i];
+		log__printf(MOSQ_LOG_NOTICE, "inbound %s: Kafka %s -> MQTT %s qos=%d retain=%s",
+			    r->name, r->kafka_topic, r->mqtt_topic.source, r->qos,
+			    r->retain ? "true" : "false");
+	}
+	if (cfg->inbound.count > 0) {
+		log__printf(MOSQ_LOG_NOTICE, "inbound: consumer group %s, wake %s",
+			    cfg->inbound.group, cfg->inbound.wake);
+	}
 }
 
 static void plugin_free(struct mqk_plugin *pl)
@@ -504,6 +539,12 @@ static void plugin_free(struct mqk_plugin *pl)
 	free(pl->matches);
 	options__free(&pl->cfg);
 	free(pl);
+}
+
+/* Does the inbound thread's wake connection need the plugin's BASIC_AUTH? */
+static bool inbound_auth(const struct mqk_plugin *pl)
+{
+	return pl->inbound != NULL && strcmp(pl->cfg.inbound.wake, "off") != 0;
 }
 
 /* MESSAGE and TICK; with commands, BASIC_AUTH and DISCONNECT too. 0, or -1. */
@@ -522,6 +563,11 @@ static int register_callbacks(struct mqk_plugin *pl)
 	     mosquitto_callback_register(pl->id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, pl))) {
 		return -1;
 	}
+	/* Inbound alone: BASIC_AUTH lets its wake connection in (allow_anonymous false). */
+	if (pl->commands == NULL && inbound_auth(pl) &&
+	    mosquitto_callback_register(pl->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, pl)) {
+		return -1;
+	}
 	return 0;
 }
 
@@ -536,6 +582,8 @@ static void unregister_callbacks(struct mqk_plugin *pl)
 	if (pl->commands != NULL) {
 		mosquitto_callback_unregister(pl->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
 		mosquitto_callback_unregister(pl->id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
+	} else if (inbound_auth(pl)) {
+		mosquitto_callback_unregister(pl->id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
 	}
 }
 
@@ -626,10 +674,21 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 			return MOSQ_ERR_INVAL;
 		}
 	}
+	if (pl->cfg.inbound.count > 0) {
+		pl->inbound = inbound__new(&pl->cfg, &pl->stats.inbound, errstr, sizeof(errstr));
+		if (pl->inbound == NULL) {
+			log__printf(MOSQ_LOG_ERR, "%s", errstr);
+			commands__close(pl->commands, 0);
+			producer__close(pl->producer, 0);
+			plugin_free(pl);
+			return MOSQ_ERR_INVAL;
+		}
+	}
 	if (register_callbacks(pl)) {
 		log__printf(MOSQ_LOG_ERR,
 			    "cannot register callbacks (is the plugin loaded twice?)");
 		unregister_callbacks(pl);
+		inbound__close(pl->inbound);
 		commands__close(pl->commands, 0);
 		producer__close(pl->producer, 0);
 		plugin_free(pl);
@@ -655,6 +714,8 @@ EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *option
 	 * No DISCONNECT comes for the clients still connected: the "down" presence record says
 	 * they are gone. Both threads flush at the same time, within flush_timeout_ms.
 	 */
+	inbound__close(pl->inbound); /* what it queued and did not publish is read again */
+	pl->inbound = NULL;
 	commands__stop(pl->commands, pl->cfg.flush_timeout_ms);
 	left = producer__close(pl->producer, pl->cfg.flush_timeout_ms);
 	commands__close(pl->commands, 0);

@@ -26,7 +26,9 @@ static const char *const counter_names[] = {MQK_ROUTE_COUNTERS(NAME)};
 static const char *const command_names[] = {MQK_COMMAND_COUNTERS(NAME)};
 static const char *const journal_names[] = {MQK_JOURNAL_COUNTERS(NAME)};
 static const char *const message_names[] = {MQK_MESSAGE_COUNTERS(NAME)};
+static const char *const inbound_names[] = {MQK_INBOUND_COUNTERS(NAME)};
 #undef NAME
+#define N_INBOUND_COUNTERS (sizeof(inbound_names) / sizeof(inbound_names[0]))
 #define N_COUNTERS (sizeof(counter_names) / sizeof(counter_names[0]))
 #define N_COMMAND_COUNTERS (sizeof(command_names) / sizeof(command_names[0]))
 #define N_JOURNAL_COUNTERS (sizeof(journal_names) / sizeof(journal_names[0]))
@@ -40,6 +42,12 @@ static const char *const message_names[] = {MQK_MESSAGE_COUNTERS(NAME)};
 uint64_t stats__command_counter(const struct mqk_cmd_counters *c, size_t i)
 {
 	const atomic_uint_least64_t *fields[] = {MQK_COMMAND_COUNTERS(FIELD)};
+	return counter__get(fields[i]);
+}
+
+uint64_t stats__inbound_counter(const struct mqk_inbound_counters *c, size_t i)
+{
+	const atomic_uint_least64_t *fields[] = {MQK_INBOUND_COUNTERS(FIELD)};
 	return counter__get(fields[i]);
 }
 
@@ -87,6 +95,9 @@ void stats__each_counter(void (*fn)(void *arg, const char *sys_topic, const char
 #define X(name, help) EMIT(name, help, "commands/", "commands_", false)
 	MQK_COMMAND_COUNTERS(X)
 #undef X
+#define X(name, help) EMIT(name, help, "inbound/", "inbound_", false)
+	MQK_INBOUND_COUNTERS(X)
+#undef X
 #undef EMIT
 }
 
@@ -101,7 +112,8 @@ static int build_topics(struct mqk_stats *st, const struct mqk_config *cfg)
 	}
 	free(st->topics);
 	st->topic_count = (int)TOTALS_ONLY + (int)PER_SCOPE * (1 + routes__in_force_count(cfg)) +
-			  (cfg->commands.mode != MQK_CMD_OFF ? (int)N_COMMAND_COUNTERS : 0);
+			  (cfg->commands.mode != MQK_CMD_OFF ? (int)N_COMMAND_COUNTERS : 0) +
+			  (cfg->inbound.count > 0 ? (int)N_INBOUND_COUNTERS : 0);
 	st->topics = calloc((size_t)st->topic_count, sizeof(char *));
 	if (st->topics == NULL) {
 		st->topic_count = 0;
@@ -130,6 +142,10 @@ static int build_topics(struct mqk_stats *st, const struct mqk_config *cfg)
 	}
 	for (size_t i = 0; cfg->commands.mode != MQK_CMD_OFF && i < N_COMMAND_COUNTERS; i++) {
 		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/commands/%s", command_names[i]);
+		st->topics[n++] = strdup(topic);
+	}
+	for (size_t i = 0; cfg->inbound.count > 0 && i < N_INBOUND_COUNTERS; i++) {
+		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/inbound/%s", inbound_names[i]);
 		st->topics[n++] = strdup(topic);
 	}
 	for (int i = 0; i < n; i++) {
@@ -196,11 +212,15 @@ void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 		routes__counters(cfg, routes__in_force(cfg, r), &c);
 		publish_scope(t + TOTALS_ONLY + PER_SCOPE * (size_t)(r + 1), &c);
 	}
+	t += TOTALS_ONLY + PER_SCOPE * (size_t)(routes__in_force_count(cfg) + 1);
 	if (cfg->commands.mode != MQK_CMD_OFF) {
-		t += TOTALS_ONLY + PER_SCOPE * (size_t)(routes__in_force_count(cfg) + 1);
 		for (size_t i = 0; i < N_COMMAND_COUNTERS; i++) {
 			publish(t[i], stats__command_counter(&st->commands, i));
 		}
+		t += N_COMMAND_COUNTERS;
+	}
+	for (size_t i = 0; cfg->inbound.count > 0 && i < N_INBOUND_COUNTERS; i++) {
+		publish(t[i], stats__inbound_counter(&st->inbound, i));
 	}
 }
 
@@ -258,6 +278,16 @@ void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg
 				(unsigned long long)stats__command_counter(&st->commands, i));
 		}
 		log__printf(MOSQ_LOG_NOTICE, "commands: %s", line);
+	}
+	if (cfg->inbound.count > 0) {
+		len = 0;
+		for (size_t i = 0; i < N_INBOUND_COUNTERS; i++) {
+			len += (size_t)snprintf(
+				line + len, sizeof(line) - len, "%s%s %llu", i ? ", " : "",
+				inbound_names[i],
+				(unsigned long long)stats__inbound_counter(&st->inbound, i));
+		}
+		log__printf(MOSQ_LOG_NOTICE, "inbound: %s", line);
 	}
 }
 

@@ -235,6 +235,10 @@ int template__expand(const struct mqk_template *tpl, const struct mqk_msg_ctx *c
 		case MQK_TPL_BROKER:
 			s = ctx->broker_id;
 			break;
+		case MQK_TPL_KEY: /* inbound templates' (template__expand_record) */
+		case MQK_TPL_PARTITION:
+		case MQK_TPL_HEADER:
+			break;
 		}
 		if (part->kind != MQK_TPL_LITERAL && part->kind != MQK_TPL_LEVEL) {
 			len = s ? strlen(s) : 0;
@@ -259,4 +263,158 @@ void template__free(struct mqk_template *tpl)
 	free(tpl->parts);
 	free(tpl->source);
 	memset(tpl, 0, sizeof(*tpl));
+}
+
+/* ---- inbound routes' MQTT topic templates --------------------------------------------- */
+
+/* One placeholder of an inbound template: {key}, {partition}, {broker}, {header:<name>}. */
+static int add_inbound_placeholder(struct mqk_template *tpl, const char *name, size_t len,
+				   char *errstr, size_t errstr_size)
+{
+	if (len == 3 && !strncmp(name, "key", 3)) {
+		return add_part(tpl, MQK_TPL_KEY, 0, NULL, 0);
+	}
+	if (len == 9 && !strncmp(name, "partition", 9)) {
+		return add_part(tpl, MQK_TPL_PARTITION, 0, NULL, 0);
+	}
+	if (len == 6 && !strncmp(name, "broker", 6)) {
+		return add_part(tpl, MQK_TPL_BROKER, 0, NULL, 0);
+	}
+	if (len > 7 && !strncmp(name, "header:", 7)) {
+		/* The name points into tpl->source; a NUL-terminated copy is made at expansion. */
+		return add_part(tpl, MQK_TPL_HEADER, 0, name + 7, len - 7);
+	}
+	snprintf(errstr, errstr_size,
+		 "unknown placeholder '{%.*s}' in '%s' (use {key}, {partition}, "
+		 "{header:<name>} or {broker})",
+		 (int)len, name, tpl->source);
+	return -1;
+}
+
+int template__compile_inbound(struct mqk_template *tpl, const char *source, char *errstr,
+			      size_t errstr_size)
+{
+	const char *p;
+
+	memset(tpl, 0, sizeof(*tpl));
+	tpl->source = strdup(source);
+	if (tpl->source == NULL) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+	if (source[0] == '$') {
+		snprintf(errstr, errstr_size,
+			 "'%s': topics starting with '$' are the broker's, not for inbound records",
+			 source);
+		goto error;
+	}
+	p = tpl->source;
+	while (*p) {
+		if (*p == '{') {
+			const char *close = strchr(p, '}');
+			if (close == NULL) {
+				snprintf(errstr, errstr_size, "unclosed '{' in '%s'", source);
+				goto error;
+			}
+			if (add_inbound_placeholder(tpl, p + 1, (size_t)(close - p - 1), errstr,
+						    errstr_size)) {
+				goto error;
+			}
+			p = close + 1;
+			continue;
+		}
+		size_t len = strcspn(p, "{}");
+		if (len == 0) {
+			snprintf(errstr, errstr_size, "unmatched '}' in '%s'", source);
+			goto error;
+		}
+		if (memchr(p, '+', len) || memchr(p, '#', len)) {
+			snprintf(errstr, errstr_size,
+				 "'%s' is not an MQTT topic to publish to: no '+' or '#'", source);
+			goto error;
+		}
+		if (add_part(tpl, MQK_TPL_LITERAL, 0, p, len)) {
+			snprintf(errstr, errstr_size, "out of memory");
+			goto error;
+		}
+		p += len;
+	}
+	if (tpl->part_count == 0) {
+		snprintf(errstr, errstr_size, "an empty MQTT topic");
+		goto error;
+	}
+	tpl->is_static = tpl->part_count == 1 && tpl->parts[0].kind == MQK_TPL_LITERAL;
+	return 0;
+error:
+	template__free(tpl);
+	return -1;
+}
+
+int template__expand_record(const struct mqk_template *tpl, const rd_kafka_message_t *rkm,
+			    const char *broker_id, char *buf, size_t buf_size, const char **cause,
+			    char *cause_buf, size_t cause_size)
+{
+	size_t out = 0;
+	char number[16];
+
+	*cause = NULL;
+	for (int i = 0; i < tpl->part_count; i++) {
+		const struct mqk_tpl_part *part = &tpl->parts[i];
+		const void *s = NULL;
+		size_t len = 0;
+
+		switch (part->kind) {
+		case MQK_TPL_LITERAL:
+			s = part->text;
+			len = part->len;
+			break;
+		case MQK_TPL_KEY:
+			s = rkm->key;
+			len = rkm->key_len;
+			if (s == NULL) {
+				*cause = "no key";
+				return -1;
+			}
+			break;
+		case MQK_TPL_PARTITION:
+			len = (size_t)snprintf(number, sizeof(number), "%d", (int)rkm->partition);
+			s = number;
+			break;
+		case MQK_TPL_HEADER: {
+			rd_kafka_headers_t *hdrs;
+			char name[256];
+			snprintf(name, sizeof(name), "%.*s", (int)part->len, part->text);
+			if (rd_kafka_message_headers(rkm, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+			    rd_kafka_header_get_last(hdrs, name, &s, &len) !=
+				    RD_KAFKA_RESP_ERR_NO_ERROR ||
+			    s == NULL) {
+				snprintf(cause_buf, cause_size, "no header %s", name);
+				*cause = cause_buf;
+				return -1;
+			}
+			break;
+		}
+		case MQK_TPL_BROKER:
+			s = broker_id;
+			len = strlen(broker_id);
+			break;
+		default: /* outbound placeholders: template__compile_inbound never makes them */
+			*cause = "bad template";
+			return -1;
+		}
+		if (len > 0 && memchr(s, '\0', len) != NULL) {
+			*cause = part->kind == MQK_TPL_KEY ? "NUL in the key" : "NUL in a header";
+			return -1;
+		}
+		if (out + len >= buf_size) {
+			*cause = "too long";
+			return -1;
+		}
+		if (len > 0) {
+			memcpy(buf + out, s, len);
+		}
+		out += len;
+	}
+	buf[out] = '\0';
+	return (int)out;
 }

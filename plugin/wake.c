@@ -48,6 +48,8 @@
 #define HANDSHAKE_MS 1000
 #define RETRY_MS 2000
 #define QUIET_MS 5000
+/* Whose connection, in log lines and option names: "commands" or "inbound". */
+#define WHO(w) ((w)->who ? (w)->who : "commands")
 
 static int64_t monotonic_ms(void)
 {
@@ -438,22 +440,24 @@ static void try_connect(struct mqk_wake *w)
 		if (!w->warned && now >= w->quiet_until_ms) {
 			w->warned = true;
 			log__deferred(MOSQ_LOG_WARNING,
-				      "commands: no wake connection to %s (%s): commands wait for "
+				      "%s: no wake connection to %s (%s_wake%s): records wait for "
 				      "mosquitto's next tick, up to 100 ms; set "
-				      "plugin_opt_commands_wake host:port of a plain MQTT listener",
+				      "plugin_opt_%s_wake host:port of a plain MQTT listener",
+				      WHO(w),
 				      w->automatic && w->host[0] == '\0' ? "any listener" : w->host,
-				      w->automatic ? "commands_wake auto" : "commands_wake");
+				      WHO(w), w->automatic ? " auto" : "", WHO(w));
 		}
 		return;
 	}
 	w->last_send_ms = now;
 	if (w->keepalive_s > 0) {
 		log__deferred(MOSQ_LOG_NOTICE,
-			      "commands: wake connection to %s port %s as %s (keepalive %d s: "
+			      "%s: wake connection to %s port %s as %s (keepalive %d s: "
 			      "mosquitto's max_keepalive is %d)",
-			      w->host, w->port, w->client_id, w->keepalive_s, w->max_keepalive_s);
+			      WHO(w), w->host, w->port, w->client_id, w->keepalive_s,
+			      w->max_keepalive_s);
 	} else {
-		log__deferred(MOSQ_LOG_NOTICE, "commands: wake connection to %s port %s as %s",
+		log__deferred(MOSQ_LOG_NOTICE, "%s: wake connection to %s port %s as %s", WHO(w),
 			      w->host, w->port, w->client_id);
 	}
 	w->warned = false;

@@ -102,6 +102,23 @@ CASES = [
     ("metrics-textfile-relative", [BOOT, ("metrics_textfile", "m.prom")], "metrics_textfile"),
     ("metrics-textfile-missing-dir", [BOOT, ("metrics_textfile", "/nonexistent-mqk/m.prom")],
      "metrics_textfile"),
+    # Inbound routes (docs/inbound.md).
+    ("inbound-without-arrow", [BOOT, ("inbound_x", "t a/b")], "inbound_x"),
+    ("inbound-wildcard-topic", [BOOT, ("inbound_x", "t -> a/+/b")], "inbound_x"),
+    ("inbound-hash-topic", [BOOT, ("inbound_x", "t -> a/#")], "inbound_x"),
+    ("inbound-sys-topic", [BOOT, ("inbound_x", "t -> $SYS/x")], "inbound_x"),
+    ("inbound-illegal-kafka-topic", [BOOT, ("inbound_x", "bad! -> a")], "inbound_x"),
+    ("inbound-unknown-placeholder", [BOOT, ("inbound_x", "t -> a/{clientid}")], "inbound_x"),
+    ("inbound-qos-3", [BOOT, ("inbound_x", "t -> a qos=3")], "inbound_x"),
+    ("inbound-retain-yes", [BOOT, ("inbound_x", "t -> a retain=yes")], "inbound_x"),
+    ("inbound-same-kafka-topic", [BOOT, ("inbound_x", "t -> a"), ("inbound_y", "t -> b")],
+     "inbound_y"),
+    ("inbound-group-without-route", [BOOT, ("inbound_group", "g")], "inbound_group"),
+    ("inbound-wake-nonsense", [BOOT, ("inbound_x", "t -> a"), ("inbound_wake", "nonsense")],
+     "inbound_wake"),
+    ("unknown-inbound-kafka-prop", [BOOT, ("inbound_x", "t -> a"),
+                                    ("inbound_kafka.no.such.prop", "1")],
+     "inbound_kafka.no.such.prop"),
 ]
 
 

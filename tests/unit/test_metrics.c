@@ -253,11 +253,11 @@ static void test_counter_lists(void **state)
 
 	(void)state;
 	stats__each_counter(count, &s);
-	assert_int_equal(s.total, 3 + 10 + 2 + 9);
+	assert_int_equal(s.total, 3 + 10 + 2 + 9 + 5);
 	assert_int_equal(s.per_route, 10);
 	assert_string_equal(s.first, "$SYS/broker/kafka/received mosquitto_kafka_received_total");
 	assert_string_equal(s.last,
-			    "$SYS/broker/kafka/commands/lost mosquitto_kafka_commands_lost_total");
+			    "$SYS/broker/kafka/inbound/wakes mosquitto_kafka_inbound_wakes_total");
 	/* Part B's reload swaps cfg->routes, then calls this. */
 	int before = st.topic_count;
 	cfg.routes = three;

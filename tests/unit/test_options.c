@@ -769,7 +769,8 @@ static void test_empty_values(void **state)
 	"kafka_config_file, stats_interval, flush_timeout_ms, durability, journal_dir, "           \
 	"journal_fsync, journal_max_mb, journal_segment_mb, buffer_mb, overflow, create_topics, "  \
 	"topic_partitions, topic_replication_factor, metrics_listen, metrics_textfile, "           \
-	"health_max_unacked_s, commands_topic, commands_mode, "                                    \
+	"health_max_unacked_s, inbound_<name>, inbound_group, inbound_wake, "                      \
+	"inbound_kafka.<property>, commands_topic, commands_mode, "                                \
 	"commands_group, commands_target, commands_mqtt_topic, commands_qos, commands_expiry, "    \
 	"commands_return_topic, commands_dead_letter_topic, commands_max_hops, presence_topic, "   \
 	"commands_wake, commands_kafka.<property>"
@@ -1568,10 +1569,90 @@ static void test_routes_reload_limit(void **state)
 	assert_int_equal(cfg.active_count, 1);
 }
 
+static void test_inbound_routes(void **state)
+{
+	(void)state;
+	assert_ok(PARSE_BS("broker_id", "b1", "inbound_config",
+			   "device-config -> config/{key} qos=1 retain=true", "inbound_notice",
+			   "fleet.notices  ->  notices/{header:region}/{partition}",
+			   "inbound_kafka.auto.offset.reset", "earliest"));
+	assert_int_equal(cfg.inbound.count, 2);
+	assert_string_equal(cfg.inbound.routes[0].name, "config");
+	assert_string_equal(cfg.inbound.routes[0].kafka_topic, "device-config");
+	assert_string_equal(cfg.inbound.routes[0].mqtt_topic.source, "config/{key}");
+	assert_int_equal(cfg.inbound.routes[0].qos, 1);
+	assert_true(cfg.inbound.routes[0].retain);
+	assert_string_equal(cfg.inbound.routes[1].kafka_topic, "fleet.notices");
+	assert_int_equal(cfg.inbound.routes[1].qos, 0);
+	assert_false(cfg.inbound.routes[1].retain);
+	assert_string_equal(cfg.inbound.group, "mosquitto-kafka-inbound-b1");
+	assert_string_equal(cfg.inbound.wake, "auto");
+	assert_int_equal(cfg.inbound.kafka_prop_count, 1);
+	assert_string_equal(cfg.inbound.kafka_props[0].name, "auto.offset.reset");
+	assert_int_equal(cfg.route_count, 0); /* inbound_ is not route_ */
+
+	assert_ok(PARSE_BS("broker_id", "b2", "inbound_x", "t -> a", "inbound_group",
+			   "g-{broker}", "inbound_wake", "off"));
+	assert_string_equal(cfg.inbound.group, "g-b2");
+	assert_string_equal(cfg.inbound.wake, "off");
+}
+
+static void test_inbound_errors(void **state)
+{
+	(void)state;
+	assert_fails(PARSE_BS("inbound_x", "t a/b"),
+		     "plugin_opt_inbound_x: 't a/b' is not '<kafka-topic> -> <mqtt-topic> "
+		     "[qos=0|1|2] [retain=true|false]'");
+	assert_fails(PARSE_BS("inbound_x", "bad! -> a/b"),
+		     "plugin_opt_inbound_x: 'bad!' is not a legal Kafka topic name (1..249 "
+		     "of [A-Za-z0-9._-])");
+	assert_fails(PARSE_BS("inbound_x", "t -> a/+/b"),
+		     "plugin_opt_inbound_x: 'a/+/b' is not an MQTT topic to publish to: no '+' or "
+		     "'#'");
+	assert_fails(PARSE_BS("inbound_x", "t -> a/{clientid}"),
+		     "plugin_opt_inbound_x: unknown placeholder '{clientid}' in 'a/{clientid}' "
+		     "(use {key}, {partition}, {header:<name>} or {broker})");
+	assert_fails(PARSE_BS("inbound_x", "t ->"), "plugin_opt_inbound_x: 't ->' is not "
+						     "'<kafka-topic> -> <mqtt-topic> [qos=0|1|2] "
+						     "[retain=true|false]'");
+	assert_fails(PARSE_BS("inbound_x", "t -> a qos=3"),
+		     "plugin_opt_inbound_x: qos='3' is not 0, 1 or 2");
+	assert_fails(PARSE_BS("inbound_x", "t -> a retain=yes"),
+		     "plugin_opt_inbound_x: retain='yes' is not true or false");
+	assert_fails(PARSE_BS("inbound_x", "t -> a qos=1 qos=2"),
+		     "plugin_opt_inbound_x: 'qos=2' given twice");
+	assert_fails(PARSE_BS("inbound_x", "t -> a key=clientid"),
+		     "plugin_opt_inbound_x: unknown inbound route attribute 'key=clientid' (use "
+		     "qos=0|1|2, retain=true|false)");
+	assert_fails(PARSE_BS("inbound_x", "t -> a", "inbound_x", "u -> b"),
+		     "plugin_opt_inbound_x: inbound route 'x' is defined twice");
+	assert_fails(PARSE_BS("inbound_x", "t -> a", "inbound_y", "t -> b"),
+		     "plugin_opt_inbound_y: Kafka topic 't' is already read by "
+		     "plugin_opt_inbound_x: one inbound route per Kafka topic");
+	assert_fails(PARSE_BS("inbound_a.b", "t -> a"),
+		     "plugin_opt_inbound_a.b: an inbound route needs a name of 1..64 characters "
+		     "[A-Za-z0-9_-] after inbound_, e.g. plugin_opt_inbound_config");
+	assert_fails(PARSE_BS("inbound_group", "g"),
+		     "plugin_opt_inbound_group: only used with inbound routes: add "
+		     "plugin_opt_inbound_<name> <kafka-topic> -> <mqtt-topic>, or remove it");
+	assert_fails(PARSE_BS("inbound_kafka.fetch.min.bytes", "1"),
+		     "plugin_opt_inbound_kafka.*: only used with inbound routes: add "
+		     "plugin_opt_inbound_<name> <kafka-topic> -> <mqtt-topic>, or remove it");
+	assert_fails(PARSE_BS("inbound_x", "t -> a", "inbound_kafka.bootstrap.servers", "k:1"),
+		     "plugin_opt_inbound_kafka.bootstrap.servers: 'bootstrap.servers' is set by "
+		     "the plugin and cannot be changed (use plugin_opt_bootstrap_servers)");
+	assert_fails(PARSE_BS("broker_id", "b", "commands_topic", "c", "inbound_x", "t -> a",
+			      "inbound_group", "mosquitto-kafka-commands-{broker}"),
+		     "plugin_opt_inbound_group: 'mosquitto-kafka-commands-b' is commands_group "
+		     "too: the inbound consumer needs a group of its own");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+		T(test_inbound_routes),
+		T(test_inbound_errors),
 		T(test_minimal_defaults),
 		T(test_no_options_at_all),
 		T(test_bootstrap_missing),

@@ -320,10 +320,123 @@ static void test_wildcard_level(void **state)
 	}
 }
 
+/* ---- inbound templates ({key}, {partition}, {header:<name>}) ------------------------- */
+
+/*
+ * A consumer-side record for template__expand_record. librdkafka has no public
+ * constructor; its messages are an rd_kafka_message_t at the start of a larger internal
+ * struct, which rd_kafka_message_set_headers writes into: a zeroed block big enough
+ * stands in for it (the headers are destroyed by hand, never rd_kafka_message_destroy).
+ */
+struct fake_record {
+	rd_kafka_message_t rkm;
+	char internal[4096];
+};
+
+static void record_init(struct fake_record *f, const char *key, int partition)
+{
+	memset(f, 0, sizeof(*f));
+	f->rkm.key = (void *)key;
+	f->rkm.key_len = key ? strlen(key) : 0;
+	f->rkm.partition = partition;
+}
+
+static int expand_inbound(const char *source, rd_kafka_message_t *rkm, char *buf, size_t size,
+			  const char **cause)
+{
+	struct mqk_template tpl;
+	char why[256], cause_buf[96];
+	int n;
+
+	assert_int_equal(template__compile_inbound(&tpl, source, why, sizeof(why)), 0);
+	n = template__expand_record(&tpl, rkm, "b1", buf, size, cause, cause_buf,
+				    sizeof(cause_buf));
+	static char keep[96];
+	if (*cause == cause_buf) {
+		snprintf(keep, sizeof(keep), "%s", cause_buf);
+		*cause = keep;
+	}
+	template__free(&tpl);
+	return n;
+}
+
+static void test_inbound_expand(void **state)
+{
+	struct fake_record f;
+	char buf[256];
+	const char *cause;
+	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
+
+	(void)state;
+	record_init(&f, "dev-7", 3);
+	rd_kafka_header_add(hdrs, "site", -1, "paris", -1);
+	rd_kafka_header_add(hdrs, "site", -1, "lyon", -1); /* the last one counts */
+	rd_kafka_message_set_headers(&f.rkm, hdrs);        /* f owns hdrs now */
+	assert_int_equal(expand_inbound("config/{key}/p{partition}/{header:site}/{broker}", &f.rkm,
+					buf, sizeof(buf), &cause),
+			 (int)strlen("config/dev-7/p3/lyon/b1"));
+	assert_string_equal(buf, "config/dev-7/p3/lyon/b1");
+	assert_null(cause);
+	assert_int_equal(expand_inbound("static/topic", &f.rkm, buf, sizeof(buf), &cause), 12);
+	assert_string_equal(buf, "static/topic");
+
+	/* Missing header, then too long for the buffer. */
+	assert_int_equal(expand_inbound("x/{header:zone}", &f.rkm, buf, sizeof(buf), &cause), -1);
+	assert_string_equal(cause, "no header zone");
+	assert_int_equal(expand_inbound("x/{key}", &f.rkm, buf, 5, &cause), -1);
+	assert_string_equal(cause, "too long");
+	rd_kafka_headers_destroy(hdrs);
+
+	/* No key (a null key), a key with a NUL byte. */
+	record_init(&f, NULL, 0);
+	assert_int_equal(expand_inbound("x/{key}", &f.rkm, buf, sizeof(buf), &cause), -1);
+	assert_string_equal(cause, "no key");
+	record_init(&f, "ab", 0);
+	f.rkm.key = (void *)"a\0b";
+	f.rkm.key_len = 3;
+	assert_int_equal(expand_inbound("x/{key}", &f.rkm, buf, sizeof(buf), &cause), -1);
+	assert_string_equal(cause, "NUL in the key");
+	/* An empty key expands to an empty level: inbound_publish.c judges the topic. */
+	f.rkm.key_len = 0;
+	assert_int_equal(expand_inbound("x/{key}", &f.rkm, buf, sizeof(buf), &cause), 2);
+	assert_string_equal(buf, "x/");
+}
+
+static void test_inbound_compile_errors(void **state)
+{
+	struct mqk_template tpl;
+	char why[256];
+
+	(void)state;
+	assert_int_equal(template__compile_inbound(&tpl, "a/+/b", why, sizeof(why)), -1);
+	assert_string_equal(why, "'a/+/b' is not an MQTT topic to publish to: no '+' or '#'");
+	assert_int_equal(template__compile_inbound(&tpl, "a/#", why, sizeof(why)), -1);
+	assert_int_equal(template__compile_inbound(&tpl, "$SYS/x", why, sizeof(why)), -1);
+	assert_string_equal(why,
+			    "'$SYS/x': topics starting with '$' are the broker's, not for inbound "
+			    "records");
+	assert_int_equal(template__compile_inbound(&tpl, "a/{clientid}", why, sizeof(why)), -1);
+	assert_string_equal(why, "unknown placeholder '{clientid}' in 'a/{clientid}' (use {key}, "
+				 "{partition}, {header:<name>} or {broker})");
+	assert_int_equal(template__compile_inbound(&tpl, "a/{header:}", why, sizeof(why)), -1);
+	assert_int_equal(template__compile_inbound(&tpl, "a/{key", why, sizeof(why)), -1);
+	assert_string_equal(why, "unclosed '{' in 'a/{key'");
+	assert_int_equal(template__compile_inbound(&tpl, "a/key}", why, sizeof(why)), -1);
+	assert_string_equal(why, "unmatched '}' in 'a/key}'");
+	assert_int_equal(template__compile_inbound(&tpl, "{key}", why, sizeof(why)), 0);
+	assert_false(tpl.is_static);
+	template__free(&tpl);
+	assert_int_equal(template__compile_inbound(&tpl, "notices/all", why, sizeof(why)), 0);
+	assert_true(tpl.is_static);
+	template__free(&tpl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_literal),
+		cmocka_unit_test(test_inbound_expand),
+		cmocka_unit_test(test_inbound_compile_errors),
 		cmocka_unit_test(test_levels_plus),
 		cmocka_unit_test(test_levels_hash),
 		cmocka_unit_test(test_empty_levels),
