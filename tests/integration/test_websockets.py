@@ -23,7 +23,10 @@ connects to that frontend, path /mqtt:
              connection found the plain listener, not the websockets one;
   targeted   the same devices with mqk-router: presence records name the broker each
              WebSockets device is on, each device gets exactly its commands, nothing is
-             skipped, sent back or dead-lettered.
+             skipped, sent back or dead-lettered;
+  inbound    an inbound route (Kafka topic -> fleet/{key}/p{partition}, QoS 1) to 4
+             WebSockets subscribers spread over both brokers: each gets all 400 records
+             once, in order per key, and none goes back to Kafka through a '#' route.
 
 Where it cannot (Debian 12's 2.0.11 is built without libwebsockets), those tests are not
 collected; instead test_refused asserts mosquitto's refusal as it is today ("Opening
@@ -394,4 +397,71 @@ if SUPPORTED:
                 d.close()
         dead_letters = harness.read_topic(kafka.bootstrap, dead, 1, timeout=1, grace=0)
         assert dead_letters == [], f"dead letters: {dead_letters}"
+        no_server_down(h)
+
+    def test_inbound(kafka, start_broker, start_haproxy):
+        """An inbound route (docs/inbound.md) to WebSockets subscribers on both brokers:
+        each of 4 gets every one of 400 records (4 partitions, 8 keys), on
+        fleet/<key>/p<partition>, at QoS 1, in order per key; none goes back to Kafka
+        through the outbound '#' route."""
+        tag = harness.unique("wsi")
+        topic, outbound = f"{tag}.notices", f"{tag}.out"
+        kafka.create_topics([topic, outbound], 4)
+        brokers, h = ws_cluster(start_broker, start_haproxy, lambda i: [
+            ("bootstrap_servers", kafka.bootstrap), ("broker_id", f"{tag}-{i}"),
+            ("inbound_fleet", f"{topic} -> fleet/{{key}}/p{{partition}} qos=1"),
+            ("inbound_kafka.auto.offset.reset", "earliest"),
+            ("route_all", f"# -> {outbound}"), ("stats_interval", "1")])
+        for b in brokers:
+            b.wait_log(r"mosquitto_kafka: inbound: consuming [1-9]\d* partition", 30)
+        got = collections.defaultdict(list)
+
+        def keep(client, userdata, msg):
+            got[client._client_id.decode()].append((msg.topic, msg.payload, msg.qos))
+        subs = [harness.Client(h.ws_port, f"{tag}-sub{i}", V5 if i % 2 else V311,
+                               websockets=True, on_message=keep) for i in range(4)]
+        for s in subs:
+            s.subscribe("fleet/#", qos=1)
+        at = where(brokers, [s.client_id for s in subs])
+        assert len(set(at.values())) == 2, f"roundrobin should use both brokers: {at}"
+        keys, per_key = [f"k{i}" for i in range(8)], 50
+        p = ck.Producer({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True,
+                         "linger.ms": 5, "log_level": 3})
+        partition_of = {}
+
+        def delivered(err, msg):
+            assert err is None, err
+            partition_of[msg.key().decode()] = msg.partition()
+        for n in range(per_key):
+            for k in keys:
+                p.produce(topic, key=k.encode(), value=f"{k}:{n}".encode(), on_delivery=delivered)
+                p.poll(0)
+        assert p.flush(30) == 0
+        total = per_key * len(keys)
+        try:
+            harness.wait_for(lambda: all(len(got[s.client_id]) >= total for s in subs), 60,
+                             what=f"{total} records at each WebSockets subscriber")
+            time.sleep(0.5)  # a duplicate would come now
+        finally:
+            for s in subs:
+                s.close()
+        for s in subs:
+            mine = got[s.client_id]
+            assert len(mine) == total, f"{s.client_id}: {len(mine)} of {total}"
+            for k in keys:
+                want = [(f"fleet/{k}/p{partition_of[k]}", f"{k}:{n}".encode(), 1)
+                        for n in range(per_key)]
+                assert [m for m in mine if m[1].startswith(f"{k}:".encode())] == want, \
+                    f"{s.client_id}: key {k} not every record once in order"
+        want = {"inbound/consumed": total, "inbound/published": total, "inbound/skipped": 0}
+        sys_subs = [harness.SysCounters(b.port) for b in brokers]
+        counters = [c.wait_for(want, 15) for c in sys_subs]
+        for c in sys_subs:
+            c.close()
+        print(f"4 WebSockets subscribers ({dict(collections.Counter(at.values()))} per broker): "
+              f"{total} records each, in order per key; $SYS per broker {counters}")
+        assert counters == [want, want], counters
+        recs = harness.read_topic(kafka.bootstrap, outbound, 0, timeout=3, grace=2)
+        looped = [r for r in recs if r.value.startswith(b"k")]
+        assert not looped, f"{len(looped)} inbound records went back to Kafka"
         no_server_down(h)
