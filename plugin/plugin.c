@@ -481,7 +481,10 @@ static void log_configuration(const struct mqk_plugin *pl)
 	if (cc->mode != MQK_CMD_OFF) {
 		log__printf(MOSQ_LOG_NOTICE,
 			    "commands: %s mode, from Kafka topic %s (group %s), to %s QoS %d%s%s",
-			    cc->mode == MQK_CMD_TARGETED ? "targeted" : "broadcast", cc->topic,
+			    cc->mode == MQK_CMD_TARGETED       ? "targeted"
+			    : cc->mode == MQK_CMD_REDISTRIBUTE ? "redistribute"
+								: "broadcast",
+			    cc->topic,
 			    cc->group, cc->mqtt_topic.source, cc->qos,
 			    cc->presence_topic ? ", presence to " : "",
 			    cc->presence_topic ? cc->presence_topic : "");
