@@ -22,6 +22,7 @@
  *   deliver.c   on the TICK: a command -> mosquitto_broker_publish to its client id
  *   clients.c   which clients are connected to this broker (BASIC_AUTH, DISCONNECT)
  *   presence.c  connected/disconnected records for targeted mode's router
+ *   redistribute.c  redistribute mode: where a command not for this broker goes
  *   wake.c      the loopback connection that wakes mosquitto's loop
  *
  *   stats.c     counters, $SYS/broker/kafka/..., the shutdown summary
