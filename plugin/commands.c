@@ -201,8 +201,9 @@ static rd_kafka_t *new_client(struct mqk_commands *c, rd_kafka_type_t type, cons
 				    errstr, errstr_size)) {
 			goto error;
 		}
-		if (kstats__interval_ms() > 0) {
-			/* The metrics' consumer lag (kstats.c); an admin's value wins. */
+		if (!own && kstats__interval_ms() > 0) {
+			/* The metrics' consumer lag (kstats.c; one consumer's: commands_topic's);
+			   an admin's value wins. */
 			char ms[16];
 			snprintf(ms, sizeof(ms), "%d", kstats__interval_ms());
 			if (kafka_conf__set(conf, "plugin defaults", "statistics.interval.ms", ms,

@@ -85,8 +85,11 @@
  * (deliver.c), if that client is connected here (clients.c, kept from BASIC_AUTH and
  * DISCONNECT, since mosquitto 2.0 has no CONNECT event). What is not for this broker is
  * skipped (broadcast: every broker reads every command) or sent back to the router
- * (targeted: mqk-router picks the broker from the presence records, presence.c). A
- * command's offset is committed only once it is settled: at-least-once.
+ * (targeted: mqk-router picks the broker from the presence records, presence.c), or
+ * forwarded by the commands thread to the back-channel topic of the broker that holds
+ * the client (redistribute: the brokers share one consumer group and each reads every
+ * presence record, redistribute.c). A command's offset is committed only once it is
+ * settled: at-least-once.
  *
  * Metrics (metrics_listen, metrics_textfile; metrics.c, kstats.c). The TICK renders the
  * Prometheus text at most once a second, on mosquitto's thread because the routes are
