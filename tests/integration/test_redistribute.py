@@ -135,14 +135,16 @@ class Cluster:
         finally:
             dev.close()
 
-    def produce(self, pairs):
-        """Command records (device, payload) on the shared topic, acknowledged by Kafka."""
+    def produce(self, pairs, partition=None):
+        """Command records (device, payload) on the shared topic (to partition when given,
+        else by key), acknowledged by Kafka."""
         if self._producer is None:
             self._producer = ck.Producer({"bootstrap.servers": self.kafka.bootstrap,
                                           "enable.idempotence": True, "linger.ms": 1,
                                           "log_level": 3})
         for device, payload in pairs:
-            self._producer.produce(self.commands, key=device.encode(), value=payload)
+            extra = {} if partition is None else {"partition": partition}
+            self._producer.produce(self.commands, key=device.encode(), value=payload, **extra)
             self._producer.poll(0)
         if self._producer.flush(30) != 0:
             raise harness.HarnessError("commands not acknowledged in 30 s")
@@ -384,6 +386,7 @@ def test_d_broker_killed(cluster):
     victim = 2
     killed = cluster.brokers[victim]
     try:
+        sets = cluster.wait_assigned(cluster.brokers)
         time.sleep(1.5)
         want = collections.defaultdict(list)
         n, rate, seconds = 0, 25, 12  # 5 commands a round
@@ -406,8 +409,8 @@ def test_d_broker_killed(cluster):
                 killed_at = elapsed
                 cluster.sys[victim].close()
                 killed_wall = time.time()
-                # Commands for its devices while the others still place them there: to
-                # its back-channel, which waits for it.
+                # Commands for its devices, on a partition of broker A, while the others
+                # still place them at the dead broker: to its back-channel, to wait there.
                 batch = []
                 for old in per[victim]:
                     for j in range(2):
@@ -415,7 +418,7 @@ def test_d_broker_killed(cluster):
                         want[old.client_id].append(p)
                         batch.append((old.client_id, p))
                         n += 1
-                cluster.produce(batch)
+                cluster.produce(batch, partition=min(sets[0]))
                 time.sleep(1.0)
                 # Its devices reconnect to the other two (as HAProxy would send them).
                 for i, old in enumerate(per[victim]):
