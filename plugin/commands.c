@@ -21,6 +21,14 @@
  *      committed only when it was handed to mosquitto, skipped, or its return or dead
  *      letter is acknowledged by Kafka: a crash before re-reads it (at-least-once).
  *
+ * Redistribute mode (redistribute.c) adds a second consumer, of this broker's own
+ * back-channel topic and of the presence topic (group <commands_group>-<broker_id>, so
+ * it gets every partition of both; the presence topic is read from the beginning at
+ * every assignment and its offsets are never stored). Its command records go to the
+ * same hand-off queue; its presence records to the redistributor's table. A command
+ * mosquitto's thread did not find here is produced, in step 3, to the back-channel of
+ * the broker the table places its client at, or held and retried (redistribute.c).
+ *
  * A new consumer group starts at the end of the topic (auto.offset.reset=latest): a
  * broker joining the cluster must not replay old commands to devices. Change it with
  * plugin_opt_commands_kafka.auto.offset.reset. The kafka.* options (addresses, TLS,
@@ -50,6 +58,8 @@
    mosquitto before 2.0.15? */
 #define NO_TICK_MS 5000
 #define TOPIC_MAX 65536
+/* Redistribute: how long a command for a client known nowhere waits before a retry. */
+#define HOLD_MS 1000
 
 struct mqk_commands {
 	const struct mqk_config *cfg; /* the plugin's */
@@ -58,6 +68,8 @@ struct mqk_commands {
 	struct mqk_cmd_counters *ctr; /* the plugin's */
 	rd_kafka_t *consumer;
 	rd_kafka_t *producer;
+	rd_kafka_t *own;              /* redistribute: back-channel and presence; else NULL */
+	struct mqk_redistributor *rd; /* redistribute: presence table, held commands; owned */
 	struct mqk_handoff handoff;
 	struct mqk_wake wake;
 	pthread_t thread;
@@ -71,6 +83,7 @@ struct mqk_commands {
 	bool no_tick_logged;
 	struct mqk_ratelimit rl_error, rl_invalid, rl_lost;
 	struct mqk_ratelimit rl_security; /* authentication and TLS errors: their own limit */
+	struct mqk_ratelimit rl_presence; /* malformed presence records */
 	char topic_buf[TOPIC_MAX];
 };
 
@@ -108,13 +121,18 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			 rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
+	struct mqk_commands *c = opaque;
+	const char *presence = c->cc->mode == MQK_CMD_REDISTRIBUTE ? c->cc->presence_topic : NULL;
 	char list[512] = "";
 	size_t len = 0;
 
-	(void)opaque;
 	for (int i = 0; i < parts->cnt && len < sizeof(list) - 16; i++) {
 		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%d", i ? "," : "",
 					parts->elems[i].partition);
+		if (presence != NULL && !strcmp(parts->elems[i].topic, presence)) {
+			/* Redistribute: the presence table is read in full at every start. */
+			parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+		}
 	}
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		log__deferred(MOSQ_LOG_NOTICE, "commands: consuming %s partitions [%s]",
@@ -144,6 +162,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
 		counter__inc(&c->ctr->presence);
 	} else if (cmd->reason != NULL) {
 		counter__inc(&c->ctr->dead_lettered);
+	} else if (c->cc->mode == MQK_CMD_REDISTRIBUTE) {
+		counter__inc(&c->ctr->forwarded);
 	} else {
 		counter__inc(&c->ctr->returned);
 	}
@@ -152,8 +172,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
 	}
 }
 
-static rd_kafka_t *new_client(struct mqk_commands *c, rd_kafka_type_t type, char *errstr,
-			      size_t errstr_size)
+/* A consumer (of group; own: redistribute's second consumer) or the producer. */
+static rd_kafka_t *new_client(struct mqk_commands *c, rd_kafka_type_t type, const char *group,
+			      bool own, char *errstr, size_t errstr_size)
 {
 	const struct mqk_config *cfg = c->cfg;
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -168,18 +189,21 @@ static rd_kafka_t *new_client(struct mqk_commands *c, rd_kafka_type_t type, char
 		goto error;
 	}
 	if (type == RD_KAFKA_CONSUMER) {
-		if (kafka_conf__set(conf, "plugin_opt_commands_group", "group.id", c->cc->group,
-				    errstr, errstr_size) ||
+		/* The back-channel is read from its start: what was forwarded before the
+		   broker's first assignment is this broker's too. */
+		if (kafka_conf__set(conf, "plugin_opt_commands_group", "group.id", group, errstr,
+				    errstr_size) ||
 		    kafka_conf__set(conf, "plugin defaults", "enable.auto.offset.store", "false",
 				    errstr, errstr_size) ||
-		    kafka_conf__set(conf, "plugin defaults", "auto.offset.reset", "latest", errstr,
-				    errstr_size) ||
+		    kafka_conf__set(conf, "plugin defaults", "auto.offset.reset",
+				    own ? "earliest" : "latest", errstr, errstr_size) ||
 		    kafka_conf__set(conf, "plugin defaults", "auto.commit.interval.ms", "1000",
 				    errstr, errstr_size)) {
 			goto error;
 		}
-		if (kstats__interval_ms() > 0) {
-			/* The metrics' consumer lag (kstats.c); an admin's value wins. */
+		if (!own && kstats__interval_ms() > 0) {
+			/* The metrics' consumer lag (kstats.c; one consumer's: commands_topic's);
+			   an admin's value wins. */
 			char ms[16];
 			snprintf(ms, sizeof(ms), "%d", kstats__interval_ms());
 			if (kafka_conf__set(conf, "plugin defaults", "statistics.interval.ms", ms,
@@ -307,13 +331,27 @@ static struct mqk_command *make_command(struct mqk_commands *c, rd_kafka_message
 	return cmd;
 }
 
-/* Reads what the consumer has, up to the queue's bound. Returns true when it queued. */
-static bool read_commands(struct mqk_commands *c)
+/* Redistribute: a presence record for the table (the caller keeps rkm). */
+static void read_presence(struct mqk_commands *c, const rd_kafka_message_t *rkm)
+{
+	char why[512];
+
+	counter__inc(&c->ctr->presence_read);
+	if (redistribute__presence(c->rd, rkm, why, sizeof(why))) {
+		log__deferred_ratelimited(&c->rl_presence, MOSQ_LOG_WARNING,
+					  "commands: %s [%d] offset %lld: presence record ignored: %s",
+					  rd_kafka_topic_name(rkm->rkt), (int)rkm->partition,
+					  (long long)rkm->offset, why);
+	}
+}
+
+/* Reads what consumer has, up to the queue's bound. Returns true when it queued. */
+static bool read_commands(struct mqk_commands *c, rd_kafka_t *consumer)
 {
 	bool wake = false;
 
 	for (int n = 0; n < READ_BATCH && c->handoff.count < QUEUE_MAX; n++) {
-		rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->consumer, 0);
+		rd_kafka_message_t *rkm = rd_kafka_consumer_poll(consumer, 0);
 		if (rkm == NULL) {
 			break;
 		}
@@ -323,6 +361,12 @@ static bool read_commands(struct mqk_commands *c)
 							  "commands: consumer: %s",
 							  rd_kafka_message_errstr(rkm));
 			}
+			rd_kafka_message_destroy(rkm);
+			continue;
+		}
+		if (consumer == c->own &&
+		    !strcmp(rd_kafka_topic_name(rkm->rkt), c->cc->presence_topic)) {
+			read_presence(c, rkm);
 			rd_kafka_message_destroy(rkm);
 			continue;
 		}
@@ -392,12 +436,60 @@ static void produce_back(struct mqk_commands *c, struct mqk_command *cmd, const 
 	}
 }
 
+/*
+ * Redistribute: a command whose client is not here (seq: the presence table's when
+ * mosquitto's thread said so). To the back-channel of the broker the table places the
+ * client at; known nowhere: held HOLD_MS once (held false), then a retry through this
+ * broker's own back-channel. Each goes with mqk.hops + 1; past commands_max_hops it is
+ * dead-lettered. Returns the reason to dead-letter, or NULL when it is on its way.
+ */
+static const char *redistribute(struct mqk_commands *c, struct mqk_command *cmd, uint64_t seq,
+				bool held)
+{
+	char buf[512];
+	const char *topic = redistribute__topic(c->rd, cmd, seq, buf, sizeof(buf));
+
+	if (topic == NULL && !held &&
+	    redistribute__hold(c->rd, cmd, monotonic_ms() + HOLD_MS, seq) == 0) {
+		counter__inc(&c->ctr->held);
+		atomic_store_explicit(&cmd->state, MQK_CMD_PRODUCING, memory_order_relaxed);
+		return NULL; /* not settled: its offset waits (redistribute__due brings it back) */
+	}
+	if (cmd->hops + 1 > c->cc->max_hops) {
+		return topic == NULL ? "not connected" : "too many hops";
+	}
+	produce_back(c, cmd, topic != NULL ? topic : c->cc->own_topic, cmd->hops + 1);
+	return NULL;
+}
+
+/* Redistribute: held commands whose time came, looked up again. */
+static void serve_held(struct mqk_commands *c)
+{
+	struct mqk_command *cmd;
+	uint64_t seq;
+
+	while ((cmd = redistribute__due(c->rd, monotonic_ms(), &seq)) != NULL) {
+		const char *reason = redistribute(c, cmd, seq, true);
+		if (reason != NULL) {
+			cmd->reason = reason;
+			counter__inc(&c->ctr->invalid);
+			produce_back(c, cmd, c->cc->dead_letter_topic, cmd->hops);
+		}
+	}
+}
+
 /* A command mosquitto's thread marked RETURN or DEAD. */
 static void send_back(struct mqk_commands *c, struct mqk_command *cmd, int state)
 {
 	const struct mqk_cmd_config *cc = c->cc;
 
-	if (state == MQK_CMD_RETURN && cmd->hops + 1 > cc->max_hops) {
+	if (state == MQK_CMD_RETURN && cc->mode == MQK_CMD_REDISTRIBUTE) {
+		cmd->reason = redistribute(c, cmd, redistribute__seq(c->rd), false);
+		if (cmd->reason == NULL) {
+			return;
+		}
+		state = MQK_CMD_DEAD;
+	} else if (state == MQK_CMD_RETURN && cmd->hops + 1 > cc->max_hops) {
 		cmd->reason = "too many hops";
 		state = MQK_CMD_DEAD;
 	}
@@ -538,7 +630,11 @@ static void *commands_thread(void *arg)
 		}
 		wake__drain(&c->wake);
 		wake__keepalive(&c->wake);
-		if (read_commands(c)) {
+		bool queued = read_commands(c, c->consumer);
+		if (c->own != NULL) {
+			queued |= read_commands(c, c->own);
+		}
+		if (queued) {
 			wake__ping(&c->wake, c->ctr);
 		} else if (c->wake.fd < 0) {
 			wake__ping(&c->wake, c->ctr); /* connects ahead of the first command */
@@ -546,6 +642,9 @@ static void *commands_thread(void *arg)
 		send_presence(c);
 		rd_kafka_poll(c->producer, 0); /* delivery reports settle returns */
 		settle(c);
+		if (c->rd != NULL) {
+			serve_held(c);
+		}
 		check_ticks(c);
 		if (c->handoff.count >= QUEUE_MAX) {
 			/* The eventfd stays quiet while the consumer is not read: nap instead. */
@@ -564,6 +663,40 @@ static void *commands_thread(void *arg)
 	}
 	settle(c);
 	return NULL;
+}
+
+/* Redistribute: the back-channel and presence consumer, and the table. */
+static int open_own(struct mqk_commands *c, char *errstr, size_t errstr_size)
+{
+	static const uint64_t one = 1;
+	rd_kafka_topic_partition_list_t *topics;
+	rd_kafka_resp_err_t err;
+	rd_kafka_queue_t *q;
+
+	c->rd = redistribute__new(c->cc, c->cfg->broker_id);
+	if (c->rd == NULL) {
+		snprintf(errstr, errstr_size, "commands: out of memory");
+		return -1;
+	}
+	c->own = new_client(c, RD_KAFKA_CONSUMER, c->cc->own_group, true, errstr, errstr_size);
+	if (c->own == NULL) {
+		return -1;
+	}
+	rd_kafka_poll_set_consumer(c->own);
+	topics = rd_kafka_topic_partition_list_new(2);
+	rd_kafka_topic_partition_list_add(topics, c->cc->own_topic, RD_KAFKA_PARTITION_UA);
+	rd_kafka_topic_partition_list_add(topics, c->cc->presence_topic, RD_KAFKA_PARTITION_UA);
+	err = rd_kafka_subscribe(c->own, topics);
+	rd_kafka_topic_partition_list_destroy(topics);
+	if (err) {
+		snprintf(errstr, errstr_size, "commands: cannot subscribe to %s and %s: %s",
+			 c->cc->own_topic, c->cc->presence_topic, rd_kafka_err2str(err));
+		return -1;
+	}
+	q = rd_kafka_queue_get_consumer(c->own);
+	rd_kafka_queue_io_event_enable(q, c->handoff.wake_fd, &one, sizeof(one));
+	rd_kafka_queue_destroy(q);
+	return 0;
 }
 
 struct mqk_commands *commands__new(const struct mqk_config *cfg, const struct mqk_origin *origin,
@@ -588,9 +721,14 @@ struct mqk_commands *commands__new(const struct mqk_config *cfg, const struct mq
 	if (wake__init(&c->wake, c->cc->wake, errstr, errstr_size)) {
 		goto error;
 	}
-	c->consumer = new_client(c, RD_KAFKA_CONSUMER, errstr, errstr_size);
-	c->producer = c->consumer ? new_client(c, RD_KAFKA_PRODUCER, errstr, errstr_size) : NULL;
+	c->consumer = new_client(c, RD_KAFKA_CONSUMER, c->cc->group, false, errstr, errstr_size);
+	c->producer = c->consumer ? new_client(c, RD_KAFKA_PRODUCER, NULL, false, errstr,
+					       errstr_size)
+				  : NULL;
 	if (c->producer == NULL) {
+		goto error;
+	}
+	if (c->cc->mode == MQK_CMD_REDISTRIBUTE && open_own(c, errstr, errstr_size)) {
 		goto error;
 	}
 	rd_kafka_poll_set_consumer(c->consumer);
@@ -682,6 +820,11 @@ void commands__close(struct mqk_commands *c, int timeout_ms)
 		rd_kafka_consumer_close(c->consumer); /* commits the stored offsets */
 		rd_kafka_destroy(c->consumer);
 	}
+	if (c->own != NULL) {
+		rd_kafka_consumer_close(c->own);
+		rd_kafka_destroy(c->own);
+	}
+	redistribute__free(c->rd); /* the commands it held were the hand-off queue's: freed */
 	if (c->producer != NULL) {
 		rd_kafka_destroy(c->producer);
 	}

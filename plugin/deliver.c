@@ -7,8 +7,9 @@
  * mosquitto writes it to the socket right after this TICK, and no subscriber, ACL or
  * MOSQ_EVT_MESSAGE sees it (docs/commands-facts.md). Not connected here: broadcast
  * mode skips it (another broker has it, or nobody), targeted mode sends it back to the
- * router. The topic and the properties are checked here because only mosquitto's
- * thread may call mosquitto's functions: a bad one dead-letters the command.
+ * router, redistribute mode to the commands thread, which finds where it goes. The
+ * topic and the properties are checked here because only mosquitto's thread may call
+ * mosquitto's functions: a bad one dead-letters the command.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,7 +174,7 @@ size_t deliver__tick(struct mqk_handoff *h, const struct mqk_cmd_config *cc,
 			state = MQK_CMD_DEAD; /* dead on arrival (no target) */
 		} else if (clients__is_connected(clients, cmd->client_id)) {
 			state = publish(cmd, cc, ctr);
-		} else if (cc->mode == MQK_CMD_TARGETED) {
+		} else if (cc->mode == MQK_CMD_TARGETED || cc->mode == MQK_CMD_REDISTRIBUTE) {
 			state = MQK_CMD_RETURN;
 		} else {
 			counter__inc(&ctr->skipped);

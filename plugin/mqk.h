@@ -22,6 +22,7 @@
  *   deliver.c   on the TICK: a command -> mosquitto_broker_publish to its client id
  *   clients.c   which clients are connected to this broker (BASIC_AUTH, DISCONNECT)
  *   presence.c  connected/disconnected records for targeted mode's router
+ *   redistribute.c  redistribute mode: where a command not for this broker goes
  *   wake.c      the loopback connection that wakes mosquitto's loop
  *
  * and Kafka -> every subscriber (inbound routes, docs/inbound.md):
@@ -180,6 +181,9 @@ enum mqk_format {
 	X(delivered, "Commands handed to a connected client (mosquitto's thread).")                \
 	X(skipped, "Broadcast: commands for a client not connected here (mosquitto's thread).")    \
 	X(returned, "Targeted: commands sent back to the router (commands thread).")               \
+	X(forwarded, "Redistribute: commands Kafka took for a back-channel (commands thread).")     \
+	X(held, "Redistribute: commands for a client known nowhere, held (commands thread).")      \
+	X(presence_read, "Redistribute: presence records read (commands thread).")                 \
 	X(dead_lettered, "Commands sent to the dead-letter topic (commands thread).")              \
 	X(invalid, "Commands with no target, a bad target or topic (commands thread).")            \
 	X(presence, "Presence records Kafka took (commands thread).")                              \
@@ -276,6 +280,7 @@ enum mqk_cmd_mode {
 	MQK_CMD_OFF,       /* no commands_topic: the plugin only forwards */
 	MQK_CMD_BROADCAST, /* every broker reads every command, delivers its own */
 	MQK_CMD_TARGETED,  /* mqk-router sends each broker its own commands */
+	MQK_CMD_REDISTRIBUTE, /* one shared group; each broker forwards what is not its own */
 };
 
 /* The commands_* and presence_topic options (docs/commands.md). */
@@ -291,6 +296,9 @@ struct mqk_cmd_config {
 	char *return_topic;      /* targeted: where "not here" goes back to the router */
 	char *dead_letter_topic; /* targeted: commands that can never be delivered */
 	int max_hops;            /* targeted: returns before a dead letter */
+	char *broker_topic;      /* redistribute: commands_topic_broker, {broker} kept */
+	char *own_topic;         /* redistribute: broker_topic for this broker */
+	char *own_group;         /* redistribute: group of own_topic and presence: group-<id> */
 	char *presence_topic;    /* NULL: no presence records */
 	char *wake;              /* "auto", "off" or host:port */
 	struct mqk_kafka_prop *kafka_props; /* commands_kafka.*: the consumer's own */
@@ -1163,6 +1171,36 @@ void wake__drain(struct mqk_wake *w);
 /* Commands thread: a PINGREQ when quiet for half of mosquitto's Server Keep Alive. */
 void wake__keepalive(struct mqk_wake *w);
 void wake__close(struct mqk_wake *w);
+
+/* ---- redistribute mode: where a command not for this broker goes (commands thread) ---- */
+
+struct mqk_redistributor;
+
+/* The presence table and the hold queue, empty. NULL when out of memory. */
+struct mqk_redistributor *redistribute__new(const struct mqk_cmd_config *cc,
+					    const char *broker_id);
+/*
+ * Applies one presence record (the caller keeps rkm). Returns 0, or -1 when it is
+ * malformed or memory ran out (the table unchanged, why in errstr).
+ */
+int redistribute__presence(struct mqk_redistributor *r, const rd_kafka_message_t *rkm,
+			   char *errstr, size_t errstr_size);
+/* Presence records applied so far: what a hold remembers of the table. */
+uint64_t redistribute__seq(const struct mqk_redistributor *r);
+/*
+ * The back-channel topic of the broker the presence table places cmd's client at, in
+ * buf (commands_topic_broker expanded), or NULL when it is known nowhere, or only here
+ * with no news since seq (mosquitto's thread just found it not here).
+ */
+const char *redistribute__topic(const struct mqk_redistributor *r, const struct mqk_command *cmd,
+				uint64_t seq, char *buf, size_t size);
+/* Holds cmd until due_ms (monotonic); seq as for redistribute__topic. 0, or -1: no memory. */
+int redistribute__hold(struct mqk_redistributor *r, struct mqk_command *cmd, int64_t due_ms,
+		       uint64_t seq);
+/* The oldest held command whose time came (and its seq), taken off the queue; or NULL. */
+struct mqk_command *redistribute__due(struct mqk_redistributor *r, int64_t now_ms, uint64_t *seq);
+/* Frees the table and the queue (not the commands held: the hand-off queue owns them). */
+void redistribute__free(struct mqk_redistributor *r);
 
 /* ---- the commands thread ------------------------------------------------------------- */
 

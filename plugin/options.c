@@ -39,6 +39,9 @@
 #define DEFAULT_RETURN_TOPIC "mqtt-commands"
 #define DEFAULT_DEAD_LETTER_TOPIC "mqtt-commands.dead"
 #define DEFAULT_PRESENCE_TOPIC "mqtt-presence"
+/* Redistribute mode: one group for the cluster, and each broker's back-channel. */
+#define DEFAULT_SHARED_GROUP "mosquitto-kafka-commands"
+#define DEFAULT_BROKER_TOPIC "mqtt-commands.{broker}"
 #define DEFAULT_WAKE "auto"
 #define DEFAULT_INBOUND_GROUP "mosquitto-kafka-inbound-{broker}"
 
@@ -532,6 +535,8 @@ enum needs {
 	NEEDS_CREATE_TOPICS, /* create_topics true */
 	NEEDS_COMMANDS,      /* commands_topic */
 	NEEDS_TARGETED,      /* commands_topic and commands_mode targeted */
+	NEEDS_HOPS,          /* commands_topic and commands_mode targeted or redistribute */
+	NEEDS_REDISTRIBUTE,  /* commands_topic and commands_mode redistribute */
 	NEEDS_METRICS,       /* metrics_listen */
 	NEEDS_INBOUND,       /* an inbound_<name> route */
 };
@@ -758,7 +763,10 @@ static const struct choice overflows[] = {{"reject", MQK_OVERFLOW_REJECT},
 					  {"drop_new", MQK_OVERFLOW_DROP_NEW},
 					  {NULL, 0}};
 static const struct choice command_modes[] = {
-	{"broadcast", MQK_CMD_BROADCAST}, {"targeted", MQK_CMD_TARGETED}, {NULL, 0}};
+	{"broadcast", MQK_CMD_BROADCAST},
+	{"targeted", MQK_CMD_TARGETED},
+	{"redistribute", MQK_CMD_REDISTRIBUTE},
+	{NULL, 0}};
 
 static const struct option_spec options[] = {
 	/* README: Configuration */
@@ -826,7 +834,8 @@ static const struct option_spec options[] = {
 	{"commands_mode", parse_choice, FIELD(commands.mode), .needs = NEEDS_COMMANDS,
 	 .choices = command_modes, .dflt = MQK_CMD_BROADCAST, .commands_table = true},
 	{"commands_group", parse_text, FIELD(commands.group), .needs = NEEDS_COMMANDS,
-	 .value = "consumer group id; {broker}", .shown = DEFAULT_COMMANDS_GROUP,
+	 .value = "consumer group id; {broker}",
+	 .shown = DEFAULT_COMMANDS_GROUP "; redistribute: " DEFAULT_SHARED_GROUP,
 	 .commands_table = true},
 	{"commands_target", parse_text, FIELD(commands.target), .needs = NEEDS_COMMANDS,
 	 .valid = is_target, .is_not = "key or header:<name>", .value = "key|header:<name>",
@@ -842,13 +851,17 @@ static const struct option_spec options[] = {
 	{"commands_return_topic", parse_text, FIELD(commands.return_topic), .needs = NEEDS_TARGETED,
 	 .value = "Kafka topic", .shown = DEFAULT_RETURN_TOPIC, .commands_table = true},
 	{"commands_dead_letter_topic", parse_text, FIELD(commands.dead_letter_topic),
-	 .needs = NEEDS_TARGETED, .value = "Kafka topic", .shown = DEFAULT_DEAD_LETTER_TOPIC,
+	 .needs = NEEDS_HOPS, .value = "Kafka topic", .shown = DEFAULT_DEAD_LETTER_TOPIC,
 	 .commands_table = true},
-	{"commands_max_hops", parse_number, FIELD(commands.max_hops), .needs = NEEDS_TARGETED,
+	{"commands_max_hops", parse_number, FIELD(commands.max_hops), .needs = NEEDS_HOPS,
 	 .min = 1, .max = 100, .unit = "a number of hops", .dflt = 5, .commands_table = true},
+	{"commands_topic_broker", parse_text, FIELD(commands.broker_topic),
+	 .needs = NEEDS_REDISTRIBUTE, .value = "Kafka topic with {broker}",
+	 .shown = DEFAULT_BROKER_TOPIC, .commands_table = true},
 	{"presence_topic", parse_text, FIELD(commands.presence_topic), .needs = NEEDS_COMMANDS,
 	 .value = "Kafka topic (compacted)",
-	 .shown = DEFAULT_PRESENCE_TOPIC " in targeted mode, else none", .commands_table = true},
+	 .shown = DEFAULT_PRESENCE_TOPIC " in targeted and redistribute mode, else none",
+	 .commands_table = true},
 	{"commands_wake", parse_text, FIELD(commands.wake), .needs = NEEDS_COMMANDS,
 	 .value = "auto|off|host:port", .shown = DEFAULT_WAKE, .commands_table = true},
 	{"commands_kafka.<property>", kafka_commands, .repeat = true, .needs = NEEDS_COMMANDS,
@@ -1021,6 +1034,17 @@ static const char *unmet(const struct option_spec *opt, const struct mqk_config 
 			return "only used with plugin_opt_commands_mode targeted";
 		}
 		/* fall through */
+	case NEEDS_HOPS:
+		if (commands && cfg->commands.mode == MQK_CMD_BROADCAST) {
+			return "only used with plugin_opt_commands_mode targeted or redistribute";
+		}
+		/* fall through */
+	case NEEDS_REDISTRIBUTE:
+		if (opt->needs == NEEDS_REDISTRIBUTE && commands &&
+		    cfg->commands.mode != MQK_CMD_REDISTRIBUTE) {
+			return "only used with plugin_opt_commands_mode redistribute";
+		}
+		/* fall through */
 	case NEEDS_COMMANDS:
 		return commands ? NULL
 				: "only used with plugin_opt_commands_topic (the Kafka topic of "
@@ -1068,11 +1092,46 @@ static int finish_topic(char **field, const char *dflt, const char *option, cons
 	return 0;
 }
 
+/*
+ * Redistribute mode: commands_topic_broker (checked as a topic with a sample broker id,
+ * kept with {broker} for the others), this broker's own topic, and the group of the
+ * back-channel and presence consumer: <commands_group>-<broker_id>.
+ */
+static int finish_redistribute(struct mqk_config *cfg, char *errstr, size_t errstr_size)
+{
+	struct mqk_cmd_config *cc = &cfg->commands;
+	const char *group = cc->group ? cc->group : DEFAULT_SHARED_GROUP;
+	size_t n = strlen(group) + 1 + strlen(cfg->broker_id) + 1;
+
+	if (cc->broker_topic == NULL && (cc->broker_topic = strdup(DEFAULT_BROKER_TOPIC)) == NULL) {
+		FAIL("commands_topic_broker: out of memory");
+	}
+	if ((cc->own_topic = strdup(cc->broker_topic)) == NULL) {
+		FAIL("commands_topic_broker: out of memory");
+	}
+	if (finish_topic(&cc->own_topic, NULL, "commands_topic_broker", cfg->broker_id, errstr,
+			 errstr_size)) {
+		return -1;
+	}
+	if (!strcmp(cc->own_topic, cc->topic)) {
+		FAIL("commands_topic_broker: '%s' is commands_topic itself: a broker's own "
+		     "topic must be another",
+		     cc->own_topic);
+	}
+	cc->own_group = malloc(n);
+	if (cc->own_group == NULL) {
+		FAIL("commands_group: out of memory");
+	}
+	snprintf(cc->own_group, n, "%s-%s", group, cfg->broker_id);
+	return 0;
+}
+
 /* The command path's defaults and {broker}, once check_needs passed. */
 static int finish_commands(struct mqk_config *cfg, char *errstr, size_t errstr_size)
 {
 	struct mqk_cmd_config *cc = &cfg->commands;
 	bool targeted = cc->mode == MQK_CMD_TARGETED;
+	bool redistribute = cc->mode == MQK_CMD_REDISTRIBUTE;
 
 	if (cc->topic == NULL) {
 		cc->mode = MQK_CMD_OFF;
@@ -1082,6 +1141,17 @@ static int finish_commands(struct mqk_config *cfg, char *errstr, size_t errstr_s
 		FAIL("commands_topic: '%s': in targeted mode each broker reads its own topic: put "
 		     "{broker} in it, e.g. mqtt-commands.{broker}",
 		     cc->topic);
+	}
+	if (redistribute && strstr(cc->topic, "{broker}")) {
+		FAIL("commands_topic: '%s': in redistribute mode the brokers share one topic and "
+		     "group: leave {broker} out of it (each broker's own topic is "
+		     "commands_topic_broker)",
+		     cc->topic);
+	}
+	if (redistribute && cc->broker_topic != NULL && !strstr(cc->broker_topic, "{broker}")) {
+		FAIL("commands_topic_broker: '%s': each broker needs a topic of its own: put "
+		     "{broker} in it, e.g. mqtt-commands.{broker}",
+		     cc->broker_topic);
 	}
 	if (cc->target != NULL && !strncmp(cc->target, "header:", 7) &&
 	    (cc->target_header = strdup(cc->target + 7)) == NULL) {
@@ -1098,12 +1168,25 @@ static int finish_commands(struct mqk_config *cfg, char *errstr, size_t errstr_s
 	if (finish_topic(&cc->topic, NULL, "commands_topic", cfg->broker_id, errstr, errstr_size)) {
 		return -1;
 	}
-	char *group = expand_broker(cc->group ? cc->group : DEFAULT_COMMANDS_GROUP, cfg->broker_id);
+	if (redistribute && finish_redistribute(cfg, errstr, errstr_size)) {
+		return -1;
+	}
+	char *group = expand_broker(cc->group ? cc->group
+					      : redistribute ? DEFAULT_SHARED_GROUP
+							     : DEFAULT_COMMANDS_GROUP,
+				    cfg->broker_id);
 	if (group == NULL) {
 		FAIL("commands_group: out of memory");
 	}
 	free(cc->group);
 	cc->group = group;
+	if (redistribute &&
+	    (finish_topic(&cc->dead_letter_topic, DEFAULT_DEAD_LETTER_TOPIC,
+			  "commands_dead_letter_topic", cfg->broker_id, errstr, errstr_size) ||
+	     finish_topic(&cc->presence_topic, DEFAULT_PRESENCE_TOPIC, "presence_topic",
+			  cfg->broker_id, errstr, errstr_size))) {
+		return -1;
+	}
 	if (targeted &&
 	    (finish_topic(&cc->return_topic, DEFAULT_RETURN_TOPIC, "commands_return_topic",
 			  cfg->broker_id, errstr, errstr_size) ||
@@ -1113,7 +1196,7 @@ static int finish_commands(struct mqk_config *cfg, char *errstr, size_t errstr_s
 			  cfg->broker_id, errstr, errstr_size))) {
 		return -1;
 	}
-	if (!targeted && cc->presence_topic != NULL &&
+	if (!targeted && !redistribute && cc->presence_topic != NULL &&
 	    finish_topic(&cc->presence_topic, NULL, "presence_topic", cfg->broker_id, errstr,
 			 errstr_size)) {
 		return -1;
@@ -1497,6 +1580,9 @@ void options__free(struct mqk_config *cfg)
 	free(cc->return_topic);
 	free(cc->dead_letter_topic);
 	free(cc->presence_topic);
+	free(cc->broker_topic);
+	free(cc->own_topic);
+	free(cc->own_group);
 	free(cc->wake);
 	for (int i = 0; i < cc->kafka_prop_count; i++) {
 		free(cc->kafka_props[i].name);

@@ -85,8 +85,11 @@
  * (deliver.c), if that client is connected here (clients.c, kept from BASIC_AUTH and
  * DISCONNECT, since mosquitto 2.0 has no CONNECT event). What is not for this broker is
  * skipped (broadcast: every broker reads every command) or sent back to the router
- * (targeted: mqk-router picks the broker from the presence records, presence.c). A
- * command's offset is committed only once it is settled: at-least-once.
+ * (targeted: mqk-router picks the broker from the presence records, presence.c), or
+ * forwarded by the commands thread to the back-channel topic of the broker that holds
+ * the client (redistribute: the brokers share one consumer group and each reads every
+ * presence record, redistribute.c). A command's offset is committed only once it is
+ * settled: at-least-once.
  *
  * Inbound routes (inbound_<name>; docs/inbound.md). A third thread (inbound.c) consumes
  * the inbound routes' Kafka topics in a consumer group of this broker's own, expands each
@@ -506,7 +509,10 @@ static void log_configuration(const struct mqk_plugin *pl)
 	if (cc->mode != MQK_CMD_OFF) {
 		log__printf(MOSQ_LOG_NOTICE,
 			    "commands: %s mode, from Kafka topic %s (group %s), to %s QoS %d%s%s",
-			    cc->mode == MQK_CMD_TARGETED ? "targeted" : "broadcast", cc->topic,
+			    cc->mode == MQK_CMD_TARGETED       ? "targeted"
+			    : cc->mode == MQK_CMD_REDISTRIBUTE ? "redistribute"
+								: "broadcast",
+			    cc->topic,
 			    cc->group, cc->mqtt_topic.source, cc->qos,
 			    cc->presence_topic ? ", presence to " : "",
 			    cc->presence_topic ? cc->presence_topic : "");

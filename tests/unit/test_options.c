@@ -772,7 +772,8 @@ static void test_empty_values(void **state)
 	"health_max_unacked_s, inbound_<name>, inbound_group, inbound_wake, "                      \
 	"inbound_kafka.<property>, commands_topic, commands_mode, "                                \
 	"commands_group, commands_target, commands_mqtt_topic, commands_qos, commands_expiry, "    \
-	"commands_return_topic, commands_dead_letter_topic, commands_max_hops, presence_topic, "   \
+	"commands_return_topic, commands_dead_letter_topic, commands_max_hops, "                \
+	"commands_topic_broker, presence_topic, "   \
 	"commands_wake, commands_kafka.<property>"
 
 static void test_unknown_option(void **state)
@@ -877,7 +878,8 @@ static void test_option_docs(void **state)
 	assert_true(d->repeat);
 	assert_string_equal(d->table, "Commands");
 	d = doc_of("commands_group");
-	assert_string_equal(d->dflt, "mosquitto-kafka-commands-{broker}");
+	assert_string_equal(d->dflt,
+			    "mosquitto-kafka-commands-{broker}; redistribute: mosquitto-kafka-commands");
 	assert_false(d->repeat);
 	assert_false(options__doc(n, &doc));
 }
@@ -1221,6 +1223,24 @@ static void test_commands_targeted(void **state)
 	assert_int_equal(cc->kafka_prop_count, 1);
 	assert_string_equal(cc->kafka_props[0].name, "fetch.wait.max.ms");
 	assert_string_equal(cc->wake, "127.0.0.1:1883");
+	/* Redistribute: one shared group, a back-channel and a group of each broker's own. */
+	assert_ok(PARSE_BS("broker_id", "b-3", "commands_topic", "cmd", "commands_mode",
+			   "redistribute"));
+	assert_int_equal(cc->mode, MQK_CMD_REDISTRIBUTE);
+	assert_string_equal(cc->topic, "cmd");
+	assert_string_equal(cc->group, "mosquitto-kafka-commands");
+	assert_string_equal(cc->broker_topic, "mqtt-commands.{broker}");
+	assert_string_equal(cc->own_topic, "mqtt-commands.b-3");
+	assert_string_equal(cc->own_group, "mosquitto-kafka-commands-b-3");
+	assert_string_equal(cc->presence_topic, "mqtt-presence");
+	assert_string_equal(cc->dead_letter_topic, "mqtt-commands.dead");
+	assert_int_equal(cc->max_hops, 5);
+	assert_ok(PARSE_BS("broker_id", "b-3", "commands_topic", "cmd", "commands_mode",
+			   "redistribute", "commands_group", "g", "commands_topic_broker",
+			   "cmd.to.{broker}", "commands_max_hops", "2"));
+	assert_string_equal(cc->own_topic, "cmd.to.b-3");
+	assert_string_equal(cc->own_group, "g-b-3");
+	assert_int_equal(cc->max_hops, 2);
 	/* commands_target key is the default, given explicitly. */
 	assert_ok(PARSE_BS("commands_topic", "c", "commands_target", "key"));
 	assert_null(cfg.commands.target_header);
@@ -1237,7 +1257,38 @@ static void test_commands_errors(void **state)
 		     "plugin_opt_presence_topic: only used with plugin_opt_commands_topic (the "
 		     "Kafka topic of commands for devices): add it, or remove this option");
 	assert_fails(PARSE_BS("commands_topic", "c", "commands_mode", "sideways"),
-		     "plugin_opt_commands_mode: 'sideways' is not broadcast or targeted");
+		     "plugin_opt_commands_mode: 'sideways' is not broadcast, targeted or redistribute");
+	/* Redistribute mode (docs/commands.md). */
+	assert_fails(PARSE_BS("commands_topic", "c.{broker}", "commands_mode", "redistribute"),
+		     "plugin_opt_commands_topic: 'c.{broker}': in redistribute mode the brokers "
+		     "share one topic and group: leave {broker} out of it (each broker's own topic "
+		     "is commands_topic_broker)");
+	assert_fails(PARSE_BS("commands_topic", "c", "commands_mode", "redistribute",
+			      "commands_topic_broker", "c.all"),
+		     "plugin_opt_commands_topic_broker: 'c.all': each broker needs a topic of its "
+		     "own: put {broker} in it, e.g. mqtt-commands.{broker}");
+	assert_fails(PARSE_BS("commands_topic", "c", "commands_topic_broker", "c.{broker}"),
+		     "plugin_opt_commands_topic_broker: only used with plugin_opt_commands_mode "
+		     "redistribute");
+	assert_fails(PARSE_BS("commands_topic", "c", "commands_mode", "targeted",
+			      "commands_topic_broker", "c.{broker}"),
+		     "plugin_opt_commands_topic_broker: only used with plugin_opt_commands_mode "
+		     "redistribute");
+	assert_fails(PARSE_BS("commands_topic", "c", "commands_max_hops", "3"),
+		     "plugin_opt_commands_max_hops: only used with plugin_opt_commands_mode "
+		     "targeted or redistribute");
+	assert_fails(PARSE_BS("commands_topic", "c", "commands_mode", "redistribute",
+			      "commands_return_topic", "r"),
+		     "plugin_opt_commands_return_topic: only used with plugin_opt_commands_mode "
+		     "targeted");
+	assert_fails(PARSE_BS("broker_id", "b", "commands_topic", "c.b", "commands_mode",
+			      "redistribute", "commands_topic_broker", "c.{broker}"),
+		     "plugin_opt_commands_topic_broker: 'c.b' is commands_topic itself: a broker's "
+		     "own topic must be another");
+	assert_fails(PARSE_BS("broker_id", "b-1", "commands_topic", "c", "commands_mode",
+			      "redistribute", "commands_topic_broker", "bad {broker}"),
+		     "plugin_opt_commands_topic_broker: 'bad b-1' is not a legal Kafka topic name "
+		     "(1..249 of [A-Za-z0-9._-]; {broker} is the broker_id)");
 	assert_fails(PARSE_BS("commands_topic", "c", "commands_mode", "targeted"),
 		     "plugin_opt_commands_topic: 'c': in targeted mode each broker reads its own "
 		     "topic: put {broker} in it, e.g. mqtt-commands.{broker}");
