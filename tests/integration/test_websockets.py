@@ -24,6 +24,10 @@ connects to that frontend, path /mqtt:
   targeted   the same devices with mqk-router: presence records name the broker each
              WebSockets device is on, each device gets exactly its commands, nothing is
              skipped, sent back or dead-lettered;
+  redistribute  commands_mode redistribute: the two brokers share one group on the
+             commands topic, a command read by the broker without its device goes to the
+             other's back-channel; each WebSockets device gets exactly its commands, in
+             order, and the shared topic is read once (consumed - forwarded = commands);
   inbound    an inbound route (Kafka topic -> fleet/{key}/p{partition}, QoS 1) to 4
              WebSockets subscribers spread over both brokers: each gets all 400 records
              once, in order per key, and none goes back to Kafka through a '#' route.
@@ -397,6 +401,69 @@ if SUPPORTED:
                 d.close()
         dead_letters = harness.read_topic(kafka.bootstrap, dead, 1, timeout=1, grace=0)
         assert dead_letters == [], f"dead letters: {dead_letters}"
+        no_server_down(h)
+
+    def test_commands_redistribute(kafka, start_broker, start_haproxy):
+        """commands_mode redistribute (docs/commands.md): the brokers share one group on the
+        commands topic; a command read by the broker that does not hold its WebSockets
+        device goes to the other's back-channel. Each device gets exactly its commands, in
+        order; the shared topic is read once (consumed - forwarded = the commands)."""
+        tag = harness.unique("wsr")
+        commands, answers = f"{tag}.commands", f"{tag}.answers"
+        presence, dead = f"{tag}.presence", f"{tag}.dead"
+        ids = [f"{tag}-{i}" for i in range(2)]
+        kafka.create_topics([commands, answers] + [f"{tag}.commands.{b}" for b in ids], 4)
+        kafka.create_topics([presence], 4, config={"cleanup.policy": "compact"})
+        kafka.create_topics([dead], 1)
+        group = f"{tag}-group"  # one group: the brokers share the topic's partitions
+        brokers, h = ws_cluster(start_broker, start_haproxy, lambda i: [
+            ("bootstrap_servers", kafka.bootstrap), ("broker_id", ids[i]),
+            ("route_answers", f"devices/+/answers -> {answers} key=clientid"),
+            ("commands_mode", "redistribute"), ("commands_topic", commands),
+            ("commands_group", group),
+            ("commands_topic_broker", f"{tag}.commands.{{broker}}"),
+            ("presence_topic", presence), ("commands_dead_letter_topic", dead),
+            ("commands_kafka.auto.offset.reset", "earliest"),
+            ("stats_interval", "1")])
+        shared = re.compile(rf"commands: consuming {re.escape(commands)} partitions \[([0-9,]*)\]")
+
+        def spread():
+            last = [shared.findall(b.log()) for b in brokers]
+            if not all(last):
+                return None
+            sets = [{int(p) for p in found[-1].split(",") if p} for found in last]
+            union = set().union(*sets)
+            return sets if union == set(range(4)) and sum(map(len, sets)) == 4 else None
+        sets = harness.wait_for(spread, 60, interval=0.2,
+                                what="the commands topic's partitions shared by the brokers")
+        devices, at = connect_devices(h, brokers, tag)
+        time.sleep(1.0)  # the devices' presence records, read by both brokers
+        per_device = 40
+        counters = COMMAND_COUNTERS + ("forwarded",)
+        try:
+            run_commands(kafka, brokers, devices, commands, answers, per_device)
+            subs = [harness.SysCounters(b.port) for b in brokers]
+            total = per_device * len(devices)
+
+            def settled():
+                got = [{c: int(s.values.get(f"commands/{c}", -1)) for c in counters}
+                       for s in subs]
+                return got if sum(g["delivered"] for g in got) == total else None
+            got = harness.wait_for(settled, 15, interval=0.2, what="the command counters")
+            for sub in subs:
+                sub.close()
+        finally:
+            for d in devices:
+                d.close()
+        mine = [per_device * sum(1 for i in at.values() if i == bi) for bi in range(2)]
+        read_once = sum(g["consumed"] - g["forwarded"] for g in got)
+        print(f"partitions of the shared topic per broker: {sets}; $SYS commands per broker: "
+              f"{got}; consumed - forwarded = {read_once} for {total} commands")
+        assert [g["delivered"] for g in got] == mine, (got, mine)
+        assert read_once == total, got
+        assert sum(g["forwarded"] for g in got) > 0, got
+        assert all(g["dead_lettered"] == 0 and g["invalid"] == 0 for g in got), got
+        assert harness.read_topic(kafka.bootstrap, dead, 1, timeout=1, grace=0) == []
         no_server_down(h)
 
     def test_inbound(kafka, start_broker, start_haproxy):
