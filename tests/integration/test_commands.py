@@ -630,7 +630,7 @@ def test_per_listener_settings(kafka, start_broker):
                        options=[("commands_kafka.auto.offset.reset", "earliest")],
                        extra=["per_listener_settings true", f"listener {port} 127.0.0.1",
                               "allow_anonymous true"])
-    b.port = port
+    b.port, b.listen = port, True  # its plain listener is the one of the extra lines
     b.wait_ready(10)
     dev = Device(port, harness.unique("pldev"), V5)
     settle()

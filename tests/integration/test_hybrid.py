@@ -211,7 +211,7 @@ def test_5_broker_restart(kafka1, start_broker, tools):
     # Again on the same port.
     second = start_broker([], plugin=None, listen=False, wait=False,
                           extra=[f"listener {port} 127.0.0.1", "allow_anonymous true"] + NODELAY)
-    second.port = port
+    second.port, second.listen = port, True  # its listener is the one of the extra lines
     second.wait_ready(10)
     harness.wait_for(lambda: hybrid.log().count(f"subscribed to {DATA_FILTER}") >= 2, 30,
                      what="the hybrid subscribed again")
