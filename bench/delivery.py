@@ -51,7 +51,7 @@ when a design delivered nothing, when gnuplot failed, or (--smoke) on any loss o
 duplicate at the low rate.
 
   bench/delivery.py [--designs broadcast,targeted,redistribute] [--devices 3000]
-                    [--rates 200,500,1000,2000] [--step 6] [--wait 8]
+                    [--rates 250,500,1000,2000,4000,8000] [--step 6] [--wait 8]
                     [--kill-rate 100] [--kill-seconds 20] [--kill-at 6] [--kill-wait 15]
                     [--ws-devices 30] [--out docs/results] [--smoke]
 """
@@ -695,14 +695,17 @@ def plot(out_dir, results, prefix="delivery"):
                            if s["p99_ms"] == s["p99_ms"]])
         block(f"p50_{i}", [(s["offered"], s["p50_ms"]) for s in r["steps"]
                            if s["p50_ms"] == s["p50_ms"]])
-        series["latency"] += [f"$p99_{i} using 1:2 with linespoints title '{d} p99'",
-                              f"$p50_{i} using 1:2 with linespoints dt 2 title '{d} p50'"]
+        series["latency"] += [f"$p99_{i} using 1:2 with linespoints lc {i + 1} title '{d} p99'",
+                              f"$p50_{i} using 1:2 with linespoints lc {i + 1} dt 2 "
+                              f"title '{d} p50'"]
         block(f"rate_{i}", [(s["offered"], s["delivered_per_s"]) for s in r["steps"]])
-        series["rate"].append(f"$rate_{i} using 1:2 with linespoints title '{d}'")
+        series["rate"].append(f"$rate_{i} using 1:2 with linespoints lc {i + 1} title '{d}'")
         if r["kill"] and r["kill"]["bins"]:
             block(f"kill_{i}", [(s, 100.0 * ok / n) for s, n, ok in r["kill"]["bins"]])
-            series["kill"].append(f"$kill_{i} using 1:2 with linespoints title '{d}'")
+            series["kill"].append(f"$kill_{i} using 1:2 with linespoints lc {i + 1} "
+                                  f"title '{d}'")
     plots = [
+        # (name, x label, y label, log x and y, title)
         ("latency", "offered commands/s", "produce -> device (ms)", True,
          "produce -> device latency against the offered rate"),
         ("rate", "offered commands/s", "delivered commands/s", False,
@@ -716,7 +719,9 @@ def plot(out_dir, results, prefix="delivery"):
             continue
         path = os.path.join(out_dir, f"{prefix}-{name}.png")
         script += [f"set output '{path}'", f'set xlabel "{xl}"', f'set ylabel "{yl}"',
-                   "set logscale y" if logy else "unset logscale y",
+                   "set logscale xy" if logy else "unset logscale",
+                   "set yrange [0:105]" if name == "kill" else "set autoscale y",
+                   "set key bottom right" if name == "kill" else "set key top left",
                    f'set title "{title}"', "plot " + ", ".join(series[name])]
         done.append(os.path.basename(path))
     r = subprocess.run([gp], input="\n".join(script) + "\n", text=True, capture_output=True,
@@ -736,8 +741,9 @@ def main():
     ap.add_argument("--brokers", type=int, default=3, help="mosquittos (default 3)")
     ap.add_argument("--devices", type=int, default=3000, help="mqk-loadgen devices "
                     "(default 3000)")
-    ap.add_argument("--rates", default="200,500,1000,2000",
-                    help="offered commands/s of the ramp (default 200,500,1000,2000)")
+    ap.add_argument("--rates", default="250,500,1000,2000,4000,8000",
+                    help="offered commands/s of the ramp (default 250,500,1000,2000,4000,"
+                    "8000)")
     ap.add_argument("--step", type=float, default=6.0, help="seconds per rate (default 6)")
     ap.add_argument("--wait", type=float, default=8.0,
                     help="seconds to wait for a step's answers (default 8)")
