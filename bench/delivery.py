@@ -78,7 +78,8 @@ import study  # noqa: E402  (cpu_seconds, kafka_pids, machine)
 
 import confluent_kafka as ck  # noqa: E402
 
-PARTITIONS = 3  # of every commands topic, and of the answers topic
+COMMAND_PARTITIONS = 6  # of the controller's commands topic
+PARTITIONS = 3          # of each broker's topic, presence and the answers topic
 PAYLOAD = 64    # bytes of a command's value: its id, padded
 
 
@@ -110,7 +111,10 @@ def leg_redistribute(cl, bid):
             ("commands_group", f"{cl.tag}-redistributors"),
             ("commands_topic_broker", cl.broker_topic),
             ("presence_topic", cl.presence),
-            ("commands_dead_letter_topic", cl.dead)]
+            ("commands_dead_letter_topic", cl.dead),
+            # A dead member's partitions move after this, not librdkafka's 45 s.
+            ("commands_kafka.session.timeout.ms", str(cl.session_ms)),
+            ("commands_kafka.heartbeat.interval.ms", str(max(100, cl.session_ms // 6)))]
 
 
 LEGS = {
@@ -134,10 +138,14 @@ def available(design):
 
 
 def websockets_supported():
-    """(True, '') when the harness can start mosquitto with a WebSockets listener, else
-    (False, why)."""
-    if "websockets" not in inspect.signature(h.Mosquitto.__init__).parameters:
+    """(True, '') when the harness can start mosquitto with a WebSockets listener and this
+    mosquitto has them, else (False, why)."""
+    if ("websockets" not in inspect.signature(h.Mosquitto.__init__).parameters
+            or not hasattr(h, "websockets_supported")):
         return False, "tests/integration/harness.py has no Mosquitto(websockets=True)"
+    if not h.websockets_supported():
+        return False, ("this mosquitto refuses a websockets listener (Debian 12's 2.0.11 is "
+                       "built without libwebsockets)")
     return True, ""
 
 
@@ -146,10 +154,11 @@ class Cluster(tcc.Cluster):
     HAProxy (with room for every device), mqk-router for targeted, and the fleet. The
     devices publish nothing but their answers (-r 0) and use clean sessions."""
 
-    def __init__(self, kafka, design, n_brokers, devices, ws_devices=0):
+    def __init__(self, kafka, design, n_brokers, devices, ws_devices=0, session_ms=3000):
         self.design = design
         self.leg, self.channels, self.with_router = LEGS[design]
         self.ws_devices = ws_devices
+        self.session_ms = session_ms
         self.ws = []
         self.ws_note = ""
         self.produced = 0
@@ -162,46 +171,26 @@ class Cluster(tcc.Cluster):
     def _start(self, haproxy, data_rate):
         k = self.kafka
         started = time.monotonic()
-        k.create_topics([self.answers, self.commands], PARTITIONS)
+        k.create_topics([self.commands], COMMAND_PARTITIONS)
+        k.create_topics([self.answers], PARTITIONS)
         if self.channels:
             k.create_topics([self.broker_topic.replace("{broker}", b)
                              for b in self.broker_ids], PARTITIONS)
             k.create_topics([self.presence], PARTITIONS, config={"cleanup.policy": "compact"})
             k.create_topics([self.dead], 1)
-        ws = {}
+        ws = False
         if self.ws_devices:
-            ok, why = websockets_supported()
-            if ok:
-                ws = {"websockets": True}
-            else:
+            ws, why = websockets_supported()
+            if not ws:
                 self.ws_note = f"WebSockets devices skipped: {why}"
         for bid in self.broker_ids:
-            try:
-                b = h.Mosquitto(self.broker_options(bid), extra=tcc.BROKER_EXTRA,
-                                name=f"mosquitto-{bid[-1]}", **ws)
-            except h.HarnessError as e:
-                if not ws:
-                    raise
-                # This mosquitto has no WebSockets (the harness says why): without them.
-                self.ws_note = f"WebSockets devices skipped: {str(e).splitlines()[0]}"
-                ws = {}
-                for old in self.brokers:
-                    old.stop()
-                    old.cleanup()
-                self.brokers = []
-                return self._start_brokers_done(started, haproxy)
-            self.brokers.append(b)
-        return self._start_brokers_done(started, haproxy, ws=bool(ws))
-
-    def _start_brokers_done(self, started, haproxy, ws=False):
-        k = self.kafka
-        if not self.brokers:
-            for bid in self.broker_ids:
-                self.brokers.append(h.Mosquitto(self.broker_options(bid),
-                                                extra=tcc.BROKER_EXTRA,
-                                                name=f"mosquitto-{bid[-1]}"))
+            self.brokers.append(h.Mosquitto(self.broker_options(bid), extra=tcc.BROKER_EXTRA,
+                                            name=f"mosquitto-{bid[-1]}",
+                                            **({"websockets": True} if ws else {})))
         for b in self.brokers:
             b.wait_log(r"commands: consuming", 60)
+        if self.design == "redistribute":
+            self.wait_shared_topic_spread()
         self.sys = [h.SysCounters(b.port) for b in self.brokers]
         h.wait_for(lambda: all("commands/consumed" in s.values for s in self.sys), 15,
                    what="every broker's $SYS command counters")
@@ -211,8 +200,11 @@ class Cluster(tcc.Cluster):
                 "--commands", self.commands, "--group", h.unique("router"),
                 "--broker-topic", self.broker_topic, "--hold", str(self.hold),
                 "--dead-letter", self.dead, "-q"])
+        proxy = {}
+        if ws and "ws_ports" in inspect.signature(h.HAProxy.__init__).parameters:
+            proxy = {"ws_ports": [b.ws_port for b in self.brokers]}
         self.haproxy = h.HAProxy([b.port for b in self.brokers],
-                                 maxconn=self.devices + self.ws_devices + 200)
+                                 maxconn=self.devices + self.ws_devices + 200, **proxy)
         h.wait_for(lambda: all(" as hc " in b.log() for b in self.brokers), 15,
                    what="HAProxy's health checks on every broker")
         self.fleet = self.tool("fleet", [
@@ -222,14 +214,42 @@ class Cluster(tcc.Cluster):
         counts = h.wait_for(self._fleet_connected, 120, interval=0.5,
                             what=f"{self.devices} devices connected")
         if ws:
-            self.ws = [WsDevice(self.brokers[i % len(self.brokers)].ws_port,
-                                f"{self.tag}-ws-{i:03d}") for i in range(self.ws_devices)]
+            # Through HAProxy's WebSockets frontend when it has one, else round-robin
+            # straight to the brokers' WebSockets listeners.
+            ports = ([self.haproxy.ws_port] if getattr(self.haproxy, "ws_port", None)
+                     else [b.ws_port for b in self.brokers])
+            self.ws = [WsDevice(ports[i % len(ports)], f"{self.tag}-ws-{i:03d}")
+                       for i in range(self.ws_devices)]
+            self.ws_note = (f"{len(self.ws)} of the devices over WebSockets (paho), "
+                            + ("through HAProxy" if len(ports) == 1 else
+                               "straight to the brokers (this HAProxy has no ws_ports)"))
         for b in self.brokers:
             self.probe(b)
         self.setup_seconds = time.monotonic() - started
         print(f"[{self.design}] {len(self.brokers)} brokers, devices per broker {counts}"
               f"{f', {len(self.ws)} over WebSockets' if self.ws else ''}, ready in "
               f"{self.setup_seconds:.1f} s", file=sys.stderr, flush=True)
+
+    def wait_shared_topic_spread(self, timeout=60):
+        """redistribute: until the brokers' latest assignments of the shared commands topic
+        are disjoint and cover it (the group settled)."""
+        rx = re.compile(r"commands: consuming (\S+) partitions \[([0-9,]*)\]")
+
+        def spread():
+            sets = []
+            for b in self.brokers:
+                last = None
+                for topic, parts in rx.findall(b.log()):
+                    if topic == self.commands:
+                        last = {int(x) for x in parts.split(",") if x}
+                if last is None:
+                    return None
+                sets.append(last)
+            union = set().union(*sets)
+            return (union == set(range(COMMAND_PARTITIONS))
+                    and sum(map(len, sets)) == len(union)) or None
+        h.wait_for(spread, timeout, interval=0.2,
+                   what="the shared commands topic's partitions spread over the brokers")
 
     def broker_options(self, bid):
         return [("bootstrap_servers", self.kafka.bootstrap),
@@ -267,9 +287,12 @@ class WsDevice:
         self.seq = 0
         self.c = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv5, transport="websockets")
         self.c.on_message = self._on_message
+        # Subscribed again at every connect: after a kill -9 it reconnects (through
+        # HAProxy: to another broker), with a new session.
+        self.c.on_connect = lambda c, u, f, rc, p=None: c.subscribe(
+            f"devices/{client_id}/commands", qos=1)
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
-        self.c.subscribe(f"devices/{client_id}/commands", qos=1)
 
     def _on_message(self, client, userdata, msg):
         import test_controller
@@ -427,11 +450,15 @@ def cpu_pct(pids, c0, c1, seconds):
 # ---- one design --------------------------------------------------------------------------
 
 def consumed(cl):
-    return [x["consumed"] for x in cl.counters()]
+    """Per broker: command records read (commands/consumed: redistribute counts its
+    back-channel's too) and presence records read (commands/presence_read, redistribute
+    only; 0 where the plugin has no such counter)."""
+    return ([int(s.values.get("commands/consumed", "0")) for s in cl.sys],
+            [int(s.values.get("commands/presence_read", "0")) for s in cl.sys])
 
 
 def run_design(kafka, design, a):
-    cl = Cluster(kafka, design, a.brokers, a.devices, a.ws_devices)
+    cl = Cluster(kafka, design, a.brokers, a.devices, a.ws_devices, a.session_timeout_ms)
     com = None
     res = {"design": design, "steps": [], "kill": None, "router": None, "ws": cl.ws_note,
            "setup_s": cl.setup_seconds}
@@ -451,14 +478,15 @@ def run_design(kafka, design, a):
             time.sleep(1.2)  # the $SYS counters come once a second
             n1 = consumed(cl)
             o = com.outcome(ids)
-            per_broker = [y - x for x, y in zip(n0, n1)]
+            per_broker = [y - x for x, y in zip(n0[0], n1[0])]
+            presence = [y - x for x, y in zip(n0[1], n1[1])]
             step = {"design": design, "phase": "ramp", "offered": rate,
                     "offered_real": len(ids) / took, "sent": o["sent"],
                     "answered": o["answered"], "lost": o["lost"],
                     "duplicates": o["duplicates"], "delivered_per_s": o["answered"] / took,
                     "p50_ms": pct(o["lat"], 50), "p99_ms": pct(o["lat"], 99),
                     "max_ms": o["lat"][-1] if o["lat"] else float("nan"),
-                    "read_records": per_broker,
+                    "read_records": per_broker, "presence_read": presence,
                     "read_kb": [n * rec_bytes / 1024.0 for n in per_broker],
                     "read_per_cmd": sum(per_broker) / max(1, o["answered"]),
                     "cpu": cpu_pct(pids, c0, c1, t1 - t0)}
@@ -467,7 +495,8 @@ def run_design(kafka, design, a):
             print(f"[{design}] {rate:g} cmd/s offered ({step['offered_real']:,.0f} real): "
                   f"{o['answered']:,}/{o['sent']:,} answered, lost {o['lost']}, dup "
                   f"{o['duplicates']}, p50/p99 {step['p50_ms']:.1f}/{step['p99_ms']:.1f} ms; "
-                  f"records read per broker {per_broker}; CPU % brokers "
+                  f"records read per broker {per_broker}"
+                  f"{f' (+ presence {presence})' if any(presence) else ''}; CPU % brokers "
                   f"{cpu['brokers']:.0f} router {cpu['router']:.0f} Kafka "
                   f"{cpu['kafka']:.0f} haproxy {cpu['haproxy']:.0f} loadgen "
                   f"{cpu['loadgen']:.0f}", file=sys.stderr, flush=True)
@@ -601,10 +630,10 @@ def best_step(r):
 def markdown(results, a, seconds):
     out = [f"# Delivering Kafka records to devices on {a.brokers} brokers: three designs\n",
            f"`bench/delivery.py` ({'--smoke, ' if a.smoke else ''}{a.devices:,} mqk-loadgen "
-           f"devices through HAProxy, real Kafka 1 node, {PARTITIONS} partitions per commands "
+           f"devices through HAProxy, real Kafka 1 node, {COMMAND_PARTITIONS} partitions on the commands "
            f"topic; ramp {', '.join(f'{x:g}' for x in a.rates)} cmd/s offered, {a.step:g} s "
            f"each; run took {seconds / 60:.1f} min; machine: below). Numbers of one run on "
-           f"a shared 2-core machine.\n",
+           f"a shared 2-core machine.{' ' + a.note if a.note else ''}\n",
            "## At the highest offered rate delivered with zero loss\n",
            "| design | offered cmd/s | delivered cmd/s | produce → device p50 / p99 ms "
            "| Kafka records read per delivered command (brokers) | KB read per broker "
@@ -620,16 +649,19 @@ def markdown(results, a, seconds):
         ro = r["router"]
         router = (f"{ro['records_read'] / ro['commands_produced']:.2f} "
                   f"(+{ro['presence_records']:,})" if ro else "–")
+        pres = sum(s["presence_read"])
         out.append(f"| {r['design']} | {s['offered']:,.0f} | {s['delivered_per_s']:,.0f} | "
-                   f"{s['p50_ms']:.1f} / {s['p99_ms']:.1f} | {s['read_per_cmd']:.2f} | "
+                   f"{s['p50_ms']:.1f} / {s['p99_ms']:.1f} | {s['read_per_cmd']:.2f}"
+                   f"{f' (+{pres:,} presence)' if pres else ''} | "
                    f"{' / '.join(f'{x:,.0f}' for x in s['read_kb'])} | {router} | {c['brokers']:.0f} / "
                    f"{c['router']:.0f} / {c['kafka']:.0f} / {c['haproxy']:.0f} / "
                    f"{c['loadgen']:.0f} |")
     out += ["\nRecords read: the brokers' `commands/consumed` counters over the step / "
-            "commands answered; KB: those counters × the command record's key + value bytes "
-            "(Kafka's batch framing not counted). mqk-router's own reads (targeted) are "
-            "below. Latency: the device's answer time (its payload) minus the time the "
-            "command was handed to the producer.\n",
+            "commands answered (redistribute: the shared topic and the back-channels; the "
+            "presence records each broker reads there, `commands/presence_read`, in "
+            "brackets); KB: those counters × the command record's key + value bytes "
+            "(Kafka's batch framing not counted). Latency: the device's answer time (its "
+            "payload) minus the time the command was handed to the producer.\n",
             "## Every step of the ramp\n",
             "| design | offered | real | sent | answered | lost | dup | delivered/s "
             "| p50 ms | p99 ms | read/cmd | CPU % brokers / router / Kafka |",
@@ -757,7 +789,12 @@ def main():
                     help="seconds to wait for their answers (default 15)")
     ap.add_argument("--ws-devices", type=int, default=30,
                     help="paho devices over WebSockets, when possible (default 30; 0: none)")
+    ap.add_argument("--session-timeout-ms", type=int, default=3000,
+                    help="redistribute: the shared group's session.timeout.ms, how soon a "
+                    "killed broker's partitions move (default 3000)")
     ap.add_argument("--out", default=os.path.join(HERE, "..", "docs", "results"))
+    ap.add_argument("--note", default="", help="a sentence for delivery.md's header "
+                    "(e.g. which plugin build ran)")
     ap.add_argument("--smoke", action="store_true",
                     help="300 devices, 50 cmd/s, a short kill; fails on any loss at 50 cmd/s")
     a = ap.parse_args()
