@@ -474,6 +474,7 @@ def run_design(kafka, design, a):
         devices = cl.device_ids()
         rec_bytes = sum(com.record_bytes(d) for d in devices[:100]) / min(100, len(devices))
         pids = components(cl, kafka)
+        ws_ids = {d.client_id for d in cl.ws}
         # Not measured: a fresh cluster's first requests are slower than its steady state.
         ids, _ = com.run(50, 1.0, devices)
         com.wait(ids, a.wait)
@@ -485,6 +486,7 @@ def run_design(kafka, design, a):
             time.sleep(1.2)  # the $SYS counters come once a second
             n1 = consumed(cl)
             o = com.outcome(ids)
+            ws = com.outcome([i for i in ids if com.sent[i][0] in ws_ids])
             per_broker = [y - x for x, y in zip(n0[0], n1[0])]
             presence = [y - x for x, y in zip(n0[1], n1[1])]
             step = {"design": design, "phase": "ramp", "offered": rate,
@@ -494,6 +496,7 @@ def run_design(kafka, design, a):
                     "p50_ms": pct(o["lat"], 50), "p99_ms": pct(o["lat"], 99),
                     "max_ms": o["lat"][-1] if o["lat"] else float("nan"),
                     "read_records": per_broker, "presence_read": presence,
+                    "ws_sent": ws["sent"], "ws_answered": ws["answered"],
                     "read_kb": [n * rec_bytes / 1024.0 for n in per_broker],
                     "read_per_cmd": sum(per_broker) / max(1, o["answered"]),
                     "cpu": cpu_pct(pids, c0, c1, t1 - t0)}
@@ -506,7 +509,8 @@ def run_design(kafka, design, a):
                   f"{f' (+ presence {presence})' if any(presence) else ''}; CPU % brokers "
                   f"{cpu['brokers']:.0f} router {cpu['router']:.0f} Kafka "
                   f"{cpu['kafka']:.0f} haproxy {cpu['haproxy']:.0f} loadgen "
-                  f"{cpu['loadgen']:.0f}", file=sys.stderr, flush=True)
+                  f"{cpu['loadgen']:.0f}{ws_line(ws) if ws_ids else ''}",
+                  file=sys.stderr, flush=True)
             if o["lost"] or o["duplicates"] or step["offered_real"] < 0.9 * rate:
                 break
         if a.kill_seconds > 0:
@@ -533,6 +537,10 @@ def connections(broker):
     """[(epoch second, client id)] of every connection in broker's log (log_timestamp)."""
     rx = re.compile(r"^(\d+): New client connected from \S+ as (\S+) ", re.M)
     return [(int(ts), cid) for ts, cid in rx.findall(broker.log())]
+
+
+def ws_line(o):
+    return f"; over WebSockets {o['answered']}/{o['sent']} answered"
 
 
 def log_times(broker, ids, after):
@@ -732,9 +740,12 @@ def markdown(results, a, seconds):
     if routers:
         out.append("\nmqk-router over the whole run (warm-up, ramp, kill): " + "; ".join(
             f"{r['design']}: {r['router']}" for r in routers))
-    notes = [r["ws"] for r in results if r["ws"]]
-    if notes:
-        out.append("\n" + notes[0] + ".")
+    for r in results:
+        if r["ws"]:
+            ws = (f": {sum(x['ws_answered'] for x in r['steps'])} of "
+                  f"{sum(x['ws_sent'] for x in r['steps'])} commands to them answered in "
+                  f"the ramp" if any(x["ws_sent"] for x in r["steps"]) else "")
+            out.append(f"\n{r['design']}: {r['ws']}{ws}.")
     skipped = [d for d in a.skipped]
     if skipped:
         out.append("\nNot run: " + "; ".join(skipped) + ".")
