@@ -17,9 +17,9 @@ many brokers, measured side by side on this machine.
 
 Each design gets a cluster of its own (tests/integration/test_cluster_commands.py's
 Cluster): one real Kafka (1 node, shared by the run; 6 partitions on the commands topic,
-3 on each broker's topic), 3 mosquittos with the plugin behind one HAProxy (roundrobin, MQTT health checks),
---devices mqk-loadgen devices (MQTT v5, clean sessions, publishing nothing but their
-answers) connected through HAProxy, mqk-router for targeted. Then:
+3 on each broker's topic), 3 mosquittos with the plugin behind one HAProxy (roundrobin,
+MQTT health checks), --devices mqk-loadgen devices (MQTT v5, clean sessions, publishing
+nothing but their answers) connected through HAProxy, mqk-router for targeted. Then:
 
   1. ramp: commands produced by this script (confluent_kafka, idempotent) at fixed
      offered rates (--rates, each for --step seconds) to random devices; each device
@@ -666,9 +666,10 @@ def best_step(r, p99_bound=None):
 def markdown(results, a, seconds):
     out = [f"# Delivering Kafka records to devices on {a.brokers} brokers: three designs\n",
            f"`bench/delivery.py` ({'--smoke, ' if a.smoke else ''}{a.devices:,} mqk-loadgen "
-           f"devices through HAProxy, real Kafka 1 node, {COMMAND_PARTITIONS} partitions on the commands "
-           f"topic; ramp {', '.join(f'{x:g}' for x in a.rates)} cmd/s offered, {a.step:g} s "
-           f"each; run took {seconds / 60:.1f} min; machine: below). Numbers of one run on "
+           f"devices through HAProxy, real Kafka 1 node, {COMMAND_PARTITIONS} partitions on "
+           f"the commands topic; ramp {', '.join(f'{x:g}' for x in a.rates)} cmd/s "
+           f"offered, {a.step:g} s each; run took {seconds / 60:.1f} min; machine: "
+           f"below). Numbers of one run on "
            f"a shared 2-core machine.{' ' + a.note if a.note else ''}\n",
            f"## At the highest offered rate delivered with zero loss and p99 within "
            f"{a.p99_bound:g} ms\n",
@@ -690,7 +691,8 @@ def markdown(results, a, seconds):
         out.append(f"| {r['design']} | {s['offered']:,.0f} | {s['delivered_per_s']:,.0f} | "
                    f"{s['p50_ms']:.1f} / {s['p99_ms']:.1f} | {s['read_per_cmd']:.2f}"
                    f"{f' (+{pres:,} presence)' if pres else ''} | "
-                   f"{' / '.join(f'{x:,.0f}' for x in s['read_kb'])} | {router} | {c['brokers']:.0f} / "
+                   f"{' / '.join(f'{x:,.0f}' for x in s['read_kb'])} | {router} | "
+                   f"{c['brokers']:.0f} / "
                    f"{c['router']:.0f} / {c['kafka']:.0f} / {c['haproxy']:.0f} / "
                    f"{c['loadgen']:.0f} |")
     out += ["\nRecords read: the brokers' `commands/consumed` counters over the step / "
@@ -862,6 +864,9 @@ def main():
             ap.error(f"--designs: {d!r} is not one of {', '.join(LEGS)}")
     if not a.rates or a.devices < 1 or a.brokers < 2 or a.step <= 0:
         ap.error("--rates, --devices, --brokers (2 or more) and --step must be given")
+    if a.kill_seconds > 0 and not 0 <= a.kill_at < a.kill_seconds:
+        ap.error(f"--kill-at {a.kill_at:g}: must fall within --kill-seconds "
+                 f"{a.kill_seconds:g}")
     for path, what in ((tcc.LOADGEN, "mqk-loadgen"), (tcc.ROUTER, "mqk-router")):
         h.require_file(path, what, executable=True)
     a.skipped = []
