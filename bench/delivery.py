@@ -851,7 +851,7 @@ def main():
     a = ap.parse_args()
     if a.smoke:
         a.devices, a.rates, a.step, a.wait = 300, "50", 3.0, 6.0
-        a.kill_rate, a.kill_seconds, a.kill_at, a.kill_wait = 50.0, 5.0, 2.0, 6.0
+        a.kill_rate, a.kill_seconds, a.kill_at, a.kill_wait = 50.0, 5.0, 2.0, 4.0
         a.ws_devices = min(a.ws_devices, 6)
         a.out = tempfile.mkdtemp(prefix="mqk-delivery-smoke-")
     try:
