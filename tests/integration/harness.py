@@ -165,6 +165,17 @@ def with_journal_dir(options, parent):
 _plugin_copy = None
 
 
+def passwd_file(users):
+    """A mosquitto password file with {user: password}, readable by user mosquitto."""
+    d = make_tempdir("mqk-passwd-")
+    path = os.path.join(d, "passwd")
+    for i, (user, password) in enumerate(users.items()):
+        argv = ["mosquitto_passwd", "-b"] + (["-c"] if i == 0 else []) + [path, user, password]
+        subprocess.run(argv, check=True, capture_output=True, timeout=30)
+    os.chmod(path, 0o644)
+    return path
+
+
 def built_plugin():
     """
     The built plugin, as mosquitto can load it. Started as root, mosquitto drops to user

@@ -30,7 +30,6 @@ import json
 import os
 import random
 import re
-import subprocess
 import threading
 import time
 
@@ -185,16 +184,6 @@ def stop_clean(broker):
     assert rc == 0, f"{broker.name} exited {rc} after SIGTERM"
     return shutdown_counters(broker)
 
-
-def passwd_file(users):
-    """A mosquitto password file with {user: password}, readable by user mosquitto."""
-    d = harness.make_tempdir("mqk-passwd-")
-    path = os.path.join(d, "passwd")
-    for i, (user, password) in enumerate(users.items()):
-        argv = ["mosquitto_passwd", "-b"] + (["-c"] if i == 0 else []) + [path, user, password]
-        subprocess.run(argv, check=True, capture_output=True, timeout=30)
-    os.chmod(path, 0o644)
-    return path
 
 
 def settle(seconds=0.5):
@@ -411,7 +400,7 @@ def test_targeted_presence_returns_and_dead_letters(kafka, start_broker):
     ret, dead = f"{uid}-return", f"{uid}-dead"
     kafka.create_topics([cmd_topic, ret, dead])
     kafka.create_topics([presence], config={"cleanup.policy": "compact"})
-    pw = passwd_file({"alice": "secret"})
+    pw = harness.passwd_file({"alice": "secret"})
     started_ms = time.time() * 1000
     b = command_broker(start_broker, kafka, f"{uid}.{{broker}}", [
         ("commands_mode", "targeted"), ("presence_topic", presence),
@@ -526,7 +515,7 @@ def test_auth_password_file_and_wake(kafka, start_broker):
     without or with a wrong password is refused."""
     topic = harness.unique("cmds")
     kafka.create_topic(topic)
-    pw = passwd_file({"alice": "secret", "bob": "builder"})
+    pw = harness.passwd_file({"alice": "secret", "bob": "builder"})
     b = command_broker(start_broker, kafka, topic,
                        extra=["allow_anonymous false", f"password_file {pw}"])
     m = b.wait_log(WAKE_LINE, 15)

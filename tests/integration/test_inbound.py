@@ -29,7 +29,6 @@ Bad inbound_* lines are in test_bad_config.py. Kafka is the session's (conftest.
 
 import os
 import re
-import subprocess
 import threading
 import time
 
@@ -358,21 +357,11 @@ def test_kafka_down_then_up_nothing_lost(kafka_up_after, start_broker):
 WAKE_LINE = r"mosquitto_kafka: inbound: wake connection to \S+ port (\d+) as (mqk-wake-\w+)"
 
 
-def passwd_file(users):
-    """A mosquitto password file with {user: password}, readable by user mosquitto."""
-    d = harness.make_tempdir("mqk-passwd-")
-    path = os.path.join(d, "passwd")
-    for i, (user, password) in enumerate(users.items()):
-        argv = ["mosquitto_passwd", "-b"] + (["-c"] if i == 0 else []) + [path, user, password]
-        subprocess.run(argv, check=True, capture_output=True, timeout=30)
-    os.chmod(path, 0o644)
-    return path
-
 
 def test_auth_wake_and_caveat(kafka, start_broker):
     t = harness.unique("inb-auth")
     kafka.create_topic(t, 1)
-    pw = passwd_file({"alice": "secret"})
+    pw = harness.passwd_file({"alice": "secret"})
     route = [("a", f"{t} -> auth/{{key}}")]
     b = start_broker([("bootstrap_servers", kafka.bootstrap), ("broker_id", harness.unique("ia")),
                       ("inbound_a", route[0][1]),
