@@ -18,8 +18,15 @@ python=${MQK_PYTHON:-/usr/bin/python3}
 jobs=${MQK_JOBS:-2}
 
 # The integration files run in one pytest session: one Kafka for all of them.
+# Inbound routes and redistribute mode: the tests that go through their C code (inbound.c,
+# inbound_publish.c, redistribute.c: forwarding, holding, dead letters), ~50 s.
 SANITIZE_TESTS=(test_forwarding.py test_commands.py test_payloads.py test_filtering.py
-                test_shutdown.py test_bad_config.py test_haproxy.py)
+                test_shutdown.py test_bad_config.py test_haproxy.py
+                test_inbound.py::test_payloads_qos_and_retain test_inbound.py::test_placeholders
+                test_inbound.py::test_invalid_topics_skipped_and_counted
+                test_inbound.py::test_2000_records_4_partitions_in_order
+                test_redistribute.py::test_a_spread_over_three_brokers
+                test_redistribute.py::test_c_device_nowhere)
 [ $# -gt 0 ] && SANITIZE_TESTS=("$@")
 
 log() { echo "sanitize: $*" >&2; }
