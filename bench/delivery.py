@@ -41,7 +41,12 @@ nothing but their answers) connected through HAProxy, mqk-router for targeted. T
      for the killed broker's devices and the others; how soon the killed broker's
      devices reconnected (the other brokers' log timestamps, 1 s resolution); when
      delivery resumed for them (the first answer of one of them after the kill; and from
-     which produce time on every command for them was delivered).
+     which produce time on every command for them was delivered). Each lost command is
+     then classified by why (classify(): dead-lettered, waiting in the killed broker's
+     own topic, skipped by every survivor, gone with the killed broker, the last split by
+     its group's committed offset), and the killed broker is started again (same
+     broker_id, same port, so HAProxy sees it back): up to --restart-wait seconds, how
+     many of the lost are answered after all, and the new duplicates.
 
 Every broker's command consumers run with session.timeout.ms --session-timeout-ms (3000):
 redistribute's shared group so that a killed broker's partitions move within the kill
@@ -62,6 +67,7 @@ duplicate at the low rate.
                     [--rates 250,500,1000,2000,4000,8000] [--step 6] [--wait 8]
                     [--p99-bound 1000]
                     [--kill-rate 100] [--kill-seconds 20] [--kill-at 6] [--kill-wait 15]
+                    [--restart-wait 15] [--session-timeout-ms 3000]
                     [--ws-devices 30] [--out docs/results] [--smoke]
 """
 
