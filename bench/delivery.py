@@ -1185,6 +1185,14 @@ def main():
                      for s in r["steps"] if s["lost"] or s["duplicates"]]
         problems += [f"{r['design']}: the kill measured nothing" for r in results
                      if not r["kill"] or not r["kill"]["sent"]]
+        # The breakdown's two sources must agree: broadcast's commands skipped by every
+        # survivor, per command (produced after the kill, unanswered) and from the
+        # survivors' counters.
+        problems += [f"{r['design']}: {r['kill']['lost_skipped']} lost commands produced "
+                     f"after the kill, but the survivors' counters say "
+                     f"{r['kill']['skipped_check']} were skipped by every survivor"
+                     for r in results if r["kill"] and r["kill"]["skipped_check"] is not None
+                     and r["kill"]["skipped_check"] != r["kill"]["lost_skipped"]]
     if problems:
         print("Error: " + "; ".join(problems), file=sys.stderr)
         return 1
