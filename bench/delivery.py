@@ -41,10 +41,17 @@ nothing but their answers) connected through HAProxy, mqk-router for targeted. T
      for the killed broker's devices and the others; how soon the killed broker's
      devices reconnected (the other brokers' log timestamps, 1 s resolution); when
      delivery resumed for them (the first answer of one of them after the kill; and from
-     which produce time on every command for them was delivered).
+     which produce time on every command for them was delivered). Each lost command is
+     then classified by why (classify(): dead-lettered, waiting in the killed broker's
+     own topic, skipped by every survivor, gone with the killed broker, the last split by
+     its group's committed offset), and the killed broker is started again (same
+     broker_id, same port, so HAProxy sees it back): up to --restart-wait seconds, how
+     many of the lost are answered after all, and the new duplicates.
 
-redistribute's shared group runs with session.timeout.ms --session-timeout-ms (3000), so
-that a killed broker's partitions move within the kill phase (librdkafka's default: 45 s).
+Every broker's command consumers run with session.timeout.ms --session-timeout-ms (3000):
+redistribute's shared group so that a killed broker's partitions move within the kill
+phase, every design's so that the killed broker, started again, gets its partitions back
+(librdkafka's default: 45 s, during which its group still holds the dead member).
 
 Optionally --ws-devices paho devices over WebSockets (through HAProxy's WebSockets
 frontend, or straight to the brokers' WebSockets listeners when HAProxy has none), when
@@ -60,6 +67,7 @@ duplicate at the low rate.
                     [--rates 250,500,1000,2000,4000,8000] [--step 6] [--wait 8]
                     [--p99-bound 1000]
                     [--kill-rate 100] [--kill-seconds 20] [--kill-at 6] [--kill-wait 15]
+                    [--restart-wait 15] [--session-timeout-ms 3000]
                     [--ws-devices 30] [--out docs/results] [--smoke]
 """
 
@@ -118,10 +126,7 @@ def leg_redistribute(cl, bid):
             ("commands_group", f"{cl.tag}-redistributors"),
             ("commands_topic_broker", cl.broker_topic),
             ("presence_topic", cl.presence),
-            ("commands_dead_letter_topic", cl.dead),
-            # A dead member's partitions move after this, not librdkafka's 45 s.
-            ("commands_kafka.session.timeout.ms", str(cl.session_ms)),
-            ("commands_kafka.heartbeat.interval.ms", str(max(100, cl.session_ms // 6)))]
+            ("commands_dead_letter_topic", cl.dead)]
 
 
 LEGS = {
@@ -169,6 +174,7 @@ class Cluster(tcc.Cluster):
         self.ws = []
         self.ws_note = ""
         self.produced = 0
+        self.killed = []  # brokers killed and started again: their dead processes
         # The parent's mode decides nothing we use but the router and the topics, which
         # _start below does itself.
         super().__init__(kafka, "broadcast", n_brokers=n_brokers, haproxy=True,
@@ -262,7 +268,14 @@ class Cluster(tcc.Cluster):
         return [("bootstrap_servers", self.kafka.bootstrap),
                 ("broker_id", bid),
                 ("route_answers", f"devices/+/answers -> {self.answers} key=clientid"),
-                ("stats_interval", "1")] + self.leg(self, bid)
+                ("stats_interval", "1")] + self.leg(self, bid) + [
+                    # A dead member's partitions move after this, not librdkafka's 45 s:
+                    # redistribute's shared group in the kill phase, and every design's
+                    # broker started again after it (its group still holds the dead
+                    # member until then: it would consume nothing for 45 s).
+                    ("commands_kafka.session.timeout.ms", str(self.session_ms)),
+                    ("commands_kafka.heartbeat.interval.ms",
+                     str(max(100, self.session_ms // 6)))]
 
     def produce(self, device, payload, headers=None):
         self.produced += 1  # the probes: commands too, for the router's count
@@ -278,10 +291,31 @@ class Cluster(tcc.Cluster):
         rx = re.compile(r"New client connected from \S+ as (\S+) ")
         return set(rx.findall(broker.log()))
 
+    def restart(self, i):
+        """Starts broker i again after a kill -9: same broker_id and options, same ports
+        (HAProxy's health checks find it back). The dead one is kept for its log and
+        cleaned up at close."""
+        old = self.brokers[i]
+        self.killed.append(old)
+        try:
+            self.sys[i].close()
+        except Exception:
+            pass
+        self.brokers[i] = h.Mosquitto(
+            self.broker_options(self.broker_ids[i]), extra=tcc.BROKER_EXTRA, name=old.name,
+            port=old.port, ws_port=old.ws_port,
+            **({"websockets": True} if old.ws_port else {}))
+        self.sys[i] = h.SysCounters(self.brokers[i].port)
+        return self.brokers[i]
+
     def close(self, check=True):
         for d in self.ws:
             d.close()
-        super().close(check)
+        try:
+            super().close(check)
+        finally:
+            for b in self.killed:
+                b.cleanup()
 
 
 class WsDevice:
@@ -325,6 +359,7 @@ class Commander:
     def __init__(self, cl):
         self.cl = cl
         self.sent = {}            # id -> (device, produce time µs)
+        self.placed = {}          # id -> (partition, offset) in the commands topic
         self.answers = collections.defaultdict(list)  # id -> [device answer time µs]
         self.lock = threading.Lock()
         self.next_id = 0
@@ -363,6 +398,12 @@ class Commander:
                 with self.lock:
                     self.answers[cid].append(at_us)
 
+    def _placed(self, cid):
+        def cb(err, msg):  # served by poll()/flush() on this (the main) thread
+            if err is None:
+                self.placed[cid] = (msg.partition(), msg.offset())
+        return cb
+
     def record_bytes(self, device):
         return len(device.encode()) + PAYLOAD
 
@@ -387,7 +428,8 @@ class Commander:
                 value = f"{cid:010d}".encode().ljust(PAYLOAD, b".")
                 t_us = time.time_ns() // 1000
                 try:
-                    self.producer.produce(self.cl.commands, key=dev.encode(), value=value)
+                    self.producer.produce(self.cl.commands, key=dev.encode(), value=value,
+                                          on_delivery=self._placed(cid))
                 except BufferError:
                     self.producer.poll(0.01)
                     continue
@@ -552,6 +594,120 @@ def log_times(broker, ids, after):
     return out
 
 
+def command_id(value):
+    """The command id a command record's value starts with (Commander.run), or None."""
+    try:
+        return int((value or b"")[:10])
+    except ValueError:
+        return None
+
+
+def read_topic(kafka, topic, timeout=15.0):
+    """{command id: [(partition, offset, timestamp ms, headers dict)]} of every record of
+    topic, from its beginning to its end (as it is when read)."""
+    c = ck.Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": h.unique("kill"),
+                     "enable.auto.commit": False, "enable.partition.eof": True,
+                     "log_level": 3})
+    out = collections.defaultdict(list)
+    try:
+        parts = list(c.list_topics(topic, timeout=10).topics[topic].partitions)
+        c.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in parts])
+        eof, deadline = set(), time.monotonic() + timeout
+        while len(eof) < len(parts):
+            if time.monotonic() > deadline:
+                raise h.HarnessError(f"{topic} not read to its end in {timeout:g} s")
+            for m in c.consume(500, 0.2):
+                if m.error() is not None:
+                    if m.error().code() == ck.KafkaError._PARTITION_EOF:
+                        eof.add(m.partition())
+                    continue
+                cid = command_id(m.value())
+                if cid is not None:
+                    hdr = {k: (v or b"").decode("utf-8", "replace")
+                           for k, v in (m.headers() or [])}
+                    out[cid].append((m.partition(), m.offset(), m.timestamp()[1], hdr))
+    finally:
+        c.close()
+    return out
+
+
+def committed(kafka, group, topic):
+    """{partition: the offset group committed on topic} (absent: nothing committed)."""
+    c = ck.Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": group,
+                     "enable.auto.commit": False, "log_level": 3})
+    try:
+        parts = list(c.list_topics(topic, timeout=10).topics[topic].partitions)
+        got = c.committed([ck.TopicPartition(topic, p) for p in parts], timeout=10)
+        return {tp.partition: tp.offset for tp in got if tp.offset >= 0}
+    finally:
+        c.close()
+
+
+# Why a command of the kill phase was lost (unanswered within --kill-wait), per design:
+WHY = [("dead", "dead-lettered"),
+       ("waiting", "waiting in the killed broker's own topic"),
+       ("skipped", "skipped by every surviving broker"),
+       ("with_it", "gone with the killed broker")]
+
+
+def classify(cl, com, victim, lost, at):
+    """Sorts the lost command ids by why, from what Kafka and the survivors say:
+    dead: in the dead-letter topic (its mqk.reason);
+    waiting: in the killed broker's own topic (targeted: routed there by mqk-router;
+      redistribute: forwarded to its back-channel), stamped after the kill;
+    skipped: broadcast, produced after the kill (so the killed broker cannot have read
+      it), unanswered: every survivor read it and skipped it, the device being connected
+      to none of them (the survivors' counters check the number: check_skipped);
+    with_it: the rest, the killed broker's to deliver before it died; split by its
+      consumer group's committed offset on the topic it read the command from:
+      "committed" (settled, i.e. handed to its mosquitto: gone with it) and "uncommitted"
+      (read but not settled, or not read yet when it died).
+    Returns ({why: [ids]}, {dead-letter reason: n}, {with_it split: n})."""
+    kill_ms = at * 1000
+    out = {w: [] for w, _ in WHY}
+    reasons = collections.Counter()
+    left = set(lost)
+    if cl.channels:
+        dead = read_topic(cl.kafka, cl.dead)
+        for i in sorted(left):
+            if i in dead:
+                out["dead"].append(i)
+                reasons[dead[i][-1][3].get("mqk.reason", "(no mqk.reason)")] += 1
+        left -= set(out["dead"])
+        own_topic = cl.broker_topic.replace("{broker}", cl.broker_ids[victim])
+        own = read_topic(cl.kafka, own_topic)
+        out["waiting"] = sorted(i for i in left if any(r[2] >= kill_ms for r in own.get(i, ())))
+        left -= set(out["waiting"])
+    if cl.design == "broadcast":
+        out["skipped"] = sorted(i for i in left if com.sent[i][1] > at * 1e6)
+        left -= set(out["skipped"])
+    out["with_it"] = sorted(left)
+    # Where the killed broker read each of the rest, and what its group had committed there.
+    bid = cl.broker_ids[victim]
+    if cl.design == "broadcast":
+        group, topic = f"mosquitto-kafka-commands-{bid}", cl.commands
+        where = {i: com.placed.get(i) for i in left}
+    else:  # targeted: its own topic; redistribute: its back-channel (+ the shared topic)
+        group = (f"mosquitto-kafka-commands-{bid}" if cl.design == "targeted"
+                 else f"{cl.tag}-redistributors-{bid}")
+        topic = own_topic
+        where = {i: own[i][-1][:2] if own.get(i) else None for i in left}
+    done = committed(cl.kafka, group, topic)
+    split = collections.Counter()
+    for i, pl in where.items():
+        if pl is None:
+            split["not in its topic" if cl.design != "broadcast" else "offset unknown"] += 1
+        else:
+            split["committed" if pl[1] < done.get(pl[0], 0) else "uncommitted"] += 1
+    return out, dict(reasons), dict(split)
+
+
+def survivor_counters(cl, victim):
+    """{counter: sum over the surviving brokers} of commands/consumed, delivered, skipped."""
+    return {k: sum(int(s.values.get(f"commands/{k}", "0")) for j, s in enumerate(cl.sys)
+                   if j != victim) for k in ("consumed", "delivered", "skipped")}
+
+
 def kill_run(cl, com, devices, a):
     """kill -9 of the first broker a.kill_at seconds into a.kill_seconds of commands."""
     victim = 0
@@ -562,9 +718,12 @@ def kill_run(cl, com, devices, a):
         state["at"] = time.time()
         os.kill(cl.brokers[victim].pid, signal.SIGKILL)
 
+    before = survivor_counters(cl, victim)
     ids, took = com.run(a.kill_rate, a.kill_seconds, devices, at=(kill, a.kill_at))
     com.wait(ids, a.kill_wait)
     at = state["at"]
+    time.sleep(1.2)  # the survivors' $SYS counters come once a second
+    after_c = survivor_counters(cl, victim)
     moved = state["moved"] & set(devices)
     # The killed broker's devices are also those that came to a surviving broker after
     # the kill (clean sessions, nobody moves otherwise): a check on its log.
@@ -606,12 +765,50 @@ def kill_run(cl, com, devices, a):
         bins[s][1] += 1 if got[i] else 0
     lat_after = sorted((got[i][0] - com.sent[i][1]) / 1000.0 for i in mine
                        if got[i] and com.sent[i][1] > kill_us)
+    why, reasons, split = classify(cl, com, victim, lost_mine + lost_others, at)
+    # Broadcast: every survivor reads every command; one delivers it or all skip it. So
+    # the commands skipped by every survivor are those read minus those they delivered;
+    # of them, those for the killed broker's devices produced before the kill were its to
+    # deliver; the rest must be the "skipped" ones.
+    d = {c: after_c[c] - before[c] for c in before}
+    survivors = len(cl.brokers) - 1
+    pre_mine = sum(1 for i in mine if com.sent[i][1] <= kill_us)
+    skipped_check = (d["consumed"] // survivors - d["delivered"] - pre_mine
+                     if cl.design == "broadcast" else None)
+    # The killed broker started again (same broker_id, same port): what waited for it.
+    with com.lock:
+        dup_before = sum(len(com.answers.get(i, ())) - 1 for i in ids
+                         if len(com.answers.get(i, ())) > 1)
+    restarted = time.time()
+    cl.restart(victim)
+    cl.brokers[victim].wait_log(r"commands: consuming", 30)
+    h.wait_for(lambda: "commands/consumed" in cl.sys[victim].values, 15,
+               what=f"{cl.brokers[victim].name}'s $SYS counters after its restart")
+    back_in = time.time() - restarted
+    lost_all = set(lost_mine + lost_others)
+    deadline = time.monotonic() + a.restart_wait
+    while time.monotonic() < deadline:
+        with com.lock:
+            if all(i in com.answers for i in lost_all):
+                break
+        time.sleep(0.2)
+    time.sleep(1.0)  # duplicates come soon after, if they come
+    with com.lock:
+        now = {i: list(com.answers.get(i, ())) for i in ids}
+    recovered = {w: sum(1 for i in why[w] if now[i]) for w, _ in WHY}
+    restart_dup = sum(len(v) - 1 for v in now.values() if len(v) > 1) - dup_before
+    restart_read = int(cl.sys[victim].values.get("commands/consumed", "0"))
     k = {"broker": victim, "moved_devices": len(moved), "reconnected": len(back),
          "reconnect_p50_s": pct(rc, 50), "reconnect_max_s": rc[-1] if rc else float("nan"),
          "sent": len(ids), "to_moved": len(mine), "lost_moved": len(lost_mine),
          "lost_others": len(lost_others), "duplicates": dup, "first_after_s": first,
          "resumed_s": resumed if mine else float("nan"),
          "moved_p99_ms": pct(lat_after, 99), "offered": a.kill_rate,
+         **{f"lost_{w}": len(why[w]) for w, _ in WHY},
+         **{f"recovered_{w}": recovered[w] for w, _ in WHY},
+         "dead_reasons": reasons, "with_it_split": split, "skipped_check": skipped_check,
+         "survivors": d, "restart_s": back_in, "restart_dup": restart_dup,
+         "restart_read": restart_read,
          "bins": sorted((s, n, ok) for s, (n, ok) in bins.items())}
     print(f"[{cl.design}] kill -9 of {cl.brokers[victim].name} {a.kill_at:g} s into "
           f"{a.kill_rate:g} cmd/s: {len(moved)} devices on it, {len(back)} back within "
@@ -620,6 +817,17 @@ def kill_run(cl, com, devices, a):
           f"{len(lost_others)}, duplicates {dup}; first delivery to one of them "
           f"{first:.2f} s after the kill, every command produced from "
           f"{k['resumed_s']:.2f} s after the kill on delivered", file=sys.stderr, flush=True)
+    print(f"[{cl.design}] lost {len(lost_all)}: " + ", ".join(
+        f"{label} {len(why[w])}" for w, label in WHY)
+        + f"; dead-letter reasons {reasons or '-'}; of those gone with it, by its group's "
+        f"committed offset: {split or '-'}; survivors' counters over the phase {d}"
+        + (f" -> skipped by every survivor after the kill: {skipped_check}"
+           if skipped_check is not None else ""), file=sys.stderr, flush=True)
+    print(f"[{cl.design}] started again (same broker_id, port {cl.brokers[victim].port}), "
+          f"consuming after {back_in:.1f} s, read {restart_read} command records; "
+          f"answered since: " + ", ".join(f"{label} {recovered[w]}/{len(why[w])}"
+                                          for w, label in WHY)
+          + f"; new duplicates {restart_dup}", file=sys.stderr, flush=True)
     return k
 
 
@@ -629,7 +837,9 @@ CSV = ["design", "phase", "offered", "offered_real", "sent", "answered", "lost",
        "duplicates", "delivered_per_s", "p50_ms", "p99_ms", "max_ms", "read_per_cmd",
        "read_kb_per_broker", "cpu_brokers", "cpu_router", "cpu_kafka", "cpu_haproxy",
        "cpu_loadgen", "moved_devices", "reconnect_p50_s", "reconnect_max_s", "lost_moved",
-       "lost_others", "first_after_s", "resumed_s"]
+       "lost_others", "first_after_s", "resumed_s", "lost_dead", "lost_waiting",
+       "lost_skipped", "lost_with_it", "recovered_dead", "recovered_waiting",
+       "recovered_skipped", "recovered_with_it", "skipped_check", "restart_s", "restart_dup"]
 
 
 def csv_rows(results):
@@ -650,6 +860,8 @@ def csv_rows(results):
 
 
 def fmt(v):
+    if v is None:
+        return ""
     if isinstance(v, float):
         return "" if v != v else f"{v:.3f}"
     return str(v)
@@ -725,7 +937,9 @@ def markdown(results, a, seconds):
                 "| design | devices on it | reconnected, p50 / max s after the kill "
                 "| commands for them | lost | others lost | duplicates "
                 "| first delivery to them, s after | all delivered from produce time, s after "
-                "|", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                "| lost: dead-lettered / waiting in its topic / skipped by every survivor / "
+                "gone with it | restarted: back in s / lost then answered / new duplicates |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in results:
             k = r["kill"]
             if not k:
@@ -734,10 +948,18 @@ def markdown(results, a, seconds):
                        f"{k['reconnect_p50_s']:.1f} / {k['reconnect_max_s']:.1f} | "
                        f"{k['to_moved']:,} | {k['lost_moved']} | {k['lost_others']} | "
                        f"{k['duplicates']} | {k['first_after_s']:.2f} | "
-                       f"{k['resumed_s']:.2f} |")
+                       f"{k['resumed_s']:.2f} | "
+                       + " / ".join(str(k[f"lost_{w}"]) for w, _ in WHY)
+                       + f" | {k['restart_s']:.1f} / "
+                       f"{sum(k[f'recovered_{w}'] for w, _ in WHY)} / {k['restart_dup']} |")
         out.append(f"\nLost: unanswered {a.kill_wait:g} s after the last command. Reconnect "
                    "times: upper bounds from the other brokers' log timestamps (whole "
-                   "seconds).")
+                   "seconds).\n")
+        out.append(WHY_TEXT.format(restart_wait=a.restart_wait))
+        for r in results:
+            k = r["kill"]
+            if k:
+                out.append(why_line(r["design"], k))
     routers = [r for r in results if r["router"]]
     if routers:
         out.append("\nmqk-router over the whole run (warm-up, ramp, kill): " + "; ".join(
@@ -753,6 +975,52 @@ def markdown(results, a, seconds):
         out.append("\nNot run: " + "; ".join(skipped) + ".")
     out += ["\n## Machine\n", "```", study.machine("real (1 node)").rstrip(), "```"]
     return "\n".join(out) + "\n"
+
+
+WHY_TEXT = """Why each lost command was lost, from what Kafka and the survivors say
+(`classify()`): **dead-lettered**: in the dead-letter topic (its `mqk.reason` below);
+**waiting in its topic**: in the killed broker's own topic, stamped after the kill (targeted:
+mqk-router routed it there, from the presence the killed broker had published; redistribute:
+a survivor forwarded it to the killed broker's back-channel); **skipped by every survivor**
+(broadcast): produced after the kill, so the killed broker cannot have read it: both
+survivors read it and skipped it, the device being connected to neither at that moment (the
+survivors' `commands/consumed`, `delivered` counters give the same number: read − delivered −
+the killed broker's commands from before the kill); **gone with it**: the rest, the killed
+broker's to deliver; split by its consumer group's committed offset where it read them:
+*committed* (settled: handed to its mosquitto, which died with them; at-least-once ends at
+that hand-off, docs/commands.md) or *uncommitted* (read and not settled, or not read yet).
+Then the killed broker is started again (same `broker_id`, same port: HAProxy's health check
+finds it; its devices stay where they reconnected) and the script waits up to
+{restart_wait:g} s for the lost commands: "back in" is the time until it consumed again,
+"lost then answered" how many of the lost were answered after all (read again from its topic
+or its group's committed offset and forwarded / returned to where the device is now), "new
+duplicates" answers to commands already answered.
+"""
+
+
+def why_line(design, k):
+    parts = [f"{design}: lost {k['lost_moved'] + k['lost_others']}"]
+    parts.append(", ".join(f"{label} {k[f'lost_{w}']} (answered after the restart: "
+                           f"{k[f'recovered_{w}']})" for w, label in WHY if k[f"lost_{w}"])
+                 or "none")
+    if k["dead_reasons"]:
+        parts.append("dead-letter reasons: " + ", ".join(
+            f"`{r}` {n}" for r, n in sorted(k["dead_reasons"].items())))
+    if k["with_it_split"]:
+        parts.append("gone with it, by its group's committed offset: " + ", ".join(
+            f"{s} {n}" for s, n in sorted(k["with_it_split"].items())))
+    sv = k["survivors"]
+    parts.append(f"survivors' counters over the phase: consumed {sv['consumed']:,}, "
+                 f"delivered {sv['delivered']:,}, skipped {sv['skipped']:,}"
+                 + (f" (so skipped by every survivor after the kill: {k['skipped_check']})"
+                    if k["skipped_check"] is not None else ""))
+    if design == "broadcast":
+        parts.append("nothing can be recovered by the restart: it reads the commands topic "
+                     "from its group's committed offset and skips what is for devices now "
+                     f"connected elsewhere (read {k['restart_read']} records after the restart)")
+    else:
+        parts.append(f"after the restart it read {k['restart_read']} command records")
+    return "* " + "; ".join(parts) + "."
 
 
 def plot(out_dir, results, prefix="delivery"):
@@ -838,6 +1106,9 @@ def main():
                     help="the kill, seconds into them (default 6)")
     ap.add_argument("--kill-wait", type=float, default=15.0,
                     help="seconds to wait for their answers (default 15)")
+    ap.add_argument("--restart-wait", type=float, default=15.0,
+                    help="after the kill phase, the killed broker is started again: seconds "
+                    "to wait for what waited for it (default 15)")
     ap.add_argument("--ws-devices", type=int, default=30,
                     help="paho devices over WebSockets, when possible (default 30; 0: none)")
     ap.add_argument("--session-timeout-ms", type=int, default=3000,
@@ -852,6 +1123,7 @@ def main():
     if a.smoke:
         a.devices, a.rates, a.step, a.wait = 300, "50", 3.0, 6.0
         a.kill_rate, a.kill_seconds, a.kill_at, a.kill_wait = 50.0, 5.0, 2.0, 4.0
+        a.restart_wait = 6.0
         a.ws_devices = min(a.ws_devices, 6)
         a.out = tempfile.mkdtemp(prefix="mqk-delivery-smoke-")
     try:
@@ -913,6 +1185,14 @@ def main():
                      for s in r["steps"] if s["lost"] or s["duplicates"]]
         problems += [f"{r['design']}: the kill measured nothing" for r in results
                      if not r["kill"] or not r["kill"]["sent"]]
+        # The breakdown's two sources must agree: broadcast's commands skipped by every
+        # survivor, per command (produced after the kill, unanswered) and from the
+        # survivors' counters.
+        problems += [f"{r['design']}: {r['kill']['lost_skipped']} lost commands produced "
+                     f"after the kill, but the survivors' counters say "
+                     f"{r['kill']['skipped_check']} were skipped by every survivor"
+                     for r in results if r["kill"] and r["kill"]["skipped_check"] is not None
+                     and r["kill"]["skipped_check"] != r["kill"]["lost_skipped"]]
     if problems:
         print("Error: " + "; ".join(problems), file=sys.stderr)
         return 1

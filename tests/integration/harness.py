@@ -694,11 +694,13 @@ class Mosquitto:
     path), on 127.0.0.1:<ws_port>, next to the plain one on <port>; ready means both accept.
     Only a mosquitto built with libwebsockets has it (Debian 13's; Debian 12's refuses to
     start: websockets_supported() below, docs/platforms.md).
+    port, ws_port: fixed ports instead of free ones (a broker started again where HAProxy
+    expects it, after a kill -9; no retry on another port then).
     """
 
     def __init__(self, options, extra=(), plugin="built", wait=True, name="mosquitto",
                  start_timeout=10.0, listen=True, log_debug=True, preload=None,
-                 websockets=False):
+                 websockets=False, port=None, ws_port=None):
         if plugin == "built":
             plugin = built_plugin()
         if plugin is not None:
@@ -716,12 +718,12 @@ class Mosquitto:
         self.ws_port = None
         last_error = None
         for _attempt in range(3):
-            self.port = free_port()
+            self.port = port or free_port()
             lines = []
             if listen:
                 lines += [f"listener {self.port} 127.0.0.1", "allow_anonymous true"]
             if websockets:
-                self.ws_port = free_port()
+                self.ws_port = ws_port or free_port()
                 lines += [f"listener {self.ws_port} 127.0.0.1", "protocol websockets"]
             lines += [
                 "log_dest stderr",
@@ -763,7 +765,7 @@ class Mosquitto:
             except HarnessError as e:
                 last_error = e
                 self.process.stop()
-                if "Address already in use" not in self.log():
+                if "Address already in use" not in self.log() or port or ws_port:
                     raise
         raise last_error
 
