@@ -446,6 +446,7 @@ struct mqk_option_doc {
 	int min, max;
 	char value[128]; /* the value column, without README's code marks and escapes */
 	char dflt[128];  /* the default column, the same way */
+	const char *doc; /* the meaning column, as README writes it (markdown), "|" unescaped */
 };
 /*
  * The i-th option of options.c's table (from 0) into doc; false past the last. For

@@ -8,7 +8,8 @@ print_options prints plugin/options.c's table (the one the parser dispatches fro
 JSON. This compares it with README.md's two option tables ("## Configuration" and
 "### Commands ...", each "| option | value | default | meaning |"): the same names, in
 the same table and order; per option the same value and default columns (README's code
-marks and "\\|" escapes left out); for a number, the parser's range written in the value
+marks and "\\|" escapes left out) and the meaning column word for word as the table's doc
+(the source, from which scripts/gen-man5.py also writes mosquitto-kafka(5)); for a number, the parser's range written in the value
 column. Then every plugin_opt_<name> mentioned in the example configurations
 (mosquitto.conf.d/), the docs and the manual pages must be an option of the table.
 Prints every difference, one a line, and exits 1 if there is any; else prints what it
@@ -140,8 +141,18 @@ def check(options, src):
             if "min" in o and f"{o['min']}..{o['max']}" not in value:
                 problems.append(f"README.md:{line}: {name}: the value column does not say "
                                 f"the range the parser takes, {o['min']}..{o['max']}")
-            if not meaning.strip():
-                problems.append(f"README.md:{line}: {name}: no meaning")
+            if not o.get("doc"):
+                problems.append(f"README.md:{line}: {name}: options.c's table has no doc "
+                                f"(the meaning column's text)")
+            elif meaning.replace("\\|", "|") != o["doc"]:
+                have = meaning.replace("\\|", "|")
+                at = next((i for i, (a, b) in enumerate(zip(have, o["doc"])) if a != b),
+                          min(len(have), len(o["doc"])))
+                problems.append(f"README.md:{line}: {name}: meaning column differs from "
+                                f"options.c's doc at character {at + 1}: README "
+                                f"'...{have[max(0, at - 20):at + 40]}...', options.c "
+                                f"'...{o['doc'][max(0, at - 20):at + 40]}...' (the doc in "
+                                f"options.c is the source: copy it here word for word)")
         for o in want:
             if o["name"] not in readme_names:
                 problems.append(f"README.md: option '{o['name']}' of options.c's table is "
@@ -193,6 +204,8 @@ def self_test(options, src):
     mutations = [
         ("README default changed", "README.md", "| `10` |", "| `5` |", None,
          "stats_interval: default column '5'"),
+        ("README meaning changed", "README.md", "this often (retained)",
+         "this often (kept)", None, "stats_interval: meaning column differs"),
         ("README value changed", "README.md", "| `buffer_mb` | 1..4096 |",
          "| `buffer_mb` | 1..4095 |", None, "buffer_mb: value column '1..4095'"),
         ("README row removed", "README.md", row, "", None,
@@ -219,14 +232,17 @@ def self_test(options, src):
             if not any(expect in p for p in found):
                 failures.append(f"self-test: {what}: not found ({expect!r}); found: {found}")
     # The table changed instead: a range, a new option.
-    changed = [dict(o, max=100) if o["name"] == "stats_interval" else o for o in options]
+    changed = [dict(o, max=100) if o["name"] == "stats_interval" else
+               dict(o, doc=o["doc"] + " More.") if o["name"] == "buffer_mb" else o
+               for o in options]
     changed.append({"name": "colour", "table": "Configuration", "value": "a", "default": "b"})
     found, _ = check(changed, src)
     for expect in ["stats_interval: the value column does not say the range the parser "
-                   "takes, 0..100", "option 'colour' of options.c's table is not in README"]:
+                   "takes, 0..100", "option 'colour' of options.c's table is not in README",
+                   "buffer_mb: meaning column differs from options.c's doc"]:
         if not any(expect in p for p in found):
             failures.append(f"self-test: table changed: not found ({expect!r}); found: {found}")
-    return failures, len(mutations) + 2
+    return failures, len(mutations) + 3
 
 
 def main():

@@ -29,6 +29,7 @@ int main(void)
 		    !cJSON_AddStringToObject(o, "table", doc.table) ||
 		    !cJSON_AddStringToObject(o, "value", doc.value) ||
 		    !cJSON_AddStringToObject(o, "default", doc.dflt) ||
+		    !cJSON_AddStringToObject(o, "doc", doc.doc) ||
 		    !cJSON_AddBoolToObject(o, "repeat", doc.repeat) ||
 		    (doc.number && (!cJSON_AddNumberToObject(o, "min", doc.min) ||
 				    !cJSON_AddNumberToObject(o, "max", doc.max)))) {
