@@ -18,6 +18,7 @@
 #   /usr/include/mosquitto_kafka.h                   header and envelope names for consumers
 #   /usr/include/mqk_payload.h                       mqk-loadgen's payload layout
 #   /usr/share/man/man1/mqk-*.1.gz                   the five tools' manual pages
+#   /usr/share/man/man5/mosquitto-kafka.5.gz         the plugin's options (scripts/gen-man5.py)
 #   /usr/share/doc/mosquitto-kafka/{README.md,copyright,changelog.gz}
 #   /usr/share/lintian/overrides/mosquitto-kafka     each with its reason (cmake/deb/)
 #
@@ -145,6 +146,13 @@ if(MQK_GZIP)
                 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1
                 PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
     endforeach()
+    # The plugin's options, generated from options.c's table (ctest man_page keeps it so).
+    configure_file("${PROJECT_SOURCE_DIR}/docs/man/mosquitto-kafka.5"
+                   "${PROJECT_BINARY_DIR}/debian/mosquitto-kafka.5" COPYONLY)
+    execute_process(COMMAND ${MQK_GZIP} -9nf "${PROJECT_BINARY_DIR}/debian/mosquitto-kafka.5")
+    install(FILES "${PROJECT_BINARY_DIR}/debian/mosquitto-kafka.5.gz"
+            DESTINATION ${CMAKE_INSTALL_MANDIR}/man5
+            PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
 endif()
 
 # lintian's overrides, each with its reason in a comment above it.

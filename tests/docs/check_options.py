@@ -9,8 +9,8 @@ JSON. This compares it with README.md's two option tables ("## Configuration" an
 "### Commands ...", each "| option | value | default | meaning |"): the same names, in
 the same table and order; per option the same value and default columns (README's code
 marks and "\\|" escapes left out) and the meaning column word for word as the table's doc
-(the source, from which scripts/gen-man5.py also writes mosquitto-kafka(5)); for a number, the parser's range written in the value
-column. Then every plugin_opt_<name> mentioned in the example configurations
+(the source, from which scripts/gen-man5.py also writes mosquitto-kafka(5)); for a
+number, the parser's range written in the value column. Then every plugin_opt_<name> mentioned in the example configurations
 (mosquitto.conf.d/), the docs and the manual pages must be an option of the table.
 Prints every difference, one a line, and exits 1 if there is any; else prints what it
 compared and exits 0. Each run also makes a few differences on a copy of the docs (and of
@@ -170,6 +170,8 @@ def check(options, src):
     mentions = 0
     for rel in files:
         text = open(os.path.join(src, rel), encoding="utf-8").read()
+        if rel.startswith("docs/man/"):  # roff: fonts and escaped hyphens left out
+            text = re.sub(r"\\f[BIRP]", "", text).replace("\\-", "-")
         for n, line in enumerate(text.splitlines(), 1):
             for m in re.finditer(r"plugin_opt_([A-Za-z0-9_.<>{}*-]*)", line):
                 name = m.group(1).rstrip(".")
