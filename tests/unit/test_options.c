@@ -1246,6 +1246,85 @@ static void test_commands_targeted(void **state)
 	assert_null(cfg.commands.target_header);
 }
 
+/*
+ * finish_commands' steps, in the order their errors are reported: the mode's topic rule,
+ * commands_topic, the group, then the return, dead-letter and presence topics, each
+ * {broker}-expanded and checked as a Kafka topic name.
+ */
+static void test_commands_side_topics(void **state)
+{
+	const struct mqk_cmd_config *cc = &cfg.commands;
+
+	(void)state;
+	/* targeted: the return topic is checked before the dead-letter topic. */
+	assert_fails(PARSE_BS("broker_id", "b", "commands_topic", "c.{broker}", "commands_mode",
+			      "targeted", "commands_return_topic", "bad r",
+			      "commands_dead_letter_topic", "bad d"),
+		     "plugin_opt_commands_return_topic: 'bad r' is not a legal Kafka topic name "
+		     "(1..249 of [A-Za-z0-9._-]; {broker} is the broker_id)");
+	assert_fails(PARSE_BS("broker_id", "b", "commands_topic", "c.{broker}", "commands_mode",
+			      "targeted", "commands_dead_letter_topic", "bad d",
+			      "presence_topic", "bad p"),
+		     "plugin_opt_commands_dead_letter_topic: 'bad d' is not a legal Kafka topic "
+		     "name (1..249 of [A-Za-z0-9._-]; {broker} is the broker_id)");
+	assert_fails(PARSE_BS("broker_id", "b", "commands_topic", "c.{broker}", "commands_mode",
+			      "targeted", "presence_topic", "p {broker}"),
+		     "plugin_opt_presence_topic: 'p b' is not a legal Kafka topic name (1..249 of "
+		     "[A-Za-z0-9._-]; {broker} is the broker_id)");
+	/* The mode's topic rule comes before commands_topic's own check. */
+	assert_fails(PARSE_BS("commands_topic", "bad topic", "commands_mode", "targeted"),
+		     "plugin_opt_commands_topic: 'bad topic': in targeted mode each broker reads "
+		     "its own topic: put {broker} in it, e.g. mqtt-commands.{broker}");
+	/* redistribute: the back-channel before the dead-letter topic. */
+	assert_fails(PARSE_BS("broker_id", "b", "commands_topic", "c", "commands_mode",
+			      "redistribute", "commands_topic_broker", "x {broker}",
+			      "commands_dead_letter_topic", "bad d"),
+		     "plugin_opt_commands_topic_broker: 'x b' is not a legal Kafka topic name "
+		     "(1..249 of [A-Za-z0-9._-]; {broker} is the broker_id)");
+	assert_fails(PARSE_BS("broker_id", "b", "commands_topic", "c", "commands_mode",
+			      "redistribute", "commands_dead_letter_topic", "d!"),
+		     "plugin_opt_commands_dead_letter_topic: 'd!' is not a legal Kafka topic name "
+		     "(1..249 of [A-Za-z0-9._-]; {broker} is the broker_id)");
+	assert_ok(PARSE_BS("broker_id", "b", "commands_topic", "c", "commands_mode",
+			   "redistribute", "commands_dead_letter_topic", "dead.{broker}",
+			   "presence_topic", "p.{broker}"));
+	assert_string_equal(cc->dead_letter_topic, "dead.b");
+	assert_string_equal(cc->presence_topic, "p.b");
+	assert_null(cc->return_topic);
+	/* broadcast: a presence topic only when given, expanded and checked. */
+	assert_ok(PARSE_BS("broker_id", "b", "commands_topic", "c.{broker}", "presence_topic",
+			   "p.{broker}", "commands_group", "g.{broker}"));
+	assert_string_equal(cc->topic, "c.b");
+	assert_string_equal(cc->presence_topic, "p.b");
+	assert_string_equal(cc->group, "g.b");
+	assert_null(cc->dead_letter_topic);
+	assert_fails(PARSE_BS("broker_id", "b", "commands_topic", "c", "presence_topic", "p q"),
+		     "plugin_opt_presence_topic: 'p q' is not a legal Kafka topic name (1..249 of "
+		     "[A-Za-z0-9._-]; {broker} is the broker_id)");
+}
+
+/* A routes_file line is a route_<name> or an exclude, found through the option table. */
+static void test_route_line_kinds(void **state)
+{
+	(void)state;
+	assert_int_equal(options__parse_route_line(&cfg, "kafka.acks all", err, sizeof(err)), -1);
+	assert_string_equal(err, "kafka.acks: not a route_<name> or exclude line");
+	assert_int_equal(options__parse_route_line(&cfg, "routes_file /x", err, sizeof(err)), -1);
+	assert_string_equal(err, "routes_file: not a route_<name> or exclude line");
+	assert_int_equal(options__parse_route_line(&cfg, "inbound_x t -> a", err, sizeof(err)),
+			 -1);
+	assert_string_equal(err, "inbound_x: not a route_<name> or exclude line");
+	assert_int_equal(options__parse_route_line(&cfg, "excludes a/#", err, sizeof(err)), -1);
+	assert_string_equal(err, "excludes: not a route_<name> or exclude line");
+	assert_int_equal(options__parse_route_line(&cfg, "route_ a -> b", err, sizeof(err)), -1);
+	assert_string_equal(err, "route_: a route needs a name of 1..64 characters [A-Za-z0-9_-] "
+				 "after route_, e.g. plugin_opt_route_sensors");
+	assert_int_equal(options__parse_route_line(&cfg, "route_r a/# -> b", err, sizeof(err)), 0);
+	assert_int_equal(options__parse_route_line(&cfg, "exclude a/x", err, sizeof(err)), 0);
+	assert_int_equal(cfg.route_count, 1);
+	assert_int_equal(cfg.exclude_count, 1);
+}
+
 static void test_commands_errors(void **state)
 {
 	(void)state;
@@ -1749,6 +1828,8 @@ int main(void)
 		T(test_commands_broadcast_defaults),
 		T(test_commands_targeted),
 		T(test_commands_errors),
+		T(test_commands_side_topics),
+		T(test_route_line_kinds),
 		T(test_route_selectors),
 		T(test_route_bad_selectors),
 #undef T
