@@ -187,8 +187,8 @@ def check(options, src):
     counts = ", ".join(f"{t} {len([o for o in options if o['table'] == t])}"
                        for t in sorted({o["table"] for o in options}))
     summary = (f"README's tables agree with options.c's {len(options)} options ({counts}): "
-               f"names, order, value and default columns, ranges; {mentions} plugin_opt_ "
-               f"mentions in {len(files)} docs and examples are options")
+               f"names, order, value, default and meaning columns, ranges; {mentions} "
+               f"plugin_opt_ mentions in {len(files)} docs and examples are options")
     return problems, summary
 
 
