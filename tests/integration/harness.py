@@ -16,7 +16,7 @@ test (or a bench/ script) imports `harness` and finds everything:
   paths.py           where the programs are (plugin, mqk-devkafka, mosquitto, haproxy,
                      the public header, tests/kafka/kafka.py) and the environment switches
   procs.py           HarnessError, bounded waits, free ports, temporary directories,
-                     Process and Tool
+                     Process and Tool, cpu_seconds
   header.py          HDR, ENV, SYS_PREFIX: the names include/mosquitto_kafka.h defines
   kafka_backends.py  RealKafka, DevKafka, ExternalKafka, start_kafka, topic_partitions
   brokers.py         Mosquitto (valgrind, sanitizers), HAProxy, journal dirs, passwd files,
@@ -52,8 +52,8 @@ from paho.mqtt.properties import Properties
 
 from paths import (ASAN, BUILD_DIR, DEVKAFKA, HAPROXY, KAFKA_MODE, KAFKA_PY, MOSQUITTO,
                    PLUGIN, PUBLIC_HEADER, SANITIZE_DIR, SLOW, SOURCE_DIR, VALGRIND)
-from procs import (ALL, HarnessError, Process, Tool, free_port, kafka_module, make_tempdir,
-                   port_accepts, require_file, unique, wait_for)
+from procs import (ALL, CLK_TCK, HarnessError, Process, Tool, cpu_seconds, free_port,
+                   kafka_module, make_tempdir, port_accepts, require_file, unique, wait_for)
 from header import _MACROS, ENV, HDR, SYS_PREFIX, read_header_macros
 from kafka_backends import (KAFKAS, MOCK_PARTITIONS, DevKafka, ExternalKafka, RealKafka,
                             admin_create_topics, start_kafka, topic_partitions)
@@ -72,8 +72,8 @@ __all__ = [
     "ASAN", "BUILD_DIR", "DEVKAFKA", "HAPROXY", "KAFKA_MODE", "KAFKA_PY", "MOSQUITTO",
     "PLUGIN", "PUBLIC_HEADER", "SANITIZE_DIR", "SLOW", "SOURCE_DIR", "VALGRIND",
     # procs.py
-    "ALL", "HarnessError", "Process", "Tool", "free_port", "kafka_module", "make_tempdir",
-    "port_accepts", "require_file", "unique", "wait_for",
+    "ALL", "CLK_TCK", "HarnessError", "Process", "Tool", "cpu_seconds", "free_port",
+    "kafka_module", "make_tempdir", "port_accepts", "require_file", "unique", "wait_for",
     # header.py
     "_MACROS", "ENV", "HDR", "SYS_PREFIX", "read_header_macros",
     # kafka_backends.py

@@ -61,6 +61,21 @@ def port_accepts(port, host="127.0.0.1"):
         return False
 
 
+# Clock ticks per second: the unit of /proc/<pid>/stat's CPU times.
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid, tid=None):
+    """CPU seconds (utime + stime, from /proc) process pid used, all its threads, or only
+    its thread tid; None once it is gone. The benchmarks' one reading of CPU time."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def unique(prefix):
     """A name unique to this run: Kafka topics, client ids, group ids."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
