@@ -89,7 +89,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 import harness as h  # noqa: E402
 import test_cluster_commands as tcc  # noqa: E402  (the Cluster, the tools)
-import study  # noqa: E402  (cpu_seconds, kafka_pids, machine)
+import study  # noqa: E402  (kafka_pids, machine)
 
 import confluent_kafka as ck  # noqa: E402
 
@@ -486,7 +486,7 @@ def components(cl, kafka):
 
 
 def cpu_now(pids):
-    return {p: study.cpu_seconds(p) for ps in pids.values() for p in ps}
+    return {p: h.cpu_seconds(p) for ps in pids.values() for p in ps}
 
 
 def cpu_pct(pids, c0, c1, seconds):

@@ -27,7 +27,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "integration"))
 import harness as h  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
 FLOOD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flood.py")
 
 CONFIGS = [
@@ -38,13 +37,6 @@ CONFIGS = [
     ("plugin, journal, fsync 100 ms", [("journal_fsync", "100")]),
     ("plugin, journal, fsync always", [("journal_fsync", "always")]),
 ]
-
-
-def cpu_seconds(pid, tid=None):
-    """CPU seconds of a process (all its threads), or of one of its threads."""
-    with open(f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 class Received:
@@ -89,7 +81,7 @@ def one_round(devkafka, extra, seconds, qos, publishers, preload=None):
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         counter = Received(b.port)
         time.sleep(1.5)  # warm-up
-        t0, c0, m0 = time.monotonic(), cpu_seconds(b.pid), cpu_seconds(b.pid, b.pid)
+        t0, c0, m0 = time.monotonic(), h.cpu_seconds(b.pid), h.cpu_seconds(b.pid, b.pid)
         # Two $SYS updates at least `seconds` apart (they come every 1-3 s under load).
         deadline = t0 + seconds + 15
         while time.monotonic() < deadline:
@@ -97,7 +89,7 @@ def one_round(devkafka, extra, seconds, qos, publishers, preload=None):
             u = [x for x in counter.updates if x[0] >= t0]
             if len(u) >= 2 and u[-1][0] - u[0][0] >= seconds:
                 break
-        c1, m1, t1 = cpu_seconds(b.pid), cpu_seconds(b.pid, b.pid), time.monotonic()
+        c1, m1, t1 = h.cpu_seconds(b.pid), h.cpu_seconds(b.pid, b.pid), time.monotonic()
         rate, n = counter.rate(t0)
         counter.client.close()
         assert b.process.alive(), "mosquitto died"

@@ -30,13 +30,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import harness as h  # noqa: E402
 from confluent_kafka import Consumer  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
 def thread_cpu(pid):
@@ -51,7 +44,7 @@ def thread_cpu(pid):
         name = head.split("(", 1)[1]
         fields = rest.split()
         name = "rdkafka" if name.startswith("rdk:") else name
-        out[name] = out.get(name, 0) + (int(fields[11]) + int(fields[12])) / TICKS
+        out[name] = out.get(name, 0) + (int(fields[11]) + int(fields[12])) / h.CLK_TCK
     return out
 
 
@@ -104,7 +97,7 @@ def one_run(linger, rate, seconds, clients=20):
         # Let the consumer join before measuring.
         time.sleep(3)
         pubs = [h.Client(broker.port, client_id=f"ue-{i:03d}") for i in range(clients)]
-        cpu0 = cpu_seconds(broker.pid)
+        cpu0 = h.cpu_seconds(broker.pid)
         threads0 = thread_cpu(broker.pid)
         start = time.monotonic()
         for n in range(expected):
@@ -116,7 +109,7 @@ def one_run(linger, rate, seconds, clients=20):
         h.wait_published([p.c.publish("bench/flush", b"", qos=1) for p in pubs], 30)
         deadline = time.monotonic() + 30
         latencies = results.get(timeout=40) if linger is not None else []
-        cpu = cpu_seconds(broker.pid) - cpu0
+        cpu = h.cpu_seconds(broker.pid) - cpu0
         threads = {k: (v - threads0.get(k, 0)) / expected * 1e6
                    for k, v in thread_cpu(broker.pid).items()}
         reader.join(10)

@@ -44,7 +44,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 import harness as h  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
 EXAMPLES = os.path.join(h.BUILD_DIR, "examples")
 LOADGEN = os.path.join(EXAMPLES, "loadgen", "mqk-loadgen")
 CONTROLLER = os.path.join(EXAMPLES, "controller", "mqk-controller")
@@ -71,16 +70,6 @@ COLUMNS = ["arch", "sweep", "devices", "offered", "sent", "acked", "received", "
 
 
 # ---- processes --------------------------------------------------------------------------
-
-def cpu_seconds(pid):
-    """utime + stime of a live process (all its threads), or None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
 
 def status_kb(pid, field):
     try:
@@ -221,7 +210,7 @@ def run_point(kafka, arch, devices, seconds, rate=None, total_rate=None, hybrid_
         load += ["-r", f"{rate:g}"] if rate is not None else ["-R", f"{total_rate:g}"]
         long_lived = [b.pid for b in brokers] + ([proxy.process.pid] if proxy else []) + \
             (kafka_pids(kafka) if spec["kafka"] else [])
-        cpu0 = {pid: cpu_seconds(pid) for pid in long_lived}
+        cpu0 = {pid: h.cpu_seconds(pid) for pid in long_lived}
         t0 = time.monotonic()
         loadgen = Tool([LOADGEN] + load, work, "loadgen")
         if not loadgen.wait(seconds + devices / 1000 + 60):
@@ -230,7 +219,7 @@ def run_point(kafka, arch, devices, seconds, rate=None, total_rate=None, hybrid_
         if not controller.wait(seconds + 150):
             controller.stop()
         t1 = time.monotonic()
-        cpu1 = {pid: cpu_seconds(pid) for pid in long_lived}
+        cpu1 = {pid: h.cpu_seconds(pid) for pid in long_lived}
         report = controller.result()
         for hy in hybrids:
             hy.stop()

@@ -217,10 +217,8 @@ def read_until_complete(bootstrap, topic, want, timeout, grace=2.0):
                     raise harness.HarnessError(f"consuming {topic}: {m.error()}")
                 r = harness.Record(m)
                 records.append(r)
-                try:
-                    cid, n = r.value.decode().rsplit(":", 1)
-                    key = (cid, int(n))
-                except (ValueError, UnicodeDecodeError):
+                key = harness.load_value(r.value)
+                if key is None:
                     continue
                 seen.add(key)
                 missing.discard(key)
@@ -370,12 +368,11 @@ def _under_load(kafka, brokers, pubs, topic):
     known = {p.client_id: len(p.infos) for p in pubs}
     per_broker = {}
     for r in records:
-        try:
-            cid, n = r.value.decode().rsplit(":", 1)
-            n = int(n)
-        except (ValueError, UnicodeDecodeError):
+        v = harness.load_value(r.value)
+        if v is None:
             unexpected.append(r.value)
             continue
+        cid, n = v
         if cid not in known or not 0 <= n < known[cid]:
             unexpected.append(r.value)
             continue

@@ -91,22 +91,10 @@ def test_20000_messages_10_clients_qos012_v311_v5(kafka, broker):
 
     records = harness.read_topic(kafka.bootstrap, f"{P}-bulk", total, timeout=120)
     by_spec = {s["cid"]: s for s in specs}
-    seen = {}
-    duplicates = 0
-    for r in records:
-        k = r.value
-        if k in seen:
-            duplicates += 1
-        seen[k] = r
-    expected = {f"{s['cid']}:{n}".encode() for s in specs for n in range(per_client)}
-    missing = expected - set(seen)
-    unexpected = set(seen) - expected
-    print(f"{total} sent, {len(records)} received, {duplicates} duplicates, "
-          f"{len(missing)} missing, {len(unexpected)} unexpected")
-    assert (len(records), duplicates, len(missing), len(unexpected)) == (total, 0, 0, 0), (
-        f"expected {total} records, 0 duplicates, 0 missing: got {len(records)} records, "
-        f"{duplicates} duplicates, {len(missing)} missing (e.g. {sorted(missing)[:5]}), "
-        f"{len(unexpected)} unexpected")
+    rep = harness.sequence_report(records, {cid: per_client for cid in by_spec})
+    print(harness.format_report(rep))
+    assert (rep["in_kafka"], rep["lost"], rep["duplicates"], rep["unexpected"]) == \
+        (total, 0, 0, 0), harness.format_report(rep) + "\n" + "\n".join(rep["examples"])
 
     # Headers of every record.
     bad = []
@@ -141,9 +129,9 @@ def test_20000_messages_10_clients_qos012_v311_v5(kafka, broker):
     assert len(boots) == 1 and next(iter(boots)).isdigit(), f"one {HDR.BOOT}, got {boots}"
     boot_us = int(next(iter(boots)))
     assert abs(boot_us / 1e6 - time.time()) < 3600, f"{HDR.BOOT}={boot_us} is not a recent µs time"
-    assert sorted(seqs) == list(range(1, total + 1)), (
-        f"{HDR.SEQ} should be 1..{total} without gaps or repeats: min {min(seqs)}, "
-        f"max {max(seqs)}, distinct {len(set(seqs))}")
+    seq = harness.one_sequence(seqs, total)
+    assert (seq.missing, seq.duplicates, seq.unexpected) == ([], 0, []), (
+        f"{HDR.SEQ} should be 1..{total} without gaps or repeats: {seq}")
 
     # Per client: one partition, publish order = offset order = seq order.
     order_errors = []

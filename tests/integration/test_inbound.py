@@ -228,18 +228,23 @@ def test_2000_records_4_partitions_in_order(kafka, start_broker):
     time.sleep(1.0)
     got = list(sub.got)
     per = {q: [] for q in range(parts)}
+    items = []
     wrong_topic = 0
-    for topic, payload, _qos, _retain in got:
+    for i, (topic, payload, _qos, _retain) in enumerate(got):
         part, seq = payload.decode().split(":")
         wrong_topic += topic != f"order/{part}"
         per[int(part)].append(int(seq))
+        items.append((int(part), int(seq), i))  # per partition, in the order received
     expected = list(range(n // parts))
-    dups = len(got) - len({g[1] for g in got})
-    out_of_order = sum(sum(1 for a, b_ in zip(s, s[1:]) if b_ <= a) for s in per.values())
-    lost = sum(len(set(expected) - set(s)) for s in per.values())
+    seqs = harness.sequence_analysis(items, {q: n // parts for q in range(parts)}).values()
+    lost = sum(len(s.missing) for s in seqs)
+    dups = sum(s.duplicates for s in seqs)
+    out_of_order = sum(s.out_of_order for s in seqs)
+    unexpected = sum(len(s.unexpected) for s in seqs)
     print(f"{n} produced over {parts} partitions, {len(got)} received, {lost} lost, {dups} "
-          f"duplicates, {out_of_order} out of order, {wrong_topic} on a wrong topic")
-    assert (len(got), lost, dups, out_of_order, wrong_topic) == (n, 0, 0, 0, 0)
+          f"duplicates, {out_of_order} out of order, {unexpected} unexpected, {wrong_topic} on "
+          f"a wrong topic")
+    assert (len(got), lost, dups, out_of_order, unexpected, wrong_topic) == (n, 0, 0, 0, 0, 0)
     assert all(per[q] == expected for q in per)
     stats = harness.SysCounters(b.port)
     final = stats.wait_for({"inbound/consumed": n, "inbound/published": n})

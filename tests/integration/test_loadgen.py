@@ -165,12 +165,13 @@ def check_sequences(received, devices, per_device):
         seqs = {d: list(s) for d, s in received.seqs.items()}
         foreign = list(received.foreign)
     bad = []
+    items = [(d, n, i) for d, s in seqs.items() for i, n in enumerate(s)]
+    found = harness.sequence_analysis(items, {d: per_device for d in devices})
     for d in devices:
-        got = seqs.get(d, [])
-        if sorted(got) != list(range(per_device)):
-            missing = sorted(set(range(per_device)) - set(got))
-            dups = len(got) - len(set(got))
-            bad.append(f"{d}: {len(got)} received, missing {missing[:5]}, {dups} duplicates")
+        s = found[d]
+        if s.missing or s.duplicates or s.unexpected:  # order is not asked for here
+            bad.append(f"{d}: {s.received} received, missing {s.missing[:5]}, "
+                       f"{s.duplicates} duplicates, unexpected {s.unexpected[:5]}")
     unexpected = sorted(set(seqs) - set(devices))
     total = sum(len(s) for s in seqs.values())
     print(f"{len(devices)} devices x {per_device}: {total} received, {len(bad)} devices "

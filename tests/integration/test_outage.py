@@ -68,12 +68,11 @@ def test_outage_records_wait_and_arrive(kafka_up_after, start_broker):
     for r in records:
         cid = r.header_str(HDR.CLIENT_ID)
         per_client[cid].append((r.partition, r.offset, int(r.value.split(b".")[0])))
-    seqs = sorted(int(r.header_str(HDR.SEQ)) for r in records)
-    lost = sorted(set(range(1, expect + 1)) - set(seqs))
-    dups = len(seqs) - len(set(seqs))
-    print(f"{expect} acknowledged, {len(records)} in Kafka, {len(lost)} lost, {dups} duplicates")
-    assert len(lost) == 0, f"mqtt.seq missing: {lost[:20]}"
-    assert dups == 0
+    seq = harness.one_sequence([int(r.header_str(HDR.SEQ)) for r in records], expect)
+    print(f"{expect} acknowledged, {len(records)} in Kafka, {len(seq.missing)} lost, "
+          f"{seq.duplicates} duplicates")
+    assert len(seq.missing) == 0, f"mqtt.seq missing: {seq.missing[:20]}"
+    assert seq.duplicates == 0 and not seq.unexpected, seq
     assert len(records) == expect
     for cid, items in per_client.items():
         assert len({p for p, _, _ in items}) == 1, f"{cid}: records in several partitions"
@@ -115,13 +114,12 @@ def test_full_buffer_drops_are_counted(kafka_up_after, start_broker):
 
     kafka.up()
     records = harness.read_topic(kafka.bootstrap, topic, n - dropped, timeout=90, grace=2)
-    seqs = sorted(int(r.header_str(HDR.SEQ)) for r in records)
-    gaps = sorted(set(range(1, n + 1)) - set(seqs))
+    seq = harness.one_sequence([int(r.header_str(HDR.SEQ)) for r in records], n)
     print(f"{len(records)} in Kafka + {dropped} counted as dropped = {len(records) + dropped}; "
-          f"{len(gaps)} mqtt.seq gaps")
+          f"{len(seq.missing)} mqtt.seq gaps")
     assert len(records) + dropped == n
-    assert len(gaps) == dropped, "every drop shows as a gap in mqtt.seq, and nothing else"
-    assert len(seqs) == len(set(seqs)), "no duplicates"
+    assert len(seq.missing) == dropped, "every drop shows as a gap in mqtt.seq, and nothing else"
+    assert seq.duplicates == 0 and not seq.unexpected, f"no duplicates: {seq}"
     final = stats.wait_for({"delivered": n - dropped, "in_flight": 0, "buffered_bytes": 0},
                            timeout=15)
     stats.close()

@@ -61,10 +61,8 @@ def stop_and_compare(kafka, broker, load, topic, before_stop=None):
     kafka.up()
     matched = tot["matched"]
     records = harness.read_topic(kafka.bootstrap, topic, matched - n_lost, timeout=60, grace=3)
-    seqs = [int(r.header_str(HDR.SEQ)) for r in records]
-    missing = set(range(1, matched + 1)) - set(seqs)
-    beyond = {s for s in seqs if s > matched or s < 1}
-    dups = len(seqs) - len(set(seqs))
+    seq = harness.one_sequence([int(r.header_str(HDR.SEQ)) for r in records], matched)
+    missing, beyond, dups = set(seq.missing), set(seq.unexpected), seq.duplicates
     print(f"SIGTERM after {published} publishes: mosquitto exited {rc} in {took:.1f} s; "
           f"matched {matched}, totals {tot}; shutdown line: {n_lost} not delivered; "
           f"Kafka: {len(records)} records, {len(missing)} of mqtt.seq 1..{matched} missing, "
