@@ -22,6 +22,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "cli_kafka.h"
 #include "expand_id.h"
 
 /* ---- seqset.c: a set of sequence numbers as sorted, disjoint, inclusive ranges ---- */
@@ -228,8 +229,7 @@ struct settings {
 	const char *topics[MAX_LIST];
 	size_t n_topics;
 	const char *group;
-	const char *props[MAX_LIST]; /* -X name=value */
-	size_t n_props;
+	struct cli_props props; /* -X name=value */
 	const char *command_topic;
 	/* MQTT mode */
 	const char *mqtt_hosts;

@@ -38,6 +38,7 @@ struct kafka {
 	bool warned_unknown;
 };
 
+/* --bootstrap and -X. */
 static int set_props(rd_kafka_conf_t *conf, const struct settings *set, char *errstr,
 		     size_t errstr_size)
 {
@@ -48,23 +49,7 @@ static int set_props(rd_kafka_conf_t *conf, const struct settings *set, char *er
 		snprintf(errstr, errstr_size, "--bootstrap: %s", err);
 		return -1;
 	}
-	for (size_t i = 0; i < set->n_props; i++) {
-		char *name = strdup(set->props[i]);
-		char *value = name ? strchr(name, '=') : NULL;
-		if (value == NULL) {
-			snprintf(errstr, errstr_size, "-X %s: expected name=value", set->props[i]);
-			free(name);
-			return -1;
-		}
-		*value++ = '\0';
-		rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, name, value, err, sizeof(err));
-		free(name);
-		if (res != RD_KAFKA_CONF_OK) {
-			snprintf(errstr, errstr_size, "-X %s: %s", set->props[i], err);
-			return -1;
-		}
-	}
-	return 0;
+	return cli_props_apply(conf, &set->props, errstr, errstr_size);
 }
 
 /* Eager rebalancing: commit what was counted, then give the partitions up. */

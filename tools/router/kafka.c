@@ -41,18 +41,6 @@
 #define SLOW_CATCH_UP_US 30000000  /* say so when the presence topic takes longer */
 #define METADATA_WAIT_MS 10000     /* at start: how long the presence topic may be missing */
 
-static int set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
-	       size_t errstr_size)
-{
-	char err[512];
-
-	if (rd_kafka_conf_set(conf, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-		snprintf(errstr, errstr_size, "%s=%s: %s", name, value, err);
-		return -1;
-	}
-	return 0;
-}
-
 /* --bootstrap and -X. */
 static int set_props(rd_kafka_conf_t *conf, const struct settings *s, char *errstr,
 		     size_t errstr_size)
@@ -64,23 +52,7 @@ static int set_props(rd_kafka_conf_t *conf, const struct settings *s, char *errs
 		snprintf(errstr, errstr_size, "--bootstrap: %s", err);
 		return -1;
 	}
-	for (size_t i = 0; i < s->n_props; i++) {
-		char *name = strdup(s->props[i]);
-		char *value = name ? strchr(name, '=') : NULL;
-		if (value == NULL) {
-			snprintf(errstr, errstr_size, "-X %s: expected name=value", s->props[i]);
-			free(name);
-			return -1;
-		}
-		*value++ = '\0';
-		rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, name, value, err, sizeof(err));
-		free(name);
-		if (res != RD_KAFKA_CONF_OK) {
-			snprintf(errstr, errstr_size, "-X %s: %s", s->props[i], err);
-			return -1;
-		}
-	}
-	return 0;
+	return cli_props_apply(conf, &s->props, errstr, errstr_size);
 }
 
 /* Client errors (transport, authentication...): logged; a fatal one ends the run. */
@@ -183,11 +155,11 @@ static int open_producer(struct router *r, char *errstr, size_t errstr_size)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
-	if (set(conf, "client.id", ROUTER_NAME, errstr, errstr_size) ||
-	    set(conf, "enable.idempotence", "true", errstr, errstr_size) ||
-	    set(conf, "message.timeout.ms", "0", errstr, errstr_size) ||
-	    set(conf, "partitioner", "murmur2_random", errstr, errstr_size) ||
-	    set(conf, "linger.ms", "1", errstr, errstr_size) ||
+	if (cli_conf_set(conf, "client.id", ROUTER_NAME, errstr, errstr_size) ||
+	    cli_conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) ||
+	    cli_conf_set(conf, "message.timeout.ms", "0", errstr, errstr_size) ||
+	    cli_conf_set(conf, "partitioner", "murmur2_random", errstr, errstr_size) ||
+	    cli_conf_set(conf, "linger.ms", "1", errstr, errstr_size) ||
 	    set_props(conf, r->set, errstr, errstr_size)) {
 		rd_kafka_conf_destroy(conf);
 		return -1;
@@ -236,13 +208,13 @@ static int open_presence(struct router *r, char *errstr, size_t errstr_size)
 	/* A group id only because librdkafka's consumer API needs one: nothing joins it. */
 	snprintf(group, sizeof(group), "%s-presence-%ld-%" PRIu64, ROUTER_NAME, (long)getpid(),
 		 cli_mono_us());
-	if (set(conf, "client.id", ROUTER_NAME, errstr, errstr_size) ||
-	    set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
+	if (cli_conf_set(conf, "client.id", ROUTER_NAME, errstr, errstr_size) ||
+	    cli_conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
 	    set_props(conf, r->set, errstr, errstr_size) ||
-	    set(conf, "group.id", group, errstr, errstr_size) ||
-	    set(conf, "enable.auto.commit", "false", errstr, errstr_size) ||
-	    set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) ||
-	    set(conf, "enable.partition.eof", "true", errstr, errstr_size)) {
+	    cli_conf_set(conf, "group.id", group, errstr, errstr_size) ||
+	    cli_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) ||
+	    cli_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) ||
+	    cli_conf_set(conf, "enable.partition.eof", "true", errstr, errstr_size)) {
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
@@ -295,12 +267,12 @@ static int open_commands(struct router *r, char *errstr, size_t errstr_size)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
-	if (set(conf, "client.id", ROUTER_NAME, errstr, errstr_size) ||
-	    set(conf, "group.id", r->set->group, errstr, errstr_size) ||
-	    set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
-	    set(conf, "auto.commit.interval.ms", "1000", errstr, errstr_size) ||
+	if (cli_conf_set(conf, "client.id", ROUTER_NAME, errstr, errstr_size) ||
+	    cli_conf_set(conf, "group.id", r->set->group, errstr, errstr_size) ||
+	    cli_conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
+	    cli_conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errstr_size) ||
 	    set_props(conf, r->set, errstr, errstr_size) ||
-	    set(conf, "enable.auto.offset.store", "false", errstr, errstr_size)) {
+	    cli_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size)) {
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}

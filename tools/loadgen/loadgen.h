@@ -76,7 +76,7 @@ struct options {
 };
 
 /*
- * Parses the command line into opt. A bad argument prints "Error: ..." and exits 1;
+ * Parses the command line into opt. A bad argument prints "mqk-loadgen: ..." and exits 1 (cli.h);
  * -h and -V print to stdout and exit 0. Strings in opt point into argv or are owned by
  * opt until options__free().
  */

@@ -217,7 +217,7 @@ size_t window__pending(const struct window *w);
 
 #include <librdkafka/rdkafka.h>
 
-#define MAX_PROPS 64
+#include "cli_kafka.h"
 
 /* Why a command is a dead letter (header mqk.reason). */
 enum reason {
@@ -241,8 +241,7 @@ struct settings {
 	const char *target_header; /* --target header:NAME, else NULL (the key) */
 	double hold_s, flush_timeout_s;
 	size_t max_held;
-	const char *props[MAX_PROPS]; /* -X name=value */
-	size_t n_props;
+	struct cli_props props; /* -X name=value */
 	int verbose;
 	bool quiet;
 };

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "mqk_payload.h"
+#include "cli.h"
 #include "loadgen.h"
 
 #define MAX_EVENTS 512
@@ -327,7 +328,7 @@ void *worker__main(void *arg)
 	rc = setup(w, errstr, sizeof(errstr));
 	pthread_mutex_unlock(&run->create_lock);
 	if (rc != 0) {
-		fprintf(stderr, "Error: %s\n", errstr);
+		cli_fail("%s", errstr);
 		atomic_store(&run->setup_failed, 1);
 	}
 	pthread_barrier_wait(&run->ready); /* everyone is set up */

@@ -38,6 +38,7 @@
 #include <mosquitto_kafka.h>
 
 #include "cli.h"
+#include "kafka_topic.h"
 #include "router.h"
 
 #define DEFAULT_PRESENCE "mqtt-presence"
@@ -135,15 +136,9 @@ static void usage(FILE *out)
 		"  -V, --version             versions\n");
 }
 
-/* A Kafka topic name: 1..249 of [A-Za-z0-9._-], not "." or "..". */
 static bool valid_topic(const char *s)
 {
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 249 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0) {
-		return false;
-	}
-	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+	return kafka_topic__is_legal(s, strlen(s));
 }
 
 /* --broker-topic: a topic name with {broker} at least once and no other placeholder. */
@@ -199,7 +194,6 @@ static const struct option long_options[] = {
 static int parse(int argc, char **argv, struct settings *s)
 {
 	int c;
-	char *end;
 
 	s->presence_topic = DEFAULT_PRESENCE;
 	s->commands_topic = DEFAULT_COMMANDS;
@@ -210,7 +204,8 @@ static int parse(int argc, char **argv, struct settings *s)
 	s->max_held = DEFAULT_MAX_HELD;
 	s->flush_timeout_s = DEFAULT_FLUSH_TIMEOUT;
 
-	while ((c = getopt_long(argc, argv, "b:g:X:qvhV", long_options, NULL)) != -1) {
+	opterr = 0; /* our own error lines (cli.h) */
+	while ((c = getopt_long(argc, argv, ":b:g:X:qvhV", long_options, NULL)) != -1) {
 		switch (c) {
 		case 'b':
 			if (optarg[0] == '\0') {
@@ -220,19 +215,17 @@ static int parse(int argc, char **argv, struct settings *s)
 			break;
 		case OPT_PRESENCE:
 			if (!valid_topic(optarg)) {
-				return cli_fail(
-					"--presence: '%s' is not a Kafka topic name (1..249 of "
-					"[A-Za-z0-9._-])",
-					optarg);
+				return cli_fail("--presence: '%s' is not a Kafka topic name "
+						"(" KAFKA_TOPIC_RULE ")",
+						optarg);
 			}
 			s->presence_topic = optarg;
 			break;
 		case OPT_COMMANDS:
 			if (!valid_topic(optarg)) {
-				return cli_fail(
-					"--commands: '%s' is not a Kafka topic name (1..249 of "
-					"[A-Za-z0-9._-])",
-					optarg);
+				return cli_fail("--commands: '%s' is not a Kafka topic name "
+						"(" KAFKA_TOPIC_RULE ")",
+						optarg);
 			}
 			s->commands_topic = optarg;
 			break;
@@ -269,18 +262,15 @@ static int parse(int argc, char **argv, struct settings *s)
 			break;
 		case OPT_DEAD_LETTER:
 			if (!valid_topic(optarg)) {
-				return cli_fail(
-					"--dead-letter: '%s' is not a Kafka topic name (1..249 "
-					"of [A-Za-z0-9._-])",
-					optarg);
+				return cli_fail("--dead-letter: '%s' is not a Kafka topic name "
+						"(" KAFKA_TOPIC_RULE ")",
+						optarg);
 			}
 			s->dead_letter = optarg;
 			break;
 		case OPT_MAX_HELD: {
-			errno = 0;
-			unsigned long long v = strtoull(optarg, &end, 10);
-			if (errno || end == optarg || *end || optarg[0] == '-' || v < 1 ||
-			    v > 100000000) {
+			uint64_t v;
+			if (!cli_parse_uint(optarg, 1, 100000000, &v)) {
 				return cli_fail("--max-held: '%s' is not a number of commands "
 						"(1..100000000)",
 						optarg);
@@ -296,13 +286,9 @@ static int parse(int argc, char **argv, struct settings *s)
 			}
 			break;
 		case 'X':
-			if (strchr(optarg, '=') == NULL || optarg[0] == '=') {
-				return cli_fail("-X: '%s' is not name=value", optarg);
+			if (cli_props_add(&s->props, optarg) != 0) {
+				return CLI_EXIT_USAGE;
 			}
-			if (s->n_props == MAX_PROPS) {
-				return cli_fail("-X: at most %d properties", MAX_PROPS);
-			}
-			s->props[s->n_props++] = optarg;
 			break;
 		case 'q':
 			s->quiet = true;
@@ -318,8 +304,7 @@ static int parse(int argc, char **argv, struct settings *s)
 			       rd_kafka_version_str(), cJSON_Version());
 			return 0;
 		default:
-			fprintf(stderr, "Try 'mqk-router --help'.\n");
-			return 1;
+			return cli_getopt_fail(c, argv);
 		}
 	}
 	if (optind < argc) {
@@ -452,6 +437,7 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	int status;
 
+	cli_init(ROUTER_NAME);
 	status = parse(argc, argv, &set);
 	if (status >= 0) {
 		return status;
