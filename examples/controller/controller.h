@@ -2,7 +2,7 @@
  * controller.h - mqk-controller's private header.
  *
  * The flow: a source (kafka.c: a consumer group member; mqtt.c: a subscriber to one or
- * more brokers) hands every message to tally__message() (report.c), which decodes the
+ * more brokers) hands every message to report__message() (report.c), which decodes the
  * mqk-loadgen payload (include/mqk_payload.h) and counts it per device (seqset.c), per
  * (broker, route, boot) from the plugin's headers, and into a latency histogram
  * (hist.c). commands.c sends control commands and pairs the devices' answers with them,

@@ -38,20 +38,6 @@ struct kafka {
 	bool warned_unknown;
 };
 
-/* --bootstrap and -X. */
-static int set_props(rd_kafka_conf_t *conf, const struct settings *set, char *errstr,
-		     size_t errstr_size)
-{
-	char err[512];
-
-	if (rd_kafka_conf_set(conf, "bootstrap.servers", set->bootstrap, err, sizeof(err)) !=
-	    RD_KAFKA_CONF_OK) {
-		snprintf(errstr, errstr_size, "--bootstrap: %s", err);
-		return -1;
-	}
-	return cli_props_apply(conf, &set->props, errstr, errstr_size);
-}
-
 /* Eager rebalancing: commit what was counted, then give the partitions up. */
 static void rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		      rd_kafka_topic_partition_list_t *partitions, void *opaque)
@@ -84,15 +70,12 @@ struct kafka *kafka__open(const struct settings *set, char *errstr, size_t errst
 	}
 	k->set = set;
 	/* Ours first, so that -X can change any of them. */
-	if (rd_kafka_conf_set(conf, "group.id", set->group, err, sizeof(err)) != RD_KAFKA_CONF_OK ||
-	    rd_kafka_conf_set(conf, "client.id", "mqk-controller", err, sizeof(err)) ||
-	    rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", err, sizeof(err)) ||
-	    rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err)) ||
-	    rd_kafka_conf_set(conf, "auto.commit.interval.ms", "1000", err, sizeof(err))) {
-		snprintf(errstr, errstr_size, "%s", err);
-		goto error;
-	}
-	if (set_props(conf, set, errstr, errstr_size) != 0) {
+	if (cli_conf_set(conf, "group.id", set->group, errstr, errstr_size) ||
+	    cli_conf_set(conf, "client.id", "mqk-controller", errstr, errstr_size) ||
+	    cli_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) ||
+	    cli_conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
+	    cli_conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errstr_size) ||
+	    cli_kafka_apply(conf, set->bootstrap, &set->props, errstr, errstr_size)) {
 		goto error;
 	}
 	rd_kafka_conf_set_rebalance_cb(conf, rebalance);
@@ -241,14 +224,10 @@ static int open_producer(struct kafka *k, char *errstr, size_t errstr_size)
 	char err[512];
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
-	if (rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err)) ||
-	    rd_kafka_conf_set(conf, "linger.ms", "0", err, sizeof(err)) ||
-	    rd_kafka_conf_set(conf, "client.id", "mqk-controller", err, sizeof(err))) {
-		snprintf(errstr, errstr_size, "%s", err);
-		rd_kafka_conf_destroy(conf);
-		return -1;
-	}
-	if (set_props(conf, k->set, errstr, errstr_size) != 0) {
+	if (cli_conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) ||
+	    cli_conf_set(conf, "linger.ms", "0", errstr, errstr_size) ||
+	    cli_conf_set(conf, "client.id", "mqk-controller", errstr, errstr_size) ||
+	    cli_kafka_apply(conf, k->set->bootstrap, &k->set->props, errstr, errstr_size)) {
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}

@@ -103,19 +103,14 @@ struct kafka *kafka__open(const struct settings *set, struct counts *c, char *er
 	}
 	k->set = set;
 	k->c = c;
-	if (rd_kafka_conf_set(conf, "bootstrap.servers", set->bootstrap, err, sizeof(err)) !=
-	    RD_KAFKA_CONF_OK) {
-		snprintf(errstr, errstr_size, "-b %s: %s", set->bootstrap, err);
-		goto error;
-	}
 	if (cli_conf_set(conf, "client.id", HYBRID_NAME, errstr, errstr_size) != 0 ||
 	    cli_conf_set(conf, "acks", "all", errstr, errstr_size) != 0 ||
 	    cli_conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
 	    cli_conf_set(conf, "linger.ms", "5", errstr, errstr_size) != 0 ||
 	    cli_conf_set(conf, "max.in.flight.requests.per.connection", "1", errstr,
 			 errstr_size) != 0 ||
-	    /* Every -X in order, after our defaults, so that any of those can be changed. */
-	    cli_props_apply(conf, &set->props, errstr, errstr_size) != 0) {
+	    /* -b, then every -X in order, after our defaults, so that -X can change them. */
+	    cli_kafka_apply(conf, set->bootstrap, &set->props, errstr, errstr_size) != 0) {
 		goto error;
 	}
 	rd_kafka_conf_set_opaque(conf, k);

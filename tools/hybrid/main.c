@@ -390,7 +390,6 @@ static int run(const struct settings *set)
 int main(int argc, char **argv)
 {
 	struct settings set = {0};
-	struct sigaction sa;
 	int status;
 
 	cli_init(HYBRID_NAME);
@@ -398,11 +397,7 @@ int main(int argc, char **argv)
 	if (status >= 0) {
 		return status;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: poll() returns at once */
-	sigaction(SIGTERM, &sa, NULL);
+	cli_on_stop(on_signal);
 	signal(SIGPIPE, SIG_IGN); /* a broker gone mid-write: an error, not a death */
 
 	mosquitto_lib_init();

@@ -65,6 +65,12 @@ bool cli_parse_seconds(const char *s, double min, double max, double *out);
 const char *cli_parse_hostport(const char *s, size_t len, int default_port, char *host,
 			       size_t host_size, int *port);
 
+/*
+ * Calls handler on SIGINT and SIGTERM, without SA_RESTART: a blocking poll() returns at
+ * once (EINTR), so the loop sees the flag the handler sets.
+ */
+void cli_on_stop(void (*handler)(int));
+
 /* CLOCK_MONOTONIC in µs. */
 uint64_t cli_mono_us(void);
 

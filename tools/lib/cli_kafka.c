@@ -32,6 +32,19 @@ int cli_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, cha
 	return 0;
 }
 
+int cli_kafka_apply(rd_kafka_conf_t *conf, const char *bootstrap, const struct cli_props *props,
+		    char *errstr, size_t errstr_size)
+{
+	char err[512];
+
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)) !=
+	    RD_KAFKA_CONF_OK) {
+		snprintf(errstr, errstr_size, "--bootstrap: %s", err);
+		return -1;
+	}
+	return cli_props_apply(conf, props, errstr, errstr_size);
+}
+
 int cli_props_apply(rd_kafka_conf_t *conf, const struct cli_props *props, char *errstr,
 		    size_t errstr_size)
 {

@@ -32,6 +32,14 @@ int cli_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value, cha
 		 size_t errstr_size);
 
 /*
+ * Sets bootstrap.servers to bootstrap (-b), then every -X property in order: what a tool sets
+ * after its own defaults, so that -X can change them. Returns 0, or -1 with "--bootstrap:
+ * <reason>" or cli_props_apply's text in errstr.
+ */
+int cli_kafka_apply(rd_kafka_conf_t *conf, const char *bootstrap, const struct cli_props *props,
+		    char *errstr, size_t errstr_size);
+
+/*
  * Sets every -X property on conf, in order. Returns 0, or -1 with "-X <name=value>:
  * <librdkafka's reason>" in errstr.
  */

@@ -41,20 +41,6 @@
 #define SLOW_CATCH_UP_US 30000000  /* say so when the presence topic takes longer */
 #define METADATA_WAIT_MS 10000     /* at start: how long the presence topic may be missing */
 
-/* --bootstrap and -X. */
-static int set_props(rd_kafka_conf_t *conf, const struct settings *s, char *errstr,
-		     size_t errstr_size)
-{
-	char err[512];
-
-	if (rd_kafka_conf_set(conf, "bootstrap.servers", s->bootstrap, err, sizeof(err)) !=
-	    RD_KAFKA_CONF_OK) {
-		snprintf(errstr, errstr_size, "--bootstrap: %s", err);
-		return -1;
-	}
-	return cli_props_apply(conf, &s->props, errstr, errstr_size);
-}
-
 /* Client errors (transport, authentication...): logged; a fatal one ends the run. */
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
@@ -160,7 +146,7 @@ static int open_producer(struct router *r, char *errstr, size_t errstr_size)
 	    cli_conf_set(conf, "message.timeout.ms", "0", errstr, errstr_size) ||
 	    cli_conf_set(conf, "partitioner", "murmur2_random", errstr, errstr_size) ||
 	    cli_conf_set(conf, "linger.ms", "1", errstr, errstr_size) ||
-	    set_props(conf, r->set, errstr, errstr_size)) {
+	    cli_kafka_apply(conf, r->set->bootstrap, &r->set->props, errstr, errstr_size)) {
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
@@ -210,7 +196,7 @@ static int open_presence(struct router *r, char *errstr, size_t errstr_size)
 		 cli_mono_us());
 	if (cli_conf_set(conf, "client.id", ROUTER_NAME, errstr, errstr_size) ||
 	    cli_conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
-	    set_props(conf, r->set, errstr, errstr_size) ||
+	    cli_kafka_apply(conf, r->set->bootstrap, &r->set->props, errstr, errstr_size) ||
 	    cli_conf_set(conf, "group.id", group, errstr, errstr_size) ||
 	    cli_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) ||
 	    cli_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) ||
@@ -271,7 +257,7 @@ static int open_commands(struct router *r, char *errstr, size_t errstr_size)
 	    cli_conf_set(conf, "group.id", r->set->group, errstr, errstr_size) ||
 	    cli_conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
 	    cli_conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errstr_size) ||
-	    set_props(conf, r->set, errstr, errstr_size) ||
+	    cli_kafka_apply(conf, r->set->bootstrap, &r->set->props, errstr, errstr_size) ||
 	    cli_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size)) {
 		rd_kafka_conf_destroy(conf);
 		return -1;

@@ -434,7 +434,6 @@ int main(int argc, char **argv)
 {
 	struct settings set = {0};
 	struct router r = {.set = &set, .stopping = &stopping, .wake = {-1, -1}};
-	struct sigaction sa;
 	int status;
 
 	cli_init(ROUTER_NAME);
@@ -442,11 +441,7 @@ int main(int argc, char **argv)
 	if (status >= 0) {
 		return status;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: poll() returns at once */
-	sigaction(SIGTERM, &sa, NULL);
+	cli_on_stop(on_signal);
 
 	status = run(&r);
 	bool opened = r.producer != NULL && r.commands_rk != NULL;
