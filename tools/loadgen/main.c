@@ -162,7 +162,7 @@ int main(int argc, char **argv)
 		started++;
 	}
 	pthread_barrier_wait(&run.ready);
-	run.t0 = worker__now();
+	run.t0 = loop__now();
 	pthread_barrier_wait(&run.ready);
 	if (atomic_load(&run.setup_failed)) {
 		for (int i = 0; i < started; i++) {
@@ -184,7 +184,7 @@ int main(int argc, char **argv)
 	while (atomic_load(&run.finished) < run.worker_count) {
 		struct timespec timeout = {0, 200 * 1000 * 1000};
 		int sig = sigtimedwait(&sigs, NULL, &timeout);
-		double now = worker__now();
+		double now = loop__now();
 
 		if (sig == SIGINT || sig == SIGTERM) {
 			int stop = atomic_fetch_add(&run.stop, 1) + 1;
@@ -208,7 +208,7 @@ int main(int argc, char **argv)
 		pthread_join(run.workers[i].thread, NULL);
 	}
 	if (opt->progress) {
-		summary__progress(&run, worker__now());
+		summary__progress(&run, loop__now());
 		fputc('\n', stderr);
 	}
 	rc = summary__print(&run, interrupted);

@@ -51,52 +51,12 @@
 #define DEFAULT_FLUSH_TIMEOUT 10.0
 #define LIVE_EVERY_US 5000000
 
-static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t signalled; /* SIGINT or SIGTERM */
 
 static void on_signal(int sig)
 {
 	(void)sig;
-	stopping = 1;
-}
-
-/* ---- logging and time ---- */
-
-static void vlog(const char *fmt, va_list ap, uint64_t suppressed)
-{
-	char line[2048];
-
-	vsnprintf(line, sizeof(line), fmt, ap);
-	if (suppressed > 0) {
-		fprintf(stderr,
-			ROUTER_NAME ": %s (and %" PRIu64 " more like it in the last 10 s)\n", line,
-			suppressed);
-	} else {
-		fprintf(stderr, ROUTER_NAME ": %s\n", line);
-	}
-}
-
-void router__log(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vlog(fmt, ap, 0);
-	va_end(ap);
-}
-
-void router__logrl(struct ratelimit *rl, const char *fmt, ...)
-{
-	uint64_t now = cli_mono_us();
-	va_list ap;
-
-	if (rl->last_us != 0 && now - rl->last_us < 10000000) {
-		rl->suppressed++;
-		return;
-	}
-	va_start(ap, fmt);
-	vlog(fmt, ap, rl->suppressed);
-	va_end(ap);
-	rl->last_us = now;
-	rl->suppressed = 0;
+	signalled = 1;
 }
 
 /* ---- arguments ---- */
@@ -403,14 +363,14 @@ static int run(struct router *r)
 	r->started_us = cli_mono_us();
 	next_live = r->started_us + LIVE_EVERY_US;
 	if (kafka__open(r, err, sizeof(err)) != 0) {
-		if (stopping) {
+		if (signalled) {
 			router__log("stopped while starting");
 			return 0;
 		}
 		cli_fail("%s", err);
 		return 1;
 	}
-	while (!stopping && !r->fatal) {
+	while (!signalled && !r->fatal) {
 		uint64_t now = cli_mono_us();
 		if (!more) {
 			uint64_t due = route__next_due(r);
@@ -433,7 +393,7 @@ static int run(struct router *r)
 int main(int argc, char **argv)
 {
 	struct settings set = {0};
-	struct router r = {.set = &set, .stopping = &stopping, .wake = {-1, -1}};
+	struct router r = {.set = &set, .stopping = &signalled, .wake = {-1, -1}};
 	int status;
 
 	cli_init(ROUTER_NAME);
