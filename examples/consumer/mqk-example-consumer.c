@@ -58,7 +58,8 @@ static void print_header(rd_kafka_headers_t *hdrs, const char *name)
 	const void *value;
 	size_t size;
 
-	if (hdrs && rd_kafka_header_get_last(hdrs, name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+	if (hdrs != NULL &&
+	    rd_kafka_header_get_last(hdrs, name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		print_bytes(value, size);
 	} else {
 		putchar('-');
@@ -93,13 +94,18 @@ int main(int argc, char **argv)
 	char err[512];
 
 	while ((c = getopt(argc, argv, "b:t:g:n:j")) != -1) {
-		switch (c) {
-		case 'b': bootstrap = optarg; break;
-		case 't': topic = optarg; break;
-		case 'g': group = optarg; break;
-		case 'n': count = atol(optarg); break;
-		case 'j': json = 1; break;
-		default: return 1;
+		if (c == 'b') {
+			bootstrap = optarg;
+		} else if (c == 't') {
+			topic = optarg;
+		} else if (c == 'g') {
+			group = optarg;
+		} else if (c == 'n') {
+			count = atol(optarg);
+		} else if (c == 'j') {
+			json = 1;
+		} else {
+			return 1; /* getopt said why */
 		}
 	}
 	if (bootstrap == NULL || topic == NULL) {

@@ -151,7 +151,7 @@ static void parse_topic(const char *optval, struct topic_spec *spec)
 			       arg);
 	if (!parse_int(colon + 1, 1, MAX_PARTITIONS, &spec->partitions))
 		cli_usage_exit("--topic %s: '%s' is not a number of partitions (1..%d)", arg,
-			    colon + 1, MAX_PARTITIONS);
+			       colon + 1, MAX_PARTITIONS);
 	spec->name = arg;
 }
 
@@ -180,7 +180,8 @@ static void write_bootstrap_file(const char *path, const char *bootstraps)
 	if (rename(tmp, path) != 0) {
 		int err = errno;
 		unlink(tmp);
-		cli_die("--bootstrap-file: cannot rename '%s' to '%s': %s", tmp, path, strerror(err));
+		cli_die("--bootstrap-file: cannot rename '%s' to '%s': %s", tmp, path,
+			strerror(err));
 	}
 }
 
@@ -233,7 +234,7 @@ int main(int argc, char **argv)
 		case 'b':
 			if (!parse_int(optarg, 1, MAX_BROKERS, &brokers))
 				cli_usage_exit("--brokers '%s': not a number of brokers (1..%d)",
-					    optarg, MAX_BROKERS);
+					       optarg, MAX_BROKERS);
 			break;
 		case 't':
 			if (topic_count == MAX_TOPICS)
@@ -306,7 +307,8 @@ int main(int argc, char **argv)
 		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			rd_kafka_mock_cluster_destroy(mcluster);
 			rd_kafka_destroy(rk);
-			cli_die("cannot create topic %s: %s", topics[i].name, rd_kafka_err2str(err));
+			cli_die("cannot create topic %s: %s", topics[i].name,
+				rd_kafka_err2str(err));
 		}
 		info("topic %s: %d partitions, replication factor %d", topics[i].name,
 		     topics[i].partitions, replication);
@@ -332,7 +334,7 @@ int main(int argc, char **argv)
 						     : rd_kafka_mock_broker_set_down(mcluster, -1);
 			if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 				cli_die("cannot set the brokers %s: %s", up ? "up" : "down",
-				      rd_kafka_err2str(err));
+					rd_kafka_err2str(err));
 			info("%s: every broker is %s", strsignal(sig), up ? "up" : "down");
 			continue;
 		}

@@ -196,8 +196,8 @@ static int parse(int argc, char **argv, struct settings *set)
 			break;
 		case 'T':
 			if (!kafka_topic__is_legal(optarg, strlen(optarg))) {
-				return cli_fail("-T: '%s' is not a Kafka topic name (" KAFKA_TOPIC_RULE
-						")",
+				return cli_fail("-T: '%s' is not a Kafka topic name "
+						"(" KAFKA_TOPIC_RULE ")",
 						optarg);
 			}
 			set->topic = optarg;

@@ -78,8 +78,8 @@ static int raise_nofile(const struct options *opt)
 	if (rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-			cli_fail("setrlimit(RLIMIT_NOFILE, %llu): %s", (unsigned long long)rl.rlim_max,
-				 strerror(errno));
+			cli_fail("setrlimit(RLIMIT_NOFILE, %llu): %s",
+				 (unsigned long long)rl.rlim_max, strerror(errno));
 			return -1;
 		}
 	}

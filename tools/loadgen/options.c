@@ -289,15 +289,15 @@ static void parse_id_pattern(struct id_pattern *p, const char *src)
 			p->width = p->width * 10 + (*s - '0');
 			if (p->width > 64) {
 				cli_usage_exit("--id-pattern: '%s': a width of at most 64, please",
-					    src);
+					       src);
 			}
 			s++;
 		}
 		if (*s == '\0' || strchr("diuxX", *s) == NULL) {
 			cli_usage_exit("--id-pattern: '%s': '%.*s' is not an integer conversion "
-				    "(%%d, %%i, %%u, %%x or %%X with flags 0 or - and a width, "
-				    "e.g. ue-%%05d)",
-				    src, (int)(s - start + (*s != '\0')), start);
+				       "(%%d, %%i, %%u, %%x or %%X with flags 0 or - and a width, "
+				       "e.g. ue-%%05d)",
+				       src, (int)(s - start + (*s != '\0')), start);
 		}
 		p->conv = *s;
 		conversions++;
@@ -305,9 +305,9 @@ static void parse_id_pattern(struct id_pattern *p, const char *src)
 		spec_end = s + 1;
 	}
 	if (conversions != 1) {
-		cli_usage_exit("--id-pattern: '%s' has %d integer conversions, it needs exactly one "
-			    "(e.g. ue-%%05d)",
-			    src, conversions);
+		cli_usage_exit("--id-pattern: '%s' has %d integer conversions, it needs exactly "
+			       "one (e.g. ue-%%05d)",
+			       src, conversions);
 	}
 	p->prefix = unescape(src, (size_t)(spec - src));
 	p->suffix = unescape(spec_end, strlen(spec_end));
@@ -369,8 +369,8 @@ static void check_topic(const char *name, const char *tmpl, const char *id, bool
 		rc = mosquitto_validate_utf8(t, (int)strlen(t));
 	}
 	if (rc != MOSQ_ERR_SUCCESS) {
-		cli_usage_exit("%s: '%s' gives '%s' for %s, which is not a valid MQTT topic%s", name,
-			    tmpl, t, id, filter ? " filter" : " to publish to (no + or #)");
+		cli_usage_exit("%s: '%s' gives '%s' for %s, which is not a valid MQTT topic%s",
+			       name, tmpl, t, id, filter ? " filter" : " to publish to (no + or #)");
 	}
 	free(t);
 }

@@ -182,8 +182,8 @@ static const char *check_client_record(const void *value, size_t value_len, cons
 	}
 	why = check_common(o, broker, &state, boot, ts);
 	if (why == NULL && strcmp(state, MQK_PRESENCE_CONNECTED) != 0) {
-		why = "a client record's \"" MQK_PRESENCE_STATE "\" is not \"" MQK_PRESENCE_CONNECTED
-		      "\"";
+		why = "a client record's \"" MQK_PRESENCE_STATE
+		      "\" is not \"" MQK_PRESENCE_CONNECTED "\"";
 	}
 	if (why == NULL) {
 		const char *id = get_string(o, MQK_PRESENCE_CLIENT_ID);
