@@ -370,7 +370,8 @@ static void check_topic(const char *name, const char *tmpl, const char *id, bool
 	}
 	if (rc != MOSQ_ERR_SUCCESS) {
 		cli_usage_exit("%s: '%s' gives '%s' for %s, which is not a valid MQTT topic%s",
-			       name, tmpl, t, id, filter ? " filter" : " to publish to (no + or #)");
+			       name, tmpl, t, id,
+			       filter ? " filter" : " to publish to (no + or #)");
 	}
 	free(t);
 }
