@@ -138,7 +138,6 @@ static const struct option long_options[] = {
 	{NULL, 0, NULL, 0},
 };
 
-
 /* Parses argv into set. Returns -1 to go on, else the exit status. */
 static int parse(int argc, char **argv, struct settings *set)
 {
