@@ -38,7 +38,7 @@ import durability  # noqa: E402
 import harness as h  # noqa: E402
 
 HOTPATH = os.path.join(h.BUILD_DIR, "bench", "mqk-bench-hotpath")
-LOADGEN = os.path.join(h.BUILD_DIR, "examples", "loadgen", "mqk-loadgen")
+LOADGEN = os.path.join(h.BUILD_DIR, "tools", "mqk-loadgen")
 
 IDLE_THREAD = os.path.join(h.BUILD_DIR, "bench", "mqk-bench-idle-thread.so")
 # Two controls. The plugin's other threads (and the mock Kafka) take the other core: what

@@ -44,10 +44,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 import harness as h  # noqa: E402
 
-EXAMPLES = os.path.join(h.BUILD_DIR, "examples")
-LOADGEN = os.path.join(EXAMPLES, "loadgen", "mqk-loadgen")
-CONTROLLER = os.path.join(EXAMPLES, "controller", "mqk-controller")
-HYBRID = os.path.join(EXAMPLES, "hybrid", "mqk-hybrid")
+LOADGEN = os.path.join(h.BUILD_DIR, "tools", "mqk-loadgen")
+CONTROLLER = os.path.join(h.BUILD_DIR, "examples", "controller", "mqk-controller")
+HYBRID = os.path.join(h.BUILD_DIR, "tools", "mqk-hybrid")
 FILTER = "devices/+/data"
 # The controller stops once nothing came for this long (after the first message).
 CONTROLLER_IDLE_S = 4

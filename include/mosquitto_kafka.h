@@ -3,7 +3,7 @@
  *
  * Every record the plugin produces carries its MQTT metadata as Kafka headers (both
  * formats), and with format=json its value is an envelope object. The names of those
- * headers and fields are defined here once; the plugin, the tools in examples/ and
+ * headers and fields are defined here once; the plugin, the tools in tools/, examples/ and
  * the tests use these macros, and nothing here depends on mosquitto or librdkafka.
  *
  * Header values are UTF-8 text without a terminating NUL, except the ones marked

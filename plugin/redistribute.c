@@ -8,7 +8,7 @@
  * the client now, and the command is produced to that broker's own back-channel topic
  * (commands_topic_broker, {broker} expanded), which only that broker reads.
  *
- * The table is mqk-router's (examples/router/presence.c, the library mqk_router_core):
+ * The table is mqk-router's (tools/router/presence.c, the library mqk_router_core):
  * the same reader's rule, the same code and unit tests. A client that the table places
  * nowhere, or only here with no news since mosquitto's thread found it missing, is held
  * HOLD_MS on a queue of this file, then looked up again (commands.c decides: forward,

@@ -11,30 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kafka_topic.h"
 #include "mqk.h"
 
-#define KAFKA_TOPIC_MAX 249
-
-static bool is_kafka_topic_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '.' || c == '_' || c == '-';
-}
-
+/* The rule is common/kafka_topic.c's, shared with the tools. */
 bool template__is_kafka_topic(const char *name, size_t len)
 {
-	if (len == 0 || len > KAFKA_TOPIC_MAX) {
-		return false;
-	}
-	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.')) {
-		return false;
-	}
-	for (size_t i = 0; i < len; i++) {
-		if (!is_kafka_topic_char(name[i])) {
-			return false;
-		}
-	}
-	return true;
+	return kafka_topic__is_legal(name, len);
 }
 
 static int count_wildcards(const char *filter)
@@ -172,7 +155,7 @@ int template__compile(struct mqk_template *tpl, const char *source, const char *
 		}
 		if (kafka_topic) {
 			for (size_t i = 0; i < len; i++) {
-				if (!is_kafka_topic_char(p[i])) {
+				if (!kafka_topic__is_char(p[i])) {
 					snprintf(
 						errstr, errstr_size,
 						"'%s' is not a valid Kafka topic name: '%c' is not "

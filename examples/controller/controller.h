@@ -2,7 +2,7 @@
  * controller.h - mqk-controller's private header.
  *
  * The flow: a source (kafka.c: a consumer group member; mqtt.c: a subscriber to one or
- * more brokers) hands every message to tally__message() (report.c), which decodes the
+ * more brokers) hands every message to report__message() (report.c), which decodes the
  * mqk-loadgen payload (include/mqk_payload.h) and counts it per device (seqset.c), per
  * (broker, route, boot) from the plugin's headers, and into a latency histogram
  * (hist.c). commands.c sends control commands and pairs the devices' answers with them,
@@ -22,6 +22,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "cli_kafka.h"
 #include "expand_id.h"
 
 /* ---- seqset.c: a set of sequence numbers as sorted, disjoint, inclusive ranges ---- */
@@ -228,8 +229,7 @@ struct settings {
 	const char *topics[MAX_LIST];
 	size_t n_topics;
 	const char *group;
-	const char *props[MAX_LIST]; /* -X name=value */
-	size_t n_props;
+	struct cli_props props; /* -X name=value */
 	const char *command_topic;
 	/* MQTT mode */
 	const char *mqtt_hosts;

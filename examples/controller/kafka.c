@@ -38,35 +38,6 @@ struct kafka {
 	bool warned_unknown;
 };
 
-static int set_props(rd_kafka_conf_t *conf, const struct settings *set, char *errstr,
-		     size_t errstr_size)
-{
-	char err[512];
-
-	if (rd_kafka_conf_set(conf, "bootstrap.servers", set->bootstrap, err, sizeof(err)) !=
-	    RD_KAFKA_CONF_OK) {
-		snprintf(errstr, errstr_size, "--bootstrap: %s", err);
-		return -1;
-	}
-	for (size_t i = 0; i < set->n_props; i++) {
-		char *name = strdup(set->props[i]);
-		char *value = name ? strchr(name, '=') : NULL;
-		if (value == NULL) {
-			snprintf(errstr, errstr_size, "-X %s: expected name=value", set->props[i]);
-			free(name);
-			return -1;
-		}
-		*value++ = '\0';
-		rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, name, value, err, sizeof(err));
-		free(name);
-		if (res != RD_KAFKA_CONF_OK) {
-			snprintf(errstr, errstr_size, "-X %s: %s", set->props[i], err);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 /* Eager rebalancing: commit what was counted, then give the partitions up. */
 static void rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		      rd_kafka_topic_partition_list_t *partitions, void *opaque)
@@ -99,15 +70,12 @@ struct kafka *kafka__open(const struct settings *set, char *errstr, size_t errst
 	}
 	k->set = set;
 	/* Ours first, so that -X can change any of them. */
-	if (rd_kafka_conf_set(conf, "group.id", set->group, err, sizeof(err)) != RD_KAFKA_CONF_OK ||
-	    rd_kafka_conf_set(conf, "client.id", "mqk-controller", err, sizeof(err)) ||
-	    rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", err, sizeof(err)) ||
-	    rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err)) ||
-	    rd_kafka_conf_set(conf, "auto.commit.interval.ms", "1000", err, sizeof(err))) {
-		snprintf(errstr, errstr_size, "%s", err);
-		goto error;
-	}
-	if (set_props(conf, set, errstr, errstr_size) != 0) {
+	if (cli_conf_set(conf, "group.id", set->group, errstr, errstr_size) ||
+	    cli_conf_set(conf, "client.id", "mqk-controller", errstr, errstr_size) ||
+	    cli_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) ||
+	    cli_conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
+	    cli_conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errstr_size) ||
+	    cli_kafka_apply(conf, set->bootstrap, &set->props, errstr, errstr_size)) {
 		goto error;
 	}
 	rd_kafka_conf_set_rebalance_cb(conf, rebalance);
@@ -256,14 +224,10 @@ static int open_producer(struct kafka *k, char *errstr, size_t errstr_size)
 	char err[512];
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
-	if (rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err)) ||
-	    rd_kafka_conf_set(conf, "linger.ms", "0", err, sizeof(err)) ||
-	    rd_kafka_conf_set(conf, "client.id", "mqk-controller", err, sizeof(err))) {
-		snprintf(errstr, errstr_size, "%s", err);
-		rd_kafka_conf_destroy(conf);
-		return -1;
-	}
-	if (set_props(conf, k->set, errstr, errstr_size) != 0) {
+	if (cli_conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) ||
+	    cli_conf_set(conf, "linger.ms", "0", errstr, errstr_size) ||
+	    cli_conf_set(conf, "client.id", "mqk-controller", errstr, errstr_size) ||
+	    cli_kafka_apply(conf, k->set->bootstrap, &k->set->props, errstr, errstr_size)) {
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}

@@ -128,16 +128,10 @@ static void usage(FILE *out)
 		"  -V, --version            versions\n");
 }
 
+/* A whole decimal number (cli.h). */
 static bool parse_u64(const char *s, uint64_t *out)
 {
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *end != '\0' || s[0] == '-') {
-		return false;
-	}
-	*out = v;
-	return true;
+	return cli_parse_uint(s, 0, UINT64_MAX, out);
 }
 
 /* answers_tpl with {id} as "+" (a filter matching every device's answers). */
@@ -213,7 +207,9 @@ static int parse(int argc, char **argv, struct settings *set, struct run_opts *o
 	set->protocol = MQTT_PROTOCOL_V5;
 	o->command_payload = DEFAULT_COMMAND_PAYLOAD;
 
-	while ((c = getopt_long(argc, argv, "b:t:g:X:m:f:e:i:d:s:qhV", long_options, NULL)) != -1) {
+	opterr = 0; /* our own error lines (cli.h) */
+	while ((c = getopt_long(argc, argv, ":b:t:g:X:m:f:e:i:d:s:qhV", long_options, NULL)) !=
+	       -1) {
 		switch (c) {
 		case 'b':
 			set->bootstrap = optarg;
@@ -227,11 +223,8 @@ static int parse(int argc, char **argv, struct settings *set, struct run_opts *o
 			set->group = optarg;
 			break;
 		case 'X':
-			if (strchr(optarg, '=') == NULL) {
-				return cli_fail("-X: '%s' is not name=value", optarg);
-			}
-			if (!add(set->props, &set->n_props, optarg)) {
-				return cli_fail("-X: at most %d properties", MAX_LIST);
+			if (cli_props_add(&set->props, optarg) != 0) {
+				return CLI_EXIT_USAGE;
 			}
 			break;
 		case OPT_COMMAND_TOPIC:
@@ -341,8 +334,7 @@ static int parse(int argc, char **argv, struct settings *set, struct run_opts *o
 			return 0;
 		}
 		default:
-			fprintf(stderr, "Try 'mqk-controller --help'.\n");
-			return 1;
+			return cli_getopt_fail(c, argv);
 		}
 	}
 	if (set->bootstrap && set->mqtt_hosts) {
@@ -772,6 +764,7 @@ int main(int argc, char **argv)
 	const char *sub = "run";
 	int status;
 
+	cli_init("mqk-controller");
 	if (argc > 1 && (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "command") == 0 ||
 			 strcmp(argv[1], "merge") == 0)) {
 		sub = argv[1];
@@ -787,7 +780,8 @@ int main(int argc, char **argv)
 			{NULL, 0, NULL, 0},
 		};
 		int c;
-		while ((c = getopt_long(argc, argv, "e:s:h", merge_options, NULL)) != -1) {
+		opterr = 0; /* our own error lines (cli.h) */
+		while ((c = getopt_long(argc, argv, ":e:s:h", merge_options, NULL)) != -1) {
 			if (c == 'e' && parse_u64(optarg, &o.expect) && o.expect > 0) {
 				continue;
 			}
@@ -801,7 +795,7 @@ int main(int argc, char **argv)
 			}
 			return c == 'e'
 				       ? cli_fail("--expect: '%s' is not a positive number", optarg)
-				       : 1;
+				       : cli_getopt_fail(c, argv);
 		}
 		return merge(argc, argv, optind, o.expect, o.save);
 	}

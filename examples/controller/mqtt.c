@@ -99,28 +99,6 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
 	}
 }
 
-static int parse_host(const char *s, size_t len, struct conn *c)
-{
-	const char *colon = memchr(s, ':', len);
-	char port[8];
-	char *end;
-
-	if (colon == NULL || colon == s || (size_t)(colon - s) >= sizeof(c->host) ||
-	    (size_t)(s + len - colon - 1) >= sizeof(port) || s + len == colon + 1) {
-		return -1;
-	}
-	memcpy(c->host, s, (size_t)(colon - s));
-	c->host[colon - s] = '\0';
-	memcpy(port, colon + 1, (size_t)(s + len - colon - 1));
-	port[s + len - colon - 1] = '\0';
-	long p = strtol(port, &end, 10);
-	if (*end != '\0' || p < 1 || p > 65535) {
-		return -1;
-	}
-	c->port = (int)p;
-	return 0;
-}
-
 struct mqtt *mqtt__open(const struct settings *set, struct controller *ctl, char *errstr,
 			size_t errstr_size)
 {
@@ -148,9 +126,10 @@ struct mqtt *mqtt__open(const struct settings *set, struct controller *ctl, char
 		struct conn *c = &m->c[m->n];
 		char id[64];
 		c->m = m;
-		if (parse_host(s, len, c) != 0) {
-			snprintf(errstr, errstr_size, "--mqtt: '%.*s' is not host:port", (int)len,
-				 s);
+		const char *why = cli_parse_hostport(s, len, 0, c->host, sizeof(c->host), &c->port);
+		if (why != NULL) {
+			snprintf(errstr, errstr_size, "--mqtt: '%.*s' is not host:port (%s)",
+				 (int)len, s, why);
 			goto error;
 		}
 		m->n++;

@@ -39,7 +39,7 @@ import harness
 from harness import HDR, V5
 from test_controller import CONTROLLER, LOADGEN
 
-ROUTER = os.path.join(harness.BUILD_DIR, "examples", "router", "mqk-router")
+ROUTER = os.path.join(harness.BUILD_DIR, "tools", "mqk-router")
 MODES = ("broadcast", "targeted")
 DEVICES = 300
 COMMANDS = 1000

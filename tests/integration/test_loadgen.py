@@ -1,5 +1,5 @@
 """
-test_loadgen.py - mqk-loadgen (examples/loadgen) against plain mosquittos (no plugin, no
+test_loadgen.py - mqk-loadgen (tools/loadgen) against plain mosquittos (no plugin, no
 Kafka): what it publishes is decoded by a paho subscriber with the layout of
 include/mqk_payload.h, and its JSON summary and exit status are checked against that.
 
@@ -9,7 +9,7 @@ include/mqk_payload.h, and its JSON summary and exit status are checked against 
      the load; what libmosquitto had not got acknowledged is sent again and arrives
   4. commands: answers on the v5 response topic (correlation data) and on the v3.1.1
      answer topic, with the command's id as the payload's trailer
-  5. bad arguments: "Error: ..." and exit status 1, never a signal
+  5. bad arguments: "mqk-loadgen: ..." and exit status 1, never a signal
   6. 2,000 devices on 2 threads at 1 msg/s for 5 s
 
 Every process is started here on 127.0.0.1 free ports and stopped by its pid.
@@ -28,7 +28,7 @@ import paho.mqtt.client as mqtt
 import harness
 from harness import V311, V5
 
-LOADGEN = os.path.join(harness.BUILD_DIR, "examples", "loadgen", "mqk-loadgen")
+LOADGEN = os.path.join(harness.BUILD_DIR, "tools", "mqk-loadgen")
 DATA_FILTER = "devices/+/data"
 
 
@@ -525,7 +525,7 @@ BAD_ARGS = [
     (["--duration", "-5"], "--duration"),
     (["--devices", "1000000"], "file descriptors"),
     (["--bogus"], "unknown option"),
-    (["-n"], "needs an argument"),
+    (["-n"], "needs a value"),
     (["surplus"], "unexpected argument"),
 ]
 
@@ -538,7 +538,7 @@ def test_bad_arguments():
         err = p.stderr.decode("utf-8", "replace")
         print(f"{args} -> {p.returncode}: {err.splitlines()[0] if err else ''}")
         assert p.returncode == 1, (args, p.returncode, err)
-        assert err.startswith("Error: ") and expect in err.splitlines()[0], (args, err)
+        assert err.startswith("mqk-loadgen: ") and expect in err.splitlines()[0], (args, err)
         assert p.stdout == b"", (args, p.stdout)
     # -h and -V: stdout, status 0.
     p = subprocess.run([LOADGEN, "-h"], capture_output=True, timeout=10)

@@ -1,5 +1,5 @@
 """
-test_router.py - mqk-router (examples/router, docs/commands.md "targeted mode") on real
+test_router.py - mqk-router (tools/router, docs/commands.md "targeted mode") on real
 Kafka: synthetic presence records and commands produced with confluent_kafka, the router
 run as a process, and what it produced read back from the brokers' topics and the dead
 letter topic.
@@ -28,7 +28,7 @@ letter topic.
                 again, a command held at the stop is read again (and routed once), and so is
                 a routed one behind it in its partition; a second router joining the group
                 mid-run: 200 commands routed exactly once between the two;
-  arguments     bad ones exit 1 with a one-line "Error: " naming the option; a presence topic
+  arguments     bad ones exit 1 with a one-line "mqk-router: " naming the option; a presence topic
                 that does not exist too, after its bounded wait.
 
 Kafka is the session's (conftest.py): one for this file.
@@ -46,7 +46,7 @@ import pytest
 
 import harness
 
-ROUTER = os.path.join(harness.BUILD_DIR, "examples", "router", "mqk-router")
+ROUTER = os.path.join(harness.BUILD_DIR, "tools", "mqk-router")
 HOLD = 2.0  # --hold, seconds
 SLOW_HOLD = 8.0  # where the test looks at several topics (~1 s each) before the news comes
 REASON, BY, HOPS = "mqk.reason", "mqk.broker", "mqk.hops"
@@ -502,7 +502,7 @@ def test_two_routers_share_the_commands(rt):
 def test_bad_arguments(args, message):
     out = subprocess.run([ROUTER, *args], capture_output=True, text=True, timeout=30)
     assert out.returncode == 1, (args, out.returncode, out.stderr)
-    assert out.stderr.startswith("Error: ") and message in out.stderr, out.stderr
+    assert out.stderr.startswith("mqk-router: ") and message in out.stderr, out.stderr
     assert out.stderr.count("\n") == 1 and out.stdout == "", out.stderr
 
 
@@ -518,6 +518,6 @@ def test_help_version_and_missing_presence_topic(kafka):
                          capture_output=True, text=True, timeout=60)
     took = time.monotonic() - t0
     assert out.returncode == 1, out.stderr
-    assert f"Error: --presence: topic {missing}: " in out.stderr, out.stderr
+    assert f"mqk-router: --presence: topic {missing}: " in out.stderr, out.stderr
     assert "Unknown topic" in out.stderr and out.stdout == "", out.stderr
     assert took < 30, took

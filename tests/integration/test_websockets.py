@@ -52,7 +52,7 @@ import harness
 from harness import HDR, V311, V5
 
 SUPPORTED, PROBE_LOG = harness.websockets_probe()
-ROUTER = os.path.join(harness.BUILD_DIR, "examples", "router", "mqk-router")
+ROUTER = os.path.join(harness.BUILD_DIR, "tools", "mqk-router")
 CONSUMING = r"mosquitto_kafka: commands: consuming \S+ partitions \[\d"
 WAKE_LINE = r"mosquitto_kafka: commands: wake connection to \S+ port (\d+) as"
 COMMAND_COUNTERS = ("consumed", "delivered", "skipped", "returned", "dead_lettered",

@@ -1,5 +1,5 @@
 /*
- * test_router.c - mqk-router's core (examples/router): the presence table (the reader's
+ * test_router.c - mqk-router's core (tools/router): the presence table (the reader's
  * rule of docs/commands.md: current boot, not down, newest timestamp; a broker's new boot
  * invalidating its old records; records of a new boot read before its "up"; tombstones;
  * the returned-command rule; malformed records refused and counted, 100,000 clients),

@@ -89,41 +89,6 @@ static void logger(const rd_kafka_t *rk, int level, const char *fac, const char 
 	fprintf(stderr, HYBRID_NAME ": kafka: %d %s: %s\n", level, fac, buf);
 }
 
-static int set_one(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
-		   size_t errstr_size)
-{
-	char err[512];
-
-	if (rd_kafka_conf_set(conf, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-		snprintf(errstr, errstr_size, "%s", err);
-		return -1;
-	}
-	return 0;
-}
-
-/* Every -X in order, after our defaults, so that any of those can be changed. */
-static int set_props(rd_kafka_conf_t *conf, const struct settings *set, char *errstr,
-		     size_t errstr_size)
-{
-	char err[512];
-
-	for (size_t i = 0; i < set->n_props; i++) {
-		const char *eq = strchr(set->props[i], '=');
-		char *name = eq ? strndup(set->props[i], (size_t)(eq - set->props[i])) : NULL;
-		if (name == NULL) {
-			snprintf(errstr, errstr_size, "-X %s: expected name=value", set->props[i]);
-			return -1;
-		}
-		rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, name, eq + 1, err, sizeof(err));
-		free(name);
-		if (res != RD_KAFKA_CONF_OK) {
-			snprintf(errstr, errstr_size, "-X %s: %s", set->props[i], err);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 struct kafka *kafka__open(const struct settings *set, struct counts *c, char *errstr,
 			  size_t errstr_size)
 {
@@ -138,16 +103,14 @@ struct kafka *kafka__open(const struct settings *set, struct counts *c, char *er
 	}
 	k->set = set;
 	k->c = c;
-	if (set_one(conf, "bootstrap.servers", set->bootstrap, err, sizeof(err)) != 0) {
-		snprintf(errstr, errstr_size, "-b %s: %s", set->bootstrap, err);
-		goto error;
-	}
-	if (set_one(conf, "client.id", HYBRID_NAME, errstr, errstr_size) != 0 ||
-	    set_one(conf, "acks", "all", errstr, errstr_size) != 0 ||
-	    set_one(conf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
-	    set_one(conf, "linger.ms", "5", errstr, errstr_size) != 0 ||
-	    set_one(conf, "max.in.flight.requests.per.connection", "1", errstr, errstr_size) != 0 ||
-	    set_props(conf, set, errstr, errstr_size) != 0) {
+	if (cli_conf_set(conf, "client.id", HYBRID_NAME, errstr, errstr_size) != 0 ||
+	    cli_conf_set(conf, "acks", "all", errstr, errstr_size) != 0 ||
+	    cli_conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) != 0 ||
+	    cli_conf_set(conf, "linger.ms", "5", errstr, errstr_size) != 0 ||
+	    cli_conf_set(conf, "max.in.flight.requests.per.connection", "1", errstr,
+			 errstr_size) != 0 ||
+	    /* -b, then every -X in order, after our defaults, so that -X can change them. */
+	    cli_kafka_apply(conf, set->bootstrap, &set->props, errstr, errstr_size) != 0) {
 		goto error;
 	}
 	rd_kafka_conf_set_opaque(conf, k);

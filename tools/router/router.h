@@ -3,11 +3,12 @@
  *
  * The flow (docs/commands.md, targeted mode): kafka.c reads two topics. Presence records
  * go to the table (presence.c), which answers "which broker holds client C now". Command
- * records go to the engine (route.c), which produces each one, unchanged, to the topic of
- * the broker holding its target, or parks it in the hold queue (held.c) until a presence
- * record shows the target somewhere or --hold runs out (then a dead letter). A command's
- * offset is stored only when Kafka acknowledged what was produced for it, in read order per
- * partition (window.c). main.c parses the options, runs the loop and prints the summary.
+ * records go to the engine (route.c), which produces each one (send.c), unchanged, to the
+ * topic of the broker holding its target, or parks it in the hold queue (held.c) until a
+ * presence record shows the target somewhere or --hold runs out (then a dead letter). A
+ * command's offset is stored (send.c) only when Kafka acknowledged what was produced for
+ * it, in read order per partition (window.c). main.c parses the options, runs the loop and
+ * prints the summary; log.c writes the diagnostics.
  *
  * Everything runs on the main thread: librdkafka's own threads only write a byte to a pipe
  * when one of the three queues (presence consumer, commands consumer, producer) has
@@ -217,7 +218,7 @@ size_t window__pending(const struct window *w);
 
 #include <librdkafka/rdkafka.h>
 
-#define MAX_PROPS 64
+#include "cli_kafka.h"
 
 /* Why a command is a dead letter (header mqk.reason). */
 enum reason {
@@ -241,8 +242,7 @@ struct settings {
 	const char *target_header; /* --target header:NAME, else NULL (the key) */
 	double hold_s, flush_timeout_s;
 	size_t max_held;
-	const char *props[MAX_PROPS]; /* -X name=value */
-	size_t n_props;
+	struct cli_props props; /* -X name=value */
 	int verbose;
 	bool quiet;
 };
@@ -325,7 +325,7 @@ struct router {
 	struct ratelimit rl_presence, rl_produce, rl_consume;
 };
 
-/* main.c: logging and time. */
+/* log.c: diagnostics. */
 void router__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Logs at most one line every 10 s per rl, saying how many were left out. */
 void router__logrl(struct ratelimit *rl, const char *fmt, ...)
@@ -340,18 +340,20 @@ bool kafka__serve(struct router *r);
 void kafka__wait(struct router *r, int timeout_ms);
 /* Looks for partitions added to the presence topic, now and then. */
 void kafka__refresh_presence(struct router *r, uint64_t now);
+/* Stop: waits for what is in flight (--flush-timeout), commits, closes, frees. Call
+ * route__drop_all first. */
+void kafka__close(struct router *r);
+
+/* send.c: what the engine writes. */
 /* Stores offset + 1 of partition for the next commit. */
-void kafka__store(struct router *r, int32_t partition, int64_t offset);
+void send__store(struct router *r, int32_t partition, int64_t offset);
 /*
  * Produces cmd's record to topic with hdrs (taken on success, else the caller's), the
  * command as its opaque. Retries while librdkafka's queue is full (serving delivery
  * reports meanwhile), unless stopping.
  */
-rd_kafka_resp_err_t kafka__produce(struct router *r, struct command *cmd, const char *topic,
-				   rd_kafka_headers_t *hdrs);
-/* Stop: waits for what is in flight (--flush-timeout), commits, closes, frees. Call
- * route__drop_all first. */
-void kafka__close(struct router *r);
+rd_kafka_resp_err_t send__produce(struct router *r, struct command *cmd, const char *topic,
+				  rd_kafka_headers_t *hdrs);
 
 /* route.c: the engine. */
 /* A command record read (the caller keeps rkm). */

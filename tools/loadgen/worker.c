@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "mqk_payload.h"
+#include "cli.h"
 #include "loadgen.h"
 
 #define MAX_EVENTS 512
@@ -39,67 +40,6 @@
 #define SWEEP_PERIOD 0.1 /* each device is swept this often */
 #define MAX_TURNS_PER_TICK 20000
 #define CLOSE_WAIT 2.0
-
-double worker__now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-uint64_t worker__realtime_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-void worker__log(struct worker *w, const char *fmt, ...)
-{
-	va_list ap;
-
-	pthread_mutex_lock(&w->run->stderr_lock);
-	if (w->opt->progress) {
-		fputs("\r\033[K", stderr); /* over the progress line */
-	}
-	fprintf(stderr, "%s: ", LOADGEN_NAME);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	pthread_mutex_unlock(&w->run->stderr_lock);
-}
-
-void worker__watch(struct worker *w, struct device *d, uint32_t events)
-{
-	struct epoll_event ev = {.events = events, .data.ptr = d};
-	int op;
-
-	if (d->fd < 0) {
-		return;
-	}
-	if (events == 0) {
-		epoll_ctl(w->epfd, EPOLL_CTL_DEL, d->fd, NULL);
-		d->fd = -1;
-		d->events = 0;
-		return;
-	}
-	op = d->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-	if (epoll_ctl(w->epfd, op, d->fd, &ev) != 0) {
-		/* The descriptor is libmosquitto's and open: this does not happen. */
-		worker__log(w, "%s: epoll_ctl: %s", d->id, strerror(errno));
-		return;
-	}
-	d->events = events;
-}
-
-void worker__activate(struct worker *w, struct device *d)
-{
-	w->active[w->active_count++] = d;
-	d->active = true;
-}
 
 static double start_time(const struct worker *w, const struct device *d)
 {
@@ -294,7 +234,7 @@ static void finish(struct worker *w)
 		device__cleanup(d);
 	}
 	if (w->phase != PHASE_DONE && w->ended_at == 0) {
-		w->ended_at = worker__now();
+		w->ended_at = loop__now();
 	}
 	free(w->devices);
 	free(w->active);
@@ -327,7 +267,7 @@ void *worker__main(void *arg)
 	rc = setup(w, errstr, sizeof(errstr));
 	pthread_mutex_unlock(&run->create_lock);
 	if (rc != 0) {
-		fprintf(stderr, "Error: %s\n", errstr);
+		cli_fail("%s", errstr);
 		atomic_store(&run->setup_failed, 1);
 	}
 	pthread_barrier_wait(&run->ready); /* everyone is set up */
@@ -348,7 +288,7 @@ void *worker__main(void *arg)
 		int n = epoll_wait(w->epfd, evs, MAX_EVENTS, 100);
 
 		if (n < 0 && errno != EINTR) {
-			worker__log(w, "epoll_wait: %s", strerror(errno));
+			loop__log(w, "epoll_wait: %s", strerror(errno));
 			break;
 		}
 		for (int i = 0; i < n; i++) {
@@ -363,11 +303,11 @@ void *worker__main(void *arg)
 			}
 		}
 		if (ticked || n == 0) {
-			tick(w, worker__now());
+			tick(w, loop__now());
 		}
 	}
 	if (w->ended_at == 0) {
-		end_publishing(w, worker__now());
+		end_publishing(w, loop__now());
 	}
 	finish(w);
 	atomic_fetch_add(&run->finished, 1);

@@ -76,7 +76,7 @@ struct options {
 };
 
 /*
- * Parses the command line into opt. A bad argument prints "Error: ..." and exits 1;
+ * Parses the command line into opt. A bad argument prints "mqk-loadgen: ..." and exits 1 (cli.h);
  * -h and -V print to stdout and exit 0. Strings in opt point into argv or are owned by
  * opt until options__free().
  */
@@ -259,15 +259,18 @@ struct worker {
 
 /* The worker thread's body: set up, run, drain, close, destroy. arg is the worker. */
 void *worker__main(void *arg);
+
+/* ---- loop.c: what a device asks of its worker ---------------------------------------- */
+
 /* Adds d to the publishing rotation (it just connected for the first time). */
-void worker__activate(struct worker *w, struct device *d);
+void loop__activate(struct worker *w, struct device *d);
 /* (Re)registers d's socket with epoll for events; events 0 removes it. */
-void worker__watch(struct worker *w, struct device *d, uint32_t events);
+void loop__watch(struct worker *w, struct device *d, uint32_t events);
 /* Diagnostics on stderr, one line, prefixed with the program name. */
-void worker__log(struct worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void loop__log(struct worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Monotonic clock in seconds, and the Unix time in microseconds. */
-double worker__now(void);
-uint64_t worker__realtime_us(void);
+double loop__now(void);
+uint64_t loop__realtime_us(void);
 
 /* ---- summary -------------------------------------------------------------------------- */
 

@@ -61,6 +61,7 @@
 
 #include "cli.h"
 #include "hybrid.h"
+#include "kafka_topic.h"
 
 #define DEFAULT_HOST "127.0.0.1"
 #define DEFAULT_PORT 1883
@@ -137,59 +138,17 @@ static const struct option long_options[] = {
 	{NULL, 0, NULL, 0},
 };
 
-/* A whole decimal number in [min, max]. */
-static bool parse_long(const char *s, long min, long max, long *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end != '\0' || v < min || v > max) {
-		return false;
-	}
-	*out = v;
-	return true;
-}
-
-/* Kafka's rule for topic names: 1..249 of [a-zA-Z0-9._-], and not "." or "..". */
-static bool kafka_topic_ok(const char *t)
-{
-	size_t n = strlen(t);
-
-	if (n == 0 || n > 249 || strcmp(t, ".") == 0 || strcmp(t, "..") == 0) {
-		return false;
-	}
-	return strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
-}
-
-/* The option as the user wrote it, for "unknown option" and "missing argument". */
-static const char *option_text(char **argv)
-{
-	static char text[64];
-	const char *arg = argv[optind - 1];
-
-	if (strncmp(arg, "--", 2) == 0) {
-		snprintf(text, sizeof(text), "%.*s", (int)strcspn(arg, "="), arg);
-	} else if (optopt > 0 && optopt < 128) {
-		snprintf(text, sizeof(text), "-%c", optopt);
-	} else {
-		snprintf(text, sizeof(text), "%s", arg);
-	}
-	return text;
-}
-
 /* Parses argv into set. Returns -1 to go on, else the exit status. */
 static int parse(int argc, char **argv, struct settings *set)
 {
 	int c;
-	long v;
+	uint64_t v;
 
 	set->host = DEFAULT_HOST;
 	set->port = DEFAULT_PORT;
 	set->qos = 1;
 	set->key = KEY_TOPIC;
-	opterr = 0; /* our own "Error:" lines */
+	opterr = 0; /* our own error lines (cli.h) */
 
 	while ((c = getopt_long(argc, argv, ":h:p:t:q:i:b:T:X:d:V", long_options, NULL)) != -1) {
 		switch (c) {
@@ -200,7 +159,7 @@ static int parse(int argc, char **argv, struct settings *set)
 			set->host = optarg;
 			break;
 		case 'p':
-			if (!parse_long(optarg, 1, 65535, &v)) {
+			if (!cli_parse_uint(optarg, 1, 65535, &v)) {
 				return cli_fail("-p: '%s' is not a port (1..65535)", optarg);
 			}
 			set->port = (int)v;
@@ -216,7 +175,7 @@ static int parse(int argc, char **argv, struct settings *set)
 			set->filters[set->n_filters++] = optarg;
 			break;
 		case 'q':
-			if (!parse_long(optarg, 0, 2, &v)) {
+			if (!cli_parse_uint(optarg, 0, 2, &v)) {
 				return cli_fail("-q: '%s' is not a QoS (0, 1 or 2)", optarg);
 			}
 			set->qos = (int)v;
@@ -235,22 +194,17 @@ static int parse(int argc, char **argv, struct settings *set)
 			set->bootstrap = optarg;
 			break;
 		case 'T':
-			if (!kafka_topic_ok(optarg)) {
-				return cli_fail(
-					"-T: '%s' is not a Kafka topic name (1..249 letters, "
-					"digits, '.', '_', '-')",
-					optarg);
+			if (!kafka_topic__is_legal(optarg, strlen(optarg))) {
+				return cli_fail("-T: '%s' is not a Kafka topic name "
+						"(" KAFKA_TOPIC_RULE ")",
+						optarg);
 			}
 			set->topic = optarg;
 			break;
 		case 'X':
-			if (strchr(optarg, '=') == NULL || optarg[0] == '=') {
-				return cli_fail("-X: '%s' is not name=value", optarg);
+			if (cli_props_add(&set->props, optarg) != 0) {
+				return CLI_EXIT_USAGE;
 			}
-			if (set->n_props == MAX_PROPS) {
-				return cli_fail("-X: at most %d properties", MAX_PROPS);
-			}
-			set->props[set->n_props++] = optarg;
 			break;
 		case OPT_KEY:
 			if (strcmp(optarg, "topic") == 0) {
@@ -262,7 +216,7 @@ static int parse(int argc, char **argv, struct settings *set)
 			}
 			break;
 		case OPT_POLL_SLEEP:
-			if (!parse_long(optarg, 0, MAX_POLL_SLEEP_MS, &v)) {
+			if (!cli_parse_uint(optarg, 0, MAX_POLL_SLEEP_MS, &v)) {
 				return cli_fail(
 					"--poll-sleep-ms: '%s' is not a number of milliseconds "
 					"(0..%d)",
@@ -287,10 +241,8 @@ static int parse(int argc, char **argv, struct settings *set)
 			       MQK_VERSION, rd_kafka_version_str(), major, minor, rev);
 			return 0;
 		}
-		case ':':
-			return cli_fail("%s: a value is required (see --help)", option_text(argv));
 		default:
-			return cli_fail("unknown option '%s' (see --help)", option_text(argv));
+			return cli_getopt_fail(c, argv);
 		}
 	}
 	if (optind < argc) {
@@ -437,18 +389,14 @@ static int run(const struct settings *set)
 int main(int argc, char **argv)
 {
 	struct settings set = {0};
-	struct sigaction sa;
 	int status;
 
+	cli_init(HYBRID_NAME);
 	status = parse(argc, argv, &set);
 	if (status >= 0) {
 		return status;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: poll() returns at once */
-	sigaction(SIGTERM, &sa, NULL);
+	cli_on_stop(on_signal);
 	signal(SIGPIPE, SIG_IGN); /* a broker gone mid-write: an error, not a death */
 
 	mosquitto_lib_init();

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 #include <mosquitto.h>
 
+#include "cli.h"
 #include "loadgen.h"
 
 struct totals {
@@ -122,7 +123,7 @@ int summary__print(struct run *run, bool interrupted)
 
 	root = cJSON_CreateObject();
 	if (root == NULL) {
-		fprintf(stderr, "Error: out of memory for the summary\n");
+		cli_fail("out of memory for the summary");
 		return 1;
 	}
 	add_number(root, "devices", (double)opt->devices);
@@ -167,7 +168,7 @@ int summary__print(struct run *run, bool interrupted)
 	text = cJSON_Print(root);
 	if (text == NULL) {
 		cJSON_Delete(root);
-		fprintf(stderr, "Error: out of memory for the summary\n");
+		cli_fail("out of memory for the summary");
 		return 1;
 	}
 	printf("%s\n", text);

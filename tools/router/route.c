@@ -70,7 +70,7 @@ static void settle(struct router *r, struct command *cmd)
 	if (w != NULL && w->epoch == cmd->epoch) {
 		int64_t offset = window__settle(w, cmd->slot);
 		if (offset >= 0) {
-			kafka__store(r, cmd->partition, offset);
+			send__store(r, cmd->partition, offset);
 		}
 	}
 	free_command(cmd);
@@ -146,7 +146,7 @@ static void dead_letter(struct router *r, struct command *cmd, enum reason why)
 	rd_kafka_header_remove(hdrs, MQK_HDR_BY);
 	rd_kafka_header_add(hdrs, MQK_HDR_REASON, -1, router__reasons[why], -1);
 	rd_kafka_header_add(hdrs, MQK_HDR_BY, -1, ROUTER_NAME, -1);
-	rd_kafka_resp_err_t err = kafka__produce(r, cmd, r->set->dead_letter, hdrs);
+	rd_kafka_resp_err_t err = send__produce(r, cmd, r->set->dead_letter, hdrs);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		return;
 	}
@@ -181,7 +181,7 @@ static void route_to(struct router *r, struct command *cmd, struct pres_broker *
 			    cmd->returned_by ? " (it had come back)" : "");
 	}
 	hdrs = copy_headers(cmd);
-	rd_kafka_resp_err_t err = kafka__produce(r, cmd, topic, hdrs);
+	rd_kafka_resp_err_t err = send__produce(r, cmd, topic, hdrs);
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		return;
 	}

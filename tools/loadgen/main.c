@@ -56,6 +56,7 @@
 
 #include <mosquitto.h>
 
+#include "cli.h"
 #include "loadgen.h"
 
 /* Descriptors per device (its socket), per thread (epoll, timerfd), and spare. */
@@ -71,14 +72,14 @@ static int raise_nofile(const struct options *opt)
 		      (rlim_t)opt->threads * FDS_PER_THREAD + FDS_SPARE;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
-		fprintf(stderr, "Error: getrlimit(RLIMIT_NOFILE): %s\n", strerror(errno));
+		cli_fail("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
 		return -1;
 	}
 	if (rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-			fprintf(stderr, "Error: setrlimit(RLIMIT_NOFILE, %llu): %s\n",
-				(unsigned long long)rl.rlim_max, strerror(errno));
+			cli_fail("setrlimit(RLIMIT_NOFILE, %llu): %s",
+				 (unsigned long long)rl.rlim_max, strerror(errno));
 			return -1;
 		}
 	}
@@ -91,10 +92,9 @@ static int raise_nofile(const struct options *opt)
 		return 0;
 	}
 	getrlimit(RLIMIT_NOFILE, &rl);
-	fprintf(stderr,
-		"Error: --devices %lld needs %llu file descriptors, the limit is %llu: raise "
-		"the hard limit (ulimit -Hn, LimitNOFILE=) or run fewer devices per process\n",
-		opt->devices, (unsigned long long)need, (unsigned long long)rl.rlim_max);
+	cli_fail("--devices %lld needs %llu file descriptors, the limit is %llu: raise the hard "
+		 "limit (ulimit -Hn, LimitNOFILE=) or run fewer devices per process",
+		 opt->devices, (unsigned long long)need, (unsigned long long)rl.rlim_max);
 	return -1;
 }
 
@@ -116,6 +116,7 @@ int main(int argc, char **argv)
 	bool interrupted = false;
 	int started = 0, rc;
 
+	cli_init(LOADGEN_NAME);
 	options__parse(opt, argc, argv);
 	if (raise_nofile(opt) != 0) {
 		options__free(opt);
@@ -126,7 +127,7 @@ int main(int argc, char **argv)
 	run.worker_count = opt->threads;
 	run.workers = calloc((size_t)run.worker_count, sizeof(*run.workers));
 	if (run.workers == NULL) {
-		fprintf(stderr, "Error: out of memory\n");
+		cli_fail("out of memory");
 		return 1;
 	}
 	pthread_barrier_init(&run.ready, NULL, (unsigned)run.worker_count + 1);
@@ -155,13 +156,13 @@ int main(int argc, char **argv)
 	for (int i = 0; i < run.worker_count; i++) {
 		rc = pthread_create(&run.workers[i].thread, NULL, worker__main, &run.workers[i]);
 		if (rc != 0) {
-			fprintf(stderr, "Error: cannot start thread %d: %s\n", i, strerror(rc));
+			cli_fail("cannot start thread %d: %s", i, strerror(rc));
 			exit(1); /* the started ones wait at the barrier: nothing to save */
 		}
 		started++;
 	}
 	pthread_barrier_wait(&run.ready);
-	run.t0 = worker__now();
+	run.t0 = loop__now();
 	pthread_barrier_wait(&run.ready);
 	if (atomic_load(&run.setup_failed)) {
 		for (int i = 0; i < started; i++) {
@@ -183,7 +184,7 @@ int main(int argc, char **argv)
 	while (atomic_load(&run.finished) < run.worker_count) {
 		struct timespec timeout = {0, 200 * 1000 * 1000};
 		int sig = sigtimedwait(&sigs, NULL, &timeout);
-		double now = worker__now();
+		double now = loop__now();
 
 		if (sig == SIGINT || sig == SIGTERM) {
 			int stop = atomic_fetch_add(&run.stop, 1) + 1;
@@ -207,7 +208,7 @@ int main(int argc, char **argv)
 		pthread_join(run.workers[i].thread, NULL);
 	}
 	if (opt->progress) {
-		summary__progress(&run, worker__now());
+		summary__progress(&run, loop__now());
 		fputc('\n', stderr);
 	}
 	rc = summary__print(&run, interrupted);

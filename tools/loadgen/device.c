@@ -98,7 +98,7 @@ static void update_events(struct device *d)
 	}
 	want = EPOLLIN | (mosquitto_want_write(d->mosq) ? EPOLLOUT : 0);
 	if (want != d->events) {
-		worker__watch(d->w, d, want);
+		loop__watch(d->w, d, want);
 	}
 }
 
@@ -115,7 +115,7 @@ static void give_up(struct device *d, double now)
 	struct worker *w = d->w;
 
 	if (d->fd >= 0) {
-		worker__watch(w, d, 0);
+		loop__watch(w, d, 0);
 	}
 	d->state = DEV_CLOSED;
 	d->gave_up = true;
@@ -124,11 +124,11 @@ static void give_up(struct device *d, double now)
 	w->unacked_live -= device__unacked(d);
 	/* Each with -v; else the first few of each thread (10,000 could give up). */
 	if (w->opt->verbosity > 1 || (w->opt->verbosity > 0 && counter__get(&w->c.gave_up) <= 3)) {
-		worker__log(w, "%s: gave up after %.0f s without a connection (%s)", d->id,
+		loop__log(w, "%s: gave up after %.0f s without a connection (%s)", d->id,
 			    now - d->offline_since,
 			    d->last_error[0] ? d->last_error : "no error seen");
 	} else if (w->opt->verbosity > 0 && counter__get(&w->c.gave_up) == 4) {
-		worker__log(w, "more devices give up (-v shows each)");
+		loop__log(w, "more devices give up (-v shows each)");
 	}
 }
 
@@ -159,7 +159,7 @@ static void connect_failed(struct device *d, double now, const char *why)
 	counter__add(&w->c.connect_errors, 1);
 	set_error(d, "connect", why);
 	if (w->opt->verbosity > 1) {
-		worker__log(w, "%s: connect to %s:%d failed: %s", d->id, d->host->name,
+		loop__log(w, "%s: connect to %s:%d failed: %s", d->id, d->host->name,
 			    d->host->port, why);
 	}
 	schedule_retry(d, now);
@@ -193,7 +193,7 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
 		atomic_fetch_add_explicit(&w->c.ever_connected, 1, memory_order_relaxed);
 	}
 	if (!d->active && !d->done && w->phase == PHASE_RUN) {
-		worker__activate(w, d);
+		loop__activate(w, d);
 	}
 	/* Without a session the broker forgot the subscription (or never had it). */
 	if (d->commands != NULL && (flags & 1) == 0) {
@@ -204,7 +204,7 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
 		}
 	}
 	if (w->opt->verbosity > 1) {
-		worker__log(w, "%s: connected to %s:%d (session %s, %llu unacknowledged)", d->id,
+		loop__log(w, "%s: connected to %s:%d (session %s, %llu unacknowledged)", d->id,
 			    d->host->name, d->host->port, (flags & 1) ? "present" : "new",
 			    (unsigned long long)device__unacked(d));
 	}
@@ -216,7 +216,7 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
 	struct device *d = obj;
 	struct worker *w = d->w;
 	int err = errno;
-	double now = worker__now();
+	double now = loop__now();
 
 	(void)mosq;
 	(void)props;
@@ -229,7 +229,7 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
 		counter__add(&w->c.disconnects, 1);
 		set_error(d, "connection lost", describe(rc, err));
 		if (w->opt->verbosity > 1) {
-			worker__log(w, "%s: connection to %s:%d lost: %s", d->id, d->host->name,
+			loop__log(w, "%s: connection to %s:%d lost: %s", d->id, d->host->name,
 				    d->host->port, describe(rc, err));
 		}
 		d->offline_since = now;
@@ -284,7 +284,7 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason,
 	}
 	counter__add(reason >= 0x80 ? &w->c.rejected : &w->c.acked, 1);
 	if (reason >= 0x80 && w->opt->verbosity > 0 && counter__get(&w->c.rejected) == 1) {
-		worker__log(w, "%s: the broker refused a message: %s", d->id,
+		loop__log(w, "%s: the broker refused a message: %s", d->id,
 			    mosquitto_reason_string(reason));
 	}
 }
@@ -302,7 +302,7 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int count, 
 			counter__add(&d->w->c.subscribe_failed, 1);
 			set_error(d, "subscribe", mosquitto_reason_string(granted[i]));
 			if (d->w->opt->verbosity > 0) {
-				worker__log(d->w, "%s: subscription to %s refused: %s", d->id,
+				loop__log(d->w, "%s: subscription to %s refused: %s", d->id,
 					    d->commands, mosquitto_reason_string(granted[i]));
 			}
 		}
@@ -367,7 +367,7 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 		goto cleanup;
 	}
 	len = mqk_payload_encode_answer(buf, size, d->id, d->id_len, d->answers_seq,
-					worker__realtime_us(), id, id_len);
+					loop__realtime_us(), id, id_len);
 	if (cd != NULL && w->opt->protocol == MQTT_PROTOCOL_V5) {
 		mosquitto_property_add_binary(&out_props, MQTT_PROP_CORRELATION_DATA, correlation,
 					      correlation_len);
@@ -387,7 +387,7 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 		counter__add(&w->c.answers_failed, 1);
 		set_error(d, "answer", len == 0 ? "does not fit" : mosquitto_strerror(rc));
 		if (w->opt->verbosity > 0) {
-			worker__log(w, "%s: cannot answer on %s: %s", d->id, topic,
+			loop__log(w, "%s: cannot answer on %s: %s", d->id, topic,
 				    len == 0 ? "does not fit" : mosquitto_strerror(rc));
 		}
 	}
@@ -481,7 +481,7 @@ void device__connect(struct device *d, double now)
 	int rc;
 
 	if (d->fd >= 0) {
-		worker__watch(d->w, d, 0); /* before libmosquitto closes it */
+		loop__watch(d->w, d, 0); /* before libmosquitto closes it */
 	}
 	if (d->offline_since == 0) {
 		d->offline_since = now;
@@ -513,7 +513,7 @@ void device__connect(struct device *d, double now)
 	d->state = DEV_CONNECTING;
 	d->fd = mosquitto_socket(d->mosq);
 	d->events = 0;
-	worker__watch(d->w, d, EPOLLIN | (mosquitto_want_write(d->mosq) ? EPOLLOUT : 0));
+	loop__watch(d->w, d, EPOLLIN | (mosquitto_want_write(d->mosq) ? EPOLLOUT : 0));
 }
 
 void device__on_events(struct device *d, uint32_t events)
@@ -553,7 +553,7 @@ void device__turn(struct device *d, double now)
 		return;
 	}
 	len = mqk_payload_encode(w->buf, w->buf_size, d->id, d->id_len, d->seq,
-				 worker__realtime_us(), opt->size);
+				 loop__realtime_us(), opt->size);
 	rc = mosquitto_publish(d->mosq, NULL, d->topic, (int)len, w->buf, opt->qos, false);
 	/* QoS 0: a connection error came after the packet was queued; it is lost. */
 	if (handed_over(rc, opt->qos) ||
@@ -580,7 +580,7 @@ void device__sweep(struct device *d, double now)
 	switch (d->state) {
 	case DEV_CONNECTING:
 		if (now - d->attempt_at > ATTEMPT_TIMEOUT) {
-			worker__watch(d->w, d, 0); /* the socket stays open until the retry */
+			loop__watch(d->w, d, 0); /* the socket stays open until the retry */
 			connect_failed(d, now, "no CONNACK in time");
 			break;
 		}
@@ -617,7 +617,7 @@ void device__close(struct device *d)
 		/* Writes DISCONNECT now if it can, and then on_disconnect() closes. */
 		if (mosquitto_disconnect(d->mosq) != MOSQ_ERR_SUCCESS) {
 			if (d->fd >= 0) {
-				worker__watch(w, d, 0);
+				loop__watch(w, d, 0);
 			}
 			d->state = DEV_CLOSED;
 		}
@@ -625,7 +625,7 @@ void device__close(struct device *d)
 		break;
 	case DEV_CONNECTING:
 		if (d->fd >= 0) {
-			worker__watch(w, d, 0);
+			loop__watch(w, d, 0);
 		}
 		d->state = DEV_CLOSED;
 		break;

@@ -1,7 +1,8 @@
 /*
  * options.c - mqk-loadgen's command line: getopt_long into struct options, with every
  * number, host, pattern and template checked before anything connects. A bad argument
- * is one line, "Error: --option: 'value' is not ...", and exit status 1 (kcat's form).
+ * is one line, "mqk-loadgen: --option: 'value' is not ...", then "Try 'mqk-loadgen
+ * --help'.", and exit status 1 (tools/lib/cli.h, the error style of every tool).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -18,6 +19,7 @@
 
 #include "mosquitto_kafka.h"
 #include "mqk_payload.h"
+#include "cli.h"
 #include "loadgen.h"
 
 #define DEFAULT_HOST "127.0.0.1:1883"
@@ -147,19 +149,6 @@ static void usage(FILE *fp)
 		DEFAULT_MAX_QUEUED, DEFAULT_DRAIN, DEFAULT_COMMANDS, DEFAULT_ANSWERS, LOADGEN_NAME);
 }
 
-static void fatal_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fatal_usage(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("Error: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry '%s -h' for help.\n", LOADGEN_NAME);
-	exit(1);
-}
-
 static void print_versions(void)
 {
 	int major, minor, revision;
@@ -172,136 +161,85 @@ static void print_versions(void)
 	printf("payload codec version %d\n", MQK_PAYLOAD_VERSION);
 }
 
-/* A whole decimal integer in min..max. */
-static bool parse_ll(const char *s, long long min, long long max, long long *out)
+/* A whole decimal number in min..max (cli.h), or the usage error "<what> (min..max)". */
+static long long ll_arg(const char *name, const char *s, long long min, long long max,
+			const char *what)
 {
-	char *end;
-	long long v;
+	uint64_t v;
 
-	if (*s < '0' || *s > '9') {
-		return false;
+	if (!cli_parse_uint(s, (uint64_t)min, (uint64_t)max, &v)) {
+		cli_usage_exit("%s: '%s' is not %s (%lld..%lld)", name, s, what, min, max);
 	}
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || *end != '\0' || v < min || v > max) {
-		return false;
-	}
-	*out = v;
-	return true;
+	return (long long)v;
 }
 
 static int int_arg(const char *name, const char *s, int min, int max)
 {
-	long long v;
-
-	if (!parse_ll(s, min, max, &v)) {
-		fatal_usage("%s: '%s' is not a whole number in %d..%d", name, s, min, max);
-	}
-	return (int)v;
-}
-
-/* A decimal number (fractions allowed, no exponent, no inf/nan) in min..max. */
-static bool parse_double(const char *s, double min, double max, double *out)
-{
-	char *end;
-	double v;
-
-	if ((*s < '0' || *s > '9') && *s != '.') {
-		return false;
-	}
-	for (const char *p = s; *p; p++) {
-		if ((*p < '0' || *p > '9') && *p != '.') {
-			return false;
-		}
-	}
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno != 0 || *end != '\0' || !isfinite(v) || v < min || v > max) {
-		return false;
-	}
-	*out = v;
-	return true;
+	return (int)ll_arg(name, s, min, max, "a whole number");
 }
 
 static double seconds_arg(const char *name, const char *s, double min, double max)
 {
 	double v;
 
-	if (!parse_double(s, min, max, &v)) {
-		fatal_usage("%s: '%s' is not a number of seconds in %g..%g", name, s, min, max);
+	if (!cli_parse_seconds(s, min, max, &v)) {
+		cli_usage_exit("%s: '%s' is not a number of seconds in %g..%g", name, s, min, max);
 	}
 	return v;
 }
 
-/* "host:port,host:port,[v6]:port"; a missing port is 1883. */
+static double rate_arg(const char *name, const char *s, double max)
+{
+	double v;
+
+	if (!cli_parse_seconds(s, 0, max, &v)) {
+		cli_usage_exit("%s: '%s' is not a number of messages per second (0..%g)", name, s,
+			       max);
+	}
+	return v;
+}
+
+/* "host:port,host:port,[v6]:port"; a missing port is 1883 (cli_parse_hostport). */
 static void parse_hosts(struct options *opt, const char *arg)
 {
-	char *copy = strdup(arg);
-	char *item, *save = NULL;
+	const char *item = arg;
 	int n = 1;
 
-	if (copy == NULL) {
-		fatal_usage("out of memory");
-	}
 	for (const char *p = arg; *p; p++) {
 		n += *p == ',';
 	}
 	if (n > MAX_HOSTS) {
-		fatal_usage("--host: %d hosts, at most %d", n, MAX_HOSTS);
-	}
-	/* strtok_r would skip empty items: look for them first. */
-	if (*arg == '\0' || *arg == ',' || arg[strlen(arg) - 1] == ',' || strstr(arg, ",,")) {
-		fatal_usage("--host: '%s' has an empty host (expected host:port[,host:port...])",
-			    arg);
+		cli_usage_exit("--host: %d hosts, at most %d", n, MAX_HOSTS);
 	}
 	opt->hosts = calloc((size_t)n, sizeof(*opt->hosts));
 	if (opt->hosts == NULL) {
-		fatal_usage("out of memory");
+		cli_die("out of memory");
 	}
 	opt->host_count = 0;
-	for (item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+	for (;;) {
+		size_t len = strcspn(item, ",");
+		char name[256];
 		struct host *h = &opt->hosts[opt->host_count++];
-		char *name = item;
-		char *port = NULL;
-		long long v;
+		const char *why;
 
-		if (*item == '[') {
-			char *close = strchr(item, ']');
-			if (close == NULL || (close[1] != '\0' && close[1] != ':') ||
-			    close == item + 1) {
-				fatal_usage("--host: '%s' is not [ipv6]:port", item);
-			}
-			*close = '\0';
-			name = item + 1;
-			port = close[1] == ':' ? close + 2 : NULL;
-		} else {
-			char *colon = strrchr(item, ':');
-			if (colon != NULL) {
-				if (strchr(item, ':') != colon) {
-					fatal_usage(
-						"--host: '%s': write IPv6 addresses as [addr]:port",
-						item);
-				}
-				*colon = '\0';
-				port = colon + 1;
-			}
+		if (len == 0) {
+			cli_usage_exit("--host: '%s' has an empty host (expected "
+				       "host:port[,host:port...])",
+				       arg);
 		}
-		if (*name == '\0') {
-			fatal_usage("--host: '%s' has an empty host name", arg);
-		}
-		if (port == NULL) {
-			h->port = 1883;
-		} else if (!parse_ll(port, 1, 65535, &v)) {
-			fatal_usage("--host: '%s' is not a port (1..65535)", port);
-		} else {
-			h->port = (int)v;
+		why = cli_parse_hostport(item, len, 1883, name, sizeof(name), &h->port);
+		if (why != NULL) {
+			cli_usage_exit("--host: '%.*s': %s", (int)len, item, why);
 		}
 		h->name = strdup(name);
 		if (h->name == NULL) {
-			fatal_usage("out of memory");
+			cli_die("out of memory");
 		}
+		if (item[len] == '\0') {
+			break;
+		}
+		item += len + 1;
 	}
-	free(copy);
 }
 
 /* Copies s[0..len) into a new string with "%%" turned into "%". */
@@ -311,7 +249,7 @@ static char *unescape(const char *s, size_t len)
 	size_t j = 0;
 
 	if (out == NULL) {
-		fatal_usage("out of memory");
+		cli_die("out of memory");
 	}
 	for (size_t i = 0; i < len; i++) {
 		out[j++] = s[i];
@@ -350,16 +288,16 @@ static void parse_id_pattern(struct id_pattern *p, const char *src)
 		while (*s >= '0' && *s <= '9') {
 			p->width = p->width * 10 + (*s - '0');
 			if (p->width > 64) {
-				fatal_usage("--id-pattern: '%s': a width of at most 64, please",
-					    src);
+				cli_usage_exit("--id-pattern: '%s': a width of at most 64, please",
+					       src);
 			}
 			s++;
 		}
 		if (*s == '\0' || strchr("diuxX", *s) == NULL) {
-			fatal_usage("--id-pattern: '%s': '%.*s' is not an integer conversion "
-				    "(%%d, %%i, %%u, %%x or %%X with flags 0 or - and a width, "
-				    "e.g. ue-%%05d)",
-				    src, (int)(s - start + (*s != '\0')), start);
+			cli_usage_exit("--id-pattern: '%s': '%.*s' is not an integer conversion "
+				       "(%%d, %%i, %%u, %%x or %%X with flags 0 or - and a width, "
+				       "e.g. ue-%%05d)",
+				       src, (int)(s - start + (*s != '\0')), start);
 		}
 		p->conv = *s;
 		conversions++;
@@ -367,9 +305,9 @@ static void parse_id_pattern(struct id_pattern *p, const char *src)
 		spec_end = s + 1;
 	}
 	if (conversions != 1) {
-		fatal_usage("--id-pattern: '%s' has %d integer conversions, it needs exactly one "
-			    "(e.g. ue-%%05d)",
-			    src, conversions);
+		cli_usage_exit("--id-pattern: '%s' has %d integer conversions, it needs exactly "
+			       "one (e.g. ue-%%05d)",
+			       src, conversions);
 	}
 	p->prefix = unescape(src, (size_t)(spec - src));
 	p->suffix = unescape(spec_end, strlen(spec_end));
@@ -418,65 +356,67 @@ static void check_topic(const char *name, const char *tmpl, const char *id, bool
 	int rc;
 
 	if (t == NULL) {
-		fatal_usage("out of memory");
+		cli_die("out of memory");
 	}
 	if (*t == '\0') {
-		fatal_usage("%s: '%s' is empty", name, tmpl);
+		cli_usage_exit("%s: '%s' is empty", name, tmpl);
 	}
 	if (strlen(t) > 65535) {
-		fatal_usage("%s: '%s' is longer than MQTT allows (65535 bytes)", name, tmpl);
+		cli_usage_exit("%s: '%s' is longer than MQTT allows (65535 bytes)", name, tmpl);
 	}
 	rc = filter ? mosquitto_sub_topic_check(t) : mosquitto_pub_topic_check(t);
 	if (rc == MOSQ_ERR_SUCCESS) {
 		rc = mosquitto_validate_utf8(t, (int)strlen(t));
 	}
 	if (rc != MOSQ_ERR_SUCCESS) {
-		fatal_usage("%s: '%s' gives '%s' for %s, which is not a valid MQTT topic%s", name,
-			    tmpl, t, id, filter ? " filter" : " to publish to (no + or #)");
+		cli_usage_exit("%s: '%s' gives '%s' for %s, which is not a valid MQTT topic%s",
+			       name, tmpl, t, id,
+			       filter ? " filter" : " to publish to (no + or #)");
 	}
 	free(t);
 }
 
-void options__parse(struct options *opt, int argc, char **argv)
-{
-	static const struct option long_opts[] = {
-		{"host", required_argument, NULL, OPT_HOST},
-		{"devices", required_argument, NULL, 'n'},
-		{"id-pattern", required_argument, NULL, 'i'},
-		{"first", required_argument, NULL, OPT_FIRST},
-		{"threads", required_argument, NULL, 'T'},
-		{"protocol", required_argument, NULL, 'P'},
-		{"qos", required_argument, NULL, 'Q'},
-		{"rate", required_argument, NULL, 'r'},
-		{"total-rate", required_argument, NULL, 'R'},
-		{"duration", required_argument, NULL, 'd'},
-		{"count", required_argument, NULL, 'c'},
-		{"size", required_argument, NULL, 's'},
-		{"ramp-up", required_argument, NULL, OPT_RAMP_UP},
-		{"topic", required_argument, NULL, 't'},
-		{"commands", required_argument, NULL, OPT_COMMANDS},
-		{"answers", required_argument, NULL, OPT_ANSWERS},
-		{"username", required_argument, NULL, 'u'},
-		{"password", required_argument, NULL, OPT_PASSWORD},
-		{"keepalive", required_argument, NULL, 'k'},
-		{"clean", no_argument, NULL, OPT_CLEAN},
-		{"session-expiry", required_argument, NULL, OPT_SESSION_EXPIRY},
-		{"max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT},
-		{"max-queued", required_argument, NULL, OPT_MAX_QUEUED},
-		{"drain", required_argument, NULL, OPT_DRAIN},
-		{"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
-	};
-	const char *id_pattern = DEFAULT_ID_PATTERN;
-	const char *host = DEFAULT_HOST;
-	double total_rate = -1.0;
-	bool rate_given = false, duration_given = false, expiry_given = false;
-	char first_id[300], last_id[300];
-	long long v;
-	int o;
+static const struct option long_opts[] = {
+	{"host", required_argument, NULL, OPT_HOST},
+	{"devices", required_argument, NULL, 'n'},
+	{"id-pattern", required_argument, NULL, 'i'},
+	{"first", required_argument, NULL, OPT_FIRST},
+	{"threads", required_argument, NULL, 'T'},
+	{"protocol", required_argument, NULL, 'P'},
+	{"qos", required_argument, NULL, 'Q'},
+	{"rate", required_argument, NULL, 'r'},
+	{"total-rate", required_argument, NULL, 'R'},
+	{"duration", required_argument, NULL, 'd'},
+	{"count", required_argument, NULL, 'c'},
+	{"size", required_argument, NULL, 's'},
+	{"ramp-up", required_argument, NULL, OPT_RAMP_UP},
+	{"topic", required_argument, NULL, 't'},
+	{"commands", required_argument, NULL, OPT_COMMANDS},
+	{"answers", required_argument, NULL, OPT_ANSWERS},
+	{"username", required_argument, NULL, 'u'},
+	{"password", required_argument, NULL, OPT_PASSWORD},
+	{"keepalive", required_argument, NULL, 'k'},
+	{"clean", no_argument, NULL, OPT_CLEAN},
+	{"session-expiry", required_argument, NULL, OPT_SESSION_EXPIRY},
+	{"max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT},
+	{"max-queued", required_argument, NULL, OPT_MAX_QUEUED},
+	{"drain", required_argument, NULL, OPT_DRAIN},
+	{"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{NULL, 0, NULL, 0},
+};
 
+/* What the options that depend on others need once all are read. */
+struct given {
+	const char *host;
+	const char *id_pattern;
+	double total_rate; /* -1: not given */
+	bool rate, duration, expiry;
+};
+
+static void set_defaults(struct options *opt, struct given *g)
+{
 	memset(opt, 0, sizeof(*opt));
 	opt->devices = DEFAULT_DEVICES;
 	opt->threads = DEFAULT_THREADS;
@@ -494,201 +434,195 @@ void options__parse(struct options *opt, int argc, char **argv)
 	opt->drain = DEFAULT_DRAIN;
 	opt->connect_timeout = DEFAULT_CONNECT_TIMEOUT;
 	opt->verbosity = 1;
+	*g = (struct given){.host = DEFAULT_HOST, .id_pattern = DEFAULT_ID_PATTERN,
+			    .total_rate = -1.0};
+}
 
-	opterr = 0; /* our own messages, in kcat's form */
-	while ((o = getopt_long(argc, argv, ":n:i:T:P:Q:r:R:d:c:s:t:u:k:qvVh", long_opts, NULL)) !=
-	       -1) {
-		switch (o) {
-		case OPT_HOST:
-			host = optarg;
-			break;
-		case 'n':
-			if (!parse_ll(optarg, 1, MAX_DEVICES, &opt->devices)) {
-				fatal_usage("--devices: '%s' is not a number of devices (1..%lld)",
-					    optarg, MAX_DEVICES);
-			}
-			break;
-		case 'i':
-			id_pattern = optarg;
-			break;
-		case OPT_FIRST:
-			if (!parse_ll(optarg, 0, MAX_FIRST, &opt->first)) {
-				fatal_usage("--first: '%s' is not a whole number in 0..%lld",
-					    optarg, MAX_FIRST);
-			}
-			break;
-		case 'T':
-			opt->threads = int_arg("--threads", optarg, 1, MAX_THREADS);
-			break;
-		case 'P':
-			if (strcmp(optarg, "311") == 0 || strcmp(optarg, "3.1.1") == 0) {
-				opt->protocol = MQTT_PROTOCOL_V311;
-			} else if (strcmp(optarg, "5") == 0 || strcmp(optarg, "5.0") == 0) {
-				opt->protocol = MQTT_PROTOCOL_V5;
-			} else {
-				fatal_usage("--protocol: '%s' is not 311 or 5", optarg);
-			}
-			break;
-		case 'Q':
-			if (strcmp(optarg, "0") != 0 && strcmp(optarg, "1") != 0 &&
-			    strcmp(optarg, "2") != 0) {
-				fatal_usage("--qos: '%s' is not 0, 1 or 2", optarg);
-			}
-			opt->qos = optarg[0] - '0';
-			break;
-		case 'r':
-			if (!parse_double(optarg, 0, MAX_RATE, &opt->rate)) {
-				fatal_usage("--rate: '%s' is not a number of messages per second "
-					    "(0..%g)",
-					    optarg, MAX_RATE);
-			}
-			rate_given = true;
-			break;
-		case 'R':
-			if (!parse_double(optarg, 0, MAX_RATE * 1000, &total_rate)) {
-				fatal_usage(
-					"--total-rate: '%s' is not a number of messages per second "
-					"(0..%g)",
-					optarg, MAX_RATE * 1000);
-			}
-			break;
-		case 'd':
-			opt->duration = seconds_arg("--duration", optarg, 0.001, MAX_SECONDS);
-			duration_given = true;
-			break;
-		case 'c':
-			if (!parse_ll(optarg, 1, MAX_COUNT, &opt->count)) {
-				fatal_usage("--count: '%s' is not a number of messages (1..%lld)",
-					    optarg, MAX_COUNT);
-			}
-			break;
-		case 's':
-			if (!parse_ll(optarg, 0, LLONG_MAX, &v)) {
-				fatal_usage("--size: '%s' is not a number of bytes (0..%d)", optarg,
-					    MAX_SIZE);
-			}
-			if (v > MAX_SIZE) {
-				fatal_usage("--size: '%s' is too big (at most %d bytes)", optarg,
-					    MAX_SIZE);
-			}
-			opt->size = (size_t)v;
-			break;
-		case OPT_RAMP_UP:
-			opt->ramp_up = seconds_arg("--ramp-up", optarg, 0, MAX_SECONDS);
-			break;
-		case 't':
-			opt->topic = optarg;
-			break;
-		case OPT_COMMANDS:
-			opt->commands = optarg;
-			break;
-		case OPT_ANSWERS:
-			opt->answers = optarg;
-			break;
-		case 'u':
-			opt->username = optarg;
-			break;
-		case OPT_PASSWORD:
-			opt->password = optarg;
-			break;
-		case 'k':
-			opt->keepalive = int_arg("--keepalive", optarg, 0, 65535);
-			if (opt->keepalive > 0 && opt->keepalive < 5) {
-				fatal_usage("--keepalive: '%s' is not 0 or 5..65535 seconds "
-					    "(libmosquitto's rule)",
-					    optarg);
-			}
-			break;
-		case OPT_CLEAN:
-			opt->clean = true;
-			break;
-		case OPT_SESSION_EXPIRY:
-			if (!parse_ll(optarg, 0, UINT32_MAX, &v)) {
-				fatal_usage("--session-expiry: '%s' is not a number of seconds "
-					    "(0..%u)",
-					    optarg, UINT32_MAX);
-			}
-			opt->session_expiry = (uint32_t)v;
-			expiry_given = true;
-			break;
-		case OPT_MAX_INFLIGHT:
-			opt->max_inflight = int_arg("--max-inflight", optarg, 1, 65535);
-			break;
-		case OPT_MAX_QUEUED:
-			opt->max_queued = int_arg("--max-queued", optarg, 1, MAX_QUEUED);
-			break;
-		case OPT_DRAIN:
-			opt->drain = seconds_arg("--drain", optarg, 0, MAX_SECONDS);
-			break;
-		case OPT_CONNECT_TIMEOUT:
-			opt->connect_timeout =
-				seconds_arg("--connect-timeout", optarg, 1, MAX_SECONDS);
-			break;
-		case 'q':
-			opt->verbosity = 0;
-			break;
-		case 'v':
-			opt->verbosity++;
-			break;
-		case 'V':
-			print_versions();
-			exit(0);
-		case 'h':
-			usage(stdout);
-			exit(0);
-		case ':':
-			fatal_usage("option '%s' needs an argument", argv[optind - 1]);
-		default:
-			if (optopt != 0) {
-				fatal_usage("unknown option '-%c'", optopt);
-			}
-			fatal_usage("unknown option '%s'", argv[optind - 1]);
+/* The load: devices, their ids, threads, rates, sizes and times. False: not one of them. */
+static bool load_option(struct options *opt, struct given *g, int o)
+{
+	switch (o) {
+	case 'n':
+		opt->devices = ll_arg("--devices", optarg, 1, MAX_DEVICES, "a number of devices");
+		return true;
+	case 'i':
+		g->id_pattern = optarg;
+		return true;
+	case OPT_FIRST:
+		opt->first = ll_arg("--first", optarg, 0, MAX_FIRST, "a whole number");
+		return true;
+	case 'T':
+		opt->threads = int_arg("--threads", optarg, 1, MAX_THREADS);
+		return true;
+	case 'r':
+		opt->rate = rate_arg("--rate", optarg, MAX_RATE);
+		g->rate = true;
+		return true;
+	case 'R':
+		g->total_rate = rate_arg("--total-rate", optarg, MAX_RATE * 1000);
+		return true;
+	case 'd':
+		opt->duration = seconds_arg("--duration", optarg, 0.001, MAX_SECONDS);
+		g->duration = true;
+		return true;
+	case 'c':
+		opt->count = ll_arg("--count", optarg, 1, MAX_COUNT, "a number of messages");
+		return true;
+	case 's':
+		opt->size = (size_t)ll_arg("--size", optarg, 0, LLONG_MAX, "a number of bytes");
+		if (opt->size > MAX_SIZE) {
+			cli_usage_exit("--size: '%s' is too big (at most %d bytes)", optarg,
+				       MAX_SIZE);
 		}
+		return true;
+	case OPT_RAMP_UP:
+		opt->ramp_up = seconds_arg("--ramp-up", optarg, 0, MAX_SECONDS);
+		return true;
+	case OPT_MAX_INFLIGHT:
+		opt->max_inflight = int_arg("--max-inflight", optarg, 1, 65535);
+		return true;
+	case OPT_MAX_QUEUED:
+		opt->max_queued = int_arg("--max-queued", optarg, 1, MAX_QUEUED);
+		return true;
+	case OPT_DRAIN:
+		opt->drain = seconds_arg("--drain", optarg, 0, MAX_SECONDS);
+		return true;
 	}
-	if (optind < argc) {
-		fatal_usage("unexpected argument '%s'", argv[optind]);
-	}
+	return false;
+}
 
-	parse_hosts(opt, host);
+/* MQTT: brokers, protocol, QoS, topics, credentials, sessions. False: not one of them. */
+static bool mqtt_option(struct options *opt, struct given *g, int o)
+{
+	switch (o) {
+	case OPT_HOST:
+		g->host = optarg;
+		return true;
+	case 'P':
+		if (strcmp(optarg, "311") == 0 || strcmp(optarg, "3.1.1") == 0) {
+			opt->protocol = MQTT_PROTOCOL_V311;
+		} else if (strcmp(optarg, "5") == 0 || strcmp(optarg, "5.0") == 0) {
+			opt->protocol = MQTT_PROTOCOL_V5;
+		} else {
+			cli_usage_exit("--protocol: '%s' is not 311 or 5", optarg);
+		}
+		return true;
+	case 'Q':
+		if (strcmp(optarg, "0") != 0 && strcmp(optarg, "1") != 0 &&
+		    strcmp(optarg, "2") != 0) {
+			cli_usage_exit("--qos: '%s' is not 0, 1 or 2", optarg);
+		}
+		opt->qos = optarg[0] - '0';
+		return true;
+	case 't':
+		opt->topic = optarg;
+		return true;
+	case OPT_COMMANDS:
+		opt->commands = optarg;
+		return true;
+	case OPT_ANSWERS:
+		opt->answers = optarg;
+		return true;
+	case 'u':
+		opt->username = optarg;
+		return true;
+	case OPT_PASSWORD:
+		opt->password = optarg;
+		return true;
+	case 'k':
+		opt->keepalive = int_arg("--keepalive", optarg, 0, 65535);
+		if (opt->keepalive > 0 && opt->keepalive < 5) {
+			cli_usage_exit("--keepalive: '%s' is not 0 or 5..65535 seconds "
+				       "(libmosquitto's rule)",
+				       optarg);
+		}
+		return true;
+	case OPT_CLEAN:
+		opt->clean = true;
+		return true;
+	case OPT_SESSION_EXPIRY:
+		opt->session_expiry = (uint32_t)ll_arg("--session-expiry", optarg, 0, UINT32_MAX,
+						       "a number of seconds");
+		g->expiry = true;
+		return true;
+	case OPT_CONNECT_TIMEOUT:
+		opt->connect_timeout = seconds_arg("--connect-timeout", optarg, 1, MAX_SECONDS);
+		return true;
+	}
+	return false;
+}
+
+/* -q, -v, -V, -h and getopt's complaints. */
+static void other_option(struct options *opt, int o, char **argv)
+{
+	switch (o) {
+	case 'q':
+		opt->verbosity = 0;
+		return;
+	case 'v':
+		opt->verbosity++;
+		return;
+	case 'V':
+		print_versions();
+		exit(0);
+	case 'h':
+		usage(stdout);
+		exit(0);
+	default:
+		exit(cli_getopt_fail(o, argv));
+	}
+}
+
+/* The first and last client ids of the pattern, checked against the payload's limit. */
+static void check_ids(struct options *opt, const char *id_pattern, char *first_id,
+		      char *last_id, size_t id_size)
+{
 	parse_id_pattern(&opt->ids, id_pattern);
-	if (options__format_id(&opt->ids, opt->first, first_id, sizeof(first_id)) < 0 ||
-	    options__format_id(&opt->ids, opt->first + opt->devices - 1, last_id, sizeof(last_id)) <
-		    0 ||
+	if (options__format_id(&opt->ids, opt->first, first_id, id_size) < 0 ||
+	    options__format_id(&opt->ids, opt->first + opt->devices - 1, last_id, id_size) < 0 ||
 	    strlen(first_id) > MQK_PAYLOAD_MAX_DEVICE || strlen(last_id) > MQK_PAYLOAD_MAX_DEVICE) {
-		fatal_usage("--id-pattern: '%s' makes client ids longer than %d bytes (the "
-			    "payload's limit)",
-			    id_pattern, MQK_PAYLOAD_MAX_DEVICE);
+		cli_usage_exit("--id-pattern: '%s' makes client ids longer than %d bytes (the "
+			       "payload's limit)",
+			       id_pattern, MQK_PAYLOAD_MAX_DEVICE);
 	}
 	if (mosquitto_validate_utf8(first_id, (int)strlen(first_id)) != MOSQ_ERR_SUCCESS) {
-		fatal_usage("--id-pattern: '%s' is not valid UTF-8", id_pattern);
+		cli_usage_exit("--id-pattern: '%s' is not valid UTF-8", id_pattern);
 	}
+}
 
-	if (total_rate >= 0) {
-		if (rate_given) {
-			fatal_usage("--rate and --total-rate: give one of them");
+/* The options that depend on each other: rates, count and duration, session, password. */
+static void check_together(struct options *opt, const struct given *g)
+{
+	if (g->total_rate >= 0) {
+		if (g->rate) {
+			cli_usage_exit("--rate and --total-rate: give one of them");
 		}
-		opt->rate = total_rate / (double)opt->devices;
+		opt->rate = g->total_rate / (double)opt->devices;
 		if (opt->rate > MAX_RATE) {
-			fatal_usage("--total-rate: '%g' is more than %g per device", total_rate,
-				    MAX_RATE);
+			cli_usage_exit("--total-rate: '%g' is more than %g per device",
+				       g->total_rate, MAX_RATE);
 		}
 	}
 	if (opt->count > 0 && opt->rate <= 0) {
-		fatal_usage("--count: no message is ever sent at a rate of 0");
+		cli_usage_exit("--count: no message is ever sent at a rate of 0");
 	}
-	if (!duration_given && opt->count == 0) {
+	if (!g->duration && opt->count == 0) {
 		opt->duration = DEFAULT_DURATION;
 	}
-	if (opt->protocol != MQTT_PROTOCOL_V5 && expiry_given) {
-		fatal_usage("--session-expiry: MQTT v5 only (add --protocol 5)");
+	if (opt->protocol != MQTT_PROTOCOL_V5 && g->expiry) {
+		cli_usage_exit("--session-expiry: MQTT v5 only (add --protocol 5)");
 	}
 	if (opt->password != NULL && opt->username == NULL) {
-		fatal_usage("--password: needs --username");
+		cli_usage_exit("--password: needs --username");
 	}
 	if (opt->threads > opt->devices) {
 		opt->threads = (int)opt->devices;
 	}
+}
 
+/* Each topic template, for the first and the last device; "" turns commands/answers off. */
+static void check_topics(struct options *opt, const char *first_id, const char *last_id)
+{
 	check_topic("--topic", opt->topic, first_id, false);
 	check_topic("--topic", opt->topic, last_id, false);
 	if (*opt->commands == '\0') {
@@ -703,7 +637,29 @@ void options__parse(struct options *opt, int argc, char **argv)
 		check_topic("--answers", opt->answers, first_id, false);
 		check_topic("--answers", opt->answers, last_id, false);
 	}
+}
 
+void options__parse(struct options *opt, int argc, char **argv)
+{
+	struct given g;
+	char first_id[300], last_id[300];
+	int o;
+
+	set_defaults(opt, &g);
+	opterr = 0; /* our own messages (cli.h) */
+	while ((o = getopt_long(argc, argv, ":n:i:T:P:Q:r:R:d:c:s:t:u:k:qvVh", long_opts, NULL)) !=
+	       -1) {
+		if (!load_option(opt, &g, o) && !mqtt_option(opt, &g, o)) {
+			other_option(opt, o, argv);
+		}
+	}
+	if (optind < argc) {
+		cli_usage_exit("unexpected argument '%s'", argv[optind]);
+	}
+	parse_hosts(opt, g.host);
+	check_ids(opt, g.id_pattern, first_id, last_id, sizeof(first_id));
+	check_together(opt, &g);
+	check_topics(opt, first_id, last_id);
 	if (opt->size < mqk_payload_min_size(strlen(last_id)) && opt->verbosity > 0) {
 		fprintf(stderr,
 			"%s: --size %zu is less than a payload with id %s needs: %zu bytes are "

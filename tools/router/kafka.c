@@ -41,48 +41,6 @@
 #define SLOW_CATCH_UP_US 30000000  /* say so when the presence topic takes longer */
 #define METADATA_WAIT_MS 10000     /* at start: how long the presence topic may be missing */
 
-static int set(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
-	       size_t errstr_size)
-{
-	char err[512];
-
-	if (rd_kafka_conf_set(conf, name, value, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-		snprintf(errstr, errstr_size, "%s=%s: %s", name, value, err);
-		return -1;
-	}
-	return 0;
-}
-
-/* --bootstrap and -X. */
-static int set_props(rd_kafka_conf_t *conf, const struct settings *s, char *errstr,
-		     size_t errstr_size)
-{
-	char err[512];
-
-	if (rd_kafka_conf_set(conf, "bootstrap.servers", s->bootstrap, err, sizeof(err)) !=
-	    RD_KAFKA_CONF_OK) {
-		snprintf(errstr, errstr_size, "--bootstrap: %s", err);
-		return -1;
-	}
-	for (size_t i = 0; i < s->n_props; i++) {
-		char *name = strdup(s->props[i]);
-		char *value = name ? strchr(name, '=') : NULL;
-		if (value == NULL) {
-			snprintf(errstr, errstr_size, "-X %s: expected name=value", s->props[i]);
-			free(name);
-			return -1;
-		}
-		*value++ = '\0';
-		rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, name, value, err, sizeof(err));
-		free(name);
-		if (res != RD_KAFKA_CONF_OK) {
-			snprintf(errstr, errstr_size, "-X %s: %s", s->props[i], err);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 /* Client errors (transport, authentication...): logged; a fatal one ends the run. */
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
@@ -183,12 +141,12 @@ static int open_producer(struct router *r, char *errstr, size_t errstr_size)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
-	if (set(conf, "client.id", ROUTER_NAME, errstr, errstr_size) ||
-	    set(conf, "enable.idempotence", "true", errstr, errstr_size) ||
-	    set(conf, "message.timeout.ms", "0", errstr, errstr_size) ||
-	    set(conf, "partitioner", "murmur2_random", errstr, errstr_size) ||
-	    set(conf, "linger.ms", "1", errstr, errstr_size) ||
-	    set_props(conf, r->set, errstr, errstr_size)) {
+	if (cli_conf_set(conf, "client.id", ROUTER_NAME, errstr, errstr_size) ||
+	    cli_conf_set(conf, "enable.idempotence", "true", errstr, errstr_size) ||
+	    cli_conf_set(conf, "message.timeout.ms", "0", errstr, errstr_size) ||
+	    cli_conf_set(conf, "partitioner", "murmur2_random", errstr, errstr_size) ||
+	    cli_conf_set(conf, "linger.ms", "1", errstr, errstr_size) ||
+	    cli_kafka_apply(conf, r->set->bootstrap, &r->set->props, errstr, errstr_size)) {
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
@@ -236,13 +194,13 @@ static int open_presence(struct router *r, char *errstr, size_t errstr_size)
 	/* A group id only because librdkafka's consumer API needs one: nothing joins it. */
 	snprintf(group, sizeof(group), "%s-presence-%ld-%" PRIu64, ROUTER_NAME, (long)getpid(),
 		 cli_mono_us());
-	if (set(conf, "client.id", ROUTER_NAME, errstr, errstr_size) ||
-	    set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
-	    set_props(conf, r->set, errstr, errstr_size) ||
-	    set(conf, "group.id", group, errstr, errstr_size) ||
-	    set(conf, "enable.auto.commit", "false", errstr, errstr_size) ||
-	    set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) ||
-	    set(conf, "enable.partition.eof", "true", errstr, errstr_size)) {
+	if (cli_conf_set(conf, "client.id", ROUTER_NAME, errstr, errstr_size) ||
+	    cli_conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
+	    cli_kafka_apply(conf, r->set->bootstrap, &r->set->props, errstr, errstr_size) ||
+	    cli_conf_set(conf, "group.id", group, errstr, errstr_size) ||
+	    cli_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) ||
+	    cli_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) ||
+	    cli_conf_set(conf, "enable.partition.eof", "true", errstr, errstr_size)) {
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
@@ -295,12 +253,12 @@ static int open_commands(struct router *r, char *errstr, size_t errstr_size)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 
-	if (set(conf, "client.id", ROUTER_NAME, errstr, errstr_size) ||
-	    set(conf, "group.id", r->set->group, errstr, errstr_size) ||
-	    set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
-	    set(conf, "auto.commit.interval.ms", "1000", errstr, errstr_size) ||
-	    set_props(conf, r->set, errstr, errstr_size) ||
-	    set(conf, "enable.auto.offset.store", "false", errstr, errstr_size)) {
+	if (cli_conf_set(conf, "client.id", ROUTER_NAME, errstr, errstr_size) ||
+	    cli_conf_set(conf, "group.id", r->set->group, errstr, errstr_size) ||
+	    cli_conf_set(conf, "auto.offset.reset", "earliest", errstr, errstr_size) ||
+	    cli_conf_set(conf, "auto.commit.interval.ms", "1000", errstr, errstr_size) ||
+	    cli_kafka_apply(conf, r->set->bootstrap, &r->set->props, errstr, errstr_size) ||
+	    cli_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size)) {
 		rd_kafka_conf_destroy(conf);
 		return -1;
 	}
@@ -471,78 +429,6 @@ void kafka__refresh_presence(struct router *r, uint64_t now)
 	router__log("presence: %s has %d partitions now (was %" PRId32 "): reading the new ones",
 		    r->set->presence_topic, n, r->presence_parts);
 	r->presence_parts = n;
-}
-
-void kafka__store(struct router *r, int32_t partition, int64_t offset)
-{
-	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
-
-	rd_kafka_topic_partition_list_add(list, r->set->commands_topic, partition)->offset =
-		offset + 1;
-	rd_kafka_resp_err_t err = rd_kafka_offsets_store(r->commands_rk, list);
-	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		err = list->elems[0].err;
-	}
-	if (err) {
-		router__logrl(&r->rl_consume,
-			      "commands: storing offset %" PRId64 " of partition "
-			      "%" PRId32 ": %s",
-			      offset + 1, partition, rd_kafka_err2str(err));
-	}
-	rd_kafka_topic_partition_list_destroy(list);
-}
-
-rd_kafka_resp_err_t kafka__produce(struct router *r, struct command *cmd, const char *topic,
-				   rd_kafka_headers_t *hdrs)
-{
-	rd_kafka_vu_t vu[8];
-	size_t n = 0;
-
-	vu[n].vtype = RD_KAFKA_VTYPE_TOPIC;
-	vu[n++].u.cstr = topic;
-	if (cmd->key != NULL) { /* else a null key, as it came */
-		vu[n].vtype = RD_KAFKA_VTYPE_KEY;
-		vu[n].u.mem.ptr = cmd->key;
-		vu[n++].u.mem.size = cmd->key_len;
-	}
-	if (cmd->value != NULL) { /* else a null value */
-		vu[n].vtype = RD_KAFKA_VTYPE_VALUE;
-		vu[n].u.mem.ptr = cmd->value;
-		vu[n++].u.mem.size = cmd->value_len;
-	}
-	if (hdrs != NULL) {
-		vu[n].vtype = RD_KAFKA_VTYPE_HEADERS;
-		vu[n++].u.headers = hdrs;
-	}
-	if (cmd->timestamp >= 0) {
-		vu[n].vtype = RD_KAFKA_VTYPE_TIMESTAMP;
-		vu[n++].u.i64 = cmd->timestamp;
-	}
-	vu[n].vtype = RD_KAFKA_VTYPE_OPAQUE;
-	vu[n++].u.ptr = cmd;
-	vu[n].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
-	vu[n++].u.i = RD_KAFKA_MSG_F_COPY;
-
-	for (;;) {
-		rd_kafka_error_t *error = rd_kafka_produceva(r->producer, vu, n);
-		if (error == NULL) {
-			r->in_flight++;
-			return RD_KAFKA_RESP_ERR_NO_ERROR;
-		}
-		rd_kafka_resp_err_t err = rd_kafka_error_code(error);
-		rd_kafka_error_destroy(error);
-		if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL && !*r->stopping && !r->fatal) {
-			rd_kafka_poll(r->producer, 100); /* delivery reports make room */
-			continue;
-		}
-		if (err == RD_KAFKA_RESP_ERR__FATAL) {
-			char fatal[512];
-			rd_kafka_fatal_error(r->producer, fatal, sizeof(fatal));
-			router__log("fatal error (producer): %s", fatal);
-			r->fatal = true;
-		}
-		return err;
-	}
 }
 
 void kafka__close(struct router *r)

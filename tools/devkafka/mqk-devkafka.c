@@ -51,6 +51,9 @@
 
 #include "mosquitto_kafka.h"
 
+#include "cli.h"
+#include "kafka_topic.h"
+
 #define DEFAULT_BROKERS 3
 #define MAX_BROKERS 64
 #define MAX_PARTITIONS 10000
@@ -106,32 +109,6 @@ static void usage(FILE *fp)
 		progname);
 }
 
-static void fatal_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fatal_usage(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("Error: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry '%s -h' for help.\n", progname);
-	exit(1);
-}
-
-static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fatal(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("Error: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
 static void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void info(const char *fmt, ...)
 {
@@ -146,35 +123,14 @@ static void info(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-/* Parses a whole decimal number in min..max into *out. Returns false otherwise. */
+/* A whole decimal number in min..max (cli.h). */
 static bool parse_int(const char *s, int min, int max, int *out)
 {
-	char *end;
-	long v;
+	uint64_t v;
 
-	if (*s < '0' || *s > '9')
-		return false;
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || *end != '\0' || v < min || v > max)
+	if (!cli_parse_uint(s, (uint64_t)min, (uint64_t)max, &v))
 		return false;
 	*out = (int)v;
-	return true;
-}
-
-/* Kafka's rule: 1..249 bytes of [A-Za-z0-9._-], and not "." or "..". */
-static bool is_kafka_topic(const char *name, size_t len)
-{
-	if (len == 0 || len > 249)
-		return false;
-	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = name[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '_' || c == '-'))
-			return false;
-	}
 	return true;
 }
 
@@ -185,17 +141,17 @@ static void parse_topic(const char *optval, struct topic_spec *spec)
 	char *colon;
 
 	if (arg == NULL)
-		fatal("out of memory");
+		cli_die("out of memory");
 	colon = strrchr(arg, ':');
 	if (colon == NULL)
-		fatal_usage("--topic '%s': expected <name>:<partitions>, e.g. spectrum:6", arg);
+		cli_usage_exit("--topic '%s': expected <name>:<partitions>, e.g. spectrum:6", arg);
 	*colon = '\0';
-	if (!is_kafka_topic(arg, strlen(arg)))
-		fatal_usage("--topic '%s': not a legal Kafka topic name (1..249 of [A-Za-z0-9._-])",
-			    arg);
+	if (!kafka_topic__is_legal(arg, strlen(arg)))
+		cli_usage_exit("--topic '%s': not a legal Kafka topic name (" KAFKA_TOPIC_RULE ")",
+			       arg);
 	if (!parse_int(colon + 1, 1, MAX_PARTITIONS, &spec->partitions))
-		fatal_usage("--topic %s: '%s' is not a number of partitions (1..%d)", arg,
-			    colon + 1, MAX_PARTITIONS);
+		cli_usage_exit("--topic %s: '%s' is not a number of partitions (1..%d)", arg,
+			       colon + 1, MAX_PARTITIONS);
 	spec->name = arg;
 }
 
@@ -206,25 +162,26 @@ static void write_bootstrap_file(const char *path, const char *bootstraps)
 	FILE *fp;
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
-		fatal("--bootstrap-file '%s': path too long", path);
+		cli_die("--bootstrap-file '%s': path too long", path);
 	fp = fopen(tmp, "w");
 	if (fp == NULL)
-		fatal("--bootstrap-file: cannot create '%s': %s", tmp, strerror(errno));
+		cli_die("--bootstrap-file: cannot create '%s': %s", tmp, strerror(errno));
 	if (fprintf(fp, "%s\n", bootstraps) < 0 || fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
 		int err = errno;
 		fclose(fp);
 		unlink(tmp);
-		fatal("--bootstrap-file: cannot write '%s': %s", tmp, strerror(err));
+		cli_die("--bootstrap-file: cannot write '%s': %s", tmp, strerror(err));
 	}
 	if (fclose(fp) != 0) {
 		int err = errno;
 		unlink(tmp);
-		fatal("--bootstrap-file: cannot write '%s': %s", tmp, strerror(err));
+		cli_die("--bootstrap-file: cannot write '%s': %s", tmp, strerror(err));
 	}
 	if (rename(tmp, path) != 0) {
 		int err = errno;
 		unlink(tmp);
-		fatal("--bootstrap-file: cannot rename '%s' to '%s': %s", tmp, path, strerror(err));
+		cli_die("--bootstrap-file: cannot rename '%s' to '%s': %s", tmp, path,
+			strerror(err));
 	}
 }
 
@@ -269,23 +226,24 @@ int main(int argc, char **argv)
 		const char *slash = strrchr(argv[0], '/');
 		progname = slash != NULL ? slash + 1 : argv[0];
 	}
+	cli_init(progname);
 
-	opterr = 0; /* our own messages, in kcat's form */
+	opterr = 0; /* our own error lines (cli.h) */
 	while ((opt = getopt_long(argc, argv, ":b:t:f:qvVh", long_opts, NULL)) != -1) {
 		switch (opt) {
 		case 'b':
 			if (!parse_int(optarg, 1, MAX_BROKERS, &brokers))
-				fatal_usage("--brokers '%s': not a number of brokers (1..%d)",
-					    optarg, MAX_BROKERS);
+				cli_usage_exit("--brokers '%s': not a number of brokers (1..%d)",
+					       optarg, MAX_BROKERS);
 			break;
 		case 't':
 			if (topic_count == MAX_TOPICS)
-				fatal_usage("--topic: at most %d topics", MAX_TOPICS);
+				cli_usage_exit("--topic: at most %d topics", MAX_TOPICS);
 			parse_topic(optarg, &topics[topic_count++]);
 			break;
 		case 'f':
 			if (*optarg == '\0')
-				fatal_usage("--bootstrap-file: empty path");
+				cli_usage_exit("--bootstrap-file: empty path");
 			bootstrap_file = optarg;
 			break;
 		case 'q':
@@ -301,20 +259,16 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
-		case ':':
-			fatal_usage("option '%s' needs an argument", argv[optind - 1]);
 		default:
-			if (optopt != 0)
-				fatal_usage("unknown option '-%c'", optopt);
-			fatal_usage("unknown option '%s'", argv[optind - 1]);
+			exit(cli_getopt_fail(opt, argv));
 		}
 	}
 	if (optind < argc)
-		fatal_usage("unexpected argument '%s'", argv[optind]);
+		cli_usage_exit("unexpected argument '%s'", argv[optind]);
 	for (int i = 0; i < topic_count; i++)
 		for (int j = 0; j < i; j++)
 			if (strcmp(topics[i].name, topics[j].name) == 0)
-				fatal_usage("--topic %s: given twice", topics[i].name);
+				cli_usage_exit("--topic %s: given twice", topics[i].name);
 
 	/*
 	 * Block the signals before librdkafka starts its threads, which inherit the mask:
@@ -326,7 +280,7 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGUSR1);
 	sigaddset(&sigs, SIGUSR2);
 	if (pthread_sigmask(SIG_BLOCK, &sigs, NULL) != 0)
-		fatal("cannot block SIGINT/SIGTERM/SIGUSR1/SIGUSR2");
+		cli_die("cannot block SIGINT/SIGTERM/SIGUSR1/SIGUSR2");
 	/* A reader of our stdout that goes away must not kill us silently mid-run. */
 	signal(SIGPIPE, SIG_IGN);
 
@@ -335,15 +289,15 @@ int main(int argc, char **argv)
 	rd_kafka_conf_set_log_cb(conf, log_cb);
 	if (verbosity >= 3 && rd_kafka_conf_set(conf, "debug", "broker,protocol,mock", errstr,
 						sizeof(errstr)) != RD_KAFKA_CONF_OK)
-		fatal("%s", errstr);
+		cli_die("%s", errstr);
 	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
 	if (rk == NULL)
-		fatal("cannot create the librdkafka handle: %s", errstr); /* conf is still ours */
+		cli_die("cannot create the librdkafka handle: %s", errstr); /* conf is still ours */
 
 	mcluster = rd_kafka_mock_cluster_new(rk, brokers);
 	if (mcluster == NULL) {
 		rd_kafka_destroy(rk);
-		fatal("cannot create a mock cluster of %d brokers", brokers);
+		cli_die("cannot create a mock cluster of %d brokers", brokers);
 	}
 
 	for (int i = 0; i < topic_count; i++) {
@@ -353,7 +307,8 @@ int main(int argc, char **argv)
 		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			rd_kafka_mock_cluster_destroy(mcluster);
 			rd_kafka_destroy(rk);
-			fatal("cannot create topic %s: %s", topics[i].name, rd_kafka_err2str(err));
+			cli_die("cannot create topic %s: %s", topics[i].name,
+				rd_kafka_err2str(err));
 		}
 		info("topic %s: %d partitions, replication factor %d", topics[i].name,
 		     topics[i].partitions, replication);
@@ -370,7 +325,7 @@ int main(int argc, char **argv)
 		int rc = sigwait(&sigs, &sig);
 		if (rc != 0) {
 			if (rc != EINTR)
-				fatal("sigwait: %s", strerror(rc));
+				cli_die("sigwait: %s", strerror(rc));
 			continue;
 		}
 		if (sig == SIGUSR1 || sig == SIGUSR2) {
@@ -378,8 +333,8 @@ int main(int argc, char **argv)
 			rd_kafka_resp_err_t err = up ? rd_kafka_mock_broker_set_up(mcluster, -1)
 						     : rd_kafka_mock_broker_set_down(mcluster, -1);
 			if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-				fatal("cannot set the brokers %s: %s", up ? "up" : "down",
-				      rd_kafka_err2str(err));
+				cli_die("cannot set the brokers %s: %s", up ? "up" : "down",
+					rd_kafka_err2str(err));
 			info("%s: every broker is %s", strsignal(sig), up ? "up" : "down");
 			continue;
 		}

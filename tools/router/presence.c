@@ -144,53 +144,43 @@ static const char *check_common(const cJSON *o, const char *broker, const char *
 	return NULL;
 }
 
-static int apply_client(struct presence *p, const char *key, const char *slash, const void *value,
-			size_t value_len, char *errstr, size_t errstr_size)
+/* A tombstone: client c (NULL: not known) left broker. */
+static int client_left(struct presence *p, struct pres_client *c, const char *broker)
 {
-	size_t blen = (size_t)(slash - key);
-	const char *client_id = slash + 1;
-	char broker[65];
-	const char *state, *why;
-	int64_t boot, ts;
-
-	if (!presence__valid_broker_id(key, blen)) {
-		return malformed(p, errstr, errstr_size, key,
-				 "the broker id is not 1..64 of "
-				 "[A-Za-z0-9._-]");
-	}
-	if (*client_id == '\0') {
-		return malformed(p, errstr, errstr_size, key, "the client id is empty");
-	}
-	memcpy(broker, key, blen);
-	broker[blen] = '\0';
-
-	struct pres_client *c = get_client(p, client_id);
-	if (value == NULL) { /* a tombstone: the client left broker */
-		p->seq++;
-		if (c == NULL) {
-			return PRES_CLIENT;
-		}
-		c->version = p->seq;
-		for (struct pres_entry **e = &c->entries; *e; e = &(*e)->next) {
-			if (strcmp((*e)->broker->id, broker) == 0) {
-				struct pres_entry *gone = *e;
-				*e = gone->next;
-				free(gone);
-				break;
-			}
-		}
-		if (c->entries == NULL) {
-			map__remove(&p->clients, &c->node);
-			free_client(c);
-		}
+	p->seq++;
+	if (c == NULL) {
 		return PRES_CLIENT;
 	}
-
-	cJSON *o = cJSON_ParseWithLength(value, value_len);
-	if (o == NULL) {
-		return malformed(p, errstr, errstr_size, key, "the value is not JSON");
+	c->version = p->seq;
+	for (struct pres_entry **e = &c->entries; *e; e = &(*e)->next) {
+		if (strcmp((*e)->broker->id, broker) == 0) {
+			struct pres_entry *gone = *e;
+			*e = gone->next;
+			free(gone);
+			break;
+		}
 	}
-	why = check_common(o, broker, &state, &boot, &ts);
+	if (c->entries == NULL) {
+		map__remove(&p->clients, &c->node);
+		free_client(c);
+	}
+	return PRES_CLIENT;
+}
+
+/*
+ * Checks a client record's JSON value against its key (broker, client_id). Returns NULL
+ * with *boot and *ts, or what is wrong (static text).
+ */
+static const char *check_client_record(const void *value, size_t value_len, const char *broker,
+				       const char *client_id, int64_t *boot, int64_t *ts)
+{
+	const char *state, *why;
+	cJSON *o = cJSON_ParseWithLength(value, value_len);
+
+	if (o == NULL) {
+		return "the value is not JSON";
+	}
+	why = check_common(o, broker, &state, boot, ts);
 	if (why == NULL && strcmp(state, MQK_PRESENCE_CONNECTED) != 0) {
 		why = "a client record's \"" MQK_PRESENCE_STATE
 		      "\" is not \"" MQK_PRESENCE_CONNECTED "\"";
@@ -201,16 +191,20 @@ static int apply_client(struct presence *p, const char *key, const char *slash, 
 			why = "\"" MQK_PRESENCE_CLIENT_ID "\" is not the client of the key";
 		}
 	}
-	cJSON_Delete(o);
-	if (why != NULL) {
-		return malformed(p, errstr, errstr_size, key, why);
-	}
+	cJSON_Delete(o); /* state and id pointed into it */
+	return why;
+}
 
-	struct pres_broker *b = get_broker(p, broker, true);
-	if (b == NULL) {
-		return PRES_OOM;
-	}
+/*
+ * Client c (NULL: new, client_id) is connected to broker b since boot: its entry for b,
+ * made or updated. Returns PRES_CLIENT, PRES_BROKER when b started again, or PRES_OOM
+ * (the table is then as it was).
+ */
+static int client_connected(struct presence *p, struct pres_client *c, const char *client_id,
+			    struct pres_broker *b, int64_t boot, int64_t ts)
+{
 	bool new_client = c == NULL;
+
 	if (new_client) {
 		c = calloc(1, sizeof(*c));
 		if (c == NULL || (c->id = strdup(client_id)) == NULL) {
@@ -245,6 +239,42 @@ static int apply_client(struct presence *p, const char *key, const char *slash, 
 		return PRES_BROKER; /* its other clients' records are of its previous run now */
 	}
 	return PRES_CLIENT;
+}
+
+/* A client record: key "<broker>/<client id>" (slash in key), value JSON or NULL. */
+static int apply_client(struct presence *p, const char *key, const char *slash, const void *value,
+			size_t value_len, char *errstr, size_t errstr_size)
+{
+	size_t blen = (size_t)(slash - key);
+	const char *client_id = slash + 1;
+	char broker[65];
+	const char *why;
+	int64_t boot, ts;
+
+	if (!presence__valid_broker_id(key, blen)) {
+		return malformed(p, errstr, errstr_size, key,
+				 "the broker id is not 1..64 of "
+				 "[A-Za-z0-9._-]");
+	}
+	if (*client_id == '\0') {
+		return malformed(p, errstr, errstr_size, key, "the client id is empty");
+	}
+	memcpy(broker, key, blen);
+	broker[blen] = '\0';
+
+	struct pres_client *c = get_client(p, client_id);
+	if (value == NULL) {
+		return client_left(p, c, broker);
+	}
+	why = check_client_record(value, value_len, broker, client_id, &boot, &ts);
+	if (why != NULL) {
+		return malformed(p, errstr, errstr_size, key, why);
+	}
+	struct pres_broker *b = get_broker(p, broker, true);
+	if (b == NULL) {
+		return PRES_OOM;
+	}
+	return client_connected(p, c, client_id, b, boot, ts);
 }
 
 static int apply_broker(struct presence *p, const char *key, const void *value, size_t value_len,

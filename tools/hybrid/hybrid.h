@@ -15,10 +15,10 @@
 #include <stdint.h>
 
 #include "cli.h"
+#include "cli_kafka.h"
 
 #define HYBRID_NAME "mqk-hybrid"
 #define MAX_FILTERS 32
-#define MAX_PROPS 64
 
 enum key_mode {
 	KEY_TOPIC, /* the MQTT topic: a device's messages stay in one partition, in order */
@@ -35,8 +35,7 @@ struct settings {
 	const char *client_id; /* NULL: mqk-hybrid-<pid> */
 	const char *bootstrap;
 	const char *topic;
-	const char *props[MAX_PROPS]; /* -X name=value, in order */
-	size_t n_props;
+	struct cli_props props; /* -X name=value, in order */
 	enum key_mode key;
 	int poll_sleep_ms;
 	double duration; /* 0: until SIGINT/SIGTERM */

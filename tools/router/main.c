@@ -38,6 +38,7 @@
 #include <mosquitto_kafka.h>
 
 #include "cli.h"
+#include "kafka_topic.h"
 #include "router.h"
 
 #define DEFAULT_PRESENCE "mqtt-presence"
@@ -50,52 +51,12 @@
 #define DEFAULT_FLUSH_TIMEOUT 10.0
 #define LIVE_EVERY_US 5000000
 
-static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t signalled; /* SIGINT or SIGTERM */
 
 static void on_signal(int sig)
 {
 	(void)sig;
-	stopping = 1;
-}
-
-/* ---- logging and time ---- */
-
-static void vlog(const char *fmt, va_list ap, uint64_t suppressed)
-{
-	char line[2048];
-
-	vsnprintf(line, sizeof(line), fmt, ap);
-	if (suppressed > 0) {
-		fprintf(stderr,
-			ROUTER_NAME ": %s (and %" PRIu64 " more like it in the last 10 s)\n", line,
-			suppressed);
-	} else {
-		fprintf(stderr, ROUTER_NAME ": %s\n", line);
-	}
-}
-
-void router__log(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vlog(fmt, ap, 0);
-	va_end(ap);
-}
-
-void router__logrl(struct ratelimit *rl, const char *fmt, ...)
-{
-	uint64_t now = cli_mono_us();
-	va_list ap;
-
-	if (rl->last_us != 0 && now - rl->last_us < 10000000) {
-		rl->suppressed++;
-		return;
-	}
-	va_start(ap, fmt);
-	vlog(fmt, ap, rl->suppressed);
-	va_end(ap);
-	rl->last_us = now;
-	rl->suppressed = 0;
+	signalled = 1;
 }
 
 /* ---- arguments ---- */
@@ -135,15 +96,9 @@ static void usage(FILE *out)
 		"  -V, --version             versions\n");
 }
 
-/* A Kafka topic name: 1..249 of [A-Za-z0-9._-], not "." or "..". */
 static bool valid_topic(const char *s)
 {
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 249 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0) {
-		return false;
-	}
-	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+	return kafka_topic__is_legal(s, strlen(s));
 }
 
 /* --broker-topic: a topic name with {broker} at least once and no other placeholder. */
@@ -199,7 +154,6 @@ static const struct option long_options[] = {
 static int parse(int argc, char **argv, struct settings *s)
 {
 	int c;
-	char *end;
 
 	s->presence_topic = DEFAULT_PRESENCE;
 	s->commands_topic = DEFAULT_COMMANDS;
@@ -210,7 +164,8 @@ static int parse(int argc, char **argv, struct settings *s)
 	s->max_held = DEFAULT_MAX_HELD;
 	s->flush_timeout_s = DEFAULT_FLUSH_TIMEOUT;
 
-	while ((c = getopt_long(argc, argv, "b:g:X:qvhV", long_options, NULL)) != -1) {
+	opterr = 0; /* our own error lines (cli.h) */
+	while ((c = getopt_long(argc, argv, ":b:g:X:qvhV", long_options, NULL)) != -1) {
 		switch (c) {
 		case 'b':
 			if (optarg[0] == '\0') {
@@ -220,19 +175,17 @@ static int parse(int argc, char **argv, struct settings *s)
 			break;
 		case OPT_PRESENCE:
 			if (!valid_topic(optarg)) {
-				return cli_fail(
-					"--presence: '%s' is not a Kafka topic name (1..249 of "
-					"[A-Za-z0-9._-])",
-					optarg);
+				return cli_fail("--presence: '%s' is not a Kafka topic name "
+						"(" KAFKA_TOPIC_RULE ")",
+						optarg);
 			}
 			s->presence_topic = optarg;
 			break;
 		case OPT_COMMANDS:
 			if (!valid_topic(optarg)) {
-				return cli_fail(
-					"--commands: '%s' is not a Kafka topic name (1..249 of "
-					"[A-Za-z0-9._-])",
-					optarg);
+				return cli_fail("--commands: '%s' is not a Kafka topic name "
+						"(" KAFKA_TOPIC_RULE ")",
+						optarg);
 			}
 			s->commands_topic = optarg;
 			break;
@@ -269,18 +222,15 @@ static int parse(int argc, char **argv, struct settings *s)
 			break;
 		case OPT_DEAD_LETTER:
 			if (!valid_topic(optarg)) {
-				return cli_fail(
-					"--dead-letter: '%s' is not a Kafka topic name (1..249 "
-					"of [A-Za-z0-9._-])",
-					optarg);
+				return cli_fail("--dead-letter: '%s' is not a Kafka topic name "
+						"(" KAFKA_TOPIC_RULE ")",
+						optarg);
 			}
 			s->dead_letter = optarg;
 			break;
 		case OPT_MAX_HELD: {
-			errno = 0;
-			unsigned long long v = strtoull(optarg, &end, 10);
-			if (errno || end == optarg || *end || optarg[0] == '-' || v < 1 ||
-			    v > 100000000) {
+			uint64_t v;
+			if (!cli_parse_uint(optarg, 1, 100000000, &v)) {
 				return cli_fail("--max-held: '%s' is not a number of commands "
 						"(1..100000000)",
 						optarg);
@@ -296,13 +246,9 @@ static int parse(int argc, char **argv, struct settings *s)
 			}
 			break;
 		case 'X':
-			if (strchr(optarg, '=') == NULL || optarg[0] == '=') {
-				return cli_fail("-X: '%s' is not name=value", optarg);
+			if (cli_props_add(&s->props, optarg) != 0) {
+				return CLI_EXIT_USAGE;
 			}
-			if (s->n_props == MAX_PROPS) {
-				return cli_fail("-X: at most %d properties", MAX_PROPS);
-			}
-			s->props[s->n_props++] = optarg;
 			break;
 		case 'q':
 			s->quiet = true;
@@ -318,8 +264,7 @@ static int parse(int argc, char **argv, struct settings *s)
 			       rd_kafka_version_str(), cJSON_Version());
 			return 0;
 		default:
-			fprintf(stderr, "Try 'mqk-router --help'.\n");
-			return 1;
+			return cli_getopt_fail(c, argv);
 		}
 	}
 	if (optind < argc) {
@@ -418,14 +363,14 @@ static int run(struct router *r)
 	r->started_us = cli_mono_us();
 	next_live = r->started_us + LIVE_EVERY_US;
 	if (kafka__open(r, err, sizeof(err)) != 0) {
-		if (stopping) {
+		if (signalled) {
 			router__log("stopped while starting");
 			return 0;
 		}
 		cli_fail("%s", err);
 		return 1;
 	}
-	while (!stopping && !r->fatal) {
+	while (!signalled && !r->fatal) {
 		uint64_t now = cli_mono_us();
 		if (!more) {
 			uint64_t due = route__next_due(r);
@@ -448,19 +393,15 @@ static int run(struct router *r)
 int main(int argc, char **argv)
 {
 	struct settings set = {0};
-	struct router r = {.set = &set, .stopping = &stopping, .wake = {-1, -1}};
-	struct sigaction sa;
+	struct router r = {.set = &set, .stopping = &signalled, .wake = {-1, -1}};
 	int status;
 
+	cli_init(ROUTER_NAME);
 	status = parse(argc, argv, &set);
 	if (status >= 0) {
 		return status;
 	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: poll() returns at once */
-	sigaction(SIGTERM, &sa, NULL);
+	cli_on_stop(on_signal);
 
 	status = run(&r);
 	bool opened = r.producer != NULL && r.commands_rk != NULL;
