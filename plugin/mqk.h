@@ -164,7 +164,7 @@ enum mqk_format {
 	X(dropped_oldest, "overflow drop_oldest: records dropped to make room.")                   \
 	X(rejected, "overflow reject: QoS 1/2 PUBLISHes refused (the client sends them again).")
 
-/* Totals only, mosquitto's thread's plain integers (struct mqk_stats). */
+/* Totals only (fields of struct mqk_stats); mosquitto's thread is their one writer. */
 #define MQK_MESSAGE_COUNTERS(X)                                                                    \
 	X(received, "MESSAGE events seen.")                                                        \
 	X(unrouted, "Messages no route matched.")                                                  \
@@ -228,6 +228,13 @@ static inline void counter__dec(atomic_uint_least64_t *c)
 static inline uint64_t counter__get(const atomic_uint_least64_t *c)
 {
 	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+/* Records librdkafka holds, not yet reported: produced - delivered - failed ($SYS
+ * .../in_flight, the gauge mosquitto_kafka_in_flight; the producer's drain waits on it). */
+static inline uint64_t counters__in_flight(const struct mqk_counters *c)
+{
+	return counter__get(&c->produced) - counter__get(&c->delivered) - counter__get(&c->failed);
 }
 
 /* A route filter's shape, found once (route__classify): the common ones are matched
@@ -954,8 +961,6 @@ struct mqk_producer;
 struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_buffer *buf,
 				   const struct mqk_origin *origin, struct mqk_counters *totals,
 				   char *errstr, size_t errstr_size);
-/* Records librdkafka holds, not yet reported: produced - delivered - failed. */
-uint64_t producer__in_flight(const struct mqk_counters *c);
 /*
  * Lets the Kafka thread produce what the buffer holds, waits for librdkafka to deliver
  * it, all within timeout_ms; gives up on the rest (counted as failed; a journal keeps
@@ -1278,8 +1283,7 @@ struct mqk_stats {
 	struct mqk_cmd_counters commands;    /* all zero when commands are off */
 	struct mqk_journal_counters journal; /* all zero in memory durability */
 	struct mqk_inbound_counters inbound; /* all zero without inbound routes */
-#define MQK_PLAIN_FIELD(name, help) uint64_t name;
-	MQK_MESSAGE_COUNTERS(MQK_PLAIN_FIELD) /* mosquitto's thread's */
+	MQK_MESSAGE_COUNTERS(MQK_COUNTER_FIELD) /* mosquitto's thread's, counter__inc */
 	time_t next_publish;
 	char **topics; /* the $SYS topic of each published value, built once */
 	int topic_count;
@@ -1292,25 +1296,31 @@ int stats__routes_changed(struct mqk_stats *st, const struct mqk_config *cfg);
 /* Publishes the counters under $SYS/broker/kafka when stats_interval has passed. */
 void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 		 size_t buffered_bytes);
-/*
- * The routes changed (cfg->routes swapped on mosquitto's thread): rebuilds the $SYS
- * topics for the new routes. The counters live in the routes. 0, or -1 (out of memory).
- */
-int stats__routes_changed(struct mqk_stats *st, const struct mqk_config *cfg);
-/*
- * Calls fn once per counter of the lists in this header, in order: its $SYS topic (per
- * route: the totals' topic; routes have .../routes/<name>/<counter>), its Prometheus
- * metric (per route: also mosquitto_kafka_route_<counter>_total), HELP text.
- */
-void stats__each_counter(void (*fn)(void *arg, const char *sys_topic, const char *metric,
-				    const char *help, bool per_route),
-			 void *arg);
-/* The i-th counter of each list (in the list's order), for stats.c and metrics.c. */
+/* The counter lists of this header, in the order stats__each_counter visits them. */
+enum mqk_counter_family {
+	MQK_COUNTERS_MESSAGE, /* MQK_MESSAGE_COUNTERS: struct mqk_stats's own fields */
+	MQK_COUNTERS_ROUTE,   /* MQK_ROUTE_COUNTERS: totals (stats.totals) and per route */
+	MQK_COUNTERS_JOURNAL, /* MQK_JOURNAL_COUNTERS: stats.journal */
+	MQK_COUNTERS_COMMAND, /* MQK_COMMAND_COUNTERS: stats.commands */
+	MQK_COUNTERS_INBOUND, /* MQK_INBOUND_COUNTERS: stats.inbound */
+	MQK_COUNTER_FAMILIES
+};
+/* One counter, as stats__each_counter hands it to its callback (strings valid during it). */
+struct mqk_counter_info {
+	enum mqk_counter_family family;
+	size_t index;	       /* in its list: for stats__value, stats__route_counter */
+	const char *help;      /* the list's HELP text */
+	const char *sys_topic; /* $SYS/broker/kafka/...: per route, the totals' topic (routes
+				  have .../routes/<name>/<counter>) */
+	const char *metric;    /* mosquitto_kafka_..._total (per route, also
+				  mosquitto_kafka_route_<counter>_total) */
+};
+/* Calls fn once per counter of the lists in this header, family by family, in order. */
+void stats__each_counter(void (*fn)(void *arg, const struct mqk_counter_info *counter), void *arg);
+/* The i-th counter of family f's totals in st (in the list's order). */
+uint64_t stats__value(const struct mqk_stats *st, enum mqk_counter_family f, size_t i);
+/* The i-th counter of MQK_ROUTE_COUNTERS in c (a route's, or the totals). */
 uint64_t stats__route_counter(const struct mqk_counters *c, size_t i);
-uint64_t stats__message_counter(const struct mqk_stats *st, size_t i);
-uint64_t stats__journal_counter(const struct mqk_journal_counters *c, size_t i);
-uint64_t stats__command_counter(const struct mqk_cmd_counters *c, size_t i);
-uint64_t stats__inbound_counter(const struct mqk_inbound_counters *c, size_t i);
 /* Logs the totals and each route's counters (at shutdown). */
 void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg);
 void stats__free(struct mqk_stats *st);

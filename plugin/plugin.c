@@ -224,7 +224,7 @@ static int on_message(int event, void *event_data, void *userdata)
 	int count;
 
 	(void)event;
-	pl->stats.received++;
+	counter__inc(&pl->stats.received);
 	struct mqk_message msg = {
 		.topic = ev->topic,
 		.client_id = mosquitto_client_id(ev->client),
@@ -241,10 +241,10 @@ static int on_message(int event, void *event_data, void *userdata)
 	case MQK_FORWARD:
 		break;
 	case MQK_NO_ROUTE:
-		pl->stats.unrouted++;
+		counter__inc(&pl->stats.unrouted);
 		return MOSQ_ERR_SUCCESS;
 	case MQK_EXCLUDED:
-		pl->stats.excluded++;
+		counter__inc(&pl->stats.excluded);
 		return MOSQ_ERR_SUCCESS;
 	case MQK_RESERVED:
 		return MOSQ_ERR_SUCCESS;

@@ -711,7 +711,7 @@ static void recover(struct mqk_producer *p)
 	rd_kafka_fatal_error(p->rk, reason, sizeof(reason));
 	/* The records librdkafka holds come back through delivery reports (on_delivery). */
 	rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-	for (int i = 0; i < 50 && producer__in_flight(p->totals) > 0; i++) {
+	for (int i = 0; i < 50 && counters__in_flight(p->totals) > 0; i++) {
 		rd_kafka_poll(p->rk, 100);
 	}
 	destroy_handle(p);
@@ -810,10 +810,10 @@ static void make_room(struct mqk_producer *p)
 	if (!asked && !buffer__nearly_full(b)) {
 		return;
 	}
-	if (producer__in_flight(p->totals) > 0) {
+	if (counters__in_flight(p->totals) > 0) {
 		rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE);
 		for (int i = 0;
-		     i < 10 && rd_kafka_outq_len(p->rk) > 0 && producer__in_flight(p->totals) > 0;
+		     i < 10 && rd_kafka_outq_len(p->rk) > 0 && counters__in_flight(p->totals) > 0;
 		     i++) {
 			rd_kafka_poll(p->rk, 10);
 		}
@@ -930,11 +930,6 @@ struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_buffer *bu
 	return p;
 }
 
-uint64_t producer__in_flight(const struct mqk_counters *c)
-{
-	return counter__get(&c->produced) - counter__get(&c->delivered) - counter__get(&c->failed);
-}
-
 int producer__close(struct mqk_producer *p, int timeout_ms)
 {
 	int64_t deadline = monotonic_ms() + timeout_ms;
@@ -955,7 +950,7 @@ int producer__close(struct mqk_producer *p, int timeout_ms)
 		int64_t remaining = deadline - monotonic_ms();
 		rd_kafka_flush(p->rk, remaining > 0 ? (int)remaining : 0);
 		release_settled(p); /* the journal's acknowledged position: buf->tail_local */
-		left = producer__in_flight(p->totals);
+		left = counters__in_flight(p->totals);
 		if (left > 0) {
 			/* What Kafka did not take in time: reported as failed (purged), and lost.
 			 */
