@@ -850,7 +850,7 @@ void capture__read(const struct mqk_entry *e, struct mqk_message *msg);
 /* Kafka thread: frees what the entry owns outside the ring. */
 void capture__discard(struct mqk_buffer *b, struct mqk_entry *e);
 
-/* A Kafka record ready for producer__send. */
+/* A Kafka record ready for the Kafka thread's send (producer.c, send_record). */
 struct mqk_record {
 	const char *topic;     /* expanded name; NULL when rkt is set */
 	rd_kafka_topic_t *rkt; /* the route's static topic, or NULL */
@@ -858,7 +858,7 @@ struct mqk_record {
 	size_t key_len;
 	const void *value; /* never NULL: an empty payload is "" with length 0 */
 	size_t value_len;
-	rd_kafka_headers_t *headers; /* owned by the record until producer__send succeeds */
+	rd_kafka_headers_t *headers; /* owned by the record until librdkafka takes it */
 	int64_t timestamp_ms;
 	struct mqk_route *route; /* delivery reports count against it */
 	struct mqk_entry *entry; /* the buffer entry it was built from (producer.c's) */
@@ -866,7 +866,7 @@ struct mqk_record {
 
 /*
  * Scratch space the record builder reuses from message to message, so that the hot
- * path allocates nothing it can avoid. Owned by the plugin instance (record__scratch_*).
+ * path allocates nothing it can avoid. Owned by the producer (record__scratch_init, _free).
  */
 struct mqk_scratch {
 	char topic[256]; /* an expanded Kafka topic: at most 249 bytes */
@@ -934,7 +934,7 @@ enum mqk_build_error {
 enum mqk_build_error record__build(struct mqk_record *rec, struct mqk_route *route,
 				   const struct mqk_message *msg, uint64_t seq,
 				   const struct mqk_origin *origin, struct mqk_scratch *scratch);
-/* Frees what record__build allocated that producer__send did not take. */
+/* Frees what record__build allocated that librdkafka did not take (send_record). */
 void record__discard(struct mqk_record *rec);
 
 /*
@@ -1022,8 +1022,8 @@ enum mqk_cmd_state {
 
 /*
  * One command record on its way to a device. One allocation: the struct, then
- * client_id and topic. Owned by the hand-off queue from handoff__push to
- * handoff__release; while its state is MQK_CMD_QUEUED after handoff__take, mosquitto's
+ * client_id and topic. Owned by the hand-off queue from handoff__push until its thread
+ * takes it off with handoff__pop (and frees it with its rkm); while its state is MQK_CMD_QUEUED after handoff__take, mosquitto's
  * thread may read it and set its state (once, with release order).
  */
 struct mqk_command {

@@ -265,7 +265,8 @@ static int on_message(int event, void *event_data, void *userdata)
 		journal__sync(pl->journal, pl->buffer.wseg, pl->buffer.head_local);
 	}
 	/*
-	 * overflow reject: no PUBACK/PUBREC, the connection closed (docs/journal-facts.md):
+	 * overflow reject: no PUBACK/PUBREC, the connection closed (docs/journal.md, overflow;
+	 * measured in docs/mosquitto-2.0.21.md, rows 7 and 8):
 	 * a client with a persistent session sends it again. (MOSQ_ERR_ACL_DENIED would
 	 * give v3.1.1 clients a PUBACK: a loss that looks like success.)
 	 */
