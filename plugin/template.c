@@ -202,48 +202,31 @@ error:
 	return -1;
 }
 
-int template__expand(const struct mqk_template *tpl, const struct mqk_msg_ctx *ctx, char *buf,
-		     size_t buf_size)
+/*
+ * Where a placeholder's text comes from: sets *s and *len for part (not a literal), with
+ * arg the expansion's source. false, with *cause set, when the part has no text.
+ */
+typedef bool (*part_value_fn)(const struct mqk_tpl_part *part, void *arg, const void **s,
+			      size_t *len, const char **cause);
+
+/* The one expansion loop, of both kinds of template: the literals and value's texts into
+   buf (NUL-terminated). The length, or -1 with *cause set. */
+static int expand_parts(const struct mqk_template *tpl, part_value_fn value, void *arg,
+			char *buf, size_t buf_size, const char **cause)
 {
 	size_t out = 0;
 
+	*cause = NULL;
 	for (int i = 0; i < tpl->part_count; i++) {
 		const struct mqk_tpl_part *part = &tpl->parts[i];
-		const char *s = NULL;
-		size_t len = 0;
+		const void *s = part->text;
+		size_t len = part->len;
 
-		switch (part->kind) {
-		case MQK_TPL_LITERAL:
-			s = part->text;
-			len = part->len;
-			break;
-		case MQK_TPL_LEVEL:
-			if (!template__wildcard_level(ctx->filter, ctx->topic, part->level, &s,
-						      &len)) {
-				len = 0;
-			}
-			break;
-		case MQK_TPL_CLIENTID:
-			s = ctx->client_id;
-			break;
-		case MQK_TPL_USERNAME:
-			s = ctx->username;
-			break;
-		case MQK_TPL_TOPIC:
-			s = ctx->topic;
-			break;
-		case MQK_TPL_BROKER:
-			s = ctx->broker_id;
-			break;
-		case MQK_TPL_KEY: /* inbound templates' (template__expand_record) */
-		case MQK_TPL_PARTITION:
-		case MQK_TPL_HEADER:
-			break;
-		}
-		if (part->kind != MQK_TPL_LITERAL && part->kind != MQK_TPL_LEVEL) {
-			len = s ? strlen(s) : 0;
+		if (part->kind != MQK_TPL_LITERAL && !value(part, arg, &s, &len, cause)) {
+			return -1;
 		}
 		if (out + len >= buf_size) {
+			*cause = "too long";
 			return -1;
 		}
 		if (len > 0) {
@@ -252,10 +235,62 @@ int template__expand(const struct mqk_template *tpl, const struct mqk_msg_ctx *c
 		out += len;
 	}
 	if (out >= buf_size) {
+		*cause = "too long";
 		return -1;
 	}
 	buf[out] = '\0';
 	return (int)out;
+}
+
+/* An outbound template's placeholders, from the message (an absent one is empty). */
+static bool message_value(const struct mqk_tpl_part *part, void *arg, const void **s,
+			  size_t *len, const char **cause)
+{
+	const struct mqk_msg_ctx *ctx = arg;
+	const char *text = NULL;
+
+	(void)cause;
+	switch (part->kind) {
+	case MQK_TPL_LEVEL: {
+		const char *start;
+		size_t n;
+		if (template__wildcard_level(ctx->filter, ctx->topic, part->level, &start, &n)) {
+			*s = start;
+			*len = n;
+		} else {
+			*len = 0;
+		}
+		return true;
+	}
+	case MQK_TPL_CLIENTID:
+		text = ctx->client_id;
+		break;
+	case MQK_TPL_USERNAME:
+		text = ctx->username;
+		break;
+	case MQK_TPL_TOPIC:
+		text = ctx->topic;
+		break;
+	case MQK_TPL_BROKER:
+		text = ctx->broker_id;
+		break;
+	case MQK_TPL_LITERAL:
+	case MQK_TPL_KEY: /* inbound templates' (template__expand_record) */
+	case MQK_TPL_PARTITION:
+	case MQK_TPL_HEADER:
+		break;
+	}
+	*s = text;
+	*len = text ? strlen(text) : 0;
+	return true;
+}
+
+int template__expand(const struct mqk_template *tpl, const struct mqk_msg_ctx *ctx, char *buf,
+		     size_t buf_size)
+{
+	const char *cause;
+
+	return expand_parts(tpl, message_value, (void *)ctx, buf, buf_size, &cause);
 }
 
 void template__free(struct mqk_template *tpl)
@@ -350,71 +385,74 @@ error:
 	return -1;
 }
 
+/* What an inbound template expands against: one Kafka record. */
+struct record_source {
+	const rd_kafka_message_t *rkm;
+	const char *broker_id;
+	char *cause_buf; /* "no header <name>" */
+	size_t cause_size;
+	char number[16]; /* {partition}'s text */
+};
+
+/* An inbound template's placeholders, from the record: a key or header that is absent or
+   holds a NUL has no text. */
+static bool record_value(const struct mqk_tpl_part *part, void *arg, const void **s,
+			 size_t *len, const char **cause)
+{
+	struct record_source *src = arg;
+	const rd_kafka_message_t *rkm = src->rkm;
+
+	switch (part->kind) {
+	case MQK_TPL_KEY:
+		*s = rkm->key;
+		*len = rkm->key_len;
+		if (*s == NULL) {
+			*cause = "no key";
+			return false;
+		}
+		if (*len > 0 && memchr(*s, '\0', *len) != NULL) {
+			*cause = "NUL in the key";
+			return false;
+		}
+		return true;
+	case MQK_TPL_PARTITION:
+		*len = (size_t)snprintf(src->number, sizeof(src->number), "%d",
+					(int)rkm->partition);
+		*s = src->number;
+		return true;
+	case MQK_TPL_HEADER: {
+		rd_kafka_headers_t *hdrs;
+		char name[256];
+		snprintf(name, sizeof(name), "%.*s", (int)part->len, part->text);
+		if (rd_kafka_message_headers(rkm, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+		    rd_kafka_header_get_last(hdrs, name, s, len) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+		    *s == NULL) {
+			snprintf(src->cause_buf, src->cause_size, "no header %s", name);
+			*cause = src->cause_buf;
+			return false;
+		}
+		if (*len > 0 && memchr(*s, '\0', *len) != NULL) {
+			*cause = "NUL in a header";
+			return false;
+		}
+		return true;
+	}
+	case MQK_TPL_BROKER:
+		*s = src->broker_id;
+		*len = strlen(src->broker_id);
+		return true;
+	default: /* outbound placeholders: template__compile_inbound never makes them */
+		*cause = "bad template";
+		return false;
+	}
+}
+
 int template__expand_record(const struct mqk_template *tpl, const rd_kafka_message_t *rkm,
 			    const char *broker_id, char *buf, size_t buf_size, const char **cause,
 			    char *cause_buf, size_t cause_size)
 {
-	size_t out = 0;
-	char number[16];
+	struct record_source src = {
+		.rkm = rkm, .broker_id = broker_id, .cause_buf = cause_buf, .cause_size = cause_size};
 
-	*cause = NULL;
-	for (int i = 0; i < tpl->part_count; i++) {
-		const struct mqk_tpl_part *part = &tpl->parts[i];
-		const void *s = NULL;
-		size_t len = 0;
-
-		switch (part->kind) {
-		case MQK_TPL_LITERAL:
-			s = part->text;
-			len = part->len;
-			break;
-		case MQK_TPL_KEY:
-			s = rkm->key;
-			len = rkm->key_len;
-			if (s == NULL) {
-				*cause = "no key";
-				return -1;
-			}
-			break;
-		case MQK_TPL_PARTITION:
-			len = (size_t)snprintf(number, sizeof(number), "%d", (int)rkm->partition);
-			s = number;
-			break;
-		case MQK_TPL_HEADER: {
-			rd_kafka_headers_t *hdrs;
-			char name[256];
-			snprintf(name, sizeof(name), "%.*s", (int)part->len, part->text);
-			if (rd_kafka_message_headers(rkm, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-			    rd_kafka_header_get_last(hdrs, name, &s, &len) !=
-				    RD_KAFKA_RESP_ERR_NO_ERROR ||
-			    s == NULL) {
-				snprintf(cause_buf, cause_size, "no header %s", name);
-				*cause = cause_buf;
-				return -1;
-			}
-			break;
-		}
-		case MQK_TPL_BROKER:
-			s = broker_id;
-			len = strlen(broker_id);
-			break;
-		default: /* outbound placeholders: template__compile_inbound never makes them */
-			*cause = "bad template";
-			return -1;
-		}
-		if (len > 0 && memchr(s, '\0', len) != NULL) {
-			*cause = part->kind == MQK_TPL_KEY ? "NUL in the key" : "NUL in a header";
-			return -1;
-		}
-		if (out + len >= buf_size) {
-			*cause = "too long";
-			return -1;
-		}
-		if (len > 0) {
-			memcpy(buf + out, s, len);
-		}
-		out += len;
-	}
-	buf[out] = '\0';
-	return (int)out;
+	return expand_parts(tpl, record_value, &src, buf, buf_size, cause);
 }
