@@ -1023,8 +1023,9 @@ enum mqk_cmd_state {
 /*
  * One command record on its way to a device. One allocation: the struct, then
  * client_id and topic. Owned by the hand-off queue from handoff__push until its thread
- * takes it off with handoff__pop (and frees it with its rkm); while its state is MQK_CMD_QUEUED after handoff__take, mosquitto's
- * thread may read it and set its state (once, with release order).
+ * takes it off with handoff__pop (and frees it with its rkm); while its state is
+ * MQK_CMD_QUEUED after handoff__take, mosquitto's thread may read it and set its state
+ * (once, with release order).
  */
 struct mqk_command {
 	struct mqk_command *next;
@@ -1059,7 +1060,8 @@ struct mqk_handoff {
 	size_t count;             /* commands in the queue */
 	atomic_bool pending;      /* next != NULL: lets the TICK skip the lock */
 	struct mqk_presence_event *events, *events_tail; /* for the commands thread */
-	atomic_uint_least64_t ticks; /* TICKs seen: the commands thread checks they come */
+	atomic_uint_least64_t ticks; /* TICKs seen (deliver__tick, inbound__tick): the commands
+					thread checks they come */
 	int wake_fd; /* eventfd the commands thread sleeps on (also librdkafka's queues') */
 };
 
@@ -1248,8 +1250,9 @@ struct mqk_inbound_counters {
  */
 struct mqk_inbound_msg {
 	struct mqk_command cmd;
-	int route; /* index in cfg->inbound.routes */
-	char cause[96]; /* cmd.reason points here when the cause names a header */
+	int route;      /* index in cfg->inbound.routes; -1 (no route for its Kafka topic)
+			   only with cmd.reason set: a record without a reason has its route */
+	char cause[96]; /* cmd.reason points here (a cause of inbound.c's) */
 };
 
 struct mqk_inbound;

@@ -336,9 +336,8 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 
 	(void)event;
 	log__drain();
-	if (pl->clients != NULL) {
-		clients__disconnected(pl->clients, ev->client, client_gone, pl);
-	}
+	/* Registered with commands only (register_callbacks), which come with pl->clients. */
+	clients__disconnected(pl->clients, ev->client, client_gone, pl);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -408,16 +407,14 @@ static int on_tick(int event, void *event_data, void *userdata)
 	log__drain();
 	if (pl->commands != NULL) {
 		struct mqk_handoff *h = commands__handoff(pl->commands);
-		atomic_fetch_add_explicit(&h->ticks, 1, memory_order_relaxed);
 		/* First who came since the last TICK: a command for them may be queued. */
 		clients__tick(pl->clients, client_came, pl);
 		deliver__tick(h, &pl->cfg.commands, pl->clients, &pl->stats.commands,
 			      DELIVER_PER_TICK);
 	}
 	if (pl->inbound != NULL) {
-		struct mqk_handoff *h = inbound__handoff(pl->inbound);
-		atomic_fetch_add_explicit(&h->ticks, 1, memory_order_relaxed);
-		inbound__tick(h, &pl->cfg.inbound, &pl->stats.inbound, INBOUND_PER_TICK);
+		inbound__tick(inbound__handoff(pl->inbound), &pl->cfg.inbound, &pl->stats.inbound,
+			      INBOUND_PER_TICK);
 	}
 	time_t now = time(NULL);
 	/* routes_file: one stat() a second at most. */

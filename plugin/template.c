@@ -451,8 +451,10 @@ int template__expand_record(const struct mqk_template *tpl, const rd_kafka_messa
 			    const char *broker_id, char *buf, size_t buf_size, const char **cause,
 			    char *cause_buf, size_t cause_size)
 {
-	struct record_source src = {
-		.rkm = rkm, .broker_id = broker_id, .cause_buf = cause_buf, .cause_size = cause_size};
+	struct record_source src = {.rkm = rkm,
+				    .broker_id = broker_id,
+				    .cause_buf = cause_buf,
+				    .cause_size = cause_size};
 
 	return expand_parts(tpl, record_value, &src, buf, buf_size, cause);
 }
