@@ -101,15 +101,47 @@ static int add_part(struct mqk_template *tpl, enum mqk_tpl_kind kind, int level,
 	return 0;
 }
 
-static const struct {
+/* A placeholder's part: add_part, or -1 with errstr. */
+static int add_placeholder_part(struct mqk_template *tpl, enum mqk_tpl_kind kind, int level,
+				const char *text, size_t len, char *errstr, size_t errstr_size)
+{
+	if (add_part(tpl, kind, level, text, len)) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* The placeholders written {name}, of each kind of template. */
+struct named_placeholder {
 	const char *name;
 	enum mqk_tpl_kind kind;
-} placeholders[] = {
+};
+static const struct named_placeholder placeholders[] = {
 	{"clientid", MQK_TPL_CLIENTID},
 	{"username", MQK_TPL_USERNAME},
 	{"topic", MQK_TPL_TOPIC},
 	{"broker", MQK_TPL_BROKER},
 };
+static const struct named_placeholder inbound_placeholders[] = {
+	{"key", MQK_TPL_KEY},
+	{"partition", MQK_TPL_PARTITION},
+	{"broker", MQK_TPL_BROKER},
+};
+
+#define TABLE(t) t, sizeof(t) / sizeof(t[0])
+
+/* The kind of the placeholder [name, name+len) in table, or MQK_TPL_LITERAL: none. */
+static enum mqk_tpl_kind named(const struct named_placeholder *table, size_t count,
+			       const char *name, size_t len)
+{
+	for (size_t i = 0; i < count; i++) {
+		if (strlen(table[i].name) == len && !strncmp(table[i].name, name, len)) {
+			return table[i].kind;
+		}
+	}
+	return MQK_TPL_LITERAL;
+}
 
 /* Parses the placeholder name in [name, name+len) into a part. */
 static int add_placeholder(struct mqk_template *tpl, const char *name, size_t len, int wildcards,
@@ -123,13 +155,12 @@ static int add_placeholder(struct mqk_template *tpl, const char *name, size_t le
 				 tpl->source, wildcards, wildcards == 1 ? "" : "s");
 			return -1;
 		}
-		return add_part(tpl, MQK_TPL_LEVEL, level, NULL, 0);
+		return add_placeholder_part(tpl, MQK_TPL_LEVEL, level, NULL, 0, errstr,
+					    errstr_size);
 	}
-	for (size_t i = 0; i < sizeof(placeholders) / sizeof(placeholders[0]); i++) {
-		if (strlen(placeholders[i].name) == len &&
-		    !strncmp(placeholders[i].name, name, len)) {
-			return add_part(tpl, placeholders[i].kind, 0, NULL, 0);
-		}
+	enum mqk_tpl_kind kind = named(TABLE(placeholders), name, len);
+	if (kind != MQK_TPL_LITERAL) {
+		return add_placeholder_part(tpl, kind, 0, NULL, 0, errstr, errstr_size);
 	}
 	snprintf(errstr, errstr_size,
 		 "unknown placeholder '{%.*s}' in '%s' (use {1}, {2}, ... for the filter's "
@@ -138,10 +169,22 @@ static int add_placeholder(struct mqk_template *tpl, const char *name, size_t le
 	return -1;
 }
 
-int template__compile(struct mqk_template *tpl, const char *source, const char *filter,
-		      bool kafka_topic, char *errstr, size_t errstr_size)
+/* A placeholder's name in [name, name+len) made a part of tpl (add_placeholder,
+   add_inbound_placeholder). 0, or -1 with errstr. */
+typedef int (*placeholder_fn)(struct mqk_template *tpl, const char *name, size_t len,
+			      int wildcards, char *errstr, size_t errstr_size);
+/* A literal [text, text+len) of source allowed? 0, or -1 with errstr. */
+typedef int (*literal_fn)(const char *source, const char *text, size_t len, char *errstr,
+			  size_t errstr_size);
+
+/*
+ * The one parser of both kinds of template: source into tpl's parts, literal text and
+ * {placeholders} (placeholder makes each), each literal checked by literal (NULL: any).
+ * 0, or -1 with errstr and tpl freed.
+ */
+static int parse(struct mqk_template *tpl, const char *source, placeholder_fn placeholder,
+		 int wildcards, literal_fn literal, char *errstr, size_t errstr_size)
 {
-	int wildcards = count_wildcards(filter);
 	const char *p;
 
 	memset(tpl, 0, sizeof(*tpl));
@@ -158,8 +201,8 @@ int template__compile(struct mqk_template *tpl, const char *source, const char *
 				snprintf(errstr, errstr_size, "unclosed '{' in '%s'", source);
 				goto error;
 			}
-			if (add_placeholder(tpl, p + 1, (size_t)(close - p - 1), wildcards, errstr,
-					    errstr_size)) {
+			if (placeholder(tpl, p + 1, (size_t)(close - p - 1), wildcards, errstr,
+					errstr_size)) {
 				goto error;
 			}
 			p = close + 1;
@@ -170,17 +213,8 @@ int template__compile(struct mqk_template *tpl, const char *source, const char *
 			snprintf(errstr, errstr_size, "unmatched '}' in '%s'", source);
 			goto error;
 		}
-		if (kafka_topic) {
-			for (size_t i = 0; i < len; i++) {
-				if (!is_kafka_topic_char(p[i])) {
-					snprintf(
-						errstr, errstr_size,
-						"'%s' is not a valid Kafka topic name: '%c' is not "
-						"allowed (use [A-Za-z0-9._-] and placeholders)",
-						source, p[i]);
-					goto error;
-				}
-			}
+		if (literal != NULL && literal(source, p, len, errstr, errstr_size)) {
+			goto error;
 		}
 		if (add_part(tpl, MQK_TPL_LITERAL, 0, p, len)) {
 			snprintf(errstr, errstr_size, "out of memory");
@@ -190,16 +224,43 @@ int template__compile(struct mqk_template *tpl, const char *source, const char *
 	}
 	tpl->is_static = tpl->part_count <= 1 &&
 			 (tpl->part_count == 0 || tpl->parts[0].kind == MQK_TPL_LITERAL);
-	if (kafka_topic && tpl->is_static && !template__is_kafka_topic(source, strlen(source))) {
-		snprintf(errstr, errstr_size,
-			 "'%s' is not a valid Kafka topic name (1..249 bytes, not '.' or '..')",
-			 source);
-		goto error;
-	}
 	return 0;
 error:
 	template__free(tpl);
 	return -1;
+}
+
+/* A Kafka topic template's literal: only characters legal in a Kafka topic name. */
+static int kafka_literal(const char *source, const char *text, size_t len, char *errstr,
+			 size_t errstr_size)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (!is_kafka_topic_char(text[i])) {
+			snprintf(errstr, errstr_size,
+				 "'%s' is not a valid Kafka topic name: '%c' is not allowed (use "
+				 "[A-Za-z0-9._-] and placeholders)",
+				 source, text[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int template__compile(struct mqk_template *tpl, const char *source, const char *filter,
+		      bool kafka_topic, char *errstr, size_t errstr_size)
+{
+	if (parse(tpl, source, add_placeholder, count_wildcards(filter),
+		  kafka_topic ? kafka_literal : NULL, errstr, errstr_size)) {
+		return -1;
+	}
+	if (kafka_topic && tpl->is_static && !template__is_kafka_topic(source, strlen(source))) {
+		snprintf(errstr, errstr_size,
+			 "'%s' is not a valid Kafka topic name (1..249 bytes, not '.' or '..')",
+			 source);
+		template__free(tpl);
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -304,20 +365,18 @@ void template__free(struct mqk_template *tpl)
 
 /* One placeholder of an inbound template: {key}, {partition}, {broker}, {header:<name>}. */
 static int add_inbound_placeholder(struct mqk_template *tpl, const char *name, size_t len,
-				   char *errstr, size_t errstr_size)
+				   int wildcards, char *errstr, size_t errstr_size)
 {
-	if (len == 3 && !strncmp(name, "key", 3)) {
-		return add_part(tpl, MQK_TPL_KEY, 0, NULL, 0);
-	}
-	if (len == 9 && !strncmp(name, "partition", 9)) {
-		return add_part(tpl, MQK_TPL_PARTITION, 0, NULL, 0);
-	}
-	if (len == 6 && !strncmp(name, "broker", 6)) {
-		return add_part(tpl, MQK_TPL_BROKER, 0, NULL, 0);
+	enum mqk_tpl_kind kind = named(TABLE(inbound_placeholders), name, len);
+
+	(void)wildcards; /* an inbound template has no filter */
+	if (kind != MQK_TPL_LITERAL) {
+		return add_placeholder_part(tpl, kind, 0, NULL, 0, errstr, errstr_size);
 	}
 	if (len > 7 && !strncmp(name, "header:", 7)) {
 		/* The name points into tpl->source; a NUL-terminated copy is made at expansion. */
-		return add_part(tpl, MQK_TPL_HEADER, 0, name + 7, len - 7);
+		return add_placeholder_part(tpl, MQK_TPL_HEADER, 0, name + 7, len - 7, errstr,
+					    errstr_size);
 	}
 	snprintf(errstr, errstr_size,
 		 "unknown placeholder '{%.*s}' in '%s' (use {key}, {partition}, "
@@ -326,63 +385,37 @@ static int add_inbound_placeholder(struct mqk_template *tpl, const char *name, s
 	return -1;
 }
 
+/* An inbound template's literal: an MQTT topic to publish to. */
+static int mqtt_literal(const char *source, const char *text, size_t len, char *errstr,
+			size_t errstr_size)
+{
+	if (memchr(text, '+', len) || memchr(text, '#', len)) {
+		snprintf(errstr, errstr_size,
+			 "'%s' is not an MQTT topic to publish to: no '+' or '#'", source);
+		return -1;
+	}
+	return 0;
+}
+
 int template__compile_inbound(struct mqk_template *tpl, const char *source, char *errstr,
 			      size_t errstr_size)
 {
-	const char *p;
-
-	memset(tpl, 0, sizeof(*tpl));
-	tpl->source = strdup(source);
-	if (tpl->source == NULL) {
-		snprintf(errstr, errstr_size, "out of memory");
-		return -1;
-	}
 	if (source[0] == '$') {
+		memset(tpl, 0, sizeof(*tpl));
 		snprintf(errstr, errstr_size,
 			 "'%s': topics starting with '$' are the broker's, not for inbound records",
 			 source);
-		goto error;
+		return -1;
 	}
-	p = tpl->source;
-	while (*p) {
-		if (*p == '{') {
-			const char *close = strchr(p, '}');
-			if (close == NULL) {
-				snprintf(errstr, errstr_size, "unclosed '{' in '%s'", source);
-				goto error;
-			}
-			if (add_inbound_placeholder(tpl, p + 1, (size_t)(close - p - 1), errstr,
-						    errstr_size)) {
-				goto error;
-			}
-			p = close + 1;
-			continue;
-		}
-		size_t len = strcspn(p, "{}");
-		if (len == 0) {
-			snprintf(errstr, errstr_size, "unmatched '}' in '%s'", source);
-			goto error;
-		}
-		if (memchr(p, '+', len) || memchr(p, '#', len)) {
-			snprintf(errstr, errstr_size,
-				 "'%s' is not an MQTT topic to publish to: no '+' or '#'", source);
-			goto error;
-		}
-		if (add_part(tpl, MQK_TPL_LITERAL, 0, p, len)) {
-			snprintf(errstr, errstr_size, "out of memory");
-			goto error;
-		}
-		p += len;
+	if (parse(tpl, source, add_inbound_placeholder, 0, mqtt_literal, errstr, errstr_size)) {
+		return -1;
 	}
 	if (tpl->part_count == 0) {
 		snprintf(errstr, errstr_size, "an empty MQTT topic");
-		goto error;
+		template__free(tpl);
+		return -1;
 	}
-	tpl->is_static = tpl->part_count == 1 && tpl->parts[0].kind == MQK_TPL_LITERAL;
 	return 0;
-error:
-	template__free(tpl);
-	return -1;
 }
 
 /* What an inbound template expands against: one Kafka record. */
