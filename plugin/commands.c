@@ -36,7 +36,6 @@
  */
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -707,7 +706,6 @@ struct mqk_commands *commands__new(const struct mqk_config *cfg, const struct mq
 	rd_kafka_queue_t *q;
 	rd_kafka_resp_err_t err;
 	static const uint64_t one = 1;
-	sigset_t all, old;
 
 	if (c == NULL || handoff__init(&c->handoff)) {
 		snprintf(errstr, errstr_size, "commands: out of memory");
@@ -749,15 +747,11 @@ struct mqk_commands *commands__new(const struct mqk_config *cfg, const struct mq
 	rd_kafka_queue_io_event_enable(q, c->handoff.wake_fd, &one, sizeof(one));
 	rd_kafka_queue_destroy(q);
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	c->thread_started = pthread_create(&c->thread, NULL, commands_thread, c) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	c->thread_started = mqk_thread_start(&c->thread, commands_thread, c, "mqk-commands");
 	if (!c->thread_started) {
 		snprintf(errstr, errstr_size, "commands: cannot start a thread");
 		goto error;
 	}
-	pthread_setname_np(c->thread, "mqk-commands");
 	return c;
 error:
 	commands__close(c, 0);

@@ -440,17 +440,14 @@ struct mqk_metrics *metrics__new(const struct mqk_config *cfg, struct mqk_buffer
 		/* node-exporter reads only *.prom: the temporary file is not read half-written. */
 		snprintf(m->textfile_tmp, n, "%s.tmp", cfg->metrics_textfile);
 		m->textfile_interval_s = cfg->stats_interval > 0 ? cfg->stats_interval : 10;
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		m->textfile_started =
-			pthread_create(&m->textfile_thread, NULL, textfile_thread, m) == 0;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		m->textfile_started = mqk_thread_start(&m->textfile_thread, textfile_thread, m,
+						       "mqk-textfile");
 		if (!m->textfile_started) {
 			snprintf(errstr, errstr_size,
 				 "plugin_opt_metrics_textfile: cannot start its thread");
 			metrics__free(m);
 			return NULL;
 		}
-		pthread_setname_np(m->textfile_thread, "mqk-textfile");
 		log__printf(MOSQ_LOG_NOTICE, "metrics: written to %s every %d s", m->textfile,
 			    m->textfile_interval_s);
 	}

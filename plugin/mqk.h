@@ -41,6 +41,7 @@
 #define MQK_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -211,6 +212,26 @@ static inline int64_t mqk_realtime_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Starts one of the plugin's threads (named for top -H and perf) with every signal
+ * blocked: it inherits the mask, so signals stay mosquitto's business. true when started.
+ */
+static inline bool mqk_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg,
+				    const char *name)
+{
+	sigset_t all, old;
+	bool started;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	started = pthread_create(thread, NULL, fn, arg) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (started) {
+		pthread_setname_np(*thread, name);
+	}
+	return started;
 }
 
 static inline void counter__inc(atomic_uint_least64_t *c)

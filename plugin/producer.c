@@ -44,7 +44,6 @@
  * (and librdkafka fails it as above if the topic is still missing).
  */
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -898,7 +897,6 @@ struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_buffer *bu
 				   char *errstr, size_t errstr_size)
 {
 	struct mqk_producer *p = calloc(1, sizeof(*p));
-	sigset_t all, old;
 
 	if (p == NULL || record__scratch_init(&p->scratch)) {
 		snprintf(errstr, errstr_size, "out of memory");
@@ -916,17 +914,12 @@ struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_buffer *bu
 		return NULL;
 	}
 
-	/* The thread inherits this mask: signals stay mosquitto's business. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	p->thread_started = pthread_create(&p->thread, NULL, kafka_thread, p) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	p->thread_started = mqk_thread_start(&p->thread, kafka_thread, p, "mqk-kafka");
 	if (!p->thread_started) {
 		snprintf(errstr, errstr_size, "cannot start the Kafka thread");
 		producer__close(p, 0);
 		return NULL;
 	}
-	pthread_setname_np(p->thread, "mqk-kafka"); /* for top -H, perf */
 	return p;
 }
 
