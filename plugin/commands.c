@@ -86,13 +86,6 @@ struct mqk_commands {
 	char topic_buf[TOPIC_MAX];
 };
 
-static int64_t monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* librdkafka's log lines, from any of its threads: to the mailbox. */
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -449,7 +442,7 @@ static const char *redistribute(struct mqk_commands *c, struct mqk_command *cmd,
 	const char *topic = redistribute__topic(c->rd, cmd, seq, buf, sizeof(buf));
 
 	if (topic == NULL && !held &&
-	    redistribute__hold(c->rd, cmd, monotonic_ms() + HOLD_MS, seq) == 0) {
+	    redistribute__hold(c->rd, cmd, mqk_monotonic_ms() + HOLD_MS, seq) == 0) {
 		counter__inc(&c->ctr->held);
 		atomic_store_explicit(&cmd->state, MQK_CMD_PRODUCING, memory_order_relaxed);
 		return NULL; /* not settled: its offset waits (redistribute__due brings it back) */
@@ -467,7 +460,7 @@ static void serve_held(struct mqk_commands *c)
 	struct mqk_command *cmd;
 	uint64_t seq;
 
-	while ((cmd = redistribute__due(c->rd, monotonic_ms(), &seq)) != NULL) {
+	while ((cmd = redistribute__due(c->rd, mqk_monotonic_ms(), &seq)) != NULL) {
 		const char *reason = redistribute(c, cmd, seq, true);
 		if (reason != NULL) {
 			cmd->reason = reason;
@@ -590,7 +583,7 @@ static void broker_presence(struct mqk_commands *c, bool up)
 static void check_ticks(struct mqk_commands *c)
 {
 	uint64_t ticks = atomic_load_explicit(&c->handoff.ticks, memory_order_relaxed);
-	int64_t now = monotonic_ms();
+	int64_t now = mqk_monotonic_ms();
 
 	if (ticks != c->ticks_seen || !atomic_load(&c->handoff.pending)) {
 		c->ticks_seen = ticks;
@@ -621,7 +614,7 @@ static void *commands_thread(void *arg)
 	uint64_t drain;
 
 	broker_presence(c, true);
-	c->ticks_changed_ms = monotonic_ms();
+	c->ticks_changed_ms = mqk_monotonic_ms();
 	while (!atomic_load(&c->stop)) {
 		if (poll(&pfd, 1, IDLE_WAIT_MS) > 0) {
 			ssize_t rc = read(c->handoff.wake_fd, &drain, sizeof(drain));
@@ -653,10 +646,10 @@ static void *commands_thread(void *arg)
 	}
 
 	/* Stopping (mosquitto's thread waits in commands__close). */
-	int64_t deadline = monotonic_ms() + c->close_timeout_ms;
+	int64_t deadline = mqk_monotonic_ms() + c->close_timeout_ms;
 	send_presence(c);
 	broker_presence(c, false);
-	while (rd_kafka_outq_len(c->producer) > 0 && monotonic_ms() < deadline) {
+	while (rd_kafka_outq_len(c->producer) > 0 && mqk_monotonic_ms() < deadline) {
 		rd_kafka_poll(c->producer, 50);
 		settle(c);
 	}

@@ -214,6 +214,14 @@ static inline int64_t mqk_realtime_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A clock for intervals and deadlines in ms (CLOCK_MONOTONIC: no jumps). */
+static inline int64_t mqk_monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /*
  * Starts one of the plugin's threads (named for top -H and perf) with every signal
  * blocked: it inherits the mask, so signals stay mosquitto's business. true when started.

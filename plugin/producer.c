@@ -133,13 +133,6 @@ static const struct {
 	{"queue.buffering.max.messages", "10000"},
 };
 
-static int64_t monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The errors librdkafka fails a record with when its topic does not exist. */
 static bool topic_is_missing(rd_kafka_resp_err_t err)
 {
@@ -169,7 +162,7 @@ static void topic_missing(struct mqk_producer *p, const struct mqk_route *route,
 				  route->name, topic);
 	/* Created once, deleted since? Created again, CREATE_RETRY_MS from now at the earliest. */
 	if (topics__get(&p->topics, topic, &retry_at) && retry_at == 0) {
-		topics__put(&p->topics, topic, monotonic_ms() + CREATE_RETRY_MS);
+		topics__put(&p->topics, topic, mqk_monotonic_ms() + CREATE_RETRY_MS);
 	}
 }
 
@@ -324,7 +317,7 @@ error:
 static rd_kafka_resp_err_t create_topic(struct mqk_producer *p, const char *name, char *why,
 					size_t why_size)
 {
-	int64_t deadline = monotonic_ms() + CREATE_TIMEOUT_MS + 2 * CREATE_POLL_MS;
+	int64_t deadline = mqk_monotonic_ms() + CREATE_TIMEOUT_MS + 2 * CREATE_POLL_MS;
 	rd_kafka_NewTopic_t *nt;
 	rd_kafka_AdminOptions_t *opts;
 	rd_kafka_queue_t *q;
@@ -360,7 +353,7 @@ static rd_kafka_resp_err_t create_topic(struct mqk_producer *p, const char *name
 		if (ev != NULL) {
 			break;
 		}
-		int64_t now = monotonic_ms();
+		int64_t now = mqk_monotonic_ms();
 		if (now >= deadline ||
 		    (atomic_load(&p->stop) && now >= atomic_load(&p->deadline_ms))) {
 			break;
@@ -408,7 +401,7 @@ static void ensure_topic(struct mqk_producer *p, const struct mqk_route *route, 
 		return;
 	}
 	if (topics__get(&p->topics, name, &retry_at) &&
-	    (retry_at == 0 || monotonic_ms() < retry_at)) {
+	    (retry_at == 0 || mqk_monotonic_ms() < retry_at)) {
 		return;
 	}
 	err = create_topic(p, name, why, sizeof(why));
@@ -436,7 +429,7 @@ static void ensure_topic(struct mqk_producer *p, const struct mqk_route *route, 
 	}
 	bool exists =
 		err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS;
-	switch (topics__put(&p->topics, name, exists ? 0 : monotonic_ms() + CREATE_RETRY_MS)) {
+	switch (topics__put(&p->topics, name, exists ? 0 : mqk_monotonic_ms() + CREATE_RETRY_MS)) {
 	case 1:
 		log__deferred(MOSQ_LOG_NOTICE,
 			      "%d Kafka topic names known: forgotten, each is checked again "
@@ -867,17 +860,17 @@ static void *kafka_thread(void *arg)
 		}
 		if (p->buf->journal != NULL) {
 			journal__housekeeping(p->buf->journal, p->buf->tail_local,
-					      atomic_load(&p->buf->head), monotonic_ms());
+					      atomic_load(&p->buf->head), mqk_monotonic_ms());
 		}
 		if (atomic_load(&p->stop)) {
 			if (buffer__all_sent(p->buf)) {
 				break;
 			}
-			if (monotonic_ms() >= atomic_load(&p->deadline_ms)) {
+			if (mqk_monotonic_ms() >= atomic_load(&p->deadline_ms)) {
 				break; /* what is left is counted by producer__close */
 			}
 		}
-		int64_t now = monotonic_ms();
+		int64_t now = mqk_monotonic_ms();
 		if (had_work) {
 			last_work = now;
 		}
@@ -925,7 +918,7 @@ struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_buffer *bu
 
 int producer__close(struct mqk_producer *p, int timeout_ms)
 {
-	int64_t deadline = monotonic_ms() + timeout_ms;
+	int64_t deadline = mqk_monotonic_ms() + timeout_ms;
 	uint64_t left = 0;
 
 	if (p == NULL) {
@@ -940,7 +933,7 @@ int producer__close(struct mqk_producer *p, int timeout_ms)
 	}
 	/* From here on mosquitto's thread serves librdkafka's main queue. */
 	if (p->rk) {
-		int64_t remaining = deadline - monotonic_ms();
+		int64_t remaining = deadline - mqk_monotonic_ms();
 		rd_kafka_flush(p->rk, remaining > 0 ? (int)remaining : 0);
 		release_settled(p); /* the journal's acknowledged position: buf->tail_local */
 		left = counters__in_flight(p->totals);
