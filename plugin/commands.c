@@ -96,17 +96,10 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	struct mqk_commands *c = opaque;
-	const char *check, *cause = kafka_conf__explain(err, reason, &check);
+
 	(void)rk;
-	if (cause != NULL) {
-		log__deferred_ratelimited(&c->rl_security, MOSQ_LOG_ERR,
-					  "commands: %s: %s (%s); no commands are read until it "
-					  "succeeds",
-					  cause, reason, check);
-		return;
-	}
-	log__deferred_ratelimited(&c->rl_error, MOSQ_LOG_WARNING, "commands: Kafka: %s (%s)",
-				  reason, rd_kafka_err2name((rd_kafka_resp_err_t)err));
+	kafka_conf__log_error(&c->rl_security, &c->rl_error, "commands: ",
+			      "no commands are read until it succeeds", err, reason);
 }
 
 /* Partitions assigned or revoked. Commands thread (served by consumer_poll). */

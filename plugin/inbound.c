@@ -80,18 +80,10 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	struct mqk_inbound *in = opaque;
-	const char *check, *cause = kafka_conf__explain(err, reason, &check);
 
 	(void)rk;
-	if (cause != NULL) {
-		log__deferred_ratelimited(&in->rl_security, MOSQ_LOG_ERR,
-					  "inbound: %s: %s (%s); no inbound records are read until "
-					  "it succeeds",
-					  cause, reason, check);
-		return;
-	}
-	log__deferred_ratelimited(&in->rl_error, MOSQ_LOG_WARNING, "inbound: Kafka: %s (%s)",
-				  reason, rd_kafka_err2name((rd_kafka_resp_err_t)err));
+	kafka_conf__log_error(&in->rl_security, &in->rl_error, "inbound: ",
+			      "no inbound records are read until it succeeds", err, reason);
 }
 
 /* Partitions assigned or revoked. Inbound thread (served by consumer_poll). */

@@ -528,6 +528,15 @@ void kafka_conf__warn(const struct mqk_config *cfg);
  * *check set to what to check; NULL for other errors. Any thread.
  */
 const char *kafka_conf__explain(int err, const char *reason, const char **check);
+/*
+ * An error_cb's log line, through the mailbox (any of librdkafka's threads): a cause
+ * kafka_conf__explain knows at ERR, "<who><cause>: <reason> (<check>); <meanwhile>",
+ * rate-limited by rl_known; any other at WARNING, "<who>Kafka: <reason> (<code>)", by
+ * rl_other. who: "" or "commands: " and the like.
+ */
+struct mqk_ratelimit;
+void kafka_conf__log_error(struct mqk_ratelimit *rl_known, struct mqk_ratelimit *rl_other,
+			   const char *who, const char *meanwhile, int err, const char *reason);
 
 /* ---- routing -------------------------------------------------------------------- */
 

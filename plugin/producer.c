@@ -250,17 +250,11 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		p->fatal = true; /* the Kafka thread replaces the producer (recover()) */
 		return;
 	}
-	const char *check, *cause = kafka_conf__explain(err, reason, &check);
-	if (cause != NULL) {
-		log__deferred_ratelimited(&p->rl_security, MOSQ_LOG_ERR,
-					  "%s: %s (%s); records wait in the %s until Kafka takes "
-					  "them",
-					  cause, reason, check,
-					  p->buf->journal != NULL ? "journal" : "buffer");
-		return;
-	}
-	log__deferred_ratelimited(&p->rl_error, MOSQ_LOG_WARNING, "Kafka: %s (%s)", reason,
-				  rd_kafka_err2name((rd_kafka_resp_err_t)err));
+	kafka_conf__log_error(&p->rl_security, &p->rl_error, "",
+			      p->buf->journal != NULL
+				      ? "records wait in the journal until Kafka takes them"
+				      : "records wait in the buffer until Kafka takes them",
+			      err, reason);
 }
 
 static rd_kafka_conf_t *build_conf(struct mqk_producer *p, struct mqk_config *cfg, char *errstr,
