@@ -142,10 +142,12 @@ enum mqk_format {
 };
 
 /*
- * The counters, one list per family: each X(name, help) gives a struct field, its $SYS
- * topic (.../<name>), its Prometheus metric (mosquitto_kafka_<name>_total, HELP text
- * help) and its word in the shutdown summary (stats.c, metrics.c). README's Counters
- * table lists exactly these (ctest readme_counters).
+ * The counters, one list per family: each X(name, help) gives a struct field (an
+ * atomic_uint_least64_t), its $SYS topic (.../<name>), its Prometheus metric
+ * (mosquitto_kafka_<name>_total, HELP text help) and its word in the shutdown summary.
+ * stats.c turns the lists into one table (families[]: names, HELP, offsets, prefixes) that
+ * the $SYS topics, the summary, the getters and metrics.c read. README's Counters table
+ * lists exactly these (ctest readme_counters).
  *
  * MQK_ROUTE_COUNTERS: per route ($SYS .../routes/<name>/<name>, label route) and the
  * totals. Each has one writer, but refused: mosquitto's thread for matched, buffer_full
