@@ -36,7 +36,6 @@
  */
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,13 +86,6 @@ struct mqk_commands {
 	char topic_buf[TOPIC_MAX];
 };
 
-static int64_t monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* librdkafka's log lines, from any of its threads: to the mailbox. */
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -104,17 +96,10 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	struct mqk_commands *c = opaque;
-	const char *check, *cause = kafka_conf__explain(err, reason, &check);
+
 	(void)rk;
-	if (cause != NULL) {
-		log__deferred_ratelimited(&c->rl_security, MOSQ_LOG_ERR,
-					  "commands: %s: %s (%s); no commands are read until it "
-					  "succeeds",
-					  cause, reason, check);
-		return;
-	}
-	log__deferred_ratelimited(&c->rl_error, MOSQ_LOG_WARNING, "commands: Kafka: %s (%s)",
-				  reason, rd_kafka_err2name((rd_kafka_resp_err_t)err));
+	kafka_conf__log_error(&c->rl_security, &c->rl_error, "commands: ",
+			      "no commands are read until it succeeds", err, reason);
 }
 
 /* Partitions assigned or revoked. Commands thread (served by consumer_poll). */
@@ -450,7 +435,7 @@ static const char *redistribute(struct mqk_commands *c, struct mqk_command *cmd,
 	const char *topic = redistribute__topic(c->rd, cmd, seq, buf, sizeof(buf));
 
 	if (topic == NULL && !held &&
-	    redistribute__hold(c->rd, cmd, monotonic_ms() + HOLD_MS, seq) == 0) {
+	    redistribute__hold(c->rd, cmd, mqk_monotonic_ms() + HOLD_MS, seq) == 0) {
 		counter__inc(&c->ctr->held);
 		atomic_store_explicit(&cmd->state, MQK_CMD_PRODUCING, memory_order_relaxed);
 		return NULL; /* not settled: its offset waits (redistribute__due brings it back) */
@@ -468,7 +453,7 @@ static void serve_held(struct mqk_commands *c)
 	struct mqk_command *cmd;
 	uint64_t seq;
 
-	while ((cmd = redistribute__due(c->rd, monotonic_ms(), &seq)) != NULL) {
+	while ((cmd = redistribute__due(c->rd, mqk_monotonic_ms(), &seq)) != NULL) {
 		const char *reason = redistribute(c, cmd, seq, true);
 		if (reason != NULL) {
 			cmd->reason = reason;
@@ -591,7 +576,7 @@ static void broker_presence(struct mqk_commands *c, bool up)
 static void check_ticks(struct mqk_commands *c)
 {
 	uint64_t ticks = atomic_load_explicit(&c->handoff.ticks, memory_order_relaxed);
-	int64_t now = monotonic_ms();
+	int64_t now = mqk_monotonic_ms();
 
 	if (ticks != c->ticks_seen || !atomic_load(&c->handoff.pending)) {
 		c->ticks_seen = ticks;
@@ -622,7 +607,7 @@ static void *commands_thread(void *arg)
 	uint64_t drain;
 
 	broker_presence(c, true);
-	c->ticks_changed_ms = monotonic_ms();
+	c->ticks_changed_ms = mqk_monotonic_ms();
 	while (!atomic_load(&c->stop)) {
 		if (poll(&pfd, 1, IDLE_WAIT_MS) > 0) {
 			ssize_t rc = read(c->handoff.wake_fd, &drain, sizeof(drain));
@@ -654,10 +639,10 @@ static void *commands_thread(void *arg)
 	}
 
 	/* Stopping (mosquitto's thread waits in commands__close). */
-	int64_t deadline = monotonic_ms() + c->close_timeout_ms;
+	int64_t deadline = mqk_monotonic_ms() + c->close_timeout_ms;
 	send_presence(c);
 	broker_presence(c, false);
-	while (rd_kafka_outq_len(c->producer) > 0 && monotonic_ms() < deadline) {
+	while (rd_kafka_outq_len(c->producer) > 0 && mqk_monotonic_ms() < deadline) {
 		rd_kafka_poll(c->producer, 50);
 		settle(c);
 	}
@@ -707,7 +692,6 @@ struct mqk_commands *commands__new(const struct mqk_config *cfg, const struct mq
 	rd_kafka_queue_t *q;
 	rd_kafka_resp_err_t err;
 	static const uint64_t one = 1;
-	sigset_t all, old;
 
 	if (c == NULL || handoff__init(&c->handoff)) {
 		snprintf(errstr, errstr_size, "commands: out of memory");
@@ -749,15 +733,11 @@ struct mqk_commands *commands__new(const struct mqk_config *cfg, const struct mq
 	rd_kafka_queue_io_event_enable(q, c->handoff.wake_fd, &one, sizeof(one));
 	rd_kafka_queue_destroy(q);
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	c->thread_started = pthread_create(&c->thread, NULL, commands_thread, c) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	c->thread_started = mqk_thread_start(&c->thread, commands_thread, c, "mqk-commands");
 	if (!c->thread_started) {
 		snprintf(errstr, errstr_size, "commands: cannot start a thread");
 		goto error;
 	}
-	pthread_setname_np(c->thread, "mqk-commands");
 	return c;
 error:
 	commands__close(c, 0);

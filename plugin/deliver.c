@@ -162,8 +162,11 @@ size_t deliver__tick(struct mqk_handoff *h, const struct mqk_cmd_config *cc,
 		     const struct mqk_clients *clients, struct mqk_cmd_counters *ctr, size_t max)
 {
 	size_t count;
-	struct mqk_command *cmd = handoff__take(h, max, &count);
+	struct mqk_command *cmd;
 	bool signal = false;
+
+	atomic_fetch_add_explicit(&h->ticks, 1, memory_order_relaxed); /* check_ticks reads it */
+	cmd = handoff__take(h, max, &count);
 
 	for (size_t i = 0; i < count; i++) {
 		/* Read before the state is set: from then on the commands thread may free it. */

@@ -33,7 +33,6 @@
  */
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,18 +80,10 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	struct mqk_inbound *in = opaque;
-	const char *check, *cause = kafka_conf__explain(err, reason, &check);
 
 	(void)rk;
-	if (cause != NULL) {
-		log__deferred_ratelimited(&in->rl_security, MOSQ_LOG_ERR,
-					  "inbound: %s: %s (%s); no inbound records are read until "
-					  "it succeeds",
-					  cause, reason, check);
-		return;
-	}
-	log__deferred_ratelimited(&in->rl_error, MOSQ_LOG_WARNING, "inbound: Kafka: %s (%s)",
-				  reason, rd_kafka_err2name((rd_kafka_resp_err_t)err));
+	kafka_conf__log_error(&in->rl_security, &in->rl_error, "inbound: ",
+			      "no inbound records are read until it succeeds", err, reason);
 }
 
 /* Partitions assigned or revoked. Inbound thread (served by consumer_poll). */
@@ -344,7 +335,6 @@ struct mqk_inbound *inbound__new(const struct mqk_config *cfg, struct mqk_inboun
 	rd_kafka_queue_t *q;
 	rd_kafka_resp_err_t err;
 	static const uint64_t one = 1;
-	sigset_t all, old;
 
 	if (in == NULL || handoff__init(&in->handoff)) {
 		snprintf(errstr, errstr_size, "inbound: out of memory");
@@ -383,15 +373,11 @@ struct mqk_inbound *inbound__new(const struct mqk_config *cfg, struct mqk_inboun
 	rd_kafka_queue_io_event_enable(q, in->handoff.wake_fd, &one, sizeof(one));
 	rd_kafka_queue_destroy(q);
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	in->thread_started = pthread_create(&in->thread, NULL, inbound_thread, in) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	in->thread_started = mqk_thread_start(&in->thread, inbound_thread, in, "mqk-inbound");
 	if (!in->thread_started) {
 		snprintf(errstr, errstr_size, "inbound: cannot start a thread");
 		goto error;
 	}
-	pthread_setname_np(in->thread, "mqk-inbound");
 	return in;
 error:
 	inbound__close(in);

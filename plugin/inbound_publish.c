@@ -13,6 +13,7 @@
  * mosquitto 2.0 raises no MOSQ_EVT_MESSAGE for what a plugin publishes, so an outbound
  * route (even "#") never sends these back to Kafka (test_inbound.py checks it).
  */
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -52,7 +53,10 @@ size_t inbound__tick(struct mqk_handoff *h, const struct mqk_inbound_config *ic,
 {
 	static struct mqk_ratelimit rl_skipped; /* mosquitto's thread's */
 	size_t count;
-	struct mqk_command *cmd = handoff__take(h, max, &count);
+	struct mqk_command *cmd;
+
+	atomic_fetch_add_explicit(&h->ticks, 1, memory_order_relaxed);
+	cmd = handoff__take(h, max, &count);
 
 	for (size_t i = 0; i < count; i++) {
 		/* Read before the state is set: from then on the inbound thread may free it. */
@@ -62,6 +66,9 @@ size_t inbound__tick(struct mqk_handoff *h, const struct mqk_inbound_config *ic,
 		const struct mqk_inbound_route *r = m->route >= 0 ? &ic->routes[m->route] : NULL;
 		const char *cause = cmd->reason ? cmd->reason : bad_topic(cmd->topic);
 
+		/* inbound.c gives a record no route only with a reason ("no inbound route for
+		   its topic"), so one without a cause has its route. */
+		assert(r != NULL || cmd->reason != NULL);
 		if (cause == NULL) {
 			/* The payload stays the record's: mosquitto gets a copy. */
 			if (deliver__publish(NULL, cmd->topic, rkm->len, rkm->payload, r->qos,

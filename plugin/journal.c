@@ -57,6 +57,11 @@
  * with one writer at each end: mosquitto's thread appends (publishing `last` with
  * release), the Kafka thread removes from `first`. The spare segment, which both may
  * make, is handed over under `lock`; that lock is taken once per segment.
+ *
+ * Errors, one convention. A step on the disk (making, mapping, listing, syncing files)
+ * returns 0 or an errno value, which its caller logs or counts (journal_errors); any other
+ * step returns 0 or -1 (out of memory, not valid), and a step of journal__open writes the
+ * cause into errstr. A step that fails releases what it took (goto cleanup).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -610,16 +615,23 @@ void journal__sync(struct mqk_journal *j, struct mqk_segment *s, uint64_t head)
 
 /* ---- opening: what earlier runs left ------------------------------------------------ */
 
-/* The segment files in dir, by number. Returns their count, or -1. */
-static int list_segments(struct mqk_journal *j, uint64_t **numbers)
+/* The segment files in dir, by number, into *numbers (malloc'd, the caller's) and *count.
+   0, or an errno value. */
+static int list_segments(struct mqk_journal *j, uint64_t **numbers, int *count)
 {
-	DIR *d = fdopendir(dup(j->dir_fd));
+	int fd = dup(j->dir_fd);
+	DIR *d = fd < 0 ? NULL : fdopendir(fd);
 	struct dirent *de;
 	int n = 0, cap = 0;
 
 	*numbers = NULL;
+	*count = 0;
 	if (d == NULL) {
-		return -1;
+		int err = errno;
+		if (fd >= 0) {
+			close(fd);
+		}
+		return err;
 	}
 	while ((de = readdir(d)) != NULL) {
 		size_t len = strlen(de->d_name);
@@ -636,7 +648,7 @@ static int list_segments(struct mqk_journal *j, uint64_t **numbers)
 			uint64_t *grown = realloc(*numbers, (size_t)cap * sizeof(**numbers));
 			if (grown == NULL) {
 				closedir(d);
-				return -1;
+				return ENOMEM;
 			}
 			*numbers = grown;
 		}
@@ -651,7 +663,8 @@ static int list_segments(struct mqk_journal *j, uint64_t **numbers)
 		}
 		(*numbers)[b + 1] = v;
 	}
-	return n;
+	*count = n;
+	return 0;
 }
 
 /* Maps an existing segment file. 0, or an errno value. */
@@ -890,102 +903,138 @@ static void unwritable_hint(const char *dir, int err, char *hint, size_t hint_si
 }
 
 /* Reads the segments earlier runs left. 0, or -1 with errstr. */
+/* What read_segments has found so far: the replay range and its size. */
+struct replay_scan {
+	uint64_t acked;	   /* the state file's acknowledged position */
+	uint64_t from;	   /* the first position to send again; UINT64_MAX: none yet */
+	uint64_t head;	   /* where the last kept segment ends */
+	uint64_t replayed; /* records to send */
+	uint64_t bytes;	   /* their bytes */
+};
+
+/* What read_segment did with one segment file. */
+enum segment_read {
+	SEGMENT_KEPT,	   /* *s holds it, with entries to send */
+	SEGMENT_SKIPPED,   /* unreadable (left alone) or nothing to send (removed) */
+	SEGMENT_NO_MEMORY, /* nothing kept, *s released */
+};
+
+/* Reads segment file number into *s and adopts its entries not yet in Kafka. */
+static enum segment_read read_segment(struct mqk_journal *j, uint64_t number,
+				      struct replay_scan *r, struct mqk_segment *s)
+{
+	struct mqk_journal_scan scan;
+	char name[64];
+	int err;
+
+	segment_name(name, sizeof(name), number);
+	err = map_existing(j, number, s);
+	if (err != 0) {
+		log__printf(MOSQ_LOG_ERR, "journal: cannot read %s/%s: %s: left alone", j->dir,
+			    name, strerror(err));
+		unmap(s);
+		return SEGMENT_SKIPPED;
+	}
+	if (s->map == NULL || journal__scan_image(s->map, s->size, &scan) != 0 ||
+	    scan.number != number) {
+		/* Never started (a spare), or not a segment: nothing in it to send. */
+		drop_segment_file(j, s);
+		return SEGMENT_SKIPPED;
+	}
+	s->start = scan.start;
+	atomic_init(&s->end, scan.start + scan.end);
+	if (scan.torn) {
+		log__printf(MOSQ_LOG_WARNING,
+			    "journal: %s/%s: the bytes at offset %zu are not a whole entry "
+			    "(a crash mid-write, or damage): cut off there; the %" PRIu64
+			    " entries before it are kept",
+			    j->dir, name, scan.end, scan.entries);
+	}
+	if (scan.start + scan.end <= r->acked || scan.entries == 0) {
+		drop_segment_file(j, s); /* all in Kafka already */
+		return SEGMENT_SKIPPED;
+	}
+	if (scan.boot_us != j->origin->boot_us) {
+		s->origin = malloc(sizeof(*s->origin));
+		if (s->origin == NULL) {
+			goto no_memory;
+		}
+		record__origin_init(s->origin, scan.broker_id, scan.boot_us);
+		/* broker_id points into the map, which outlives the origin. */
+	}
+	if (r->from == UINT64_MAX) {
+		r->from = r->acked > scan.start ? boundary_at_or_before(s, &scan, r->acked)
+						: scan.start;
+	}
+	int64_t adopted = adopt_entries(j, s, &scan, r->from);
+	if (adopted < 0) {
+		goto no_memory;
+	}
+	r->replayed += (uint64_t)adopted;
+	r->bytes += scan.start + scan.end - (r->from > scan.start ? r->from : scan.start);
+	r->head = scan.start + scan.end;
+	return SEGMENT_KEPT;
+
+no_memory:
+	unmap(s); /* frees s->origin too */
+	return SEGMENT_NO_MEMORY;
+}
+
+/* Reads what earlier runs left: the segments with entries to send, in order, and the
+   replay range. 0, or -1 with errstr. */
 static int read_segments(struct mqk_journal *j, char *errstr, size_t errstr_size)
 {
 	uint64_t *numbers = NULL;
-	int n = list_segments(j, &numbers);
+	int n = 0, err = list_segments(j, &numbers, &n);
 	uint64_t acked = atomic_load(&j->state->acked);
-	uint64_t head = acked, from = UINT64_MAX, replayed = 0, bytes = 0, max_number = 0;
-	uint64_t count = 0;
+	struct replay_scan r = {.acked = acked, .from = UINT64_MAX, .head = acked};
+	uint64_t max_number = 0, count = 0;
+	int rc = -1;
 
-	if (n < 0) {
+	if (err != 0) {
 		snprintf(errstr, errstr_size, "journal_dir: cannot read %s: %s", j->dir,
-			 strerror(errno));
-		return -1;
+			 strerror(err));
+		goto out;
 	}
 	j->seg_cap = j->max_segments + (uint64_t)n + 2;
 	j->segs = calloc(j->seg_cap, sizeof(*j->segs));
 	if (j->segs == NULL) {
-		free(numbers);
-		snprintf(errstr, errstr_size, "out of memory");
-		return -1;
+		goto no_memory;
 	}
 	for (int i = 0; i < n; i++) {
 		struct mqk_segment s;
-		struct mqk_journal_scan scan;
-		char name[64];
-		int err;
-
 		max_number = numbers[i] > max_number ? numbers[i] : max_number;
-		segment_name(name, sizeof(name), numbers[i]);
-		err = map_existing(j, numbers[i], &s);
-		if (err != 0) {
-			log__printf(MOSQ_LOG_ERR, "journal: cannot read %s/%s: %s: left alone",
-				    j->dir, name, strerror(err));
-			unmap(&s);
-			continue;
+		switch (read_segment(j, numbers[i], &r, &s)) {
+		case SEGMENT_KEPT:
+			*seg_at(j, count++) = s;
+			break;
+		case SEGMENT_SKIPPED:
+			break;
+		case SEGMENT_NO_MEMORY:
+			goto no_memory;
 		}
-		if (s.map == NULL || journal__scan_image(s.map, s.size, &scan) != 0 ||
-		    scan.number != numbers[i]) {
-			/* Never started (a spare), or not a segment: nothing in it to send. */
-			drop_segment_file(j, &s);
-			continue;
-		}
-		s.start = scan.start;
-		atomic_init(&s.end, scan.start + scan.end);
-		if (scan.torn) {
-			log__printf(MOSQ_LOG_WARNING,
-				    "journal: %s/%s: the bytes at offset %zu are not a whole entry "
-				    "(a crash mid-write, or damage): cut off there; the %" PRIu64
-				    " entries before it are kept",
-				    j->dir, name, scan.end, scan.entries);
-		}
-		if (scan.start + scan.end <= acked || scan.entries == 0) {
-			drop_segment_file(j, &s); /* all in Kafka already */
-			continue;
-		}
-		if (scan.boot_us != j->origin->boot_us) {
-			s.origin = malloc(sizeof(*s.origin));
-			if (s.origin == NULL) {
-				unmap(&s);
-				free(numbers);
-				snprintf(errstr, errstr_size, "out of memory");
-				return -1;
-			}
-			record__origin_init(s.origin, scan.broker_id, scan.boot_us);
-			/* broker_id points into the map, which outlives the origin. */
-		}
-		if (from == UINT64_MAX) {
-			from = acked > scan.start ? boundary_at_or_before(&s, &scan, acked)
-						  : scan.start;
-		}
-		int64_t adopted = adopt_entries(j, &s, &scan, from);
-		if (adopted < 0) {
-			unmap(&s);
-			free(numbers);
-			snprintf(errstr, errstr_size, "out of memory");
-			return -1;
-		}
-		replayed += (uint64_t)adopted;
-		bytes += scan.start + scan.end - (from > scan.start ? from : scan.start);
-		head = scan.start + scan.end;
-		*seg_at(j, count++) = s;
 	}
-	free(numbers);
 	atomic_init(&j->first, 0);
 	atomic_init(&j->last, count);
 	atomic_init(&j->next_number, max_number + 1);
-	j->replay_from = from == UINT64_MAX ? head : from;
-	j->replay_to = head;
+	j->replay_from = r.from == UINT64_MAX ? r.head : r.from;
+	j->replay_to = r.head;
 	j->acked = j->replay_from;
-	atomic_store(&j->ctr->replayed, replayed);
-	if (replayed > 0) {
+	atomic_store(&j->ctr->replayed, r.replayed);
+	if (r.replayed > 0) {
 		log__printf(MOSQ_LOG_NOTICE,
 			    "journal: replaying %" PRIu64 " records (%" PRIu64
 			    " bytes) from %s: they go to Kafka before new ones",
-			    replayed, bytes, j->dir);
+			    r.replayed, r.bytes, j->dir);
 	}
-	return 0;
+	rc = 0;
+	goto out;
+
+no_memory:
+	snprintf(errstr, errstr_size, "out of memory");
+out:
+	free(numbers);
+	return rc;
 }
 
 struct mqk_journal *journal__open(const struct mqk_config *cfg, const struct mqk_origin *origin,

@@ -318,3 +318,17 @@ const char *kafka_conf__explain(int err, const char *reason, const char **check)
 	*check = "check security.protocol and the ssl.* properties";
 	return "Kafka TLS handshake failed";
 }
+
+void kafka_conf__log_error(struct mqk_ratelimit *rl_known, struct mqk_ratelimit *rl_other,
+			   const char *who, const char *meanwhile, int err, const char *reason)
+{
+	const char *check, *cause = kafka_conf__explain(err, reason, &check);
+
+	if (cause != NULL) {
+		log__deferred_ratelimited(rl_known, MOSQ_LOG_ERR, "%s%s: %s (%s); %s", who, cause,
+					  reason, check, meanwhile);
+		return;
+	}
+	log__deferred_ratelimited(rl_other, MOSQ_LOG_WARNING, "%sKafka: %s (%s)", who, reason,
+				  rd_kafka_err2name((rd_kafka_resp_err_t)err));
+}

@@ -440,17 +440,14 @@ struct mqk_metrics *metrics__new(const struct mqk_config *cfg, struct mqk_buffer
 		/* node-exporter reads only *.prom: the temporary file is not read half-written. */
 		snprintf(m->textfile_tmp, n, "%s.tmp", cfg->metrics_textfile);
 		m->textfile_interval_s = cfg->stats_interval > 0 ? cfg->stats_interval : 10;
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		m->textfile_started =
-			pthread_create(&m->textfile_thread, NULL, textfile_thread, m) == 0;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		m->textfile_started = mqk_thread_start(&m->textfile_thread, textfile_thread, m,
+						       "mqk-textfile");
 		if (!m->textfile_started) {
 			snprintf(errstr, errstr_size,
 				 "plugin_opt_metrics_textfile: cannot start its thread");
 			metrics__free(m);
 			return NULL;
 		}
-		pthread_setname_np(m->textfile_thread, "mqk-textfile");
 		log__printf(MOSQ_LOG_NOTICE, "metrics: written to %s every %d s", m->textfile,
 			    m->textfile_interval_s);
 	}
@@ -479,59 +476,40 @@ struct render_ctx {
 	const struct mqk_config *cfg;
 	const char *broker;
 	bool commands_on;
-	size_t index[5]; /* the next counter of each family */
 };
 
 /* stats__each_counter's callback: one counter's HELP, TYPE and samples. */
-static void render_counter(void *arg, const char *sys_topic, const char *metric, const char *help,
-			   bool per_route)
+static void render_counter(void *arg, const struct mqk_counter_info *k)
 {
 	struct render_ctx *x = arg;
 	struct mqk_bytes *out = x->out;
+	const char *metric = k->metric;
 	char name[64];
 
-	(void)sys_topic;
-	if (per_route) {
-		size_t i = x->index[0]++;
-		bytes__printf(out, "# HELP %s %s\n# TYPE %s counter\n%s{broker=\"%s\"} %llu\n",
-			      metric, help, metric, metric, x->broker,
-			      (unsigned long long)stats__route_counter(&x->st->totals, i));
-		/* mosquitto_kafka_<c>_total -> mosquitto_kafka_route_<c>_total */
-		char rmetric[160];
-		snprintf(rmetric, sizeof(rmetric), "mosquitto_kafka_route_%s",
-			 metric + strlen("mosquitto_kafka_"));
-		bytes__printf(out, "# HELP %s Per route: %s\n# TYPE %s counter\n", rmetric, help,
-			      rmetric);
-		for (int k = 0; k < routes__in_force_count(x->cfg); k++) {
-			int r = routes__in_force(x->cfg, k);
-			struct mqk_counters c;
-			routes__counters(x->cfg, r, &c);
-			bytes__printf(out, "%s{broker=\"%s\",route=\"%s\"} %llu\n", rmetric,
-				      x->broker, label(x->cfg->routes[r].name, name, sizeof(name)),
-				      (unsigned long long)stats__route_counter(&c, i));
-		}
+	if ((k->family == MQK_COUNTERS_COMMAND && !x->commands_on) ||
+	    (k->family == MQK_COUNTERS_INBOUND && x->cfg->inbound.count == 0)) {
 		return;
 	}
-	uint64_t v;
-	if (!strncmp(metric, "mosquitto_kafka_journal_", 24)) {
-		v = stats__journal_counter(&x->st->journal, x->index[2]++);
-	} else if (!strncmp(metric, "mosquitto_kafka_commands_", 25)) {
-		size_t i = x->index[3]++;
-		if (!x->commands_on) {
-			return;
-		}
-		v = stats__command_counter(&x->st->commands, i);
-	} else if (!strncmp(metric, "mosquitto_kafka_inbound_", 24)) {
-		size_t i = x->index[4]++;
-		if (x->cfg->inbound.count == 0) {
-			return;
-		}
-		v = stats__inbound_counter(&x->st->inbound, i);
-	} else {
-		v = stats__message_counter(x->st, x->index[1]++);
-	}
 	bytes__printf(out, "# HELP %s %s\n# TYPE %s counter\n%s{broker=\"%s\"} %llu\n", metric,
-		      help, metric, metric, x->broker, (unsigned long long)v);
+		      k->help, metric, metric, x->broker,
+		      (unsigned long long)stats__value(x->st, k->family, k->index));
+	if (k->family != MQK_COUNTERS_ROUTE) {
+		return;
+	}
+	/* mosquitto_kafka_<c>_total -> mosquitto_kafka_route_<c>_total */
+	char rmetric[160];
+	snprintf(rmetric, sizeof(rmetric), "mosquitto_kafka_route_%s",
+		 metric + strlen("mosquitto_kafka_"));
+	bytes__printf(out, "# HELP %s Per route: %s\n# TYPE %s counter\n", rmetric, k->help,
+		      rmetric);
+	for (int i = 0; i < routes__in_force_count(x->cfg); i++) {
+		int r = routes__in_force(x->cfg, i);
+		struct mqk_counters c;
+		routes__counters(x->cfg, r, &c);
+		bytes__printf(out, "%s{broker=\"%s\",route=\"%s\"} %llu\n", rmetric, x->broker,
+			      label(x->cfg->routes[r].name, name, sizeof(name)),
+			      (unsigned long long)stats__route_counter(&c, k->index));
+	}
 }
 
 static void gauge(struct mqk_bytes *out, const char *metric, const char *help, const char *broker,
@@ -567,7 +545,7 @@ int metrics__render(struct mqk_metrics *m, const struct mqk_stats *st, const str
 		      "# HELP mosquitto_kafka_in_flight Records in librdkafka: produced - "
 		      "delivered - failed.\n# TYPE mosquitto_kafka_in_flight gauge\n"
 		      "mosquitto_kafka_in_flight{broker=\"%s\"} %llu\n",
-		      broker, (unsigned long long)producer__in_flight(&st->totals));
+		      broker, (unsigned long long)counters__in_flight(&st->totals));
 	bytes__printf(out, "# HELP mosquitto_kafka_route_in_flight Per route: records in "
 			   "librdkafka.\n# TYPE mosquitto_kafka_route_in_flight gauge\n");
 	for (int k = 0; k < routes__in_force_count(cfg); k++) {
@@ -577,7 +555,7 @@ int metrics__render(struct mqk_metrics *m, const struct mqk_stats *st, const str
 		bytes__printf(out,
 			      "mosquitto_kafka_route_in_flight{broker=\"%s\",route=\"%s\"} %llu\n",
 			      broker, label(cfg->routes[r].name, name, sizeof(name)),
-			      (unsigned long long)producer__in_flight(&c));
+			      (unsigned long long)counters__in_flight(&c));
 	}
 	gauge(out, "mosquitto_kafka_buffer_used_bytes",
 	      "Bytes in the journal (or memory buffer): records not yet acknowledged by Kafka.",

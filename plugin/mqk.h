@@ -41,6 +41,7 @@
 #define MQK_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -141,10 +142,12 @@ enum mqk_format {
 };
 
 /*
- * The counters, one list per family: each X(name, help) gives a struct field, its $SYS
- * topic (.../<name>), its Prometheus metric (mosquitto_kafka_<name>_total, HELP text
- * help) and its word in the shutdown summary (stats.c, metrics.c). README's Counters
- * table lists exactly these (ctest readme_counters).
+ * The counters, one list per family: each X(name, help) gives a struct field (an
+ * atomic_uint_least64_t), its $SYS topic (.../<name>), its Prometheus metric
+ * (mosquitto_kafka_<name>_total, HELP text help) and its word in the shutdown summary.
+ * stats.c turns the lists into one table (families[]: names, HELP, offsets, prefixes) that
+ * the $SYS topics, the summary, the getters and metrics.c read. README's Counters table
+ * lists exactly these (ctest readme_counters).
  *
  * MQK_ROUTE_COUNTERS: per route ($SYS .../routes/<name>/<name>, label route) and the
  * totals. Each has one writer, but refused: mosquitto's thread for matched, buffer_full
@@ -164,7 +167,7 @@ enum mqk_format {
 	X(dropped_oldest, "overflow drop_oldest: records dropped to make room.")                   \
 	X(rejected, "overflow reject: QoS 1/2 PUBLISHes refused (the client sends them again).")
 
-/* Totals only, mosquitto's thread's plain integers (struct mqk_stats). */
+/* Totals only (fields of struct mqk_stats); mosquitto's thread is their one writer. */
 #define MQK_MESSAGE_COUNTERS(X)                                                                    \
 	X(received, "MESSAGE events seen.")                                                        \
 	X(unrouted, "Messages no route matched.")                                                  \
@@ -213,6 +216,34 @@ static inline int64_t mqk_realtime_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A clock for intervals and deadlines in ms (CLOCK_MONOTONIC: no jumps). */
+static inline int64_t mqk_monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Starts one of the plugin's threads (named for top -H and perf) with every signal
+ * blocked: it inherits the mask, so signals stay mosquitto's business. true when started.
+ */
+static inline bool mqk_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg,
+				    const char *name)
+{
+	sigset_t all, old;
+	bool started;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	started = pthread_create(thread, NULL, fn, arg) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (started) {
+		pthread_setname_np(*thread, name);
+	}
+	return started;
+}
+
 static inline void counter__inc(atomic_uint_least64_t *c)
 {
 	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
@@ -228,6 +259,13 @@ static inline void counter__dec(atomic_uint_least64_t *c)
 static inline uint64_t counter__get(const atomic_uint_least64_t *c)
 {
 	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+/* Records librdkafka holds, not yet reported: produced - delivered - failed ($SYS
+ * .../in_flight, the gauge mosquitto_kafka_in_flight; the producer's drain waits on it). */
+static inline uint64_t counters__in_flight(const struct mqk_counters *c)
+{
+	return counter__get(&c->produced) - counter__get(&c->delivered) - counter__get(&c->failed);
 }
 
 /* A route filter's shape, found once (route__classify): the common ones are matched
@@ -493,6 +531,15 @@ void kafka_conf__warn(const struct mqk_config *cfg);
  * *check set to what to check; NULL for other errors. Any thread.
  */
 const char *kafka_conf__explain(int err, const char *reason, const char **check);
+/*
+ * An error_cb's log line, through the mailbox (any of librdkafka's threads): a cause
+ * kafka_conf__explain knows at ERR, "<who><cause>: <reason> (<check>); <meanwhile>",
+ * rate-limited by rl_known; any other at WARNING, "<who>Kafka: <reason> (<code>)", by
+ * rl_other. who: "" or "commands: " and the like.
+ */
+struct mqk_ratelimit;
+void kafka_conf__log_error(struct mqk_ratelimit *rl_known, struct mqk_ratelimit *rl_other,
+			   const char *who, const char *meanwhile, int err, const char *reason);
 
 /* ---- routing -------------------------------------------------------------------- */
 
@@ -844,7 +891,7 @@ void capture__read(const struct mqk_entry *e, struct mqk_message *msg);
 /* Kafka thread: frees what the entry owns outside the ring. */
 void capture__discard(struct mqk_buffer *b, struct mqk_entry *e);
 
-/* A Kafka record ready for producer__send. */
+/* A Kafka record ready for the Kafka thread's send (producer.c, send_record). */
 struct mqk_record {
 	const char *topic;     /* expanded name; NULL when rkt is set */
 	rd_kafka_topic_t *rkt; /* the route's static topic, or NULL */
@@ -852,7 +899,7 @@ struct mqk_record {
 	size_t key_len;
 	const void *value; /* never NULL: an empty payload is "" with length 0 */
 	size_t value_len;
-	rd_kafka_headers_t *headers; /* owned by the record until producer__send succeeds */
+	rd_kafka_headers_t *headers; /* owned by the record until librdkafka takes it */
 	int64_t timestamp_ms;
 	struct mqk_route *route; /* delivery reports count against it */
 	struct mqk_entry *entry; /* the buffer entry it was built from (producer.c's) */
@@ -860,7 +907,7 @@ struct mqk_record {
 
 /*
  * Scratch space the record builder reuses from message to message, so that the hot
- * path allocates nothing it can avoid. Owned by the plugin instance (record__scratch_*).
+ * path allocates nothing it can avoid. Owned by the producer (record__scratch_init, _free).
  */
 struct mqk_scratch {
 	char topic[256]; /* an expanded Kafka topic: at most 249 bytes */
@@ -928,7 +975,7 @@ enum mqk_build_error {
 enum mqk_build_error record__build(struct mqk_record *rec, struct mqk_route *route,
 				   const struct mqk_message *msg, uint64_t seq,
 				   const struct mqk_origin *origin, struct mqk_scratch *scratch);
-/* Frees what record__build allocated that producer__send did not take. */
+/* Frees what record__build allocated that librdkafka did not take (send_record). */
 void record__discard(struct mqk_record *rec);
 
 /*
@@ -955,8 +1002,6 @@ struct mqk_producer;
 struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_buffer *buf,
 				   const struct mqk_origin *origin, struct mqk_counters *totals,
 				   char *errstr, size_t errstr_size);
-/* Records librdkafka holds, not yet reported: produced - delivered - failed. */
-uint64_t producer__in_flight(const struct mqk_counters *c);
 /*
  * Lets the Kafka thread produce what the buffer holds, waits for librdkafka to deliver
  * it, all within timeout_ms; gives up on the rest (counted as failed; a journal keeps
@@ -1018,9 +1063,10 @@ enum mqk_cmd_state {
 
 /*
  * One command record on its way to a device. One allocation: the struct, then
- * client_id and topic. Owned by the hand-off queue from handoff__push to
- * handoff__release; while its state is MQK_CMD_QUEUED after handoff__take, mosquitto's
- * thread may read it and set its state (once, with release order).
+ * client_id and topic. Owned by the hand-off queue from handoff__push until its thread
+ * takes it off with handoff__pop (and frees it with its rkm); while its state is
+ * MQK_CMD_QUEUED after handoff__take, mosquitto's thread may read it and set its state
+ * (once, with release order).
  */
 struct mqk_command {
 	struct mqk_command *next;
@@ -1055,7 +1101,8 @@ struct mqk_handoff {
 	size_t count;             /* commands in the queue */
 	atomic_bool pending;      /* next != NULL: lets the TICK skip the lock */
 	struct mqk_presence_event *events, *events_tail; /* for the commands thread */
-	atomic_uint_least64_t ticks; /* TICKs seen: the commands thread checks they come */
+	atomic_uint_least64_t ticks; /* TICKs seen (deliver__tick, inbound__tick): the commands
+					thread checks they come */
 	int wake_fd; /* eventfd the commands thread sleeps on (also librdkafka's queues') */
 };
 
@@ -1244,8 +1291,9 @@ struct mqk_inbound_counters {
  */
 struct mqk_inbound_msg {
 	struct mqk_command cmd;
-	int route; /* index in cfg->inbound.routes */
-	char cause[96]; /* cmd.reason points here when the cause names a header */
+	int route;      /* index in cfg->inbound.routes; -1 (no route for its Kafka topic)
+			   only with cmd.reason set: a record without a reason has its route */
+	char cause[96]; /* cmd.reason points here (a cause of inbound.c's) */
 };
 
 struct mqk_inbound;
@@ -1279,8 +1327,7 @@ struct mqk_stats {
 	struct mqk_cmd_counters commands;    /* all zero when commands are off */
 	struct mqk_journal_counters journal; /* all zero in memory durability */
 	struct mqk_inbound_counters inbound; /* all zero without inbound routes */
-#define MQK_PLAIN_FIELD(name, help) uint64_t name;
-	MQK_MESSAGE_COUNTERS(MQK_PLAIN_FIELD) /* mosquitto's thread's */
+	MQK_MESSAGE_COUNTERS(MQK_COUNTER_FIELD) /* mosquitto's thread's, counter__inc */
 	time_t next_publish;
 	char **topics; /* the $SYS topic of each published value, built once */
 	int topic_count;
@@ -1293,25 +1340,31 @@ int stats__routes_changed(struct mqk_stats *st, const struct mqk_config *cfg);
 /* Publishes the counters under $SYS/broker/kafka when stats_interval has passed. */
 void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 		 size_t buffered_bytes);
-/*
- * The routes changed (cfg->routes swapped on mosquitto's thread): rebuilds the $SYS
- * topics for the new routes. The counters live in the routes. 0, or -1 (out of memory).
- */
-int stats__routes_changed(struct mqk_stats *st, const struct mqk_config *cfg);
-/*
- * Calls fn once per counter of the lists in this header, in order: its $SYS topic (per
- * route: the totals' topic; routes have .../routes/<name>/<counter>), its Prometheus
- * metric (per route: also mosquitto_kafka_route_<counter>_total), HELP text.
- */
-void stats__each_counter(void (*fn)(void *arg, const char *sys_topic, const char *metric,
-				    const char *help, bool per_route),
-			 void *arg);
-/* The i-th counter of each list (in the list's order), for stats.c and metrics.c. */
+/* The counter lists of this header, in the order stats__each_counter visits them. */
+enum mqk_counter_family {
+	MQK_COUNTERS_MESSAGE, /* MQK_MESSAGE_COUNTERS: struct mqk_stats's own fields */
+	MQK_COUNTERS_ROUTE,   /* MQK_ROUTE_COUNTERS: totals (stats.totals) and per route */
+	MQK_COUNTERS_JOURNAL, /* MQK_JOURNAL_COUNTERS: stats.journal */
+	MQK_COUNTERS_COMMAND, /* MQK_COMMAND_COUNTERS: stats.commands */
+	MQK_COUNTERS_INBOUND, /* MQK_INBOUND_COUNTERS: stats.inbound */
+	MQK_COUNTER_FAMILIES
+};
+/* One counter, as stats__each_counter hands it to its callback (strings valid during it). */
+struct mqk_counter_info {
+	enum mqk_counter_family family;
+	size_t index;	       /* in its list: for stats__value, stats__route_counter */
+	const char *help;      /* the list's HELP text */
+	const char *sys_topic; /* $SYS/broker/kafka/...: per route, the totals' topic (routes
+				  have .../routes/<name>/<counter>) */
+	const char *metric;    /* mosquitto_kafka_..._total (per route, also
+				  mosquitto_kafka_route_<counter>_total) */
+};
+/* Calls fn once per counter of the lists in this header, family by family, in order. */
+void stats__each_counter(void (*fn)(void *arg, const struct mqk_counter_info *counter), void *arg);
+/* The i-th counter of family f's totals in st (in the list's order). */
+uint64_t stats__value(const struct mqk_stats *st, enum mqk_counter_family f, size_t i);
+/* The i-th counter of MQK_ROUTE_COUNTERS in c (a route's, or the totals). */
 uint64_t stats__route_counter(const struct mqk_counters *c, size_t i);
-uint64_t stats__message_counter(const struct mqk_stats *st, size_t i);
-uint64_t stats__journal_counter(const struct mqk_journal_counters *c, size_t i);
-uint64_t stats__command_counter(const struct mqk_cmd_counters *c, size_t i);
-uint64_t stats__inbound_counter(const struct mqk_inbound_counters *c, size_t i);
 /* Logs the totals and each route's counters (at shutdown). */
 void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg);
 void stats__free(struct mqk_stats *st);

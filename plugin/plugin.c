@@ -224,7 +224,7 @@ static int on_message(int event, void *event_data, void *userdata)
 	int count;
 
 	(void)event;
-	pl->stats.received++;
+	counter__inc(&pl->stats.received);
 	struct mqk_message msg = {
 		.topic = ev->topic,
 		.client_id = mosquitto_client_id(ev->client),
@@ -241,10 +241,10 @@ static int on_message(int event, void *event_data, void *userdata)
 	case MQK_FORWARD:
 		break;
 	case MQK_NO_ROUTE:
-		pl->stats.unrouted++;
+		counter__inc(&pl->stats.unrouted);
 		return MOSQ_ERR_SUCCESS;
 	case MQK_EXCLUDED:
-		pl->stats.excluded++;
+		counter__inc(&pl->stats.excluded);
 		return MOSQ_ERR_SUCCESS;
 	case MQK_RESERVED:
 		return MOSQ_ERR_SUCCESS;
@@ -265,7 +265,8 @@ static int on_message(int event, void *event_data, void *userdata)
 		journal__sync(pl->journal, pl->buffer.wseg, pl->buffer.head_local);
 	}
 	/*
-	 * overflow reject: no PUBACK/PUBREC, the connection closed (docs/journal-facts.md):
+	 * overflow reject: no PUBACK/PUBREC, the connection closed (docs/journal.md, overflow;
+	 * measured in docs/mosquitto-2.0.21.md, rows 7 and 8):
 	 * a client with a persistent session sends it again. (MOSQ_ERR_ACL_DENIED would
 	 * give v3.1.1 clients a PUBACK: a loss that looks like success.)
 	 */
@@ -335,9 +336,8 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 
 	(void)event;
 	log__drain();
-	if (pl->clients != NULL) {
-		clients__disconnected(pl->clients, ev->client, client_gone, pl);
-	}
+	/* Registered with commands only (register_callbacks), which come with pl->clients. */
+	clients__disconnected(pl->clients, ev->client, client_gone, pl);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -407,16 +407,14 @@ static int on_tick(int event, void *event_data, void *userdata)
 	log__drain();
 	if (pl->commands != NULL) {
 		struct mqk_handoff *h = commands__handoff(pl->commands);
-		atomic_fetch_add_explicit(&h->ticks, 1, memory_order_relaxed);
 		/* First who came since the last TICK: a command for them may be queued. */
 		clients__tick(pl->clients, client_came, pl);
 		deliver__tick(h, &pl->cfg.commands, pl->clients, &pl->stats.commands,
 			      DELIVER_PER_TICK);
 	}
 	if (pl->inbound != NULL) {
-		struct mqk_handoff *h = inbound__handoff(pl->inbound);
-		atomic_fetch_add_explicit(&h->ticks, 1, memory_order_relaxed);
-		inbound__tick(h, &pl->cfg.inbound, &pl->stats.inbound, INBOUND_PER_TICK);
+		inbound__tick(inbound__handoff(pl->inbound), &pl->cfg.inbound, &pl->stats.inbound,
+			      INBOUND_PER_TICK);
 	}
 	time_t now = time(NULL);
 	/* routes_file: one stat() a second at most. */

@@ -44,7 +44,6 @@
  * (and librdkafka fails it as above if the topic is still missing).
  */
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,13 +133,6 @@ static const struct {
 	{"queue.buffering.max.messages", "10000"},
 };
 
-static int64_t monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The errors librdkafka fails a record with when its topic does not exist. */
 static bool topic_is_missing(rd_kafka_resp_err_t err)
 {
@@ -170,7 +162,7 @@ static void topic_missing(struct mqk_producer *p, const struct mqk_route *route,
 				  route->name, topic);
 	/* Created once, deleted since? Created again, CREATE_RETRY_MS from now at the earliest. */
 	if (topics__get(&p->topics, topic, &retry_at) && retry_at == 0) {
-		topics__put(&p->topics, topic, monotonic_ms() + CREATE_RETRY_MS);
+		topics__put(&p->topics, topic, mqk_monotonic_ms() + CREATE_RETRY_MS);
 	}
 }
 
@@ -258,17 +250,11 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		p->fatal = true; /* the Kafka thread replaces the producer (recover()) */
 		return;
 	}
-	const char *check, *cause = kafka_conf__explain(err, reason, &check);
-	if (cause != NULL) {
-		log__deferred_ratelimited(&p->rl_security, MOSQ_LOG_ERR,
-					  "%s: %s (%s); records wait in the %s until Kafka takes "
-					  "them",
-					  cause, reason, check,
-					  p->buf->journal != NULL ? "journal" : "buffer");
-		return;
-	}
-	log__deferred_ratelimited(&p->rl_error, MOSQ_LOG_WARNING, "Kafka: %s (%s)", reason,
-				  rd_kafka_err2name((rd_kafka_resp_err_t)err));
+	kafka_conf__log_error(&p->rl_security, &p->rl_error, "",
+			      p->buf->journal != NULL
+				      ? "records wait in the journal until Kafka takes them"
+				      : "records wait in the buffer until Kafka takes them",
+			      err, reason);
 }
 
 static rd_kafka_conf_t *build_conf(struct mqk_producer *p, struct mqk_config *cfg, char *errstr,
@@ -325,7 +311,7 @@ error:
 static rd_kafka_resp_err_t create_topic(struct mqk_producer *p, const char *name, char *why,
 					size_t why_size)
 {
-	int64_t deadline = monotonic_ms() + CREATE_TIMEOUT_MS + 2 * CREATE_POLL_MS;
+	int64_t deadline = mqk_monotonic_ms() + CREATE_TIMEOUT_MS + 2 * CREATE_POLL_MS;
 	rd_kafka_NewTopic_t *nt;
 	rd_kafka_AdminOptions_t *opts;
 	rd_kafka_queue_t *q;
@@ -361,7 +347,7 @@ static rd_kafka_resp_err_t create_topic(struct mqk_producer *p, const char *name
 		if (ev != NULL) {
 			break;
 		}
-		int64_t now = monotonic_ms();
+		int64_t now = mqk_monotonic_ms();
 		if (now >= deadline ||
 		    (atomic_load(&p->stop) && now >= atomic_load(&p->deadline_ms))) {
 			break;
@@ -409,7 +395,7 @@ static void ensure_topic(struct mqk_producer *p, const struct mqk_route *route, 
 		return;
 	}
 	if (topics__get(&p->topics, name, &retry_at) &&
-	    (retry_at == 0 || monotonic_ms() < retry_at)) {
+	    (retry_at == 0 || mqk_monotonic_ms() < retry_at)) {
 		return;
 	}
 	err = create_topic(p, name, why, sizeof(why));
@@ -437,7 +423,7 @@ static void ensure_topic(struct mqk_producer *p, const struct mqk_route *route, 
 	}
 	bool exists =
 		err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS;
-	switch (topics__put(&p->topics, name, exists ? 0 : monotonic_ms() + CREATE_RETRY_MS)) {
+	switch (topics__put(&p->topics, name, exists ? 0 : mqk_monotonic_ms() + CREATE_RETRY_MS)) {
 	case 1:
 		log__deferred(MOSQ_LOG_NOTICE,
 			      "%d Kafka topic names known: forgotten, each is checked again "
@@ -711,7 +697,7 @@ static void recover(struct mqk_producer *p)
 	rd_kafka_fatal_error(p->rk, reason, sizeof(reason));
 	/* The records librdkafka holds come back through delivery reports (on_delivery). */
 	rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-	for (int i = 0; i < 50 && producer__in_flight(p->totals) > 0; i++) {
+	for (int i = 0; i < 50 && counters__in_flight(p->totals) > 0; i++) {
 		rd_kafka_poll(p->rk, 100);
 	}
 	destroy_handle(p);
@@ -810,10 +796,10 @@ static void make_room(struct mqk_producer *p)
 	if (!asked && !buffer__nearly_full(b)) {
 		return;
 	}
-	if (producer__in_flight(p->totals) > 0) {
+	if (counters__in_flight(p->totals) > 0) {
 		rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE);
 		for (int i = 0;
-		     i < 10 && rd_kafka_outq_len(p->rk) > 0 && producer__in_flight(p->totals) > 0;
+		     i < 10 && rd_kafka_outq_len(p->rk) > 0 && counters__in_flight(p->totals) > 0;
 		     i++) {
 			rd_kafka_poll(p->rk, 10);
 		}
@@ -868,17 +854,17 @@ static void *kafka_thread(void *arg)
 		}
 		if (p->buf->journal != NULL) {
 			journal__housekeeping(p->buf->journal, p->buf->tail_local,
-					      atomic_load(&p->buf->head), monotonic_ms());
+					      atomic_load(&p->buf->head), mqk_monotonic_ms());
 		}
 		if (atomic_load(&p->stop)) {
 			if (buffer__all_sent(p->buf)) {
 				break;
 			}
-			if (monotonic_ms() >= atomic_load(&p->deadline_ms)) {
+			if (mqk_monotonic_ms() >= atomic_load(&p->deadline_ms)) {
 				break; /* what is left is counted by producer__close */
 			}
 		}
-		int64_t now = monotonic_ms();
+		int64_t now = mqk_monotonic_ms();
 		if (had_work) {
 			last_work = now;
 		}
@@ -898,7 +884,6 @@ struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_buffer *bu
 				   char *errstr, size_t errstr_size)
 {
 	struct mqk_producer *p = calloc(1, sizeof(*p));
-	sigset_t all, old;
 
 	if (p == NULL || record__scratch_init(&p->scratch)) {
 		snprintf(errstr, errstr_size, "out of memory");
@@ -916,28 +901,18 @@ struct mqk_producer *producer__new(struct mqk_config *cfg, struct mqk_buffer *bu
 		return NULL;
 	}
 
-	/* The thread inherits this mask: signals stay mosquitto's business. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	p->thread_started = pthread_create(&p->thread, NULL, kafka_thread, p) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	p->thread_started = mqk_thread_start(&p->thread, kafka_thread, p, "mqk-kafka");
 	if (!p->thread_started) {
 		snprintf(errstr, errstr_size, "cannot start the Kafka thread");
 		producer__close(p, 0);
 		return NULL;
 	}
-	pthread_setname_np(p->thread, "mqk-kafka"); /* for top -H, perf */
 	return p;
-}
-
-uint64_t producer__in_flight(const struct mqk_counters *c)
-{
-	return counter__get(&c->produced) - counter__get(&c->delivered) - counter__get(&c->failed);
 }
 
 int producer__close(struct mqk_producer *p, int timeout_ms)
 {
-	int64_t deadline = monotonic_ms() + timeout_ms;
+	int64_t deadline = mqk_monotonic_ms() + timeout_ms;
 	uint64_t left = 0;
 
 	if (p == NULL) {
@@ -952,10 +927,10 @@ int producer__close(struct mqk_producer *p, int timeout_ms)
 	}
 	/* From here on mosquitto's thread serves librdkafka's main queue. */
 	if (p->rk) {
-		int64_t remaining = deadline - monotonic_ms();
+		int64_t remaining = deadline - mqk_monotonic_ms();
 		rd_kafka_flush(p->rk, remaining > 0 ? (int)remaining : 0);
 		release_settled(p); /* the journal's acknowledged position: buf->tail_local */
-		left = producer__in_flight(p->totals);
+		left = counters__in_flight(p->totals);
 		if (left > 0) {
 			/* What Kafka did not take in time: reported as failed (purged), and lost.
 			 */

@@ -10,7 +10,12 @@
  * reload that changed the routes. A route's counters are those of every definition of
  * its name (reload.c), so they keep counting when a reload changes it. At shutdown they
  * are logged.
+ *
+ * Threads. Every counter is an atomic_uint_least64_t written by one thread (mqk.h names
+ * which: mosquitto's, the Kafka thread, the commands or the inbound thread; refused by
+ * two, with atomic_fetch_add); this file reads them relaxed on mosquitto's thread.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,132 +26,169 @@
 #include "mosquitto_kafka.h"
 #include "mqk.h"
 
-#define NAME(name, help) #name,
-static const char *const counter_names[] = {MQK_ROUTE_COUNTERS(NAME)};
-static const char *const command_names[] = {MQK_COMMAND_COUNTERS(NAME)};
-static const char *const journal_names[] = {MQK_JOURNAL_COUNTERS(NAME)};
-static const char *const message_names[] = {MQK_MESSAGE_COUNTERS(NAME)};
-static const char *const inbound_names[] = {MQK_INBOUND_COUNTERS(NAME)};
-#undef NAME
-#define N_INBOUND_COUNTERS (sizeof(inbound_names) / sizeof(inbound_names[0]))
-#define N_COUNTERS (sizeof(counter_names) / sizeof(counter_names[0]))
-#define N_COMMAND_COUNTERS (sizeof(command_names) / sizeof(command_names[0]))
-#define N_JOURNAL_COUNTERS (sizeof(journal_names) / sizeof(journal_names[0]))
-#define N_MESSAGE_COUNTERS (sizeof(message_names) / sizeof(message_names[0]))
-/* Per scope (totals, then each route): the counters, then in_flight. */
-#define PER_SCOPE (N_COUNTERS + 1)
-/* Totals only: the message counters, buffered_bytes, the journal's. */
-#define TOTALS_ONLY (N_MESSAGE_COUNTERS + 1 + N_JOURNAL_COUNTERS)
+/*
+ * The counter families, one table: each list of mqk.h gives its counters' names, HELP
+ * texts and places (offsets in the family's struct); a family says where its struct is
+ * in struct mqk_stats and how its $SYS topics, metrics and summary line are prefixed.
+ * The $SYS topics, the getters, the summary and metrics.c read only this table.
+ */
+struct counter_def {
+	const char *name;
+	const char *help;
+	size_t offset; /* of its atomic_uint_least64_t in the family's struct */
+};
 
-#define FIELD(name, help) &c->name,
-uint64_t stats__command_counter(const struct mqk_cmd_counters *c, size_t i)
+#define DEF(type, name, help) {#name, help, offsetof(type, name)},
+#define MESSAGE_DEF(name, help) DEF(struct mqk_stats, name, help)
+#define ROUTE_DEF(name, help) DEF(struct mqk_counters, name, help)
+#define JOURNAL_DEF(name, help) DEF(struct mqk_journal_counters, name, help)
+#define COMMAND_DEF(name, help) DEF(struct mqk_cmd_counters, name, help)
+#define INBOUND_DEF(name, help) DEF(struct mqk_inbound_counters, name, help)
+static const struct counter_def message_defs[] = {MQK_MESSAGE_COUNTERS(MESSAGE_DEF)};
+static const struct counter_def route_defs[] = {MQK_ROUTE_COUNTERS(ROUTE_DEF)};
+static const struct counter_def journal_defs[] = {MQK_JOURNAL_COUNTERS(JOURNAL_DEF)};
+static const struct counter_def command_defs[] = {MQK_COMMAND_COUNTERS(COMMAND_DEF)};
+static const struct counter_def inbound_defs[] = {MQK_INBOUND_COUNTERS(INBOUND_DEF)};
+#undef DEF
+#undef MESSAGE_DEF
+#undef ROUTE_DEF
+#undef JOURNAL_DEF
+#undef COMMAND_DEF
+#undef INBOUND_DEF
+
+#define LIST(defs) defs, sizeof(defs) / sizeof(defs[0])
+static const struct family {
+	size_t base;		   /* of the family's struct in struct mqk_stats (the totals) */
+	const char *sys_prefix;	   /* $SYS/broker/kafka/<sys_prefix><name> */
+	const char *metric_prefix; /* mosquitto_kafka_<metric_prefix><name>_total */
+	const char *label;	   /* its line in the shutdown summary */
+	const struct counter_def *defs;
+	size_t count;
+} families[MQK_COUNTER_FAMILIES] = {
+	[MQK_COUNTERS_MESSAGE] = {0, "", "", "totals", LIST(message_defs)},
+	[MQK_COUNTERS_ROUTE] = {offsetof(struct mqk_stats, totals), "", "", "totals",
+				LIST(route_defs)},
+	[MQK_COUNTERS_JOURNAL] = {offsetof(struct mqk_stats, journal), "journal_", "journal_",
+				  "journal", LIST(journal_defs)},
+	[MQK_COUNTERS_COMMAND] = {offsetof(struct mqk_stats, commands), "commands/", "commands_",
+				  "commands", LIST(command_defs)},
+	[MQK_COUNTERS_INBOUND] = {offsetof(struct mqk_stats, inbound), "inbound/", "inbound_",
+				  "inbound", LIST(inbound_defs)},
+};
+#undef LIST
+
+/* The i-th counter of family f in its struct at base. */
+static uint64_t value_at(const void *base, enum mqk_counter_family f, size_t i)
 {
-	const atomic_uint_least64_t *fields[] = {MQK_COMMAND_COUNTERS(FIELD)};
-	return counter__get(fields[i]);
+	return counter__get(
+		(const atomic_uint_least64_t *)((const char *)base + families[f].defs[i].offset));
 }
 
-uint64_t stats__inbound_counter(const struct mqk_inbound_counters *c, size_t i)
+/* Family f's struct of totals in st. */
+static const void *totals_of(const struct mqk_stats *st, enum mqk_counter_family f)
 {
-	const atomic_uint_least64_t *fields[] = {MQK_INBOUND_COUNTERS(FIELD)};
-	return counter__get(fields[i]);
+	return (const char *)st + families[f].base;
+}
+
+uint64_t stats__value(const struct mqk_stats *st, enum mqk_counter_family f, size_t i)
+{
+	return value_at(totals_of(st, f), f, i);
 }
 
 uint64_t stats__route_counter(const struct mqk_counters *c, size_t i)
 {
-	const atomic_uint_least64_t *fields[] = {MQK_ROUTE_COUNTERS(FIELD)};
-	return counter__get(fields[i]);
+	return value_at(c, MQK_COUNTERS_ROUTE, i);
 }
 
-uint64_t stats__journal_counter(const struct mqk_journal_counters *c, size_t i)
-{
-	const atomic_uint_least64_t *fields[] = {MQK_JOURNAL_COUNTERS(FIELD)};
-	return counter__get(fields[i]);
-}
-#undef FIELD
-
-uint64_t stats__message_counter(const struct mqk_stats *st, size_t i)
-{
-#define FIELD(name, help) st->name,
-	const uint64_t values[] = {MQK_MESSAGE_COUNTERS(FIELD)};
-#undef FIELD
-	return values[i];
-}
-
-void stats__each_counter(void (*fn)(void *arg, const char *sys_topic, const char *metric,
-				    const char *help, bool per_route),
-			 void *arg)
+void stats__each_counter(void (*fn)(void *arg, const struct mqk_counter_info *counter), void *arg)
 {
 	char topic[128], metric[128];
-#define EMIT(name, help, prefix, mprefix, per_route)                                               \
-	do {                                                                                       \
-		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/%s%s", prefix, #name);             \
-		snprintf(metric, sizeof(metric), "mosquitto_kafka_%s%s_total", mprefix, #name);    \
-		fn(arg, topic, metric, help, per_route);                                           \
-	} while (0);
-#define X(name, help) EMIT(name, help, "", "", false)
-	MQK_MESSAGE_COUNTERS(X)
-#undef X
-#define X(name, help) EMIT(name, help, "", "", true)
-	MQK_ROUTE_COUNTERS(X)
-#undef X
-#define X(name, help) EMIT(name, help, "journal_", "journal_", false)
-	MQK_JOURNAL_COUNTERS(X)
-#undef X
-#define X(name, help) EMIT(name, help, "commands/", "commands_", false)
-	MQK_COMMAND_COUNTERS(X)
-#undef X
-#define X(name, help) EMIT(name, help, "inbound/", "inbound_", false)
-	MQK_INBOUND_COUNTERS(X)
-#undef X
-#undef EMIT
+
+	for (int f = 0; f < MQK_COUNTER_FAMILIES; f++) {
+		const struct family *fam = &families[f];
+		for (size_t i = 0; i < fam->count; i++) {
+			snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/%s%s", fam->sys_prefix,
+				 fam->defs[i].name);
+			snprintf(metric, sizeof(metric), "mosquitto_kafka_%s%s_total",
+				 fam->metric_prefix, fam->defs[i].name);
+			struct mqk_counter_info c = {.family = (enum mqk_counter_family)f,
+						     .index = i,
+						     .help = fam->defs[i].help,
+						     .sys_topic = topic,
+						     .metric = metric};
+			fn(arg, &c);
+		}
+	}
+}
+
+/* Whether family f is shown ($SYS, the summary) with cfg: the command path's with commands
+   on, the inbound path's with inbound routes, the others always. */
+static bool shown(const struct mqk_config *cfg, enum mqk_counter_family f)
+{
+	return (f != MQK_COUNTERS_COMMAND || cfg->commands.mode != MQK_CMD_OFF) &&
+	       (f != MQK_COUNTERS_INBOUND || cfg->inbound.count > 0);
+}
+
+/*
+ * The $SYS values, in this order (build_topics and stats__tick): the message counters,
+ * buffered_bytes, the journal's; per scope (the totals, then each route in force) the
+ * route counters and in_flight; then the command path's and the inbound path's when shown.
+ */
+#define PER_SCOPE (families[MQK_COUNTERS_ROUTE].count + 1)
+#define TOTALS_ONLY                                                                                \
+	(families[MQK_COUNTERS_MESSAGE].count + 1 + families[MQK_COUNTERS_JOURNAL].count)
+
+/* Appends scope/<prefix><name> to st->topics; NULL (checked by the caller) if no memory. */
+static void add_topic(struct mqk_stats *st, int *n, const char *scope, const char *prefix,
+		      const char *name)
+{
+	char topic[256];
+
+	snprintf(topic, sizeof(topic), "%s/%s%s", scope, prefix, name);
+	st->topics[(*n)++] = strdup(topic);
+}
+
+static void add_family(struct mqk_stats *st, int *n, const char *scope, enum mqk_counter_family f)
+{
+	for (size_t i = 0; i < families[f].count; i++) {
+		add_topic(st, n, scope, families[f].sys_prefix, families[f].defs[i].name);
+	}
 }
 
 /* Builds the $SYS topic strings for cfg's routes into st->topics (replacing any). */
 static int build_topics(struct mqk_stats *st, const struct mqk_config *cfg)
 {
 	int n = 0;
-	char topic[256];
 
 	for (int i = 0; i < st->topic_count && st->topics; i++) {
 		free(st->topics[i]);
 	}
 	free(st->topics);
-	st->topic_count = (int)TOTALS_ONLY + (int)PER_SCOPE * (1 + routes__in_force_count(cfg)) +
-			  (cfg->commands.mode != MQK_CMD_OFF ? (int)N_COMMAND_COUNTERS : 0) +
-			  (cfg->inbound.count > 0 ? (int)N_INBOUND_COUNTERS : 0);
+	st->topic_count = (int)TOTALS_ONLY + (int)PER_SCOPE * (1 + routes__in_force_count(cfg));
+	for (int f = MQK_COUNTERS_COMMAND; f <= MQK_COUNTERS_INBOUND; f++) {
+		st->topic_count += shown(cfg, f) ? (int)families[f].count : 0;
+	}
 	st->topics = calloc((size_t)st->topic_count, sizeof(char *));
 	if (st->topics == NULL) {
 		st->topic_count = 0;
 		return -1;
 	}
-	for (size_t i = 0; i < N_MESSAGE_COUNTERS; i++) {
-		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/%s", message_names[i]);
-		st->topics[n++] = strdup(topic);
-	}
-	st->topics[n++] = strdup(MQK_SYS_PREFIX "/buffered_bytes");
-	for (size_t i = 0; i < N_JOURNAL_COUNTERS; i++) {
-		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/journal_%s", journal_names[i]);
-		st->topics[n++] = strdup(topic);
-	}
+	add_family(st, &n, MQK_SYS_PREFIX, MQK_COUNTERS_MESSAGE);
+	add_topic(st, &n, MQK_SYS_PREFIX, "", "buffered_bytes");
+	add_family(st, &n, MQK_SYS_PREFIX, MQK_COUNTERS_JOURNAL);
 	for (int r = -1; r < routes__in_force_count(cfg); r++) {
 		char scope[128] = MQK_SYS_PREFIX;
 		if (r >= 0) {
 			snprintf(scope, sizeof(scope), MQK_SYS_PREFIX "/routes/%s",
 				 cfg->routes[routes__in_force(cfg, r)].name);
 		}
-		for (size_t i = 0; i < PER_SCOPE; i++) {
-			snprintf(topic, sizeof(topic), "%s/%s", scope,
-				 i < N_COUNTERS ? counter_names[i] : "in_flight");
-			st->topics[n++] = strdup(topic);
+		add_family(st, &n, scope, MQK_COUNTERS_ROUTE);
+		add_topic(st, &n, scope, "", "in_flight");
+	}
+	for (int f = MQK_COUNTERS_COMMAND; f <= MQK_COUNTERS_INBOUND; f++) {
+		if (shown(cfg, f)) {
+			add_family(st, &n, MQK_SYS_PREFIX, f);
 		}
-	}
-	for (size_t i = 0; cfg->commands.mode != MQK_CMD_OFF && i < N_COMMAND_COUNTERS; i++) {
-		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/commands/%s", command_names[i]);
-		st->topics[n++] = strdup(topic);
-	}
-	for (size_t i = 0; cfg->inbound.count > 0 && i < N_INBOUND_COUNTERS; i++) {
-		snprintf(topic, sizeof(topic), MQK_SYS_PREFIX "/inbound/%s", inbound_names[i]);
-		st->topics[n++] = strdup(topic);
 	}
 	for (int i = 0; i < n; i++) {
 		if (st->topics[i] == NULL) {
@@ -181,12 +223,18 @@ static void publish(const char *topic, uint64_t value)
 	deliver__publish(NULL, topic, len, payload, 0, true, NULL);
 }
 
-static void publish_scope(char **topics, const struct mqk_counters *c)
+/* Publishes family f's counters of the struct at base under the next topics of *t. */
+static void publish_family(char ***t, const void *base, enum mqk_counter_family f)
 {
-	for (size_t i = 0; i < N_COUNTERS; i++) {
-		publish(topics[i], stats__route_counter(c, i));
+	for (size_t i = 0; i < families[f].count; i++) {
+		publish(*(*t)++, value_at(base, f, i));
 	}
-	publish(topics[N_COUNTERS], producer__in_flight(c));
+}
+
+static void publish_scope(char ***t, const struct mqk_counters *c)
+{
+	publish_family(t, c, MQK_COUNTERS_ROUTE);
+	publish(*(*t)++, counters__in_flight(c));
 }
 
 void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
@@ -198,96 +246,62 @@ void stats__tick(struct mqk_stats *st, const struct mqk_config *cfg, time_t now,
 		return;
 	}
 	st->next_publish = now + cfg->stats_interval;
-	for (size_t i = 0; i < N_MESSAGE_COUNTERS; i++) {
-		publish(*t++, stats__message_counter(st, i));
-	}
+	publish_family(&t, totals_of(st, MQK_COUNTERS_MESSAGE), MQK_COUNTERS_MESSAGE);
 	publish(*t++, buffered_bytes);
-	for (size_t i = 0; i < N_JOURNAL_COUNTERS; i++) {
-		publish(*t++, stats__journal_counter(&st->journal, i));
-	}
-	t = st->topics;
-	publish_scope(t + TOTALS_ONLY, &st->totals);
+	publish_family(&t, totals_of(st, MQK_COUNTERS_JOURNAL), MQK_COUNTERS_JOURNAL);
+	publish_scope(&t, &st->totals);
 	for (int r = 0; r < routes__in_force_count(cfg); r++) {
 		struct mqk_counters c;
 		routes__counters(cfg, routes__in_force(cfg, r), &c);
-		publish_scope(t + TOTALS_ONLY + PER_SCOPE * (size_t)(r + 1), &c);
+		publish_scope(&t, &c);
 	}
-	t += TOTALS_ONLY + PER_SCOPE * (size_t)(routes__in_force_count(cfg) + 1);
-	if (cfg->commands.mode != MQK_CMD_OFF) {
-		for (size_t i = 0; i < N_COMMAND_COUNTERS; i++) {
-			publish(t[i], stats__command_counter(&st->commands, i));
+	for (int f = MQK_COUNTERS_COMMAND; f <= MQK_COUNTERS_INBOUND; f++) {
+		if (shown(cfg, f)) {
+			publish_family(&t, totals_of(st, f), f);
 		}
-		t += N_COMMAND_COUNTERS;
-	}
-	for (size_t i = 0; cfg->inbound.count > 0 && i < N_INBOUND_COUNTERS; i++) {
-		publish(t[i], stats__inbound_counter(&st->inbound, i));
 	}
 }
 
-static void log_scope(const char *scope, const struct mqk_counters *c)
+/* Logs "<label>: <name> <value>, ..." for family f's counters of the struct at base; with
+   in_flight (a route scope), ", in_flight <n>" last. */
+static void log_family(const char *label, const void *base, enum mqk_counter_family f,
+		       bool in_flight)
 {
 	char line[512];
 	size_t len = 0;
 
-	for (size_t i = 0; i < N_COUNTERS; i++) {
-		len += (size_t)snprintf(line + len, sizeof(line) - len, "%s %llu, ",
-					counter_names[i],
-					(unsigned long long)stats__route_counter(c, i));
+	for (size_t i = 0; i < families[f].count && len < sizeof(line); i++) {
+		len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s %llu", i ? ", " : "",
+					families[f].defs[i].name,
+					(unsigned long long)value_at(base, f, i));
 	}
-	log__printf(MOSQ_LOG_NOTICE, "%s: %sin_flight %llu", scope, line,
-		    (unsigned long long)producer__in_flight(c));
+	if (in_flight && len < sizeof(line)) {
+		snprintf(line + len, sizeof(line) - len, ", in_flight %llu",
+			 (unsigned long long)counters__in_flight(base));
+	}
+	log__printf(MOSQ_LOG_NOTICE, "%s: %s", label, line);
 }
 
 void stats__log_summary(const struct mqk_stats *st, const struct mqk_config *cfg)
 {
 	char scope[128];
 
-	char line[512];
-	size_t len = 0;
-
-	for (size_t i = 0; i < N_MESSAGE_COUNTERS; i++) {
-		len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s %llu", i ? ", " : "",
-					message_names[i],
-					(unsigned long long)stats__message_counter(st, i));
-	}
-	log__printf(MOSQ_LOG_NOTICE, "totals: %s", line);
-	log_scope("totals", &st->totals);
+	log_family("totals", totals_of(st, MQK_COUNTERS_MESSAGE), MQK_COUNTERS_MESSAGE, false);
+	log_family("totals", &st->totals, MQK_COUNTERS_ROUTE, true);
 	if (cfg->durability == MQK_DURABILITY_JOURNAL) {
-		len = 0;
-		for (size_t i = 0; i < N_JOURNAL_COUNTERS; i++) {
-			len += (size_t)snprintf(
-				line + len, sizeof(line) - len, "%s%s %llu", i ? ", " : "",
-				journal_names[i],
-				(unsigned long long)stats__journal_counter(&st->journal, i));
-		}
-		log__printf(MOSQ_LOG_NOTICE, "journal: %s", line);
+		log_family("journal", &st->journal, MQK_COUNTERS_JOURNAL, false);
 	}
 	for (int r = 0; r < routes__in_force_count(cfg); r++) {
 		struct mqk_counters c;
 		routes__counters(cfg, routes__in_force(cfg, r), &c);
 		snprintf(scope, sizeof(scope), "route %s",
 			 cfg->routes[routes__in_force(cfg, r)].name);
-		log_scope(scope, &c);
+		log_family(scope, &c, MQK_COUNTERS_ROUTE, true);
 	}
-	if (cfg->commands.mode != MQK_CMD_OFF) {
-		len = 0;
-		for (size_t i = 0; i < N_COMMAND_COUNTERS; i++) {
-			len += (size_t)snprintf(
-				line + len, sizeof(line) - len, "%s%s %llu", i ? ", " : "",
-				command_names[i],
-				(unsigned long long)stats__command_counter(&st->commands, i));
+	for (int f = MQK_COUNTERS_COMMAND; f <= MQK_COUNTERS_INBOUND; f++) {
+		if (shown(cfg, f)) {
+			log_family(families[f].label, totals_of(st, f), f, false);
 		}
-		log__printf(MOSQ_LOG_NOTICE, "commands: %s", line);
-	}
-	if (cfg->inbound.count > 0) {
-		len = 0;
-		for (size_t i = 0; i < N_INBOUND_COUNTERS; i++) {
-			len += (size_t)snprintf(
-				line + len, sizeof(line) - len, "%s%s %llu", i ? ", " : "",
-				inbound_names[i],
-				(unsigned long long)stats__inbound_counter(&st->inbound, i));
-		}
-		log__printf(MOSQ_LOG_NOTICE, "inbound: %s", line);
 	}
 }
 

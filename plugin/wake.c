@@ -51,13 +51,6 @@
 /* Whose connection, in log lines and option names: "commands" or "inbound". */
 #define WHO(w) ((w)->who ? (w)->who : "commands")
 
-static int64_t monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void random_hex(char *out, size_t bytes)
 {
 	unsigned char r[32];
@@ -68,7 +61,7 @@ static void random_hex(char *out, size_t bytes)
 		if (n <= 0) {
 			/* Not expected on Linux >= 3.17; still unpredictable enough for an id. */
 			for (; got < bytes; got++) {
-				r[got] = (unsigned char)(rand() ^ (int)monotonic_ms());
+				r[got] = (unsigned char)(rand() ^ (int)mqk_monotonic_ms());
 			}
 			break;
 		}
@@ -84,7 +77,7 @@ int wake__init(struct mqk_wake *w, const char *spec, char *errstr, size_t errstr
 	memset(w, 0, sizeof(*w));
 	w->fd = -1;
 	/* Listeners open after plugin init: no warning before they had time to. */
-	w->quiet_until_ms = monotonic_ms() + QUIET_MS;
+	w->quiet_until_ms = mqk_monotonic_ms() + QUIET_MS;
 	strcpy(w->client_id, "mqk-wake-");
 	random_hex(w->client_id + strlen(w->client_id), 8);
 	random_hex(w->password, 16);
@@ -429,7 +422,7 @@ static int connect_named(struct mqk_wake *w)
 
 static void try_connect(struct mqk_wake *w)
 {
-	int64_t now = monotonic_ms();
+	int64_t now = mqk_monotonic_ms();
 
 	if (now < w->next_try_ms) {
 		return;
@@ -470,7 +463,7 @@ static bool send_pingreq(struct mqk_wake *w)
 
 	if (send(w->fd, pingreq, sizeof(pingreq), MSG_NOSIGNAL | MSG_DONTWAIT) ==
 	    (ssize_t)sizeof(pingreq)) {
-		w->last_send_ms = monotonic_ms();
+		w->last_send_ms = mqk_monotonic_ms();
 		return true;
 	}
 	if (errno != EAGAIN && errno != EWOULDBLOCK) {
@@ -482,7 +475,7 @@ static bool send_pingreq(struct mqk_wake *w)
 void wake__keepalive(struct mqk_wake *w)
 {
 	if (w->fd >= 0 && w->keepalive_s > 0 &&
-	    monotonic_ms() - w->last_send_ms >= (int64_t)w->keepalive_s * 500) {
+	    mqk_monotonic_ms() - w->last_send_ms >= (int64_t)w->keepalive_s * 500) {
 		send_pingreq(w);
 	}
 }
@@ -523,7 +516,7 @@ void wake__close(struct mqk_wake *w)
 {
 	if (w->fd >= 0) {
 		/* Mosquitto closes it when it stops: no warning unless it stays away. */
-		w->quiet_until_ms = monotonic_ms() + QUIET_MS;
+		w->quiet_until_ms = mqk_monotonic_ms() + QUIET_MS;
 		close(w->fd);
 		w->fd = -1;
 	}

@@ -8,11 +8,11 @@
 
 #include "mqk.h"
 
-static void print(void *arg, const char *sys_topic, const char *metric, const char *help,
-		  bool per_route)
+static void print(void *arg, const struct mqk_counter_info *c)
 {
 	(void)arg;
-	printf("%s %s %s %s\n", sys_topic, metric, per_route ? "route" : "total", help);
+	printf("%s %s %s %s\n", c->sys_topic, c->metric,
+	       c->family == MQK_COUNTERS_ROUTE ? "route" : "total", c->help);
 }
 
 int main(void)

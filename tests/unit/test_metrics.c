@@ -232,17 +232,16 @@ struct seen {
 	char first[128], last[128];
 };
 
-static void count(void *arg, const char *sys_topic, const char *metric, const char *help,
-		  bool per_route)
+static void count(void *arg, const struct mqk_counter_info *c)
 {
 	struct seen *s = arg;
-	assert_non_null(help);
-	assert_int_equal(strncmp(metric, "mosquitto_kafka_", 16), 0);
+	assert_non_null(c->help);
+	assert_int_equal(strncmp(c->metric, "mosquitto_kafka_", 16), 0);
 	if (s->total++ == 0) {
-		snprintf(s->first, sizeof(s->first), "%s %s", sys_topic, metric);
+		snprintf(s->first, sizeof(s->first), "%s %s", c->sys_topic, c->metric);
 	}
-	snprintf(s->last, sizeof(s->last), "%s %s", sys_topic, metric);
-	s->per_route += per_route;
+	snprintf(s->last, sizeof(s->last), "%s %s", c->sys_topic, c->metric);
+	s->per_route += c->family == MQK_COUNTERS_ROUTE;
 }
 
 static void test_counter_lists(void **state)

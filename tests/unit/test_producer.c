@@ -108,7 +108,7 @@ static void test_all_delivered(void **state)
 	publish(pl, 0, 20000);
 	assert_int_equal(wait_delivered(pl, 20000), 20000);
 	assert_int_equal(counter__get(&pl->stats.totals.failed), 0);
-	assert_int_equal(producer__in_flight(&pl->stats.totals), 0);
+	assert_int_equal(counters__in_flight(&pl->stats.totals), 0);
 	for (int i = 0; i < 100 && buffer__used(&pl->buffer) > 0; i++) {
 		usleep(10000); /* the Kafka thread releases settled entries after its poll */
 	}
@@ -142,7 +142,7 @@ static void test_fatal_error_recovered(void **state)
 	assert_int_equal(wait_delivered(pl, 10000), 10000);
 	assert_int_equal(counter__get(&pl->stats.totals.failed), 0);
 	assert_int_equal(counter__get(&pl->stats.totals.produced), 10000);
-	assert_int_equal(producer__in_flight(&pl->stats.totals), 0);
+	assert_int_equal(counters__in_flight(&pl->stats.totals), 0);
 	const struct fake_log_line *l = fake_log_find("replaced the Kafka producer after a fatal");
 	assert_non_null(l);
 	print_message("%s\n", l->text);
