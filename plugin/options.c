@@ -927,7 +927,7 @@ static const struct option_spec options[] = {
 	 .commands_table = true,
 	 .doc = "One group per broker, so each reads every partition. A new group starts at the "
 		"topic's end. redistribute: one group for the cluster (give every broker the "
-		"same), and `<commands_group>-<broker_id>` for the broker's back-channel and "
+		"same, no `{broker}` in it), and `<commands_group>-<broker_id>` for the broker's back-channel and "
 		"presence consumer."},
 	{"commands_target", parse_text, FIELD(commands.target), .needs = NEEDS_COMMANDS,
 	 .valid = is_target, .is_not = "key or header:<name>", .value = "key|header:<name>",
@@ -1255,6 +1255,12 @@ static int check_mode_topics(const struct mqk_cmd_config *cc, char *errstr, size
 		     "group: leave {broker} out of it (each broker's own topic is "
 		     "commands_topic_broker)",
 		     cc->topic);
+	}
+	if (redistribute && cc->group != NULL && strstr(cc->group, "{broker}")) {
+		FAIL("commands_group: '%s': in redistribute mode the brokers share one group: "
+		     "leave {broker} out of it (each broker's own group is "
+		     "<commands_group>-<broker_id>)",
+		     cc->group);
 	}
 	if (redistribute && cc->broker_topic != NULL && !strstr(cc->broker_topic, "{broker}")) {
 		FAIL("commands_topic_broker: '%s': each broker needs a topic of its own: put "

@@ -1343,6 +1343,11 @@ static void test_commands_errors(void **state)
 		     "share one topic and group: leave {broker} out of it (each broker's own topic "
 		     "is commands_topic_broker)");
 	assert_fails(PARSE_BS("commands_topic", "c", "commands_mode", "redistribute",
+			      "commands_group", "g-{broker}"),
+		     "plugin_opt_commands_group: 'g-{broker}': in redistribute mode the brokers "
+		     "share one group: leave {broker} out of it (each broker's own group is "
+		     "<commands_group>-<broker_id>)");
+	assert_fails(PARSE_BS("commands_topic", "c", "commands_mode", "redistribute",
 			      "commands_topic_broker", "c.all"),
 		     "plugin_opt_commands_topic_broker: 'c.all': each broker needs a topic of its "
 		     "own: put {broker} in it, e.g. mqtt-commands.{broker}");
