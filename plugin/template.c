@@ -88,12 +88,14 @@ bool template__wildcard_level(const char *filter, const char *topic, int n, cons
 	}
 }
 
+/* Appends a part. 0, or -1 with "out of memory" in errstr. */
 static int add_part(struct mqk_template *tpl, enum mqk_tpl_kind kind, int level, const char *text,
-		    size_t len)
+		    size_t len, char *errstr, size_t errstr_size)
 {
 	struct mqk_tpl_part *parts =
 		realloc(tpl->parts, sizeof(*parts) * (size_t)(tpl->part_count + 1));
 	if (parts == NULL) {
+		snprintf(errstr, errstr_size, "out of memory");
 		return -1;
 	}
 	tpl->parts = parts;
@@ -123,12 +125,12 @@ static int add_placeholder(struct mqk_template *tpl, const char *name, size_t le
 				 tpl->source, wildcards, wildcards == 1 ? "" : "s");
 			return -1;
 		}
-		return add_part(tpl, MQK_TPL_LEVEL, level, NULL, 0);
+		return add_part(tpl, MQK_TPL_LEVEL, level, NULL, 0, errstr, errstr_size);
 	}
 	for (size_t i = 0; i < sizeof(placeholders) / sizeof(placeholders[0]); i++) {
 		if (strlen(placeholders[i].name) == len &&
 		    !strncmp(placeholders[i].name, name, len)) {
-			return add_part(tpl, placeholders[i].kind, 0, NULL, 0);
+			return add_part(tpl, placeholders[i].kind, 0, NULL, 0, errstr, errstr_size);
 		}
 	}
 	snprintf(errstr, errstr_size,
@@ -182,8 +184,7 @@ int template__compile(struct mqk_template *tpl, const char *source, const char *
 				}
 			}
 		}
-		if (add_part(tpl, MQK_TPL_LITERAL, 0, p, len)) {
-			snprintf(errstr, errstr_size, "out of memory");
+		if (add_part(tpl, MQK_TPL_LITERAL, 0, p, len, errstr, errstr_size)) {
 			goto error;
 		}
 		p += len;
@@ -272,17 +273,17 @@ static int add_inbound_placeholder(struct mqk_template *tpl, const char *name, s
 				   char *errstr, size_t errstr_size)
 {
 	if (len == 3 && !strncmp(name, "key", 3)) {
-		return add_part(tpl, MQK_TPL_KEY, 0, NULL, 0);
+		return add_part(tpl, MQK_TPL_KEY, 0, NULL, 0, errstr, errstr_size);
 	}
 	if (len == 9 && !strncmp(name, "partition", 9)) {
-		return add_part(tpl, MQK_TPL_PARTITION, 0, NULL, 0);
+		return add_part(tpl, MQK_TPL_PARTITION, 0, NULL, 0, errstr, errstr_size);
 	}
 	if (len == 6 && !strncmp(name, "broker", 6)) {
-		return add_part(tpl, MQK_TPL_BROKER, 0, NULL, 0);
+		return add_part(tpl, MQK_TPL_BROKER, 0, NULL, 0, errstr, errstr_size);
 	}
 	if (len > 7 && !strncmp(name, "header:", 7)) {
 		/* The name points into tpl->source; a NUL-terminated copy is made at expansion. */
-		return add_part(tpl, MQK_TPL_HEADER, 0, name + 7, len - 7);
+		return add_part(tpl, MQK_TPL_HEADER, 0, name + 7, len - 7, errstr, errstr_size);
 	}
 	snprintf(errstr, errstr_size,
 		 "unknown placeholder '{%.*s}' in '%s' (use {key}, {partition}, "
@@ -333,8 +334,7 @@ int template__compile_inbound(struct mqk_template *tpl, const char *source, char
 				 "'%s' is not an MQTT topic to publish to: no '+' or '#'", source);
 			goto error;
 		}
-		if (add_part(tpl, MQK_TPL_LITERAL, 0, p, len)) {
-			snprintf(errstr, errstr_size, "out of memory");
+		if (add_part(tpl, MQK_TPL_LITERAL, 0, p, len, errstr, errstr_size)) {
 			goto error;
 		}
 		p += len;
