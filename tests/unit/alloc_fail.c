@@ -26,6 +26,7 @@ void *__real_mosquitto_malloc(size_t size);
 static atomic_long fail_at; /* 0: disarmed */
 static atomic_long count;
 static atomic_bool hit;
+static atomic_bool paused;
 static pthread_t armer;
 
 void alloc_fail_arm(long n)
@@ -34,6 +35,16 @@ void alloc_fail_arm(long n)
 	atomic_store(&count, 0);
 	atomic_store(&hit, false);
 	atomic_store(&fail_at, n);
+}
+
+void alloc_fail_pause(void)
+{
+	atomic_store(&paused, true);
+}
+
+void alloc_fail_resume(void)
+{
+	atomic_store(&paused, false);
 }
 
 void alloc_fail_stop(void)
@@ -56,7 +67,7 @@ static bool fails(void)
 {
 	long at = atomic_load(&fail_at);
 
-	if (at == 0 || !pthread_equal(pthread_self(), armer)) {
+	if (at == 0 || atomic_load(&paused) || !pthread_equal(pthread_self(), armer)) {
 		return false;
 	}
 	if (atomic_fetch_add(&count, 1) + 1 != at) {

@@ -16,6 +16,9 @@
 
 /* The nth allocation from now (1: the next) fails, once; 0 disarms. Counts from zero. */
 void alloc_fail_arm(long n);
+/* Between pause and resume, allocations are neither counted nor failed (a path's set-up). */
+void alloc_fail_pause(void);
+void alloc_fail_resume(void);
 /* Stops counting and failing; what happened stays for alloc_fail_count/_hit. */
 void alloc_fail_stop(void);
 /* Allocations counted since alloc_fail_arm (the failed one included). */

@@ -8,9 +8,11 @@
  * and not crash. Each path prints how many failure points it exercised.
  *
  * Paths: option parsing (options__parse with routes, a routes file, a Kafka properties
- * file, commands, presence, inbound routes), route lines and templates, record building
+ * file, commands, presence, inbound routes), route lines and templates, a routes file's
+ * reload (a failed one changes nothing), record building
  * (capture__props, record__build raw and JSON, envelope__encode), journal open and
- * replay (journal__open, buffer__init_journal on segments an earlier run left), and the
+ * replay (journal__open, buffer__init_journal on segments an earlier run left; a reload's
+ * journal__routes_changed), and the
  * command path's pieces (presence events and records, the connected-clients table,
  * redistribute's hold queue, deliver__publish's copy, commands__new in both modes), and
  * start-up (stats__init, metrics__new and a render, producer__new, inbound__new).
@@ -253,6 +255,63 @@ static int compile_templates(void *arg)
 	return checked(rc, errstr);
 }
 
+static char reload_path[128]; /* the routes file */
+
+static void write_routes(const char *text)
+{
+	char tmp[160];
+
+	snprintf(tmp, sizeof(tmp), "%s.new", reload_path);
+	write_file(tmp, text);
+	assert_int_equal(rename(tmp, reload_path), 0);
+}
+
+/*
+ * routes__reload: a route changed, one added, one removed, the exclude replaced. A failed
+ * reload changes nothing (the routes in force and the excludes stay as they were).
+ */
+static int reload_routes(void *arg)
+{
+	struct mosquitto_opt o[] = {
+		{(char *)"bootstrap_servers", (char *)"k:9092"},
+		{(char *)"durability", (char *)"memory"},
+		{(char *)"route_conf", (char *)"conf/# -> conf"},
+		{(char *)"routes_file", reload_path},
+	};
+	struct mqk_config cfg;
+	struct mqk_reload_result res;
+	char errstr[1024] = "";
+	int rc;
+
+	(void)arg;
+	alloc_fail_pause();
+	memset(&cfg, 0, sizeof(cfg));
+	write_routes("route_keep k/# -> k\nroute_change c/# -> c1\nroute_drop d/# -> d\n"
+		     "exclude k/x/#\n");
+	if (options__parse(&cfg, o, sizeof(o) / sizeof(*o), errstr, sizeof(errstr)) ||
+	    routes__start(&cfg)) {
+		fail_msg("set-up: %s", errstr);
+	}
+	write_routes("route_change c/# -> c2 qos=1\nroute_keep k/# -> k key={topic}\n"
+		     "route_new n/+/x -> n.{1}\nexclude n/x/#\nexclude n/y/#\n");
+	alloc_fail_resume();
+	rc = routes__reload(&cfg, &res, errstr, sizeof(errstr));
+	alloc_fail_pause();
+	if (rc != 0) {
+		assert_int_equal(cfg.active_count, 4);
+		assert_int_equal(cfg.route_count, 4);
+		assert_int_equal(cfg.exclude_count, 1);
+		assert_string_equal(cfg.routes[cfg.active[3]].name, "drop");
+	} else {
+		assert_int_equal(res.added, 1);
+		assert_int_equal(res.removed, 1);
+		assert_int_equal(cfg.exclude_count, 2);
+	}
+	options__free(&cfg);
+	alloc_fail_resume();
+	return checked(rc, errstr);
+}
+
 static void test_routes_and_templates(void **state)
 {
 	static char path[128];
@@ -267,6 +326,8 @@ static void test_routes_and_templates(void **state)
 	run_path("options__parse_route_line", parse_route_lines, NULL, true);
 	run_path("options__read_routes_file", read_routes_file, path, true);
 	run_path("template__compile", compile_templates, NULL, true);
+	snprintf(reload_path, sizeof(reload_path), "%s/reload.conf", base);
+	run_path("routes__reload", reload_routes, NULL, true);
 }
 
 /* ---- record building ----------------------------------------------------------------- */
@@ -433,6 +494,40 @@ static int open_replay(void *arg)
 	return 0;
 }
 
+/* journal__routes_changed (a reload added route definitions): the new segment header. */
+static int journal_routes_changed(void *arg)
+{
+	struct mqk_journal_counters ctr;
+	struct mqk_journal *j;
+	struct mqk_route more[3];
+	struct mqk_config cfg = j_cfg;
+	char errstr[512] = "";
+	uint64_t from, to;
+	int rc;
+
+	(void)arg;
+	memset(&ctr, 0, sizeof(ctr));
+	memset(more, 0, sizeof(more));
+	more[0].name = (char *)"alpha";
+	more[1].name = (char *)"beta";
+	more[2].name = (char *)"gamma";
+	cfg.routes = more;
+	cfg.route_count = 2;
+	alloc_fail_pause();
+	j = journal__open(&cfg, &j_origin, &ctr, errstr, sizeof(errstr));
+	if (j == NULL) {
+		fail_msg("journal__open: %s", errstr);
+	}
+	cfg.route_count = 3;
+	alloc_fail_resume();
+	rc = journal__routes_changed(j);
+	alloc_fail_pause();
+	journal__replay_range(j, &from, &to);
+	journal__close(j, from);
+	alloc_fail_resume();
+	return rc;
+}
+
 static void test_journal(void **state)
 {
 	static char dir[128];
@@ -485,6 +580,7 @@ static void test_journal(void **state)
 	assert_true(to > from);
 	j_replayed = 6000;
 	run_path("journal__open and replay", open_replay, NULL, true);
+	run_path("journal__routes_changed", journal_routes_changed, NULL, true);
 }
 
 /* ---- the command path ---------------------------------------------------------------- */
@@ -763,6 +859,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	alloc_fail_arm(0);
+	alloc_fail_resume();
 	fake_tempdir_remove(base);
 	fake_broker_reset();
 	return 0;
