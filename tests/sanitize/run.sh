@@ -90,7 +90,7 @@ cov=$build/coverage
 (cd "$build" && find . -name '*.gcno' -path '*plugin*') | while read -r f; do
     [ -d "$gcov_prefix$build/$(dirname "$f")" ] && cp "$build/$f" "$gcov_prefix$build/$f"
 done
-lcov_q() { lcov --quiet "$@" 2>>"$cov/lcov.log"; }
+lcov_q() { lcov --quiet "$@" >>"$cov/lcov.log" 2>&1; }
 infos=()
 lcov_q --capture --directory "$build/plugin" --output-file "$cov/unit.info" &&
     infos+=(--add-tracefile "$cov/unit.info")
