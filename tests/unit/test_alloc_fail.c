@@ -81,9 +81,10 @@ static long run_path(const char *name, path_fn path, void *arg, bool check_leaks
 			fail_msg("%s: allocation %ld failing: returned %d", name, n, rc);
 		}
 		if (check_leaks && alloc_fail_leaked()) {
-			fail_msg("%s: allocation %ld failing: memory leaked (LeakSanitizer's report "
-				 "above)",
-				 name, n);
+			fail_msg(
+				"%s: allocation %ld failing: memory leaked (LeakSanitizer's report "
+				"above)",
+				name, n);
 		}
 		if (!hit) {
 			if (rc != 0) {
@@ -94,12 +95,11 @@ static long run_path(const char *name, path_fn path, void *arg, bool check_leaks
 		}
 		failed += rc != 0;
 	}
-	print_message("%s: %ld failure points exercised (%d clean errors, %ld coped with)\n",
-		      name, n - 1, failed, n - 1 - failed);
+	print_message("%s: %ld failure points exercised (%d clean errors, %ld coped with)\n", name,
+		      n - 1, failed, n - 1 - failed);
 	assert_true(n > 1);
 	return n - 1;
 }
-
 
 /* An errstr filled on failure: the cause is named. */
 static int checked(int rc, const char *errstr)
@@ -368,8 +368,8 @@ static int build_records(void *arg)
 	/* Every route: raw with a key, JSON envelope (binary payload: base64), dynamic topic. */
 	rc = 0;
 	for (int r = 0; r < rec_cfg.route_count; r++) {
-		enum mqk_build_error e = record__build(&rec, &rec_cfg.routes[r], &msg, 41 + (uint64_t)r,
-						       &origin, &scratch);
+		enum mqk_build_error e = record__build(&rec, &rec_cfg.routes[r], &msg,
+						       41 + (uint64_t)r, &origin, &scratch);
 		if (e == MQK_BUILD_REFUSED) {
 			rc = -1;
 			break;
@@ -377,8 +377,7 @@ static int build_records(void *arg)
 		assert_int_equal(e, MQK_BUILD_OK);
 		record__discard(&rec);
 	}
-	if (rc == 0 &&
-	    envelope__encode(&msg, &origin, "direct", 7, &json, &json_size) < 0) {
+	if (rc == 0 && envelope__encode(&msg, &origin, "direct", 7, &json, &json_size) < 0) {
 		rc = -1;
 	}
 	free(json);
