@@ -10,7 +10,8 @@
 #   nice -n 10 scripts/fuzz-campaign.sh build/fuzz-campaign 10000000   # 10-45 minutes
 #   scripts/fuzz-campaign.sh /tmp/f 100000 /tmp/fuzz.md             # a quick try
 #
-# Environment: MQK_FUZZ_TARGETS="options route" runs only those; CC (default clang).
+# Environment: MQK_FUZZ_TARGETS="options route" runs only those; MQK_FUZZ_MAX_LEN=<bytes>
+# sets libFuzzer's -max_len (default: libFuzzer's own, 4096 here); CC (default clang).
 # Exits non-zero when a target found anything (crash, leak, sanitizer report, timeout).
 # tests/fuzz/README.md says how to reproduce a finding and add it to the corpus.
 set -euo pipefail
@@ -21,6 +22,8 @@ runs=${2:-10000000}
 report=${3:-$src/docs/results/fuzz.md}
 cc=${CC:-clang}
 read -r -a targets <<<"${MQK_FUZZ_TARGETS:-options route template envelope journal}"
+extra=()
+[ -n "${MQK_FUZZ_MAX_LEN:-}" ] && extra+=(-max_len="$MQK_FUZZ_MAX_LEN")
 
 mkdir -p "$dir"
 cmake -S "$src" -B "$dir" -DMQK_FUZZ=ON -DMQK_BUILD_TESTS=OFF -DCMAKE_C_COMPILER="$cc" \
@@ -44,7 +47,7 @@ for t in "${targets[@]}"; do
 	set +e
 	# -timeout: one input taking 10 s is a hang. One process, one worker: libFuzzer's
 	# default (an explicit -jobs=1 would fork a child that logs to ./fuzz-0.log).
-	"$dir/tests/fuzz/fuzz_$t" -runs="$runs" -timeout=10 \
+	"$dir/tests/fuzz/fuzz_$t" -runs="$runs" -timeout=10 ${extra[@]+"${extra[@]}"} \
 		-rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/crashes/$t-" \
 		"$work/corpus/$t" >"$log" 2>&1
 	rc=$?
@@ -87,7 +90,7 @@ done
 		"librdkafka $(pkg-config --modversion rdkafka), mosquitto $(pkg-config --modversion libmosquitto)"
 	echo "- Commit: $(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 	echo "- Command: \`nice -n 10 scripts/fuzz-campaign.sh ${dir#"$src"/} $runs\`, which runs"
-	echo "  for each target \`fuzz_<target> -runs=$runs -timeout=10"
+	echo "  for each target \`fuzz_<target> -runs=$runs -timeout=10 ${extra[*]:-}"
 	echo "  -rss_limit_mb=2048 -print_final_stats=1 <copy of corpus/<target>>\`"
 	echo
 	echo "cov: is libFuzzer's count of code edges (blocks) reached, ft: its count of features"
