@@ -90,7 +90,7 @@ done
 		"librdkafka $(pkg-config --modversion rdkafka), mosquitto $(pkg-config --modversion libmosquitto)"
 	echo "- Commit: $(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 	echo "- Command: \`nice -n 10 scripts/fuzz-campaign.sh ${dir#"$src"/} $runs\`, which runs"
-	echo "  for each target \`fuzz_<target> -runs=$runs -timeout=10 ${extra[*]:-}"
+	echo "  for each target \`fuzz_<target> -runs=$runs -timeout=10${extra[*]:+ ${extra[*]}}"
 	echo "  -rss_limit_mb=2048 -print_final_stats=1 <copy of corpus/<target>>\`"
 	echo
 	echo "cov: is libFuzzer's count of code edges (blocks) reached, ft: its count of features"
