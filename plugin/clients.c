@@ -94,15 +94,16 @@ void clients__free(struct mqk_clients *c)
 	if (c == NULL) {
 		return;
 	}
+	/* Before the table: a pending connection still in it is freed there. */
+	for (size_t i = 0; i < c->pending_count; i++) {
+		if (c->pending[i]->client == NULL) {
+			free(c->pending[i]); /* disconnected, so no longer in the table */
+		}
+	}
 	for (size_t b = 0; c->conns && b < c->conn_buckets; b++) {
 		for (struct conn *x = c->conns[b], *next; x; x = next) {
 			next = x->next;
 			free(x);
-		}
-	}
-	for (size_t i = 0; i < c->pending_count; i++) {
-		if (c->pending[i]->client == NULL) {
-			free(c->pending[i]); /* disconnected, so no longer in the table */
 		}
 	}
 	for (size_t b = 0; c->ids && b < c->id_buckets; b++) {

@@ -111,7 +111,12 @@ static bool add_string(cJSON *obj, const char *name, const char *data, size_t le
 	if (item == NULL) {
 		return false;
 	}
-	return name ? cJSON_AddItemToObject(obj, name, item) : cJSON_AddItemToArray(obj, item);
+	/* Adding to an object copies name: when that fails, item is still ours. */
+	if (!(name ? cJSON_AddItemToObject(obj, name, item) : cJSON_AddItemToArray(obj, item))) {
+		cJSON_Delete(item);
+		return false;
+	}
+	return true;
 }
 
 /*

@@ -19,6 +19,8 @@ packages=(
     librdkafka-dev libcjson-dev libcmocka-dev libxxhash-dev libmicrohttpd-dev
     haproxy kcat
     valgrind gnuplot-nox
+    # plugin/'s line coverage, which the ctest test sanitize reports (tests/sanitize/run.sh).
+    lcov
     # libFuzzer: the default clang's runtime (libclang-rt-14-dev on bookworm, -19- on
     # trixie), through llvm-defaults' metapackage that both releases have.
     clang libclang-rt-dev
