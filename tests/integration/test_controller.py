@@ -410,4 +410,4 @@ def test_command_to_kafka(kafka):
 def test_bad_arguments(args, message):
     out = subprocess.run([CONTROLLER, *args], capture_output=True, text=True, timeout=30)
     assert out.returncode == 1, (args, out.returncode, out.stderr)
-    assert out.stderr.startswith("mqk-controller: ") and message in out.stderr, out.stderr
+    assert out.stderr.startswith("Error: ") and message in out.stderr, out.stderr

@@ -10,7 +10,7 @@ and counts.
   2. the same with --poll-sleep-ms 200 (the study's sleep-polling): the same counts, and
      the latency p50 is 90 ms or more (a message waits half the sleep on average)
   3. --key none: records without a key
-  4. bad arguments: "mqk-hybrid: ..." on stderr and exit 1, never a signal
+  4. bad arguments: "Error: ..." on stderr and exit 1, never a signal
   5. the broker stopped under the hybrid and started again on the same port: the hybrid
      reconnects (connects 2) and a message published after the restart reaches Kafka
   6. no broker at all: it keeps retrying, says so on stderr, and -d still ends the run
@@ -181,7 +181,7 @@ def test_4_bad_arguments(args, message):
     harness.require_file(HYBRID, "mqk-hybrid", executable=True)
     out = subprocess.run([HYBRID, *args], capture_output=True, text=True, timeout=20)
     assert out.returncode == 1, (out.returncode, out.stderr)
-    assert out.stderr.startswith("mqk-hybrid: ") and message in out.stderr, out.stderr
+    assert out.stderr.startswith("Error: ") and message in out.stderr, out.stderr
     assert out.stdout == ""
 
 

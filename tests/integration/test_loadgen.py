@@ -9,7 +9,7 @@ include/mqk_payload.h, and its JSON summary and exit status are checked against 
      the load; what libmosquitto had not got acknowledged is sent again and arrives
   4. commands: answers on the v5 response topic (correlation data) and on the v3.1.1
      answer topic, with the command's id as the payload's trailer
-  5. bad arguments: "mqk-loadgen: ..." and exit status 1, never a signal
+  5. bad arguments: "Error: ..." and exit status 1, never a signal
   6. 2,000 devices on 2 threads at 1 msg/s for 5 s
 
 Every process is started here on 127.0.0.1 free ports and stopped by its pid.
@@ -538,7 +538,7 @@ def test_bad_arguments():
         err = p.stderr.decode("utf-8", "replace")
         print(f"{args} -> {p.returncode}: {err.splitlines()[0] if err else ''}")
         assert p.returncode == 1, (args, p.returncode, err)
-        assert err.startswith("mqk-loadgen: ") and expect in err.splitlines()[0], (args, err)
+        assert err.startswith("Error: ") and expect in err.splitlines()[0], (args, err)
         assert p.stdout == b"", (args, p.stdout)
     # -h and -V: stdout, status 0.
     p = subprocess.run([LOADGEN, "-h"], capture_output=True, timeout=10)

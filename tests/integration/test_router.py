@@ -28,7 +28,7 @@ letter topic.
                 again, a command held at the stop is read again (and routed once), and so is
                 a routed one behind it in its partition; a second router joining the group
                 mid-run: 200 commands routed exactly once between the two;
-  arguments     bad ones exit 1 with a one-line "mqk-router: " naming the option; a presence topic
+  arguments     bad ones exit 1 with a one-line "Error: " naming the option; a presence topic
                 that does not exist too, after its bounded wait.
 
 Kafka is the session's (conftest.py): one for this file.
@@ -502,7 +502,7 @@ def test_two_routers_share_the_commands(rt):
 def test_bad_arguments(args, message):
     out = subprocess.run([ROUTER, *args], capture_output=True, text=True, timeout=30)
     assert out.returncode == 1, (args, out.returncode, out.stderr)
-    assert out.stderr.startswith("mqk-router: ") and message in out.stderr, out.stderr
+    assert out.stderr.startswith("Error: ") and message in out.stderr, out.stderr
     assert out.stderr.count("\n") == 1 and out.stdout == "", out.stderr
 
 
@@ -518,6 +518,6 @@ def test_help_version_and_missing_presence_topic(kafka):
                          capture_output=True, text=True, timeout=60)
     took = time.monotonic() - t0
     assert out.returncode == 1, out.stderr
-    assert f"mqk-router: --presence: topic {missing}: " in out.stderr, out.stderr
+    assert f"Error: --presence: topic {missing}: " in out.stderr, out.stderr
     assert "Unknown topic" in out.stderr and out.stdout == "", out.stderr
     assert took < 30, took

@@ -27,7 +27,7 @@ const char *cli_prog(void)
 
 static void vfail(const char *fmt, va_list ap)
 {
-	fprintf(stderr, "%s: ", prog);
+	fputs("Error: ", stderr);
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);
 }

@@ -3,8 +3,9 @@
  * the error line, whole numbers, seconds, host:port, the monotonic clock. The -X librdkafka
  * properties are cli_kafka.h's (only the Kafka tools link librdkafka).
  *
- * One error style for every tool: "<prog>: <cause>" on one line of stderr (an option's
- * cause starts with the option: "--hold: 'soon' is not a number of seconds (0..86400)"),
+ * One error style for every tool, kcat's: "Error: <cause>" on one line of stderr (an
+ * option's cause starts with the option: "--hold: 'soon' is not a number of seconds
+ * (0..86400)"),
  * exit status CLI_EXIT_USAGE for a bad argument. main() names the program first:
  * cli_init("mqk-router"). getopt's own messages are off (opterr = 0, and an optstring that
  * starts with ':'): cli_getopt_fail says the same in this style.
@@ -22,13 +23,13 @@
  */
 #define CLI_EXIT_USAGE 1
 
-/* Names the program for the error lines (a static string: it is not copied). */
+/* Names the program, for its messages (a static string: it is not copied). */
 void cli_init(const char *prog);
 
 /* The name given to cli_init ("mqk" before it). */
 const char *cli_prog(void);
 
-/* Prints "<prog>: <message>" and a newline on stderr; returns CLI_EXIT_USAGE. */
+/* Prints "Error: <message>" and a newline on stderr; returns CLI_EXIT_USAGE. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* A bad argument where returning is awkward: cli_fail, then exit(CLI_EXIT_USAGE). */

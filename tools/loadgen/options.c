@@ -1,8 +1,8 @@
 /*
  * options.c - mqk-loadgen's command line: getopt_long into struct options, with every
  * number, host, pattern and template checked before anything connects. A bad argument
- * is one line, "mqk-loadgen: --option: 'value' is not ...", then "Try 'mqk-loadgen
- * --help'.", and exit status 1 (tools/lib/cli.h, the error style of every tool).
+ * is one line, "Error: --option: 'value' is not ...", and exit status 1 (tools/lib/cli.h,
+ * the error style of every tool).
  */
 #include <errno.h>
 #include <getopt.h>
