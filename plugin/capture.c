@@ -152,6 +152,7 @@ int capture__message(struct mqk_buffer *b, int route, uint64_t seq, const struct
 			     (msg->username ? MQK_ENTRY_USERNAME : 0));
 	e->seq = seq;
 	e->timestamp_ms = msg->timestamp_ms;
+	e->capture_sub_us = msg->timestamp_sub_us;
 	e->topic_len = topic_len;
 	e->client_id_len = client_id_len;
 	e->username_len = username_len;
@@ -207,6 +208,7 @@ void capture__read(const struct mqk_entry *e, struct mqk_message *msg)
 	msg->qos = e->qos;
 	msg->retain = (e->flags & MQK_ENTRY_RETAIN) != 0;
 	msg->timestamp_ms = e->timestamp_ms;
+	msg->timestamp_sub_us = (uint16_t)e->capture_sub_us;
 }
 
 void capture__discard(struct mqk_buffer *b, struct mqk_entry *e)

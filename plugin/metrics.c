@@ -587,6 +587,7 @@ int metrics__render(struct mqk_metrics *m, const struct mqk_stats *st, const str
 			      broker, (unsigned long long)counter__get(&m->textfile_errors));
 	}
 	kstats__render(out, broker);
+	latency__render(out, broker);
 	return out->data == NULL ? -1 : 0;
 }
 

@@ -33,6 +33,7 @@
  *   stats.c     counters, $SYS/broker/kafka/..., the shutdown summary
  *   metrics.c   Prometheus /metrics, /healthz (its own HTTP thread), the textfile
  *   kstats.c    librdkafka's statistics JSON, parsed for the metrics
+ *   latency.c   histograms of a record's time: capture -> producev -> ack (Kafka thread)
  *   log.c       log lines with the plugin's prefix, rate-limited where they can flood
  *
  * Each function says which thread it runs on when that is not mosquitto's.
@@ -585,6 +586,7 @@ struct mqk_message {
 	uint8_t qos;
 	bool retain;
 	int64_t timestamp_ms; /* broker receive time */
+	uint16_t timestamp_sub_us; /* its sub-millisecond part, 0..999 (latency.c) */
 	const char *props;    /* capture__props output, or NULL */
 	uint32_t props_len;
 };
@@ -625,7 +627,7 @@ struct mqk_entry {
 	uint32_t username_len;
 	uint32_t props_len;
 	uint32_t payload_len;
-	uint32_t unused2;
+	uint32_t capture_sub_us; /* timestamp_ms's sub-millisecond part (latency.c) */
 	char data[];
 };
 
@@ -1421,6 +1423,34 @@ void kstats__render(struct mqk_bytes *out, const char *broker_id);
 int64_t kstats__last_up_ms(void);
 /* Forgets everything (cleanup, tests). */
 void kstats__reset(void);
+
+/*
+ * A record's time inside the plugin, as Prometheus histograms (latency.c): one stage
+ * a line, name and help; the metric is mosquitto_kafka_<name>_seconds.
+ */
+#define MQK_LATENCY_STAGES(X)                                                                      \
+	X(capture_to_produce, "Seconds from mosquitto's receipt of a message to "                  \
+			      "rd_kafka_producev of its record (delivered records).")             \
+	X(produce_to_ack, "Seconds from rd_kafka_producev to the delivery report of a record "     \
+			  "Kafka acknowledged.")                                                  \
+	X(capture_to_append, "Seconds from mosquitto's receipt of a message to Kafka's append " \
+			     "of its record (topics with message.timestamp.type=LogAppendTime).")
+#define MQK_LATENCY_ENUM(name, help) MQK_LATENCY_##name,
+enum mqk_latency_stage { MQK_LATENCY_STAGES(MQK_LATENCY_ENUM) MQK_LATENCY_COUNT };
+
+/* Counts us (µs; negative counts as 0) in stage's histogram. Kafka thread (one writer). */
+void latency__observe(enum mqk_latency_stage stage, int64_t us);
+/*
+ * The delivery report m of entry e, which Kafka acknowledged: observes every stage it
+ * carries (capture_to_append only with LogAppendTime). Kafka thread, in on_delivery.
+ */
+void latency__acked(const struct mqk_entry *e, const rd_kafka_message_t *m);
+/* Records observed in stage so far. Any thread. */
+uint64_t latency__count(enum mqk_latency_stage stage);
+/* Renders the histograms as Prometheus text with label broker="broker" (escaped). */
+void latency__render(struct mqk_bytes *out, const char *broker);
+/* Forgets everything (tests). */
+void latency__reset(void);
 /* Appends printf output to b (grown as needed). 0, or -1 (out of memory). */
 int bytes__printf(struct mqk_bytes *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

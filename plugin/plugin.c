@@ -250,7 +250,10 @@ static int on_message(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_SUCCESS;
 	}
 
-	msg.timestamp_ms = now_us() / 1000;
+	/* The one clock read per message: the record's timestamp, and latency.c's stamp. */
+	int64_t received_us = now_us();
+	msg.timestamp_ms = received_us / 1000;
+	msg.timestamp_sub_us = (uint16_t)(received_us % 1000);
 	/* Properties are read once for all routes (only MQTT v5 clients send them). */
 	if (ev->properties && capture__props(ev->properties, &pl->props) == 0) {
 		msg.props = pl->props.data;

@@ -180,6 +180,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	(void)rk;
 	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		e->state = MQK_ENTRY_SETTLED;
+		latency__acked(e, m);
 		counter__inc(&route->counters.delivered);
 		counter__inc(&p->totals->delivered);
 		return;

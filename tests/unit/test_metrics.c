@@ -108,8 +108,54 @@ static void test_render_counters(void **state)
 		sscanf(line + 1, "%127[a-z_]", name);
 		char help[160];
 		snprintf(help, sizeof(help), "# TYPE %s ", name);
-		assert_non_null(strstr(t, help));
+		if (strstr(t, help) == NULL) {
+			/* A histogram's samples: <name>_bucket, _sum, _count. */
+			char *suffix = strrchr(name, '_');
+			assert_non_null(suffix);
+			assert_true(!strcmp(suffix, "_bucket") || !strcmp(suffix, "_sum") ||
+				    !strcmp(suffix, "_count"));
+			*suffix = '\0';
+			snprintf(help, sizeof(help), "# TYPE %s histogram\n", name);
+			assert_non_null(strstr(t, help));
+		}
 	}
+}
+
+/* latency.c: observations land in the right bucket; the text is a Prometheus histogram. */
+static void test_latency_histograms(void **state)
+{
+	(void)state;
+	latency__reset();
+	latency__observe(MQK_LATENCY_capture_to_produce, 50);      /* <= 100 µs */
+	latency__observe(MQK_LATENCY_capture_to_produce, 100);     /* <= 100 µs: bounds hold */
+	latency__observe(MQK_LATENCY_capture_to_produce, 101);     /* <= 200 µs */
+	latency__observe(MQK_LATENCY_capture_to_produce, -5);      /* a clock step: 0 */
+	latency__observe(MQK_LATENCY_produce_to_ack, 4200);        /* <= 5 ms */
+	latency__observe(MQK_LATENCY_produce_to_ack, 20000000);    /* over 10 s: +Inf */
+	assert_int_equal(latency__count(MQK_LATENCY_capture_to_produce), 4);
+	assert_int_equal(latency__count(MQK_LATENCY_produce_to_ack), 2);
+	assert_int_equal(latency__count(MQK_LATENCY_capture_to_append), 0);
+	char *t = render(false);
+	assert_non_null(strstr(t, "# TYPE mosquitto_kafka_capture_to_produce_seconds histogram\n"));
+	assert_non_null(strstr(t, "mosquitto_kafka_capture_to_produce_seconds_bucket{broker=\"b1\","
+				  "le=\"0.0001\"} 3\n"
+				  "mosquitto_kafka_capture_to_produce_seconds_bucket{broker=\"b1\","
+				  "le=\"0.0002\"} 4\n"));
+	assert_non_null(strstr(t, "mosquitto_kafka_capture_to_produce_seconds_sum{broker=\"b1\"} "
+				  "0.000251\nmosquitto_kafka_capture_to_produce_seconds_count{broker="
+				  "\"b1\"} 4\n"));
+	assert_non_null(strstr(t, "mosquitto_kafka_produce_to_ack_seconds_bucket{broker=\"b1\","
+				  "le=\"0.003\"} 0\n"
+				  "mosquitto_kafka_produce_to_ack_seconds_bucket{broker=\"b1\","
+				  "le=\"0.005\"} 1\n"));
+	assert_non_null(strstr(t, "mosquitto_kafka_produce_to_ack_seconds_bucket{broker=\"b1\","
+				  "le=\"10\"} 1\n"
+				  "mosquitto_kafka_produce_to_ack_seconds_bucket{broker=\"b1\","
+				  "le=\"+Inf\"} 2\n"));
+	assert_non_null(strstr(t, "mosquitto_kafka_capture_to_append_seconds_count{broker=\"b1\"} "
+				  "0\n"));
+	latency__reset();
+	assert_int_equal(latency__count(MQK_LATENCY_capture_to_produce), 0);
 }
 
 /* Shaped as librdkafka 2.0.2 and 2.8.0 write it (fields cut to those read). */
@@ -313,6 +359,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_render_counters), T(test_librdkafka_statistics), T(test_health_rule),
 		T(test_start_errors),    T(test_counter_lists),         T(test_render_cost),
+		T(test_latency_histograms),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
