@@ -16,7 +16,13 @@ overhead.py - what the plugin costs mosquitto, against the targets, in one run.
      then Kafka back and every record delivered.
 
   bench/overhead.py [--seconds 5] [--rounds 3] [--qos 0] [--records 100000] [--out FILE.md]
-                    [--smoke]
+                    [--plugin-option NAME=VALUE]... [--variant NAME=VALUE[,NAME=VALUE]]...
+                    [--ingest-only] [--smoke]
+
+--plugin-option: one more plugin_opt_NAME VALUE for every configuration with the plugin.
+--variant: one more configuration in the ingest rounds, durability memory with these
+options (e.g. --variant kafka.linger.ms=1: the candidate beside the default, interleaved).
+--ingest-only: only part 1.
 
 A benchmark, not a test: it fails only when something did not run or records went missing.
 """
@@ -58,12 +64,17 @@ HOT = [("durability memory", "raw, 1 route"),
        ("journal, fsync 1000 ms", "raw, 1 route, journal fsync 1000")]
 
 
-def ingest(seconds, rounds, publishers, qos):
+def ingest(seconds, rounds, publishers, qos, plugin_options=(), variants=()):
+    configs = [(name, None if extra is None else extra + list(plugin_options), target)
+               for name, extra, target in INGEST]
+    for v in variants:
+        configs.append((f"plugin, durability memory, {', '.join(f'{k}={x}' for k, x in v)}",
+                        [("durability", "memory")] + list(plugin_options) + list(v), 0.97))
     dk = h.DevKafka(brokers=1)
-    got = {name: [] for name, _, _ in INGEST}
+    got = {name: [] for name, _, _ in configs}
     try:
         for r in range(rounds):
-            for name, extra, _ in INGEST:
+            for name, extra, _ in configs:
                 busy = None
                 if name == BUSY:
                     busy = subprocess.Popen(["sha256sum", "/dev/zero"],
@@ -86,7 +97,7 @@ def ingest(seconds, rounds, publishers, qos):
     base_rate, _, base_main = med[INGEST[0][0]]
     lines = ["| configuration | msg/s | ratio | target | main thread µs/msg | thread ratio "
              "| all threads µs/msg |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, _, target in INGEST:
+    for name, _, target in configs:
         rate, cpu, main = med[name]
         lines.append(f"| {name} | {rate:,.0f} | {rate / base_rate:.3f} | "
                      f"{'≥ %.2f' % target if target else '–'} | {main:.2f} | "
@@ -196,8 +207,23 @@ def main():
     ap.add_argument("--qos", type=int, default=0, choices=(0, 1))
     ap.add_argument("--records", type=int, default=100000)
     ap.add_argument("--out", help="also write the tables (markdown) to this file")
+    ap.add_argument("--plugin-option", action="append", default=[], metavar="NAME=VALUE",
+                    help="one more plugin_opt_NAME VALUE for every configuration with the plugin")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=VALUE[,...]",
+                    help="one more configuration: durability memory with these options")
+    ap.add_argument("--ingest-only", action="store_true", help="only the ingest rounds")
     ap.add_argument("--smoke", action="store_true", help="tiny and quick (CI)")
     a = ap.parse_args()
+
+    def pairs(text, what):
+        out = []
+        for o in text.split(","):
+            if "=" not in o:
+                ap.error(f"{what} {text}: NAME=VALUE expected")
+            out.append(tuple(o.split("=", 1)))
+        return out
+    plugin_options = [p for o in a.plugin_option for p in pairs(o, "--plugin-option")]
+    variants = [pairs(v, "--variant") for v in a.variant]
     messages, cg = 200000, 20000
     if a.smoke:
         a.seconds, a.rounds, a.records, messages, cg = 1.0, 1, 2000, 5000, 2000
@@ -209,8 +235,14 @@ def main():
            f"{os.cpu_count()} cores, one run.\n",
            f"## Max sustained ingest ({a.publishers} publishers flat out, QoS {a.qos}, 200 bytes, "
            f"{a.rounds} interleaved rounds of {a.seconds:g} s, medians)\n"]
-    lines, ok_ingest = ingest(a.seconds, a.rounds, a.publishers, a.qos)
+    lines, ok_ingest = ingest(a.seconds, a.rounds, a.publishers, a.qos, plugin_options,
+                              variants)
     out += lines
+    if plugin_options:
+        out.append(f"\nPlugin options added: {', '.join(a.plugin_option)}.")
+    if a.ingest_only:
+        print("\n".join(out))
+        return 0 if ok_ingest else 1
     out += ["\n## The plugin's work on mosquitto's thread\n"] + hotpath(messages, cg)
     lines, ok_rss = outage_rss(a.records)
     out += [f"\n## RSS with {a.records:,} records buffered during a Kafka outage\n"] + lines

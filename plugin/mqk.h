@@ -33,6 +33,7 @@
  *   stats.c     counters, $SYS/broker/kafka/..., the shutdown summary
  *   metrics.c   Prometheus /metrics, /healthz (its own HTTP thread), the textfile
  *   kstats.c    librdkafka's statistics JSON, parsed for the metrics
+ *   profile.c   plugin_opt_profile: librdkafka's settings for latency or throughput
  *   latency.c   histograms of a record's time: capture -> producev -> ack (Kafka thread)
  *   log.c       log lines with the plugin's prefix, rate-limited where they can flood
  *
@@ -395,6 +396,7 @@ struct mqk_config {
 	int buffer_mb;        /* the buffer between mosquitto's thread and the Kafka thread */
 	int durability;       /* enum mqk_durability */
 	int overflow;         /* enum mqk_overflow */
+	int profile;          /* enum mqk_profile (profile.c) */
 	char *journal_dir;    /* journal: where its files are */
 	int journal_fsync_ms; /* journal: msync every so many ms; 0: always; -1: never */
 	int journal_max_mb;   /* journal: its size limit */
@@ -507,6 +509,19 @@ int kafka_conf__set(rd_kafka_conf_t *conf, const char *origin, const char *name,
  */
 int kafka_conf__apply(rd_kafka_conf_t *conf, const struct mqk_config *cfg, char *errstr,
 		      size_t errstr_size);
+/* plugin_opt_profile: what the producer's librdkafka settings favour (profile.c). */
+enum mqk_profile {
+	MQK_PROFILE_THROUGHPUT, /* linger.ms 5: fewer, larger batches; less CPU per record */
+	MQK_PROFILE_LATENCY,    /* linger.ms 0: each record sent at once */
+};
+
+/*
+ * Sets profile's librdkafka properties on the producer's conf: after the plugin's
+ * defaults and before kafka_conf__apply, so kafka_config_file and plugin_opt_kafka.*
+ * win over it. 0, or -1 with errstr.
+ */
+int profile__apply(rd_kafka_conf_t *conf, int profile, char *errstr, size_t errstr_size);
+
 /* Applies commands_kafka.* (the commands consumer's own, after kafka_conf__apply). */
 int kafka_conf__apply_commands(rd_kafka_conf_t *conf, const struct mqk_cmd_config *cc, char *errstr,
 			       size_t errstr_size);

@@ -767,6 +767,8 @@ static const struct choice overflows[] = {{"reject", MQK_OVERFLOW_REJECT},
 					  {"drop_oldest", MQK_OVERFLOW_DROP_OLDEST},
 					  {"drop_new", MQK_OVERFLOW_DROP_NEW},
 					  {NULL, 0}};
+static const struct choice profiles[] = {
+	{"throughput", MQK_PROFILE_THROUGHPUT}, {"latency", MQK_PROFILE_LATENCY}, {NULL, 0}};
 static const struct choice command_modes[] = {
 	{"broadcast", MQK_CMD_BROADCAST},
 	{"targeted", MQK_CMD_TARGETED},
@@ -810,6 +812,12 @@ static const struct option_spec options[] = {
 		"override it. For credentials: mosquitto refuses to start, naming the file, when "
 		"others than its owner and group may read or change it (`chmod o-rwx`). See "
 		"[Secrets](#secrets)."},
+	{"profile", parse_choice, FIELD(profile), .choices = profiles,
+	 .dflt = MQK_PROFILE_THROUGHPUT,
+	 .doc = "What the producer's librdkafka settings favour. `throughput`: `linger.ms` 5, "
+		"fewer and larger batches, less CPU per record. `latency`: `linger.ms` 0, each "
+		"record sent at once. A `kafka.*` line or `kafka_config_file` property wins over "
+		"the profile. Numbers: [docs/linger.md](docs/linger.md)."},
 	{"stats_interval", parse_number, FIELD(stats_interval), .min = 0, .max = 86400,
 	 .unit = "a number of seconds", .dflt = 10, .value = "seconds, 0..86400",
 	 .doc = "Publish the counters under `$SYS/broker/kafka/...` this often (retained). 0: "

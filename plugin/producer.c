@@ -271,6 +271,9 @@ static rd_kafka_conf_t *build_conf(struct mqk_producer *p, struct mqk_config *cf
 			goto error;
 		}
 	}
+	if (profile__apply(conf, cfg->profile, errstr, errstr_size)) {
+		goto error; /* then the admin's kafka.* (kafka_conf__apply) win over it */
+	}
 	if (kafka_conf__set(conf, "plugin defaults", "client.id", client_id, errstr, errstr_size) ||
 	    kafka_conf__set(conf, "plugin_opt_bootstrap_servers", "bootstrap.servers",
 			    cfg->bootstrap_servers, errstr, errstr_size) ||

@@ -613,6 +613,30 @@ static void test_durability_options(void **state)
 	}
 }
 
+/* plugin_opt_profile: throughput (the default) or latency; anything else named. */
+static void test_profile(void **state)
+{
+	(void)state;
+	assert_ok(PARSE_BS("route_a", "a/# -> a"));
+	assert_int_equal(cfg.profile, MQK_PROFILE_THROUGHPUT);
+	assert_ok(PARSE_BS("profile", "latency"));
+	assert_int_equal(cfg.profile, MQK_PROFILE_LATENCY);
+	assert_ok(PARSE_BS("profile", "throughput"));
+	assert_int_equal(cfg.profile, MQK_PROFILE_THROUGHPUT);
+	/* The profile is the plugin's; a kafka.* line stays as given (it wins: producer.c). */
+	assert_ok(PARSE_BS("profile", "latency", "kafka.linger.ms", "3"));
+	assert_int_equal(cfg.profile, MQK_PROFILE_LATENCY);
+	assert_int_equal(cfg.kafka_prop_count, 1);
+	assert_string_equal(cfg.kafka_props[0].value, "3");
+	assert_fails(PARSE_BS("profile", "fast"),
+		     "plugin_opt_profile: 'fast' is not throughput or latency");
+	assert_fails(PARSE_BS("profile", "Latency"),
+		     "plugin_opt_profile: 'Latency' is not throughput or latency");
+	assert_fails(PARSE_BS("profile", ""), "plugin_opt_profile: empty value");
+	assert_int_equal(PARSE_BS("profile", "latency", "profile", "throughput"), -1);
+	assert_non_null(strstr(err, "plugin_opt_profile"));
+}
+
 static void test_durability_errors(void **state)
 {
 	static const struct {
@@ -766,7 +790,7 @@ static void test_empty_values(void **state)
 /* The list of the "unknown option" message: options.c's table, in README's order. */
 #define KNOWN_OPTIONS                                                                              \
 	"bootstrap_servers, broker_id, route_<name>, exclude, routes_file, kafka.<property>, "     \
-	"kafka_config_file, stats_interval, flush_timeout_ms, durability, journal_dir, "           \
+	"kafka_config_file, profile, stats_interval, flush_timeout_ms, durability, journal_dir, "           \
 	"journal_fsync, journal_max_mb, journal_segment_mb, buffer_mb, overflow, create_topics, "  \
 	"topic_partitions, topic_replication_factor, metrics_listen, metrics_textfile, "           \
 	"health_max_unacked_s, inbound_<name>, inbound_group, inbound_wake, "                      \
@@ -1809,6 +1833,7 @@ int main(void)
 		T(test_metrics_errors),
 		T(test_durability_options),
 		T(test_durability_errors),
+		T(test_profile),
 		T(test_empty_values),
 		T(test_unknown_option),
 		T(test_option_docs),

@@ -154,11 +154,67 @@ static void test_fatal_error_recovered(void **state)
 	assert_non_null(fake_log_find("shutdown: 0 records not delivered"));
 }
 
+/*
+ * plugin_opt_profile: the producer's linger.ms as build_conf makes it, for each profile,
+ * and a kafka.linger.ms line (or a kafka_config_file property) winning over the profile.
+ */
+static const char *conf_linger(const char *const *kv, char *value, size_t size)
+{
+	struct mosquitto_opt opts[8];
+	struct mqk_config cfg;
+	struct mqk_producer p;
+	char errstr[512] = "";
+	int n = 0;
+
+	memset(&cfg, 0, sizeof(cfg));
+	memset(&p, 0, sizeof(p));
+	opts[n].key = "bootstrap_servers";
+	opts[n++].value = "127.0.0.1:9";
+	for (; kv[0] != NULL; kv += 2) {
+		opts[n].key = (char *)kv[0];
+		opts[n++].value = (char *)kv[1];
+	}
+	assert_int_equal(options__parse(&cfg, opts, n, errstr, sizeof(errstr)), 0);
+	rd_kafka_conf_t *conf = build_conf(&p, &cfg, errstr, sizeof(errstr));
+	assert_non_null(conf);
+	assert_int_equal(rd_kafka_conf_get(conf, "linger.ms", value, &size), RD_KAFKA_CONF_OK);
+	rd_kafka_conf_destroy(conf);
+	options__free(&cfg);
+	return value;
+}
+
+static void test_profile_precedence(void **state)
+{
+	char v[32];
+
+	(void)state;
+	assert_string_equal(conf_linger((const char *[]){NULL}, v, sizeof(v)), "5");
+	assert_string_equal(conf_linger((const char *[]){"profile", "throughput", NULL}, v,
+					sizeof(v)),
+			    "5");
+	assert_string_equal(conf_linger((const char *[]){"profile", "latency", NULL}, v, sizeof(v)),
+			    "0");
+	/* The admin's kafka.* line wins, before or after the profile line. */
+	assert_string_equal(conf_linger((const char *[]){"profile", "latency", "kafka.linger.ms",
+							 "20", NULL},
+					v, sizeof(v)),
+			    "20");
+	assert_string_equal(conf_linger((const char *[]){"kafka.linger.ms", "2", "profile",
+							 "latency", NULL},
+					v, sizeof(v)),
+			    "2");
+	assert_string_equal(conf_linger((const char *[]){"profile", "throughput",
+							 "kafka.linger.ms", "0", NULL},
+					v, sizeof(v)),
+			    "0");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_all_delivered),
 		cmocka_unit_test(test_fatal_error_recovered),
+		cmocka_unit_test(test_profile_precedence),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
