@@ -59,6 +59,7 @@ static struct mqk_message message(const char *topic, const void *payload, uint32
 		.qos = 1,
 		.retain = false,
 		.timestamp_ms = INT64_C(1763912345678),
+		.timestamp_sub_us = 987, /* latency.c's sub-millisecond part, kept too */
 	};
 }
 
@@ -123,6 +124,8 @@ static bool round_trip(struct mqk_buffer *buf, const struct mqk_message *in, int
 	assert_int_equal(out.qos, in->qos);
 	assert_int_equal(out.retain, in->retain);
 	assert_int_equal(out.timestamp_ms, in->timestamp_ms);
+	assert_int_equal(out.timestamp_sub_us, in->timestamp_sub_us);
+	assert_int_equal(e->capture_sub_us, in->timestamp_sub_us);
 	assert_int_equal(out.props_len, in->props_len);
 	if (in->props_len) {
 		assert_non_null(out.props);
