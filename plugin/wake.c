@@ -381,7 +381,12 @@ static void remember(struct mqk_wake *w, const struct sockaddr_storage *ss)
 /* auto: the first of the process's listeners that answers. */
 static int connect_auto(struct mqk_wake *w)
 {
-	DIR *dir = opendir("/proc/self/fd");
+	/* This thread's table (side.c keeps mosquitto's listeners in it); /proc/self is
+	   mosquitto's thread's. */
+	DIR *dir = opendir("/proc/thread-self/fd");
+	if (dir == NULL) {
+		dir = opendir("/proc/self/fd"); /* Linux < 3.17 */
+	}
 	struct dirent *de;
 	int fd = -1;
 
