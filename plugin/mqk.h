@@ -1463,8 +1463,8 @@ bool log__ratelimit_pass(struct mqk_ratelimit *rl, uint64_t *suppressed);
 
 /*
  * mosquitto's thread, in init: starts the side thread, which unshares its descriptor
- * table and keeps, of mosquitto's descriptors, 0-2, the `shared` ones (made by
- * mosquitto's thread, used by both sides) and the listening sockets; `eventfds` eventfds
+ * table and keeps, of mosquitto's descriptors, 0-2 and the `shared` ones (made by
+ * mosquitto's thread, used by both sides); `eventfds` eventfds
  * are made ahead, shared, for side__eventfd. Returns 0 when the split is made, else -1
  * with the cause in why (the jobs then run on mosquitto's thread, as without a side).
  */

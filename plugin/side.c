@@ -12,9 +12,10 @@
  *
  * How. side__start, on mosquitto's thread in init, starts the side thread. Its first act
  * is unshare(CLONE_FILES): from then on it has a copy of mosquitto's table. It closes its
- * copies of what mosquitto had open (client sockets, log file...) except 0, 1, 2, the
- * shared descriptors below, and mosquitto's listening sockets (the wake connection,
- * wake.c, finds a listener among them when wake is auto). Then it serves jobs:
+ * copies of what mosquitto had open (its log file...; mosquitto opens its listeners
+ * after plugin init) except 0, 1, 2 and the shared descriptors below. (The wake
+ * connection, wake.c, finds mosquitto's listeners by inode in /proc, without their
+ * descriptors.) Then it serves jobs:
  * mosquitto's thread posts a function (side__run) and waits for its result. Init runs
  * the setup that opens descriptors or starts threads as a job (producer and
  * rd_kafka_new, commands, inbound, metrics), cleanup runs the whole teardown
@@ -56,7 +57,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -97,14 +97,6 @@ static bool is_kept(int fd, const int *keep, int count)
 	return false;
 }
 
-static bool is_listener(int fd)
-{
-	int value = 0;
-	socklen_t len = sizeof(value);
-
-	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &len) == 0 && value;
-}
-
 static int cmp_int(const void *a, const void *b)
 {
 	int x = *(const int *)a, y = *(const int *)b;
@@ -112,14 +104,14 @@ static int cmp_int(const void *a, const void *b)
 }
 
 /*
- * (side) Closes this thread's copies of mosquitto's descriptors but 0-2, the shared
- * ones and the listeners. The descriptors are listed from /proc/thread-self/fd (this
+ * (side) Closes this thread's copies of mosquitto's descriptors but 0-2 and the shared
+ * ones. The descriptors are listed from /proc/thread-self/fd (this
  * thread's table, /proc/self is mosquitto's thread's); what lies between two kept ones
  * is closed with close_range, or one by one where the kernel has none.
  */
 static void close_inherited(void)
 {
-	int keep[256 + MAX_SHARED + 3];
+	int keep[2 * MAX_SHARED + 4];
 	int open_fds[1024];
 	int nkeep = 0, nopen = 0;
 	DIR *dir = opendir("/proc/thread-self/fd");
@@ -143,10 +135,7 @@ static void close_inherited(void)
 		if (*end != '\0' || de->d_name[0] == '\0' || n == dirfd(dir) || n <= 2) {
 			continue;
 		}
-		if (!is_kept((int)n, keep, nkeep) && is_listener((int)n) &&
-		    nkeep < (int)(sizeof(keep) / sizeof(keep[0]))) {
-			keep[nkeep++] = (int)n;
-		} else if (nopen < (int)(sizeof(open_fds) / sizeof(open_fds[0]))) {
+		if (nopen < (int)(sizeof(open_fds) / sizeof(open_fds[0]))) {
 			open_fds[nopen++] = (int)n;
 		}
 	}
