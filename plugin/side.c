@@ -105,9 +105,9 @@ static int cmp_int(const void *a, const void *b)
 
 /*
  * (side) Closes this thread's copies of mosquitto's descriptors but 0-2 and the shared
- * ones. The descriptors are listed from /proc/thread-self/fd (this
- * thread's table, /proc/self is mosquitto's thread's); what lies between two kept ones
- * is closed with close_range, or one by one where the kernel has none.
+ * ones: what lies between two kept ones with close_range, or, where the kernel has none,
+ * one by one as /proc/thread-self/fd lists them (this thread's table; /proc/self is
+ * mosquitto's thread's).
  */
 static void close_inherited(void)
 {
@@ -126,10 +126,7 @@ static void close_inherited(void)
 	for (int i = 0; i < side.eventfd_count; i++) {
 		keep[nkeep++] = side.eventfds[i];
 	}
-	if (dir == NULL) {
-		return; /* no /proc: the copies stay open, harmless but for their references */
-	}
-	while ((de = readdir(dir)) != NULL) {
+	while (dir != NULL && (de = readdir(dir)) != NULL) {
 		char *end;
 		long n = strtol(de->d_name, &end, 10);
 		if (*end != '\0' || de->d_name[0] == '\0' || n == dirfd(dir) || n <= 2) {
@@ -139,7 +136,9 @@ static void close_inherited(void)
 			open_fds[nopen++] = (int)n;
 		}
 	}
-	keep[nkeep++] = dirfd(dir); /* closed by closedir below */
+	if (dir != NULL) {
+		keep[nkeep++] = dirfd(dir); /* closed by closedir below */
+	}
 	qsort(keep, (size_t)nkeep, sizeof(int), cmp_int);
 	int rc = 0;
 	for (int i = 0; i < nkeep && rc == 0; i++) {
@@ -150,14 +149,17 @@ static void close_inherited(void)
 		}
 	}
 	if (rc != 0) {
-		/* No close_range (Linux < 5.9): the listed ones, one by one. */
+		/* No close_range (Linux < 5.9): the listed ones, one by one (without /proc,
+		   none: the copies stay open, harmless but for their references). */
 		for (int i = 0; i < nopen; i++) {
 			if (!is_kept(open_fds[i], keep, nkeep)) {
 				close(open_fds[i]);
 			}
 		}
 	}
-	closedir(dir);
+	if (dir != NULL) {
+		closedir(dir);
+	}
 }
 
 /* The side thread: splits, then serves jobs until side__stop. */
@@ -234,8 +236,12 @@ int side__start(const int *shared, int shared_count, int eventfds, char *why, si
 			 threads);
 		return -1;
 	}
-	memcpy(side.shared, shared, sizeof(int) * (size_t)shared_count);
-	side.shared_count = shared_count;
+	side.shared_count = 0;
+	for (int i = 0; i < shared_count; i++) {
+		if (shared[i] >= 0) {
+			side.shared[side.shared_count++] = shared[i];
+		}
+	}
 	for (int i = 0; i < eventfds; i++) {
 		int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (fd < 0) {
