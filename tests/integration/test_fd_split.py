@@ -216,6 +216,6 @@ def test_another_thread_first_no_split(kafka, start_broker):
         c.publish_wait("n/x", f"n{i}".encode(), qos=1)
     c.close()
     records = harness.read_topic(kafka.bootstrap, topic, 200, timeout=60, grace=1)
-    print(f"{m}; {len(records)} records in Kafka")
+    print(f"{m.group(0)}; {len(records)} records in Kafka")
     assert sorted(r.value for r in records) == sorted(f"n{i}".encode() for i in range(200))
     assert b.stop() == 0
