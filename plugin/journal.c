@@ -61,8 +61,9 @@
  * Descriptors. The Kafka thread runs on a descriptor table of its own (side.c), so a
  * segment keeps none: whichever thread makes, maps or zeroes a segment file opens it by
  * name in the journal's directory and closes it before it returns; the mapping keeps
- * the file. The directory's and journal.state's descriptors are made on mosquitto's
- * thread before the split, in both tables, and closed by journal__close on it.
+ * the file. The directory's descriptor is made on mosquitto's thread before the split,
+ * in both tables; it and journal.state's are closed by journal__close on mosquitto's
+ * thread.
  *
  * Errors, one convention. A step on the disk (making, mapping, listing, syncing files)
  * returns 0 or an errno value, which its caller logs or counts (journal_errors); any other
@@ -1140,11 +1141,9 @@ uint64_t journal__full_until(const struct mqk_journal *j)
 	return j->segs[(first + 1) % j->seg_cap].start;
 }
 
-int journal__fds(const struct mqk_journal *j, int fds[2])
+int journal__dir_fd(const struct mqk_journal *j)
 {
-	fds[0] = j->dir_fd;
-	fds[1] = j->state_fd;
-	return 2;
+	return j->dir_fd;
 }
 
 size_t journal__segment_count(const struct mqk_journal *j)

@@ -849,9 +849,8 @@ uint64_t journal__full_until(const struct mqk_journal *j);
 int journal__routes_changed(struct mqk_journal *j);
 /* Segment files in use (for the log). */
 size_t journal__segment_count(const struct mqk_journal *j);
-/* The descriptors the journal keeps (its directory, journal.state) into fds: how many.
-   Both threads use the directory's (side.c). */
-int journal__fds(const struct mqk_journal *j, int fds[2]);
+/* The journal directory's descriptor: both threads make segment files in it (side.c). */
+int journal__dir_fd(const struct mqk_journal *j);
 
 /* ---- capture (mosquitto's thread) and its reading (Kafka thread) -------------------- */
 

@@ -616,13 +616,13 @@ static int stop_side(void *arg)
  */
 static void split(struct mqk_plugin *pl)
 {
-	int shared[3];
+	int shared[2];
 	int n = 0;
 	char why[256];
 
 	shared[n++] = pl->buffer.wake_fd;
 	if (pl->journal != NULL) {
-		n += journal__fds(pl->journal, shared + n);
+		shared[n++] = journal__dir_fd(pl->journal);
 	}
 	int eventfds = (pl->cfg.commands.mode != MQK_CMD_OFF) + (pl->cfg.inbound.count > 0);
 	if (side__start(shared, n, eventfds, why, sizeof(why)) == 0) {

@@ -36,9 +36,10 @@
  *     writes them on the TICK, their threads sleep on them. They are made here ahead
  *     (side__start's eventfds) and taken by handoff__init on the side (side__eventfd);
  *   - the journal's directory (journal.c): both threads make segment files in it
- *     (openat), each closing its own descriptor of a segment as soon as it is mapped;
- *     journal.state's descriptor is kept (its flock) and the mapped pages are shared
- *     memory, not descriptors.
+ *     (openat), each closing its own descriptor of a segment as soon as it is mapped
+ *     (the mapped pages are shared memory, not descriptors). journal.state's descriptor,
+ *     which holds the journal's flock, stays mosquitto's alone: the side closes its copy
+ *     at once, so the lock goes when journal__close closes mosquitto's.
  * mosquitto's thread closes its copies of these itself, after the side has ended
  * (side__stop); the side's copies go with its table.
  *
@@ -232,7 +233,7 @@ int side__start(const int *shared, int shared_count, int eventfds, char *why, si
 	if (threads != 1) {
 		snprintf(why, why_size,
 			 threads < 0 ? "/proc/self/task cannot be read"
-				     : "%d threads already run in mosquitto (another plugin's?)",
+				     : "%d threads already run in mosquitto, another plugin's perhaps",
 			 threads);
 		return -1;
 	}

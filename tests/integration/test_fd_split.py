@@ -11,7 +11,7 @@ with the real mosquitto, the built plugin and the session's Kafka:
   the hand-off's eventfd), a SIGHUP reload takes a new route, SIGTERM delivers everything
   and exits 0 with the shutdown line;
 - durability journal: no segment file has a descriptor in either table, the journal's
-  directory is in both; kill -9 with Kafka down, started again with Kafka back: it
+  directory is in both, journal.state in mosquitto's only; kill -9 with Kafka down, started again with Kafka back: it
   replays, and every acknowledged message is in Kafka;
 - another thread already in mosquitto (bench/idle_thread.c preloaded): the plugin says it
   shares mosquitto's table and why, and forwards as before.
@@ -181,6 +181,9 @@ def test_journal_kill_9_and_replay(kafka_up_after, start_broker):
           f"directory descriptors in both tables {dirs}")
     assert not segments, f"segment descriptors kept: {segments}"
     assert len(dirs) == 1 and all(side.get(fd) == main[fd] for fd in dirs), (main, side)
+    # journal.state (its flock) is mosquitto's alone: the lock goes with mosquitto's close.
+    assert sum(v.endswith("/journal.state") for v in main.values()) == 1, main
+    assert not any(v.endswith("/journal.state") for v in side.values()), side
     assert sum(f.endswith(".mqkj") for f in os.listdir(journal)) >= 2
     b.expect_exit = -signal.SIGKILL
     os.kill(pid, signal.SIGKILL)
