@@ -20,7 +20,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "mqk.h"
@@ -28,7 +27,8 @@
 int handoff__init(struct mqk_handoff *h)
 {
 	memset(h, 0, sizeof(*h));
-	h->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	/* Shared with mosquitto's thread, which writes it (side.c). */
+	h->wake_fd = side__eventfd();
 	if (h->wake_fd < 0) {
 		return -1;
 	}

@@ -58,6 +58,13 @@
  * release), the Kafka thread removes from `first`. The spare segment, which both may
  * make, is handed over under `lock`; that lock is taken once per segment.
  *
+ * Descriptors. The Kafka thread runs on a descriptor table of its own (side.c), so a
+ * segment keeps none: whichever thread makes, maps or zeroes a segment file opens it by
+ * name in the journal's directory and closes it before it returns; the mapping keeps
+ * the file. The directory's descriptor is made on mosquitto's thread before the split,
+ * in both tables; it and journal.state's are closed by journal__close on mosquitto's
+ * thread.
+ *
  * Errors, one convention. A step on the disk (making, mapping, listing, syncing files)
  * returns 0 or an errno value, which its caller logs or counts (journal_errors); any other
  * step returns 0 or -1 (out of memory, not valid), and a step of journal__open writes the
@@ -269,9 +276,10 @@ static int make_segment(struct mqk_journal *j, uint64_t number, struct mqk_segme
 			err = errno;
 		}
 	}
+	/* The map keeps the file: the descriptor goes now, on the thread that made it. */
+	close(s->fd);
+	s->fd = -1;
 	if (err != 0) {
-		close(s->fd);
-		s->fd = -1;
 		unlinkat(j->dir_fd, name, 0);
 		return err;
 	}
@@ -454,6 +462,25 @@ struct mqk_entry *journal__entry(struct mqk_journal *j, uint64_t *pos)
 	}
 }
 
+/*
+ * (C) Zeroes segment file `number` (unwritten extents). It is opened by name here and
+ * closed again: a segment keeps no descriptor, so that no thread closes one another
+ * thread made (side.c). 0, or -1.
+ */
+static int zero_segment(struct mqk_journal *j, uint64_t number, size_t size)
+{
+	char name[64];
+	int rc = -1;
+
+	segment_name(name, sizeof(name), number);
+	int fd = openat(j->dir_fd, name, O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		rc = fallocate(fd, FALLOC_FL_ZERO_RANGE, 0, (off_t)size);
+		close(fd);
+	}
+	return rc;
+}
+
 /* (C) Gives back the segments the tail has passed: one kept as the spare. */
 static void release_segments(struct mqk_journal *j, uint64_t tail)
 {
@@ -475,7 +502,7 @@ static void release_segments(struct mqk_journal *j, uint64_t tail)
 		 * tail. Where the file system cannot (tmpfs), the file is deleted instead.
 		 */
 		if (old.size == j->segment_size && old.origin == NULL &&
-		    fallocate(old.fd, FALLOC_FL_ZERO_RANGE, 0, (off_t)old.size) == 0) {
+		    zero_segment(j, old.number, old.size) == 0) {
 			pthread_mutex_lock(&j->lock);
 			if (j->spare.map == NULL) {
 				uint64_t number = atomic_fetch_add(&j->next_number, 1);
@@ -675,19 +702,27 @@ static int map_existing(struct mqk_journal *j, uint64_t number, struct mqk_segme
 
 	memset(s, 0, sizeof(*s));
 	segment_name(name, sizeof(name), number);
-	s->fd = openat(j->dir_fd, name, O_RDWR | O_CLOEXEC);
-	if (s->fd < 0) {
+	int fd = openat(j->dir_fd, name, O_RDWR | O_CLOEXEC);
+	int err = 0;
+
+	s->fd = -1; /* the map keeps the file: see zero_segment */
+	if (fd < 0) {
 		return errno;
 	}
-	if (fstat(s->fd, &st) != 0 || st.st_size < (off_t)sizeof(struct mqk_entry)) {
+	if (fstat(fd, &st) != 0 || st.st_size < (off_t)sizeof(struct mqk_entry)) {
 		s->size = 0;
+		close(fd);
 		return 0; /* empty: not a segment */
 	}
 	s->size = (size_t)st.st_size;
-	s->map = mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+	s->map = mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (s->map == MAP_FAILED) {
 		s->map = NULL;
-		return errno;
+		err = errno;
+	}
+	close(fd);
+	if (err != 0) {
+		return err;
 	}
 	s->number = number;
 	return 0;
@@ -1104,6 +1139,11 @@ uint64_t journal__full_until(const struct mqk_journal *j)
 		return 0; /* room for another segment: nothing to drop */
 	}
 	return j->segs[(first + 1) % j->seg_cap].start;
+}
+
+int journal__dir_fd(const struct mqk_journal *j)
+{
+	return j->dir_fd;
 }
 
 size_t journal__segment_count(const struct mqk_journal *j)

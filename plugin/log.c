@@ -39,6 +39,17 @@ static struct {
 	atomic_bool pending; /* lets log__drain see "nothing to do" without the lock */
 } mailbox = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
+/* Set on the side thread (side.c), which runs init's and cleanup's jobs: its log__printf
+   lines go through the mailbox, drained by mosquitto's thread when the job is done. */
+static _Thread_local bool defer_here;
+
+static void defer(int level, const char *fmt, va_list ap, uint64_t suppressed);
+
+void log__defer_this_thread(void)
+{
+	defer_here = true;
+}
+
 void log__librdkafka(const char *client, int level, const char *fac, const char *buf)
 {
 	/* A broker connection's failure (FAIL) also reaches the client's error callback,
@@ -81,6 +92,11 @@ void log__printf(int level, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
+	if (defer_here) {
+		defer(level, fmt, ap, 0);
+		va_end(ap);
+		return;
+	}
 	format_line(line, sizeof(line), fmt, ap, 0);
 	va_end(ap);
 	mosquitto_log_printf(level, MQK_LOG_PREFIX "%s", line);
@@ -96,6 +112,11 @@ void log__ratelimited(struct mqk_ratelimit *rl, int level, const char *fmt, ...)
 		return;
 	}
 	va_start(ap, fmt);
+	if (defer_here) {
+		defer(level, fmt, ap, suppressed);
+		va_end(ap);
+		return;
+	}
 	format_line(line, sizeof(line), fmt, ap, suppressed);
 	va_end(ap);
 	mosquitto_log_printf(level, MQK_LOG_PREFIX "%s", line);

@@ -793,7 +793,7 @@ struct mqk_segment {
 	atomic_uint_least64_t end; /* the position after its last entry; UINT64_MAX while written */
 	char *map;
 	size_t size; /* of the file */
-	int fd;
+	int fd;      /* -1 once mapped: a segment keeps no descriptor (journal.c) */
 	uint64_t synced;           /* journal_fsync: msync'd up to this position */
 	struct mqk_origin *origin; /* written by an earlier run: that run (owned); else NULL */
 };
@@ -866,6 +866,8 @@ uint64_t journal__full_until(const struct mqk_journal *j);
 int journal__routes_changed(struct mqk_journal *j);
 /* Segment files in use (for the log). */
 size_t journal__segment_count(const struct mqk_journal *j);
+/* The journal directory's descriptor: both threads make segment files in it (side.c). */
+int journal__dir_fd(const struct mqk_journal *j);
 
 /* ---- capture (mosquitto's thread) and its reading (Kafka thread) -------------------- */
 
@@ -1491,6 +1493,8 @@ void log__deferred_ratelimited(struct mqk_ratelimit *rl, int level, const char *
 	__attribute__((format(printf, 3, 4)));
 /* Logs the queued lines. O(1) when there are none. */
 void log__drain(void);
+/* From now on this thread's log__printf and log__ratelimited lines are deferred (side.c). */
+void log__defer_this_thread(void);
 /*
  * A librdkafka log line (its log_cb: syslog level, facility, text) for mosquitto's log,
  * deferred; client ("" or "commands: ") says which client wrote it. Any thread.
@@ -1498,5 +1502,27 @@ void log__drain(void);
 void log__librdkafka(const char *client, int level, const char *fac, const char *buf);
 /* Any thread: may a rate-limited line be logged now? *suppressed: how many were not. */
 bool log__ratelimit_pass(struct mqk_ratelimit *rl, uint64_t *suppressed);
+
+/* ---- side.c: the plugin's threads on a descriptor table of their own ---------------- */
+
+/*
+ * mosquitto's thread, in init: starts the side thread, which unshares its descriptor
+ * table and keeps, of mosquitto's descriptors, 0-2 and the `shared` ones (made by
+ * mosquitto's thread, used by both sides); `eventfds` eventfds
+ * are made ahead, shared, for side__eventfd. Returns 0 when the split is made, else -1
+ * with the cause in why (the jobs then run on mosquitto's thread, as without a side).
+ */
+int side__start(const int *shared, int shared_count, int eventfds, char *why, size_t why_size);
+/* mosquitto's thread: runs fn(arg) on the side and waits for it (init and cleanup only);
+   without a split, on mosquitto's thread. Logs what fn logged. fn's return. */
+int side__run(int (*fn)(void *), void *arg);
+/* An eventfd that both sides may use under the same number: one made ahead by
+   side__start if any is left, else a new one. The caller owns it (closes its copy). */
+int side__eventfd(void);
+/* mosquitto's thread: ends the side thread (its jobs done) and closes mosquitto's copies
+   of the eventfds made ahead. No-op without a side. */
+void side__stop(void);
+/* Is the split made? */
+bool side__split(void);
 
 #endif

@@ -20,7 +20,9 @@
  * it (docs/mosquitto-2.0.21.md).
  *
  * Which listener: "auto" looks at the process's own listening TCP sockets (mosquitto
- * opens them after plugin init, so this happens on the first wake) and uses the first
+ * opens them after plugin init, so this happens on the first wake; they are found by
+ * inode in /proc, since mosquitto's descriptors are not in this thread's table, side.c)
+ * and uses the first
  * that answers CONNACK: a TLS or websockets listener does not, and is passed over. A
  * wildcard address is dialled on loopback. "host:port" names one; "off" never wakes.
  */
@@ -331,38 +333,82 @@ static int wake_connect(struct mqk_wake *w, const struct sockaddr *addr, socklen
 	return fd;
 }
 
-/* A listening socket's address, with a wildcard turned into loopback. */
-static bool listener_address(int fd, struct sockaddr_storage *ss, socklen_t *len)
+/* A listener's address with a wildcard turned into loopback. */
+static void loopback_if_wildcard(struct sockaddr_storage *ss)
 {
-	int value = 0;
-	socklen_t vlen = sizeof(value);
-
-	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &vlen) != 0 || !value) {
-		return false;
-	}
-	vlen = sizeof(value);
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &value, &vlen) != 0 || value != SOCK_STREAM) {
-		return false;
-	}
-	*len = sizeof(*ss);
-	if (getsockname(fd, (struct sockaddr *)ss, len) != 0) {
-		return false;
-	}
 	if (ss->ss_family == AF_INET) {
 		struct sockaddr_in *in = (struct sockaddr_in *)ss;
 		if (in->sin_addr.s_addr == htonl(INADDR_ANY)) {
 			in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		}
-		return true;
-	}
-	if (ss->ss_family == AF_INET6) {
+	} else {
 		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
 		if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr)) {
 			in6->sin6_addr = in6addr_loopback;
 		}
-		return true;
 	}
-	return false; /* a unix socket */
+}
+
+#define MAX_LISTENING 64
+
+/* A listening TCP socket of the network namespace: its inode and address. */
+struct listening {
+	unsigned long inode;
+	struct sockaddr_storage ss;
+};
+
+/*
+ * The listening TCP sockets in /proc/self/net/tcp and tcp6 (state 0A) into l: how many.
+ * The kernel prints an address as the 32-bit words of its bytes in network order, each
+ * with %08X; the port in host order.
+ */
+static int read_listening(struct listening *l, int max)
+{
+	static const char *const files[] = {"/proc/self/net/tcp", "/proc/self/net/tcp6"};
+	int n = 0;
+
+	for (int f = 0; f < 2; f++) {
+		FILE *in = fopen(files[f], "re");
+		char line[512];
+		if (in == NULL) {
+			continue;
+		}
+		while (n < max && fgets(line, sizeof(line), in) != NULL) {
+			char addr[33];
+			unsigned port, state;
+			unsigned long inode;
+			if (sscanf(line, " %*[0-9]: %32[0-9A-Fa-f]:%x %*s %x %*s %*s %*s %*u %*u %lu",
+				   addr, &port, &state, &inode) != 4 ||
+			    state != 0x0A || inode == 0) {
+				continue;
+			}
+			memset(&l[n], 0, sizeof(l[n]));
+			l[n].inode = inode;
+			if (f == 0 && strlen(addr) == 8) {
+				struct sockaddr_in *sin = (struct sockaddr_in *)&l[n].ss;
+				sin->sin_family = AF_INET;
+				sin->sin_port = htons((uint16_t)port);
+				sin->sin_addr.s_addr = (uint32_t)strtoul(addr, NULL, 16);
+			} else if (f == 1 && strlen(addr) == 32) {
+				struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&l[n].ss;
+				sin6->sin6_family = AF_INET6;
+				sin6->sin6_port = htons((uint16_t)port);
+				for (int i = 0; i < 4; i++) {
+					char word[9];
+					memcpy(word, addr + 8 * i, 8);
+					word[8] = '\0';
+					uint32_t w32 = (uint32_t)strtoul(word, NULL, 16);
+					memcpy(&sin6->sin6_addr.s6_addr[4 * i], &w32, 4);
+				}
+			} else {
+				continue;
+			}
+			loopback_if_wildcard(&l[n].ss);
+			n++;
+		}
+		fclose(in);
+	}
+	return n;
 }
 
 static void remember(struct mqk_wake *w, const struct sockaddr_storage *ss)
@@ -378,10 +424,17 @@ static void remember(struct mqk_wake *w, const struct sockaddr_storage *ss)
 	snprintf(w->port, sizeof(w->port), "%u", port);
 }
 
-/* auto: the first of the process's listeners that answers. */
+/*
+ * auto: the first of mosquitto's listeners that answers. They are found by inode: the
+ * sockets in /proc/self/fd (the table of mosquitto's thread, the process's first: this
+ * thread's own may be another, side.c) that /proc/self/net lists as listening. Their
+ * descriptors are mosquitto's and are not touched.
+ */
 static int connect_auto(struct mqk_wake *w)
 {
-	DIR *dir = opendir("/proc/self/fd");
+	struct listening l[MAX_LISTENING];
+	int count = read_listening(l, MAX_LISTENING);
+	DIR *dir = count > 0 ? opendir("/proc/self/fd") : NULL;
 	struct dirent *de;
 	int fd = -1;
 
@@ -389,16 +442,25 @@ static int connect_auto(struct mqk_wake *w)
 		return -1;
 	}
 	while (fd < 0 && (de = readdir(dir)) != NULL) {
-		struct sockaddr_storage ss;
-		socklen_t len;
-		char *end;
-		long n = strtol(de->d_name, &end, 10);
-		if (*end != '\0' || n == dirfd(dir) || !listener_address((int)n, &ss, &len)) {
+		char link[64];
+		unsigned long inode;
+		ssize_t len = readlinkat(dirfd(dir), de->d_name, link, sizeof(link) - 1);
+		if (len <= 0) {
 			continue;
 		}
-		fd = wake_connect(w, (struct sockaddr *)&ss, len);
-		if (fd >= 0) {
-			remember(w, &ss);
+		link[len] = '\0';
+		if (sscanf(link, "socket:[%lu]", &inode) != 1) {
+			continue;
+		}
+		for (int i = 0; i < count && fd < 0; i++) {
+			if (l[i].inode == inode) {
+				socklen_t sl = l[i].ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+									 : sizeof(struct sockaddr_in6);
+				fd = wake_connect(w, (struct sockaddr *)&l[i].ss, sl);
+				if (fd >= 0) {
+					remember(w, &l[i].ss);
+				}
+			}
 		}
 	}
 	closedir(dir);
