@@ -126,11 +126,15 @@ static const struct {
 	/*
 	 * A record in librdkafka's queue costs ~1.3 KB (its message, the payload's copy and a
 	 * dozen header allocations); the same record waiting in the buffer ~350 bytes, in one
-	 * piece. 100,000 (librdkafka's default) held 140 MB through a Kafka outage; 10,000 is
-	 * still some 30 ms of records at mosquitto's full ingest rate, and the rest wait in
-	 * the buffer (bench/overhead.py).
+	 * piece. 100,000 (librdkafka's default) held 140 MB through a Kafka outage. The depth
+	 * also sets the CPU per record: the Kafka thread allocates a record's headers, the
+	 * broker thread reads them to build the request, the delivery report frees them, and
+	 * the deeper the queue the colder they are by then. 10,000 cost ~2 µs more per record
+	 * than 2,000 at mosquitto's full ingest, and delivered no more to a real Kafka of 1 or
+	 * 3 nodes here (bench/README.md, "What a forwarded record costs"). The rest wait in
+	 * the buffer, in order.
 	 */
-	{"queue.buffering.max.messages", "10000"},
+	{"queue.buffering.max.messages", "2000"},
 };
 
 /* The errors librdkafka fails a record with when its topic does not exist. */
