@@ -8,13 +8,24 @@
  * merely by no longer being single-threaded, before the plugin does any work? (Linux
  * takes a reference on the file at every system call on a descriptor once its table is
  * shared by a second thread; mosquitto makes several read() calls per PUBLISH.)
+ *
+ * Built with IDLE_UNSHARE (mqk-bench-idle-thread-unshared.so) the thread first takes a
+ * descriptor table of its own, as the plugin's side thread does (plugin/side.c): the
+ * cost of a thread in mosquitto once its table is mosquitto's alone again.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 static void *idle(void *arg)
 {
 	(void)arg;
+#ifdef IDLE_UNSHARE
+	(void)unshare(CLONE_FILES); /* failing, it is the shared-table control again */
+#endif
 	for (;;) {
 		pause();
 	}
