@@ -39,15 +39,27 @@ static struct {
 	atomic_bool pending; /* lets log__drain see "nothing to do" without the lock */
 } mailbox = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-/* Set on the side thread (side.c), which runs init's and cleanup's jobs: its log__printf
-   lines go through the mailbox, drained by mosquitto's thread when the job is done. */
-static _Thread_local bool defer_here;
+/*
+ * The side thread (side.c), which runs init's and cleanup's jobs: its log__printf lines go
+ * through the mailbox, drained by mosquitto's thread when the job is done. Its id, not a
+ * _Thread_local flag: a thread-local variable in a dlopen'ed plugin gives mosquitto's thread
+ * a dynamic TLS block, and LeakSanitizer (gcc 12, glibc 2.36) crashed reading it at the exit
+ * of a mosquitto whose plugin init had failed (tests/sanitize, test_bad_config).
+ */
+static pthread_t defer_thread;
+static atomic_bool defer_set;
 
 static void defer(int level, const char *fmt, va_list ap, uint64_t suppressed);
 
 void log__defer_this_thread(void)
 {
-	defer_here = true;
+	defer_thread = pthread_self();
+	atomic_store(&defer_set, true); /* publishes defer_thread */
+}
+
+static bool defer_here(void)
+{
+	return atomic_load(&defer_set) && pthread_equal(defer_thread, pthread_self());
 }
 
 void log__librdkafka(const char *client, int level, const char *fac, const char *buf)
@@ -92,7 +104,7 @@ void log__printf(int level, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	if (defer_here) {
+	if (defer_here()) {
 		defer(level, fmt, ap, 0);
 		va_end(ap);
 		return;
@@ -112,7 +124,7 @@ void log__ratelimited(struct mqk_ratelimit *rl, int level, const char *fmt, ...)
 		return;
 	}
 	va_start(ap, fmt);
-	if (defer_here) {
+	if (defer_here()) {
 		defer(level, fmt, ap, suppressed);
 		va_end(ap);
 		return;
