@@ -45,6 +45,7 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import statistics
 import struct
 import subprocess
@@ -246,6 +247,7 @@ def run_point(kafka, nodes, rate, linger, seconds, devices):
             reader.terminate()
             reader.join(5)
         broker.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
     delta = hist_delta(before, after)
     row = {"nodes": nodes, "rate": rate, "linger": linger, "records": res["seen"],
            "acked": acked, "delivered": delivered, "sent": int(summary["sent"]["total"]),
@@ -267,6 +269,7 @@ def max_rate(kafka, seconds, devices):
         summary = loadgen(broker.port, 200000, seconds, devices, work)
     finally:
         broker.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
     return float(summary["acked"]) / seconds
 
 
