@@ -60,10 +60,21 @@ class Received:
         return (u[-1][1] - u[0][1]) / (u[-1][0] - u[0][0]), u[-1][1] - u[0][1]
 
 
-def one_round(devkafka, extra, seconds, qos, publishers, preload=None):
+def machine_cpu():
+    """(busy, all) CPU seconds of the whole machine so far, from /proc/stat's first line
+    (idle and iowait are not busy)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / h.CLK_TCK, sum(ticks) / h.CLK_TCK
+
+
+def one_round(devkafka, extra, seconds, qos, publishers, preload=None, account=None):
     """One configuration flat out: (msg/s, mosquitto's CPU µs per message over all its
     threads, and on its main thread alone: the one that serves the clients). preload: a
-    library to LD_PRELOAD into mosquitto."""
+    library to LD_PRELOAD into mosquitto. account: a dict given gets the rest of the
+    machine's CPU per message (µs): "publishers", "kafka" (mqk-devkafka), "machine" (every
+    process, these and mosquitto included), and "cores_busy" (how many of the machine's
+    cores were busy on average): where the CPU a configuration needs came from."""
     options = None
     if extra is not None:
         options = [("bootstrap_servers", devkafka.bootstrap), ("broker_id", "bench"),
@@ -82,6 +93,8 @@ def one_round(devkafka, extra, seconds, qos, publishers, preload=None):
         counter = Received(b.port)
         time.sleep(1.5)  # warm-up
         t0, c0, m0 = time.monotonic(), h.cpu_seconds(b.pid), h.cpu_seconds(b.pid, b.pid)
+        p0, k0, w0 = (h.cpu_seconds(pubs[0].pid), h.cpu_seconds(devkafka.process.pid),
+                      machine_cpu())
         # Two $SYS updates at least `seconds` apart (they come every 1-3 s under load).
         deadline = t0 + seconds + 15
         while time.monotonic() < deadline:
@@ -90,6 +103,8 @@ def one_round(devkafka, extra, seconds, qos, publishers, preload=None):
             if len(u) >= 2 and u[-1][0] - u[0][0] >= seconds:
                 break
         c1, m1, t1 = h.cpu_seconds(b.pid), h.cpu_seconds(b.pid, b.pid), time.monotonic()
+        p1, k1, w1 = (h.cpu_seconds(pubs[0].pid), h.cpu_seconds(devkafka.process.pid),
+                      machine_cpu())
         rate, n = counter.rate(t0)
         counter.client.close()
         assert b.process.alive(), "mosquitto died"
@@ -104,6 +119,10 @@ def one_round(devkafka, extra, seconds, qos, publishers, preload=None):
                 p.wait(10)
         b.cleanup()
     msgs = max(rate * (t1 - t0), 1)
+    if account is not None:
+        account.update(publishers=(p1 - p0) / msgs * 1e6, kafka=(k1 - k0) / msgs * 1e6,
+                       machine=(w1[0] - w0[0]) / msgs * 1e6,
+                       cores_busy=(w1[0] - w0[0]) / (w1[1] - w0[1]) * os.cpu_count())
     return rate, (c1 - c0) / msgs * 1e6, (m1 - m0) / msgs * 1e6
 
 

@@ -78,6 +78,7 @@ def ingest(seconds, rounds, publishers, qos, plugin_options=(), variants=()):
                         [("durability", "memory")] + list(plugin_options) + list(v), 0.97))
     dk = h.DevKafka(brokers=1)
     got = {name: [] for name, _, _ in configs}
+    spent = {name: [] for name, _, _ in configs}  # durability.one_round's account
     try:
         for r in range(rounds):
             for name, extra, _ in configs:
@@ -85,15 +86,17 @@ def ingest(seconds, rounds, publishers, qos, plugin_options=(), variants=()):
                 if name == BUSY:
                     busy = subprocess.Popen(["sha256sum", "/dev/zero"],
                                             stdout=subprocess.DEVNULL)
+                account = {}
                 try:
                     rate, cpu, main = durability.one_round(
                         dk, extra, seconds, qos, publishers,
-                        preload=PRELOAD.get(name))
+                        preload=PRELOAD.get(name), account=account)
                 finally:
                     if busy:
                         busy.kill()
                         busy.wait()
                 got[name].append((rate, cpu, main))
+                spent[name].append(account)
                 print(f"round {r + 1}: {name}: {rate:,.0f} msg/s, main thread "
                       f"{main:.2f} µs/msg", file=sys.stderr, flush=True)
     finally:
@@ -113,7 +116,25 @@ def ingest(seconds, rounds, publishers, qos, plugin_options=(), variants=()):
                      f"{base_main / main:.3f} | {cpu:.2f} | "
                      f"{'%.2f' % (cpu - base_cpu) if target else '–'} |")
     ok = all(m[0] > 1 for m in med.values())
-    return lines, ok, med
+    return lines + machine_budget(configs, med, spent), ok, med
+
+
+def machine_budget(configs, med, spent):
+    """Where each configuration's CPU came from, per message received: mosquitto, the
+    publishers, the mock Kafka, the whole machine (everything that ran, other processes
+    too); and how many cores were busy. With cores to spare, mosquitto's main thread sets
+    the rate (the thread ratio above); with every core busy, the machine's CPU does."""
+    acc = {name: {k: statistics.median(a[k] for a in v) for k in v[0]}
+           for name, v in spent.items()}
+    lines = ["", f"Where the CPU came from (µs per message received; {os.cpu_count()} cores; "
+             "the mock Kafka is mqk-devkafka, the publishers bench/flood.py):", "",
+             "| configuration | mosquitto | publishers | mock Kafka | whole machine "
+             "| cores busy |", "|---|---:|---:|---:|---:|---:|"]
+    for name, _, _ in configs:
+        a = acc[name]
+        lines.append(f"| {name} | {med[name][1]:.2f} | {a['publishers']:.2f} | "
+                     f"{a['kafka']:.2f} | {a['machine']:.2f} | {a['cores_busy']:.2f} |")
+    return lines
 
 
 def callgrind_instructions(scenario, messages):
