@@ -60,6 +60,19 @@ class Received:
         return (u[-1][1] - u[0][1]) / (u[-1][0] - u[0][0]), u[-1][1] - u[0][1]
 
 
+def stop_publishers(pubs):
+    """Stops the publisher processes this benchmark started (SIGTERM, then SIGKILL after
+    10 s) and reaps them."""
+    for p in pubs:
+        p.send_signal(signal.SIGTERM)
+    for p in pubs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+
+
 def one_round(devkafka, extra, seconds, qos, publishers, preload=None):
     """One configuration flat out: (msg/s, mosquitto's CPU µs per message over all its
     threads, and on its main thread alone: the one that serves the clients). preload: a
@@ -94,14 +107,7 @@ def one_round(devkafka, extra, seconds, qos, publishers, preload=None):
         counter.client.close()
         assert b.process.alive(), "mosquitto died"
     finally:
-        for p in pubs:
-            p.send_signal(signal.SIGTERM)
-        for p in pubs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
+        stop_publishers(pubs)
         b.cleanup()
     msgs = max(rate * (t1 - t0), 1)
     return rate, (c1 - c0) / msgs * 1e6, (m1 - m0) / msgs * 1e6
