@@ -27,7 +27,6 @@ A benchmark, not a test: it fails only when a configuration received or delivere
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -100,12 +99,7 @@ def start(plugin, extra, bootstrap, stats_interval):
 
 
 def stop(b, pub):
-    pub.send_signal(signal.SIGTERM)
-    try:
-        pub.wait(10)
-    except subprocess.TimeoutExpired:
-        pub.kill()
-        pub.wait(10)
+    durability.stop_publishers([pub])
     b.cleanup()
 
 

@@ -60,6 +60,19 @@ class Received:
         return (u[-1][1] - u[0][1]) / (u[-1][0] - u[0][0]), u[-1][1] - u[0][1]
 
 
+def stop_publishers(pubs):
+    """Stops the publisher processes this benchmark started (SIGTERM, then SIGKILL after
+    10 s) and reaps them."""
+    for p in pubs:
+        p.send_signal(signal.SIGTERM)
+    for p in pubs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+
+
 def machine_cpu():
     """(busy, all) CPU seconds of the whole machine so far, from /proc/stat's first line
     (idle and iowait are not busy)."""
@@ -109,14 +122,7 @@ def one_round(devkafka, extra, seconds, qos, publishers, preload=None, account=N
         counter.client.close()
         assert b.process.alive(), "mosquitto died"
     finally:
-        for p in pubs:
-            p.send_signal(signal.SIGTERM)
-        for p in pubs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
+        stop_publishers(pubs)
         b.cleanup()
     msgs = max(rate * (t1 - t0), 1)
     if account is not None:

@@ -1458,6 +1458,17 @@ enum mqk_latency_stage { MQK_LATENCY_STAGES(MQK_LATENCY_ENUM) MQK_LATENCY_COUNT 
 /* Counts us (µs; negative counts as 0) in stage's histogram. Kafka thread (one writer). */
 void latency__observe(enum mqk_latency_stage stage, int64_t us);
 /*
+ * The histogram bucket of us: the index of the first upper bound >= us (0 for us <= 100 µs),
+ * or the number of bounds (+Inf) above the last. Any thread.
+ */
+size_t latency__bucket(int64_t us);
+/*
+ * Bracket one rd_kafka_poll call: the delivery reports it serves share one CLOCK_REALTIME
+ * read (made at the first of them). Outside, each report reads its own. Kafka thread.
+ */
+void latency__round_begin(void);
+void latency__round_end(void);
+/*
  * The delivery report m of entry e, which Kafka acknowledged: observes every stage it
  * carries (capture_to_append only with LogAppendTime). Kafka thread, in on_delivery.
  */

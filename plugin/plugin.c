@@ -153,9 +153,6 @@ struct mqk_plugin {
 	struct mqk_metrics *metrics; /* metrics_listen or metrics_textfile; else NULL */
 	/* Inbound routes (cfg.inbound.count > 0), docs/inbound.md: */
 	struct mqk_inbound *inbound;
-	/* stop_side's flush bound, and what producer__close left undelivered. */
-	int stop_timeout_ms;
-	int left;
 };
 
 /* Commands delivered per TICK at most: a burst does not stall mosquitto's loop. */
@@ -593,17 +590,25 @@ static int start_side(void *arg)
 
 /*
  * (side) Stops and frees what start_side started, whatever it got to. The commands and
- * the producer flush at the same time, within pl->stop_timeout_ms; pl->left: the records
- * the producer did not deliver.
+ * the producer flush at the same time, within job->timeout_ms; job->left: the records
+ * the producer did not deliver. The job is the caller's (on its stack: side__run waits
+ * for it, and stopping has no allocation that could fail).
  */
+struct stop_job {
+	struct mqk_plugin *pl;
+	int timeout_ms; /* in: the flush bound */
+	int left;	/* out: what producer__close left undelivered */
+};
+
 static int stop_side(void *arg)
 {
-	struct mqk_plugin *pl = arg;
+	struct stop_job *job = arg;
+	struct mqk_plugin *pl = job->pl;
 
 	inbound__close(pl->inbound); /* what it queued and did not publish is read again */
 	pl->inbound = NULL;
-	commands__stop(pl->commands, pl->stop_timeout_ms);
-	pl->left = producer__close(pl->producer, pl->stop_timeout_ms);
+	commands__stop(pl->commands, job->timeout_ms);
+	job->left = producer__close(pl->producer, job->timeout_ms);
 	pl->producer = NULL;
 	commands__close(pl->commands, 0);
 	pl->commands = NULL;
@@ -783,8 +788,8 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 		rc = MOSQ_ERR_INVAL;
 	}
 	if (rc != MOSQ_ERR_SUCCESS) {
-		pl->stop_timeout_ms = 0;
-		side__run(stop_side, pl);
+		struct stop_job stop = {.pl = pl, .timeout_ms = 0};
+		side__run(stop_side, &stop);
 		side__stop();
 		plugin_free(pl);
 		return rc;
@@ -797,6 +802,7 @@ EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userd
 EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
 {
 	struct mqk_plugin *pl = userdata;
+	struct stop_job stop = {.pl = pl};
 	int left;
 
 	(void)options;
@@ -810,10 +816,10 @@ EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *option
 	 * they are gone. Both threads flush at the same time, within flush_timeout_ms. On the
 	 * side: its threads' descriptors are closed there (side.c).
 	 */
-	pl->stop_timeout_ms = pl->cfg.flush_timeout_ms;
-	side__run(stop_side, pl);
+	stop.timeout_ms = pl->cfg.flush_timeout_ms;
+	side__run(stop_side, &stop);
 	side__stop();
-	left = pl->left;
+	left = stop.left;
 	if (pl->journal != NULL) {
 		log__printf(left ? MOSQ_LOG_WARNING : MOSQ_LOG_NOTICE,
 			    "shutdown: %d records not delivered to Kafka%s", left,

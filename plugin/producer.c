@@ -175,6 +175,17 @@ static void topic_missing(struct mqk_producer *p, const struct mqk_route *route,
 }
 
 /*
+ * rd_kafka_poll as one round: the delivery reports it serves share one clock read for
+ * latency.c (latency__round_begin). Kafka thread, or mosquitto's in producer__close.
+ */
+static void poll_round(struct mqk_producer *p, int timeout_ms)
+{
+	latency__round_begin();
+	rd_kafka_poll(p->rk, timeout_ms);
+	latency__round_end();
+}
+
+/*
  * Delivery report. Kafka thread (inside rd_kafka_poll). The record's buffer entry is
  * settled (its room can go back), or, when the producer failed fatally and is being
  * replaced, made new again so that it is sent again.
@@ -355,7 +366,7 @@ static rd_kafka_resp_err_t create_topic(struct mqk_producer *p, const char *name
 	rd_kafka_NewTopic_destroy(nt);
 	for (;;) {
 		ev = rd_kafka_queue_poll(q, CREATE_POLL_MS);
-		rd_kafka_poll(p->rk, 0);
+		poll_round(p, 0);
 		if (ev != NULL) {
 			break;
 		}
@@ -626,7 +637,7 @@ static bool drain(struct mqk_producer *p)
 		}
 		buffer__mark_sent(p->buf, e);
 		if (++n % POLL_EVERY == 0) {
-			rd_kafka_poll(p->rk, 0);
+			poll_round(p, 0);
 			release_settled(p);
 		}
 	}
@@ -721,7 +732,7 @@ static void recover(struct mqk_producer *p)
 	/* The records librdkafka holds come back through delivery reports (on_delivery). */
 	rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 	for (int i = 0; i < 50 && counters__in_flight(p->totals) > 0; i++) {
-		rd_kafka_poll(p->rk, 100);
+		poll_round(p, 100);
 	}
 	destroy_handle(p);
 	/* Those it did not report are taken back too. */
@@ -824,9 +835,9 @@ static void make_room(struct mqk_producer *p)
 		for (int i = 0;
 		     i < 10 && rd_kafka_outq_len(p->rk) > 0 && counters__in_flight(p->totals) > 0;
 		     i++) {
-			rd_kafka_poll(p->rk, 10);
+			poll_round(p, 10);
 		}
-		rd_kafka_poll(p->rk, 0);
+		poll_round(p, 0);
 		release_settled(p);
 	}
 	/* Only while librdkafka holds nothing older: each drop gives its room back at once. */
@@ -862,7 +873,7 @@ static void *kafka_thread(void *arg)
 	for (;;) {
 		bool had_work = !buffer__all_sent(p->buf);
 		bool blocked = !drain(p);
-		rd_kafka_poll(p->rk, 0);
+		poll_round(p, 0);
 		release_settled(p);
 		if (p->fatal) {
 			recover(p);

@@ -109,8 +109,8 @@ static void usage(FILE *fp)
 		progname);
 }
 
-static void info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void info(const char *fmt, ...)
+static void inform(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void inform(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -310,7 +310,7 @@ int main(int argc, char **argv)
 			cli_die("cannot create topic %s: %s", topics[i].name,
 				rd_kafka_err2str(err));
 		}
-		info("topic %s: %d partitions, replication factor %d", topics[i].name,
+		inform("topic %s: %d partitions, replication factor %d", topics[i].name,
 		     topics[i].partitions, replication);
 	}
 
@@ -319,7 +319,7 @@ int main(int argc, char **argv)
 		write_bootstrap_file(bootstrap_file, bootstraps);
 	printf("%s\n", bootstraps);
 	fflush(stdout);
-	info("%d broker(s) listening on %s; SIGINT or SIGTERM to stop", brokers, bootstraps);
+	inform("%d broker(s) listening on %s; SIGINT or SIGTERM to stop", brokers, bootstraps);
 
 	for (;;) {
 		int rc = sigwait(&sigs, &sig);
@@ -335,12 +335,12 @@ int main(int argc, char **argv)
 			if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 				cli_die("cannot set the brokers %s: %s", up ? "up" : "down",
 					rd_kafka_err2str(err));
-			info("%s: every broker is %s", strsignal(sig), up ? "up" : "down");
+			inform("%s: every broker is %s", strsignal(sig), up ? "up" : "down");
 			continue;
 		}
 		break;
 	}
-	info("%s: stopping", strsignal(sig));
+	inform("%s: stopping", strsignal(sig));
 
 	rd_kafka_mock_cluster_destroy(mcluster);
 	rd_kafka_destroy(rk);
