@@ -225,7 +225,6 @@ def run_point(kafka, nodes, rate, linger, seconds, devices):
         time.sleep(2)  # the consumer fetching, the producer connected
         before = scrape(metrics_port)
         cpu0 = h.cpu_seconds(broker.pid)
-        t0 = time.monotonic()
         summary = loadgen(broker.port, rate, seconds, devices, work)
         acked = int(summary["acked"])
         expected.value = acked

@@ -107,7 +107,6 @@ def one_run(linger, rate, seconds, clients=20):
                 time.sleep(delay)
             pubs[n % clients].publish(f"bench/ue-{n % clients:03d}", b"x" * 100, qos=0)
         h.wait_published([p.c.publish("bench/flush", b"", qos=1) for p in pubs], 30)
-        deadline = time.monotonic() + 30
         latencies = results.get(timeout=40) if linger is not None else []
         cpu = h.cpu_seconds(broker.pid) - cpu0
         threads = {k: (v - threads0.get(k, 0)) / expected * 1e6
