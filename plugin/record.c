@@ -19,6 +19,10 @@
 
 static const char *const digits[] = {"0", "1", "2"};
 
+/* A header whose name is a string literal: its length is known, librdkafka need not count. */
+#define HEADER(hdrs, name, value, value_len)                                                       \
+	rd_kafka_header_add((hdrs), (name), (ssize_t)sizeof(name) - 1, (value), (value_len))
+
 int record__scratch_init(struct mqk_scratch *scratch)
 {
 	memset(scratch, 0, sizeof(*scratch));
@@ -64,17 +68,16 @@ static void add_property_headers(rd_kafka_headers_t *hdrs, const struct mqk_mess
 			}
 			break;
 		case MQK_PROP_CONTENT_TYPE:
-			rd_kafka_header_add(hdrs, MQK_HDR_CONTENT_TYPE, -1, value, value_len);
+			HEADER(hdrs, MQK_HDR_CONTENT_TYPE, value, value_len);
 			break;
 		case MQK_PROP_RESPONSE_TOPIC:
-			rd_kafka_header_add(hdrs, MQK_HDR_RESPONSE_TOPIC, -1, value, value_len);
+			HEADER(hdrs, MQK_HDR_RESPONSE_TOPIC, value, value_len);
 			break;
 		case MQK_PROP_CORRELATION_DATA:
-			rd_kafka_header_add(hdrs, MQK_HDR_CORRELATION_DATA, -1, value, value_len);
+			HEADER(hdrs, MQK_HDR_CORRELATION_DATA, value, value_len);
 			break;
 		case MQK_PROP_PAYLOAD_FORMAT:
-			rd_kafka_header_add(hdrs, MQK_HDR_PAYLOAD_FORMAT, -1,
-					    value_len && value[0] ? "1" : "0", 1);
+			HEADER(hdrs, MQK_HDR_PAYLOAD_FORMAT, value_len && value[0] ? "1" : "0", 1);
 			break;
 		default:
 			break;
@@ -92,18 +95,17 @@ static rd_kafka_headers_t *build_headers(const struct mqk_route *route,
 	size_t seq_len = record__u64_to_str(seq, seq_str);
 
 	/* librdkafka copies names and values: nothing here needs to outlive the call. */
-	rd_kafka_header_add(hdrs, MQK_HDR_TOPIC, -1, msg->topic, -1);
-	rd_kafka_header_add(hdrs, MQK_HDR_CLIENT_ID, -1, msg->client_id ? msg->client_id : "", -1);
+	HEADER(hdrs, MQK_HDR_TOPIC, msg->topic, -1);
+	HEADER(hdrs, MQK_HDR_CLIENT_ID, msg->client_id ? msg->client_id : "", -1);
 	if (msg->username) {
-		rd_kafka_header_add(hdrs, MQK_HDR_USERNAME, -1, msg->username, -1);
+		HEADER(hdrs, MQK_HDR_USERNAME, msg->username, -1);
 	}
-	rd_kafka_header_add(hdrs, MQK_HDR_QOS, -1, digits[msg->qos > 2 ? 2 : msg->qos], 1);
-	rd_kafka_header_add(hdrs, MQK_HDR_RETAIN, -1, digits[msg->retain ? 1 : 0], 1);
-	rd_kafka_header_add(hdrs, MQK_HDR_BROKER, -1, origin->broker_id,
-			    (ssize_t)origin->broker_id_len);
-	rd_kafka_header_add(hdrs, MQK_HDR_ROUTE, -1, route->name, -1);
-	rd_kafka_header_add(hdrs, MQK_HDR_SEQ, -1, seq_str, (ssize_t)seq_len);
-	rd_kafka_header_add(hdrs, MQK_HDR_BOOT, -1, origin->boot_str, (ssize_t)origin->boot_len);
+	HEADER(hdrs, MQK_HDR_QOS, digits[msg->qos > 2 ? 2 : msg->qos], 1);
+	HEADER(hdrs, MQK_HDR_RETAIN, digits[msg->retain ? 1 : 0], 1);
+	HEADER(hdrs, MQK_HDR_BROKER, origin->broker_id, (ssize_t)origin->broker_id_len);
+	HEADER(hdrs, MQK_HDR_ROUTE, route->name, -1);
+	HEADER(hdrs, MQK_HDR_SEQ, seq_str, (ssize_t)seq_len);
+	HEADER(hdrs, MQK_HDR_BOOT, origin->boot_str, (ssize_t)origin->boot_len);
 	if (msg->props_len) {
 		add_property_headers(hdrs, msg, scratch);
 	}
