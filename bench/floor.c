@@ -155,14 +155,43 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opa
 }
 
 /* What one record needs besides the payload; the strings are reused from record to record. */
+/*
+ * A device's strings, made once (the plugin has them from mosquitto and its templates):
+ * what is measured is librdkafka's work, not this program's formatting.
+ */
+struct device {
+	char id[24];    /* "ue-<n>": the key and mqtt.client_id */
+	char topic[48]; /* "devices/ue-<n>/data": mqtt.topic */
+	int id_len;
+	int topic_len;
+};
+
 struct shape {
 	bool headers;
 	uint64_t devices;
+	const struct device *device; /* [devices], main's */
 	const char *payload;
 	size_t payload_len;
 	char boot[24];
 	size_t boot_len;
 };
+
+/* n in decimal into out (at least 21 bytes), as plugin/record.c's record__u64_to_str. */
+static size_t u64_to_str(uint64_t n, char *out)
+{
+	char tmp[20];
+	size_t len = 0;
+
+	do {
+		tmp[len++] = (char)('0' + n % 10);
+		n /= 10;
+	} while (n);
+	for (size_t i = 0; i < len; i++) {
+		out[i] = tmp[len - 1 - i];
+	}
+	out[len] = '\0';
+	return len;
+}
 
 /*
  * Produces record number seq (its device: seq % devices), with ts as its timestamp.
@@ -172,23 +201,22 @@ struct shape {
 static rd_kafka_resp_err_t produce_one(rd_kafka_t *rk, rd_kafka_topic_t *rkt,
 				       const struct shape *sh, uint64_t seq, int64_t ts)
 {
-	char id[32], topic[64], seq_str[24];
-	int id_len = snprintf(id, sizeof(id), "ue-%" PRIu64, seq % sh->devices);
+	const struct device *d = &sh->device[seq % sh->devices];
 	rd_kafka_headers_t *hdrs = NULL;
 	rd_kafka_resp_err_t err;
 
 	if (sh->headers) {
 		/* As plugin/record.c's build_headers; librdkafka copies names and values. */
-		int topic_len = snprintf(topic, sizeof(topic), "devices/%s/data", id);
-		int seq_len = snprintf(seq_str, sizeof(seq_str), "%" PRIu64, seq);
+		char seq_str[24];
+		size_t seq_len = u64_to_str(seq, seq_str);
 		hdrs = rd_kafka_headers_new(FIXED_HEADERS);
-		rd_kafka_header_add(hdrs, MQK_HDR_TOPIC, -1, topic, topic_len);
-		rd_kafka_header_add(hdrs, MQK_HDR_CLIENT_ID, -1, id, id_len);
+		rd_kafka_header_add(hdrs, MQK_HDR_TOPIC, -1, d->topic, d->topic_len);
+		rd_kafka_header_add(hdrs, MQK_HDR_CLIENT_ID, -1, d->id, d->id_len);
 		rd_kafka_header_add(hdrs, MQK_HDR_QOS, -1, "0", 1);
 		rd_kafka_header_add(hdrs, MQK_HDR_RETAIN, -1, "0", 1);
 		rd_kafka_header_add(hdrs, MQK_HDR_BROKER, -1, BROKER_ID, sizeof(BROKER_ID) - 1);
 		rd_kafka_header_add(hdrs, MQK_HDR_ROUTE, -1, ROUTE_NAME, sizeof(ROUTE_NAME) - 1);
-		rd_kafka_header_add(hdrs, MQK_HDR_SEQ, -1, seq_str, seq_len);
+		rd_kafka_header_add(hdrs, MQK_HDR_SEQ, -1, seq_str, (ssize_t)seq_len);
 		rd_kafka_header_add(hdrs, MQK_HDR_BOOT, -1, sh->boot, (ssize_t)sh->boot_len);
 	}
 	for (;;) {
@@ -197,14 +225,14 @@ static rd_kafka_resp_err_t produce_one(rd_kafka_t *rk, rd_kafka_topic_t *rkt,
 			err = rd_kafka_producev(
 				rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 				RD_KAFKA_V_VALUE((void *)sh->payload, sh->payload_len),
-				RD_KAFKA_V_KEY(id, (size_t)id_len), RD_KAFKA_V_HEADERS(hdrs),
+				RD_KAFKA_V_KEY(d->id, (size_t)d->id_len), RD_KAFKA_V_HEADERS(hdrs),
 				RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)(seq + 1)),
 				RD_KAFKA_V_END);
 		} else {
 			err = rd_kafka_producev(
 				rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 				RD_KAFKA_V_VALUE((void *)sh->payload, sh->payload_len),
-				RD_KAFKA_V_KEY(id, (size_t)id_len), RD_KAFKA_V_TIMESTAMP(ts),
+				RD_KAFKA_V_KEY(d->id, (size_t)d->id_len), RD_KAFKA_V_TIMESTAMP(ts),
 				RD_KAFKA_V_OPAQUE((void *)(uintptr_t)(seq + 1)), RD_KAFKA_V_END);
 		}
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -378,8 +406,8 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'd':
-			if (!cli_parse_uint(optarg, 1, 100000000, &devices)) {
-				return cli_fail("-d: '%s' is not a number of devices (1..100000000)",
+			if (!cli_parse_uint(optarg, 1, 1000000, &devices)) {
+				return cli_fail("-d: '%s' is not a number of devices (1..1000000)",
 						optarg);
 			}
 			break;
@@ -448,12 +476,24 @@ int main(int argc, char **argv)
 	for (uint64_t i = 0; i < size; i++) {
 		payload[i] = (char)('a' + i % 26);
 	}
+	struct device *device = calloc(devices, sizeof(*device)); /* main's; freed at the end */
+	if (device == NULL) {
+		cli_die("out of memory");
+	}
+	for (uint64_t i = 0; i < devices; i++) {
+		device[i].id_len = snprintf(device[i].id, sizeof(device[i].id), "ue-%" PRIu64, i);
+		device[i].topic_len = snprintf(device[i].topic, sizeof(device[i].topic),
+					       "devices/ue-%" PRIu64 "/data", i);
+	}
+	sh.device = device;
 	sh.headers = headers;
 	sh.devices = devices;
 	sh.payload = payload;
 	sh.payload_len = size;
-	sh.boot_len = (size_t)snprintf(sh.boot, sizeof(sh.boot), "%" PRIu64,
-				       (uint64_t)realtime_ms() * 1000u);
+	struct timespec boot;
+	clock_gettime(CLOCK_REALTIME, &boot); /* the plugin's boot string: µs, in decimal */
+	sh.boot_len = u64_to_str((uint64_t)boot.tv_sec * 1000000u + (uint64_t)boot.tv_nsec / 1000u,
+				 sh.boot);
 
 	struct bench b = {.rk = rk, .rkt = rkt, .sh = sh, .counts = &counts, .records = records, .rate = rate,
 			  .quiet = quiet};
@@ -472,5 +512,6 @@ int main(int argc, char **argv)
 	rd_kafka_flush(rk, 5000);
 	rd_kafka_destroy(rk);
 	free(payload);
+	free(device);
 	return status;
 }
