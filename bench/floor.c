@@ -25,11 +25,12 @@
  * and like it not the process's main thread: on the main thread, the same run with
  * headers measured 3x the CPU per record here (13.5 against 4.6 µs at 40,000 records/s,
  * most of the difference in malloc and free of the headers; glibc's main arena is the
- * likely cause, not investigated further). It hands what is due to rd_kafka_producev, calls rd_kafka_poll(rk, 0) every 1024
- * records and after each round, and naps until the next 1 ms slice (-r: the records due
- * by then; -r 0: flat out, no nap). On QUEUE_FULL it waits in rd_kafka_poll until a
- * delivery report frees room and tries the same record again (the plugin sleeps on its
- * eventfd, which librdkafka's main queue wakes, for the same effect).
+ * likely cause, not investigated further). It hands what is due to rd_kafka_producev,
+ * calls rd_kafka_poll(rk, 0) every 1024 records and after each round, and naps until the
+ * next 1 ms slice (-r: the records due by then; -r 0: flat out, no nap). On QUEUE_FULL
+ * it waits in rd_kafka_poll until a delivery report frees room and tries the same record
+ * again (the plugin sleeps on its eventfd, which librdkafka's main queue wakes, for the
+ * same effect).
  *
  * Measured: one record is produced and delivered first (connection, metadata, producer
  * id), then the clock starts; it stops when the last of the -n records has its delivery
@@ -220,13 +221,14 @@ static rd_kafka_resp_err_t produce_one(rd_kafka_t *rk, rd_kafka_topic_t *rkt,
 		rd_kafka_header_add(hdrs, MQK_HDR_BOOT, -1, sh->boot, (ssize_t)sh->boot_len);
 	}
 	for (;;) {
-		/* librdkafka takes hdrs only when producev succeeds: on QUEUE_FULL they are ours. */
+		/* librdkafka takes hdrs only when producev succeeds: on QUEUE_FULL, still ours. */
 		if (hdrs) {
 			err = rd_kafka_producev(
 				rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 				RD_KAFKA_V_VALUE((void *)sh->payload, sh->payload_len),
 				RD_KAFKA_V_KEY(d->id, (size_t)d->id_len), RD_KAFKA_V_HEADERS(hdrs),
-				RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)(seq + 1)),
+				RD_KAFKA_V_TIMESTAMP(ts),
+				RD_KAFKA_V_OPAQUE((void *)(uintptr_t)(seq + 1)),
 				RD_KAFKA_V_END);
 		} else {
 			err = rd_kafka_producev(
@@ -286,9 +288,14 @@ static void *run(void *arg)
 		return NULL;
 	}
 	if (!wait_reports(b->rk, b->counts, 1, WARMUP_TIMEOUT_MS) || b->counts->failed) {
-		cli_fail("the first record was not delivered within %d s: %s",
-			 WARMUP_TIMEOUT_MS / 1000,
-			 b->counts->failed ? rd_kafka_err2str(b->counts->first_err) : "no report");
+		if (b->counts->failed) {
+			cli_fail("the first record failed: %s",
+				 rd_kafka_err2str(b->counts->first_err));
+		} else {
+			cli_fail("the first record has no delivery report after %d s (is Kafka at "
+				 "-b?)",
+				 WARMUP_TIMEOUT_MS / 1000);
+		}
 		return NULL;
 	}
 
@@ -327,7 +334,8 @@ static void *run(void *arg)
 				slice.tv_sec++;
 				slice.tv_nsec -= 1000000000L;
 			}
-			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &slice, NULL) == EINTR) {
+			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &slice, NULL) ==
+			       EINTR) {
 			}
 		}
 	}
@@ -349,7 +357,8 @@ static void *run(void *arg)
 	printf("records=%" PRIu64 " seconds=%.3f rate=%.0f cpu_us=%.3f thread_us=%.3f "
 	       "rest_us=%.3f headers=%s size=%" PRIu64 "\n",
 	       b->records, t1 - t0, (double)b->records / (t1 - t0), (p1 - p0) * per,
-	       (th1 - th0) * per, ((p1 - p0) - (th1 - th0)) * per, b->sh.headers ? "plugin" : "none",
+	       (th1 - th0) * per, ((p1 - p0) - (th1 - th0)) * per,
+	       b->sh.headers ? "plugin" : "none",
 	       (uint64_t)b->sh.payload_len);
 	fflush(stdout);
 	b->ok = true;
@@ -388,8 +397,9 @@ int main(int argc, char **argv)
 			break;
 		case 'n':
 			if (!cli_parse_uint(optarg, 1, 1000000000, &records)) {
-				return cli_fail("-n: '%s' is not a number of records (1..1000000000)",
-						optarg);
+				return cli_fail(
+					"-n: '%s' is not a number of records (1..1000000000)",
+					optarg);
 			}
 			break;
 		case 'r':
@@ -401,8 +411,9 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			if (!cli_parse_uint(optarg, 0, 1000000, &size)) {
-				return cli_fail("-s: '%s' is not a payload size in bytes (0..1000000)",
-						optarg);
+				return cli_fail(
+					"-s: '%s' is not a payload size in bytes (0..1000000)",
+					optarg);
 			}
 			break;
 		case 'd':
@@ -417,7 +428,8 @@ int main(int argc, char **argv)
 			} else if (strcmp(optarg, "plugin") == 0) {
 				headers = true;
 			} else {
-				return cli_fail("-H: '%s' is not a headers mode (none, plugin)", optarg);
+				return cli_fail("-H: '%s' is not a headers mode (none, plugin)",
+						optarg);
 			}
 			break;
 		case 'X':
@@ -495,7 +507,12 @@ int main(int argc, char **argv)
 	sh.boot_len = u64_to_str((uint64_t)boot.tv_sec * 1000000u + (uint64_t)boot.tv_nsec / 1000u,
 				 sh.boot);
 
-	struct bench b = {.rk = rk, .rkt = rkt, .sh = sh, .counts = &counts, .records = records, .rate = rate,
+	struct bench b = {.rk = rk,
+			  .rkt = rkt,
+			  .sh = sh,
+			  .counts = &counts,
+			  .records = records,
+			  .rate = rate,
 			  .quiet = quiet};
 	pthread_t thread;
 	int rc = pthread_create(&thread, NULL, run, &b);
