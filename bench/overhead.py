@@ -10,6 +10,9 @@ overhead.py - what the plugin costs mosquitto, against the targets, in one run.
      machine with everything on its 2 cores, and what mosquitto's main thread (the one that
      serves the clients) spent per message, i.e. the ingest that thread could sustain with a
      core of its own.
+     Then librdkafka alone (bench/floor.c) in the same Kafka, at the rate the plugin
+     reached: its CPU per record with the plugin's producer settings and record shape
+     (the plugin's 8 headers, and none), the floor under the plugin's all-threads cost.
   2. The plugin's work on mosquitto's thread per message: CPU time (mqk-bench-hotpath) and
      instructions (valgrind --tool=callgrind, collecting only the plugin's MESSAGE and TICK
      callbacks).
@@ -23,7 +26,7 @@ overhead.py - what the plugin costs mosquitto, against the targets, in one run.
 --plugin-option: one more plugin_opt_NAME VALUE for every configuration with the plugin.
 --variant: one more configuration in the ingest rounds, durability memory with these
 options (e.g. --variant kafka.linger.ms=1: the candidate beside the default, interleaved).
---ingest-only: only part 1.
+--ingest-only: only the ingest rounds (part 1 without librdkafka alone).
 
 A benchmark, not a test: it fails only when something did not run or records went missing.
 """
@@ -46,6 +49,7 @@ import harness as h  # noqa: E402
 
 HOTPATH = os.path.join(h.BUILD_DIR, "bench", "mqk-bench-hotpath")
 LOADGEN = os.path.join(h.BUILD_DIR, "tools", "mqk-loadgen")
+FLOOR = os.path.join(h.BUILD_DIR, "bench", "mqk-bench-librdkafka-floor")
 
 IDLE_THREAD = os.path.join(h.BUILD_DIR, "bench", "mqk-bench-idle-thread.so")
 IDLE_UNSHARED = os.path.join(h.BUILD_DIR, "bench", "mqk-bench-idle-thread-unshared.so")
@@ -70,13 +74,14 @@ HOT = [("durability memory", "raw, 1 route"),
        ("journal, fsync 1000 ms", "raw, 1 route, journal fsync 1000")]
 
 
-def ingest(seconds, rounds, publishers, qos, plugin_options=(), variants=()):
+def ingest(seconds, rounds, publishers, qos, plugin_options=(), variants=(), devkafka=None):
+    """The ingest rounds, in devkafka (stopped by the caller) or in a DevKafka of their own."""
     configs = [(name, None if extra is None else extra + list(plugin_options), target)
                for name, extra, target in INGEST]
     for v in variants:
         configs.append((f"plugin, durability memory, {', '.join(f'{k}={x}' for k, x in v)}",
                         [("durability", "memory")] + list(plugin_options) + list(v), 0.97))
-    dk = h.DevKafka(brokers=1)
+    dk = devkafka or h.DevKafka(brokers=1)
     got = {name: [] for name, _, _ in configs}
     spent = {name: [] for name, _, _ in configs}  # durability.one_round's account
     try:
@@ -100,7 +105,8 @@ def ingest(seconds, rounds, publishers, qos, plugin_options=(), variants=()):
                 print(f"round {r + 1}: {name}: {rate:,.0f} msg/s, main thread "
                       f"{main:.2f} µs/msg", file=sys.stderr, flush=True)
     finally:
-        dk.cleanup()
+        if devkafka is None:
+            dk.cleanup()
     med = {name: tuple(statistics.median(x[i] for x in v) for i in range(3))
            for name, v in got.items()}
     base_rate, base_cpu, base_main = med[INGEST[0][0]]
@@ -134,6 +140,48 @@ def machine_budget(configs, med, spent):
         a = acc[name]
         lines.append(f"| {name} | {med[name][1]:.2f} | {a['publishers']:.2f} | "
                      f"{a['kafka']:.2f} | {a['machine']:.2f} | {a['cores_busy']:.2f} |")
+    return lines
+
+
+MEMORY = "plugin, durability memory"
+FLOOR_SHAPES = [("plugin", "the plugin's 8 headers"), ("none", "no headers")]
+
+
+def floor(dk, rate, seconds, rounds, plugin_cost, off_main):
+    """librdkafka alone (bench/floor.c) in the ingest's Kafka (topic bench, as the ingest's
+    route; 4 keys, as its 4 publishers' client ids), at the plugin's rate for `seconds`,
+    rounds interleaved: its CPU per record, the floor under plugin_cost (the plugin's
+    all-threads µs per record) and off_main (the part of it beside mosquitto's main
+    thread: the Kafka thread, librdkafka's, the side thread)."""
+    records = max(int(rate * seconds), 1000)
+    got = {mode: [] for mode, _ in FLOOR_SHAPES}
+    for r in range(rounds):
+        for mode, _ in FLOOR_SHAPES:
+            p = subprocess.run([FLOOR, "-b", dk.bootstrap, "-t", "bench", "-n", str(records),
+                                "-r", str(int(rate)), "-d", "4", "-H", mode, "-q"],
+                               capture_output=True, text=True, timeout=seconds * 3 + 120)
+            m = re.search(r"rate=(\S+) cpu_us=(\S+) thread_us=(\S+) rest_us=(\S+)", p.stdout)
+            if p.returncode != 0 or m is None:
+                raise h.HarnessError(f"mqk-bench-librdkafka-floor -H {mode}: exit "
+                                     f"{p.returncode}\n{p.stdout}{p.stderr[-2000:]}")
+            got[mode].append(tuple(float(x) for x in m.groups()))
+            print(f"round {r + 1}: librdkafka alone, headers {mode}: {got[mode][-1][0]:,.0f} "
+                  f"records/s, {got[mode][-1][1]:.2f} µs/record", file=sys.stderr, flush=True)
+    med = {mode: tuple(statistics.median(x[i] for x in v) for i in range(4))
+           for mode, v in got.items()}
+    lines = ["| record shape | records/s | CPU µs/record all threads | producing thread "
+             "| librdkafka's threads |", "|---|---:|---:|---:|---:|"]
+    for mode, label in FLOOR_SHAPES:
+        rate_got, cpu, thread, rest = med[mode]
+        lines.append(f"| {label} | {rate_got:,.0f} | {cpu:.2f} | {thread:.2f} | {rest:.2f} |")
+    alone = med["plugin"][1]
+    lines.append(f"\nThe plugin costs {plugin_cost:.2f} µs per record over all of mosquitto's "
+                 f"threads ({off_main:.2f} beside its main thread), librdkafka alone "
+                 f"{alone:.2f} with the same record (its 8 headers: "
+                 f"{alone - med['none'][1]:+.2f}): the plugin adds {plugin_cost - alone:+.2f} "
+                 f"µs on top of librdkafka ({off_main - alone:+.2f} beside the main thread); "
+                 f"librdkafka alone is {'already over' if alone > 1.5 else 'within'} the "
+                 f"1.5 µs target.")
     return lines
 
 
@@ -271,7 +319,8 @@ def main():
     messages, cg = 200000, 20000
     if a.smoke:
         a.seconds, a.rounds, a.records, messages, cg = 1.0, 1, 2000, 5000, 2000
-    for path, what in ((HOTPATH, "mqk-bench-hotpath"), (LOADGEN, "mqk-loadgen")):
+    for path, what in ((HOTPATH, "mqk-bench-hotpath"), (LOADGEN, "mqk-loadgen"),
+                       (FLOOR, "mqk-bench-librdkafka-floor")):
         h.require_file(path, what, executable=True)
     h.require_file(IDLE_THREAD, "bench/idle_thread.c's library")
     h.require_file(IDLE_UNSHARED, "bench/idle_thread.c's library (IDLE_UNSHARE)")
@@ -280,9 +329,21 @@ def main():
            f"{os.cpu_count()} cores, one run.\n",
            f"## Max sustained ingest ({a.publishers} publishers flat out, QoS {a.qos}, 200 bytes, "
            f"{a.rounds} interleaved rounds of {a.seconds:g} s, medians)\n"]
-    lines, ok_ingest, med = ingest(a.seconds, a.rounds, a.publishers, a.qos, plugin_options,
-                                   variants)
-    out += lines
+    dk = h.DevKafka(brokers=1)
+    try:
+        lines, ok_ingest, med = ingest(a.seconds, a.rounds, a.publishers, a.qos,
+                                       plugin_options, variants, devkafka=dk)
+        out += lines
+        if not a.ingest_only:
+            rate = med[MEMORY][0]
+            out.append(f"\n## librdkafka alone (bench/floor.c), at the rate the plugin reached "
+                       f"({rate:,.0f} records/s, {a.seconds:g} s, {a.rounds} interleaved "
+                       f"rounds, medians)\n")
+            plain = med[INGEST[0][0]]
+            out += floor(dk, rate, a.seconds, a.rounds, med[MEMORY][1] - plain[1],
+                         (med[MEMORY][1] - med[MEMORY][2]) - (plain[1] - plain[2]))
+    finally:
+        dk.cleanup()
     if plugin_options:
         out.append(f"\nPlugin options added: {', '.join(a.plugin_option)}.")
     if a.ingest_only:
