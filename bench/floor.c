@@ -8,7 +8,7 @@
  *
  * DESIGN
  *
- * The producer is configured as plugin/producer.c's defaults[] (enable.idempotence, so
+ * The producer is configured as plugin/producer_defaults.h (enable.idempotence, so
  * acks=all; message.timeout.ms 0; murmur2_random; linger.ms 5; one request in flight per
  * connection; queue.buffering.max.messages 2000), then -X name=value in order, as the
  * plugin applies plugin_opt_kafka.* after its defaults. Each record is what plugin/record.c
@@ -60,6 +60,7 @@
 
 #include "cli.h"
 #include "cli_kafka.h"
+#include "producer_defaults.h" /* the plugin's: the same settings */
 
 #define PROG "mqk-bench-librdkafka-floor"
 #define SLICE_NS 1000000L  /* pacing: every 1 ms, the records due */
@@ -70,15 +71,6 @@
 #define BROKER_ID "bench" /* bench/overhead.py's broker_id */
 #define ROUTE_NAME "all"  /* and its route (route_all) */
 
-/* plugin/producer.c's defaults[], in its order. */
-static const char *const defaults[][2] = {
-	{"enable.idempotence", "true"},
-	{"message.timeout.ms", "0"},
-	{"partitioner", "murmur2_random"},
-	{"linger.ms", "5"},
-	{"max.in.flight.requests.per.connection", "1"},
-	{"queue.buffering.max.messages", "2000"},
-};
 
 struct counts {
 	uint64_t delivered;
@@ -458,8 +450,9 @@ int main(int argc, char **argv)
 	}
 
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
-		if (cli_conf_set(conf, defaults[i][0], defaults[i][1], errstr, sizeof(errstr))) {
+	for (size_t i = 0; i < MQK_PRODUCER_DEFAULT_COUNT; i++) {
+		if (cli_conf_set(conf, mqk_producer_defaults[i].name, mqk_producer_defaults[i].value,
+				 errstr, sizeof(errstr))) {
 			rd_kafka_conf_destroy(conf);
 			return cli_fail("plugin default %s", errstr);
 		}

@@ -54,6 +54,7 @@
 #include <mosquitto_broker.h>
 
 #include "mqk.h"
+#include "producer_defaults.h"
 
 /*
  * How the thread waits. Busy (entries came within ACTIVE_MS): it naps NAP_MS between
@@ -112,34 +113,6 @@ struct mqk_producer {
 	uint64_t delivered_seen;          /* totals->delivered when buf->acked_ms was stored */
 };
 
-static const struct {
-	const char *name;
-	const char *value;
-} defaults[] = {
-	{"enable.idempotence", "true"},
-	{"message.timeout.ms", "0"},
-	{"partitioner", "murmur2_random"},
-	{"linger.ms", "5"},
-	/*
-	 * One ProduceRequest in flight per broker. With librdkafka 2.0.2's default of 5 (the
-	 * most idempotence allows), 6 of ~40 runs of test_forwarding on a freshly created
-	 * topic lost the first record of a partition although its delivery report said
-	 * success (the high watermark one short); with 1, 0 of 14 (docs/journal.md).
-	 */
-	{"max.in.flight.requests.per.connection", "1"},
-	/*
-	 * A record in librdkafka's queue costs ~1.3 KB (its message, the payload's copy and a
-	 * dozen header allocations); the same record waiting in the buffer ~350 bytes, in one
-	 * piece. 100,000 (librdkafka's default) held 140 MB through a Kafka outage. The depth
-	 * also sets the CPU per record: the Kafka thread allocates a record's headers, the
-	 * broker thread reads them to build the request, the delivery report frees them, and
-	 * the deeper the queue the colder they are by then. 10,000 cost ~2 µs more per record
-	 * than 2,000 at mosquitto's full ingest, and delivered no more to a real Kafka of 1 or
-	 * 3 nodes here (bench/README.md, "What a forwarded record costs"). The rest wait in
-	 * the buffer, in order.
-	 */
-	{"queue.buffering.max.messages", "2000"},
-};
 
 /* The errors librdkafka fails a record with when its topic does not exist. */
 static bool topic_is_missing(rd_kafka_resp_err_t err)
@@ -284,9 +257,9 @@ static rd_kafka_conf_t *build_conf(struct mqk_producer *p, struct mqk_config *cf
 	char client_id[128];
 
 	snprintf(client_id, sizeof(client_id), "mosquitto_kafka-%s", cfg->broker_id);
-	for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
-		if (kafka_conf__set(conf, "plugin defaults", defaults[i].name, defaults[i].value,
-				    errstr, errstr_size)) {
+	for (size_t i = 0; i < MQK_PRODUCER_DEFAULT_COUNT; i++) {
+		if (kafka_conf__set(conf, "plugin defaults", mqk_producer_defaults[i].name,
+				    mqk_producer_defaults[i].value, errstr, errstr_size)) {
 			goto error;
 		}
 	}
