@@ -71,7 +71,6 @@
 #define BROKER_ID "bench" /* bench/overhead.py's broker_id */
 #define ROUTE_NAME "all"  /* and its route (route_all) */
 
-
 struct counts {
 	uint64_t delivered;
 	uint64_t failed;

@@ -113,7 +113,6 @@ struct mqk_producer {
 	uint64_t delivered_seen;          /* totals->delivered when buf->acked_ms was stored */
 };
 
-
 /* The errors librdkafka fails a record with when its topic does not exist. */
 static bool topic_is_missing(rd_kafka_resp_err_t err)
 {

@@ -18,7 +18,6 @@ When a test fails, the log of every process that ran during it is appended to th
 A skipped or xfailed test fails the session: nothing here may pass by not running.
 """
 
-import os
 import re
 import time
 

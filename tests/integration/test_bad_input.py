@@ -23,7 +23,6 @@ import struct
 import subprocess
 import time
 
-import pytest
 
 import harness
 from harness import ENV, HDR, V311, V5

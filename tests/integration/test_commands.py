@@ -27,7 +27,6 @@ Kafka is the session's (conftest.py): one for this file.
 """
 
 import json
-import os
 import random
 import re
 import threading
@@ -183,7 +182,6 @@ def stop_clean(broker):
     rc = broker.stop()
     assert rc == 0, f"{broker.name} exited {rc} after SIGTERM"
     return shutdown_counters(broker)
-
 
 
 def settle(seconds=0.5):

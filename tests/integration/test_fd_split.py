@@ -20,8 +20,6 @@ with the real mosquitto, the built plugin and the session's Kafka:
 import os
 import re
 import signal
-import socket
-import time
 
 import harness
 from harness import V311

@@ -7,7 +7,7 @@ import re
 import time
 
 import harness
-from harness import HDR, SYS_PREFIX, V311, V5
+from harness import HDR, V311, V5
 
 
 def test_filters_excludes_and_sys(kafka, start_broker):

@@ -27,7 +27,6 @@ the plugin to every MQTT subscriber, on a topic expanded from the record.
 Bad inbound_* lines are in test_bad_config.py. Kafka is the session's (conftest.py).
 """
 
-import os
 import re
 import threading
 import time
@@ -201,7 +200,8 @@ def test_two_brokers_each_get_every_record(kafka, start_broker):
     for i in range(n):
         p.send(t, f"n{i}".encode(), key=f"k{i}".encode())
     p.flush()
-    g1, g2 = s1.wait(n), s2.wait(n)
+    s1.wait(n)
+    s2.wait(n)
     time.sleep(1.0)
     print(f"broker 1: {len(s1.got)} received, broker 2: {len(s2.got)} received, of {n}")
     want = sorted(f"n{i}".encode() for i in range(n))
@@ -360,7 +360,6 @@ def test_kafka_down_then_up_nothing_lost(kafka_up_after, start_broker):
 # ---- authentication and the wake connection ----------------------------------------------
 
 WAKE_LINE = r"mosquitto_kafka: inbound: wake connection to \S+ port (\d+) as (mqk-wake-\w+)"
-
 
 
 def test_auth_wake_and_caveat(kafka, start_broker):

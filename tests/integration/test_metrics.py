@@ -20,10 +20,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-import pytest
 
 import harness
-from harness import HDR
 
 SOURCE_DIR = os.environ.get("MQK_SOURCE_DIR",
                             os.path.join(os.path.dirname(__file__), "..", ".."))
