@@ -81,13 +81,30 @@ def machine_cpu():
     return (sum(ticks) - ticks[3] - ticks[4]) / h.CLK_TCK, sum(ticks) / h.CLK_TCK
 
 
+def disk_and_flushes():
+    """(KiB written to disk, TLB shootdown interrupts) of the whole machine so far: what
+    syncing a journal does beside the CPU (/proc/vmstat pgpgout, /proc/interrupts TLB)."""
+    kib = flushes = 0
+    with open("/proc/vmstat") as f:
+        for line in f:
+            if line.startswith("pgpgout "):
+                kib = int(line.split()[1])
+    with open("/proc/interrupts") as f:
+        for line in f:
+            fields = line.split()
+            if fields and fields[0] == "TLB:":
+                flushes = sum(int(x) for x in fields[1:] if x.isdigit())
+    return kib, flushes
+
+
 def one_round(devkafka, extra, seconds, qos, publishers, preload=None, account=None):
     """One configuration flat out: (msg/s, mosquitto's CPU µs per message over all its
     threads, and on its main thread alone: the one that serves the clients). preload: a
     library to LD_PRELOAD into mosquitto. account: a dict given gets the rest of the
     machine's CPU per message (µs): "publishers", "kafka" (mqk-devkafka), "machine" (every
     process, these and mosquitto included), and "cores_busy" (how many of the machine's
-    cores were busy on average): where the CPU a configuration needs came from."""
+    cores were busy on average): where the CPU a configuration needs came from; and
+    "disk_mb_s" and "flushes_s", the machine's disk writes and TLB shootdowns a second."""
     options = None
     if extra is not None:
         options = [("bootstrap_servers", devkafka.bootstrap), ("broker_id", "bench"),
@@ -108,6 +125,7 @@ def one_round(devkafka, extra, seconds, qos, publishers, preload=None, account=N
         t0, c0, m0 = time.monotonic(), h.cpu_seconds(b.pid), h.cpu_seconds(b.pid, b.pid)
         p0, k0, w0 = (h.cpu_seconds(pubs[0].pid), h.cpu_seconds(devkafka.process.pid),
                       machine_cpu())
+        d0 = disk_and_flushes()
         # Two $SYS updates at least `seconds` apart (they come every 1-3 s under load).
         deadline = t0 + seconds + 15
         while time.monotonic() < deadline:
@@ -118,6 +136,7 @@ def one_round(devkafka, extra, seconds, qos, publishers, preload=None, account=N
         c1, m1, t1 = h.cpu_seconds(b.pid), h.cpu_seconds(b.pid, b.pid), time.monotonic()
         p1, k1, w1 = (h.cpu_seconds(pubs[0].pid), h.cpu_seconds(devkafka.process.pid),
                       machine_cpu())
+        d1 = disk_and_flushes()
         rate, n = counter.rate(t0)
         counter.client.close()
         assert b.process.alive(), "mosquitto died"
@@ -128,7 +147,9 @@ def one_round(devkafka, extra, seconds, qos, publishers, preload=None, account=N
     if account is not None:
         account.update(publishers=(p1 - p0) / msgs * 1e6, kafka=(k1 - k0) / msgs * 1e6,
                        machine=(w1[0] - w0[0]) / msgs * 1e6,
-                       cores_busy=(w1[0] - w0[0]) / (w1[1] - w0[1]) * os.cpu_count())
+                       cores_busy=(w1[0] - w0[0]) / (w1[1] - w0[1]) * os.cpu_count(),
+                       disk_mb_s=(d1[0] - d0[0]) / 1024 / (t1 - t0),
+                       flushes_s=(d1[1] - d0[1]) / (t1 - t0))
     return rate, (c1 - c0) / msgs * 1e6, (m1 - m0) / msgs * 1e6
 
 

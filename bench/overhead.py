@@ -35,6 +35,7 @@ import argparse
 import glob
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,6 +54,7 @@ FLOOR = os.path.join(h.BUILD_DIR, "bench", "mqk-bench-librdkafka-floor")
 
 IDLE_THREAD = os.path.join(h.BUILD_DIR, "bench", "mqk-bench-idle-thread.so")
 IDLE_UNSHARED = os.path.join(h.BUILD_DIR, "bench", "mqk-bench-idle-thread-unshared.so")
+SYNC_THREAD = os.path.join(h.BUILD_DIR, "bench", "mqk-bench-sync-thread.so")
 # Two controls. The plugin's other threads (and the mock Kafka) take the other core: what
 # does a busy other core alone do to plain mosquitto? (sha256sum of /dev/zero: one core.)
 # And the plugin makes mosquitto a process of several threads: what does one thread that
@@ -61,17 +63,49 @@ IDLE_UNSHARED = os.path.join(h.BUILD_DIR, "bench", "mqk-bench-idle-thread-unshar
 BUSY = "plain mosquitto, other core busy"
 IDLE = "plain mosquitto, one idle thread in it"
 IDLE_OWN = "plain mosquitto, one idle thread with a table of its own"
-PRELOAD = {IDLE: IDLE_THREAD, IDLE_OWN: IDLE_UNSHARED}
+# Two more for the journal: a thread in plain mosquitto that writes as many bytes a second
+# as the journal does at this ingest and makes them durable every second, through a mapping
+# and msync as the journal does, or with pwrite and fdatasync (bench/sync_thread.c).
+# Writing a mapped page back write-protects it, and the TLB flush that needs interrupts
+# every core running one of mosquitto's threads: does that, or the disk, cost mosquitto?
+SYNC_MBPS = 48
+SYNC_MAP = f"plain mosquitto, a thread writing {SYNC_MBPS} MB/s: mapping + msync every 1 s"
+SYNC_WRITE = f"plain mosquitto, a thread writing {SYNC_MBPS} MB/s: pwrite + fdatasync every 1 s"
+SYNC_MODE = {SYNC_MAP: "msync", SYNC_WRITE: "write"}
+PRELOAD = {IDLE: IDLE_THREAD, IDLE_OWN: IDLE_UNSHARED, SYNC_MAP: SYNC_THREAD,
+           SYNC_WRITE: SYNC_THREAD}
 INGEST = [
     ("plain mosquitto", None, None),
     (BUSY, None, None),
     (IDLE, None, None),
     (IDLE_OWN, None, None),
+    (SYNC_MAP, None, None),
+    (SYNC_WRITE, None, None),
     ("plugin, durability memory", [("durability", "memory")], 0.97),
     ("plugin, journal, fsync 1000 ms", [("journal_fsync", "1000")], 0.95),
+    ("plugin, journal, fsync never (a control)", [("journal_fsync", "never")], None),
 ]
 HOT = [("durability memory", "raw, 1 route"),
        ("journal, fsync 1000 ms", "raw, 1 route, journal fsync 1000")]
+
+
+def sync_thread_env(mode):
+    """The sync thread's settings, in this process's environment for the mosquitto about to
+    start (it inherits it); its file goes in a directory of its own, returned."""
+    d = tempfile.mkdtemp(prefix="mqk-sync-thread-")
+    os.chmod(d, 0o777)  # mosquitto may run as the mosquitto user by the time it writes
+    os.environ.update(MQK_SYNC_DIR=d, MQK_SYNC_MODE=mode, MQK_SYNC_MBPS=str(SYNC_MBPS))
+    return d
+
+
+def sync_thread_done(d):
+    """Checks that the thread wrote (else the control measured nothing) and cleans up."""
+    wrote = glob.glob(os.path.join(d, "sync-thread.*"))
+    for k in ("MQK_SYNC_DIR", "MQK_SYNC_MODE", "MQK_SYNC_MBPS"):
+        os.environ.pop(k, None)
+    shutil.rmtree(d, ignore_errors=True)
+    if not wrote:
+        raise h.HarnessError(f"bench/sync_thread.c wrote no file in {d}")
 
 
 def ingest(seconds, rounds, publishers, qos, plugin_options=(), variants=(), devkafka=None):
@@ -87,10 +121,12 @@ def ingest(seconds, rounds, publishers, qos, plugin_options=(), variants=(), dev
     try:
         for r in range(rounds):
             for name, extra, _ in configs:
-                busy = None
+                busy = sync_dir = None
                 if name == BUSY:
                     busy = subprocess.Popen(["sha256sum", "/dev/zero"],
                                             stdout=subprocess.DEVNULL)
+                if name in SYNC_MODE:
+                    sync_dir = sync_thread_env(SYNC_MODE[name])
                 account = {}
                 try:
                     rate, cpu, main = durability.one_round(
@@ -100,6 +136,8 @@ def ingest(seconds, rounds, publishers, qos, plugin_options=(), variants=(), dev
                     if busy:
                         busy.kill()
                         busy.wait()
+                    if sync_dir:
+                        sync_thread_done(sync_dir)
                 got[name].append((rate, cpu, main))
                 spent[name].append(account)
                 print(f"round {r + 1}: {name}: {rate:,.0f} msg/s, main thread "
@@ -135,11 +173,13 @@ def machine_budget(configs, med, spent):
     lines = ["", f"Where the CPU came from (µs per message received; {os.cpu_count()} cores; "
              "the mock Kafka is mqk-devkafka, the publishers bench/flood.py):", "",
              "| configuration | mosquitto | publishers | mock Kafka | whole machine "
-             "| cores busy |", "|---|---:|---:|---:|---:|---:|"]
+             "| cores busy | disk writes MB/s | TLB shootdowns/s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, _, _ in configs:
         a = acc[name]
         lines.append(f"| {name} | {med[name][1]:.2f} | {a['publishers']:.2f} | "
-                     f"{a['kafka']:.2f} | {a['machine']:.2f} | {a['cores_busy']:.2f} |")
+                     f"{a['kafka']:.2f} | {a['machine']:.2f} | {a['cores_busy']:.2f} | "
+                     f"{a['disk_mb_s']:.1f} | {a['flushes_s']:,.0f} |")
     return lines
 
 
@@ -324,6 +364,7 @@ def main():
         h.require_file(path, what, executable=True)
     h.require_file(IDLE_THREAD, "bench/idle_thread.c's library")
     h.require_file(IDLE_UNSHARED, "bench/idle_thread.c's library (IDLE_UNSHARE)")
+    h.require_file(SYNC_THREAD, "bench/sync_thread.c's library")
 
     out = [f"# What the plugin costs mosquitto\n\n{time.strftime('%Y-%m-%d')}, "
            f"{os.cpu_count()} cores, one run.\n",
