@@ -63,8 +63,9 @@ SYNC_THREAD = os.path.join(h.BUILD_DIR, "bench", "mqk-bench-sync-thread.so")
 BUSY = "plain mosquitto, other core busy"
 IDLE = "plain mosquitto, one idle thread in it"
 IDLE_OWN = "plain mosquitto, one idle thread with a table of its own"
-# Two more for the journal: a thread in plain mosquitto that writes as many bytes a second
-# as the journal does at this ingest and makes them durable every second, through a mapping
+# Two more for the journal: a thread in plain mosquitto that writes about as many bytes a
+# second as the journal does at this ingest (a fixed 48 MB/s; the journal's own rate is in
+# the table's disk column) and makes them durable every second, through a mapping
 # and msync as the journal does, or with pwrite and fdatasync (bench/sync_thread.c).
 # Writing a mapped page back write-protects it, and the TLB flush that needs interrupts
 # every core running one of mosquitto's threads: does that, or the disk, cost mosquitto?

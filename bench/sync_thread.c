@@ -57,16 +57,19 @@ static void *writer(void *arg)
 	}
 	snprintf(path, sizeof(path), "%s/sync-thread.%d", dir, (int)getpid());
 	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0 || posix_fallocate(fd, 0, FILE_SIZE) != 0) {
+	if (fd < 0) {
 		return NULL;
+	}
+	if (posix_fallocate(fd, 0, FILE_SIZE) != 0) {
+		goto cleanup;
 	}
 	if (use_map) {
 		map = mmap(NULL, FILE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		if (map == MAP_FAILED) {
-			return NULL;
+			goto cleanup;
 		}
 	} else if ((buf = malloc(chunk)) == NULL) {
-		return NULL;
+		goto cleanup;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	for (unsigned long tick = 1;; tick++) {
@@ -92,6 +95,8 @@ static void *writer(void *arg)
 		}
 		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
 	}
+cleanup: /* only a failed start comes here: the loop above never ends */
+	close(fd);
 	return NULL;
 }
 
