@@ -389,7 +389,11 @@ def main():
     if plugin_options:
         out.append(f"\nPlugin options added: {', '.join(a.plugin_option)}.")
     if a.ingest_only:
-        print("\n".join(out))
+        text = "\n".join(out) + "\n"
+        print(text)
+        if a.out:
+            with open(a.out, "w") as f:
+                f.write(text)
         return 0 if ok_ingest else 1
     ns = {}
     out += ["\n## The plugin's work on mosquitto's thread\n"] + hotpath(messages, cg, ns)
