@@ -582,8 +582,8 @@ static int sync_range(struct mqk_journal *j, uint64_t from, uint64_t to)
 		}
 		size_t off = (size_t)(a - s->start) & ~(size_t)(page - 1);
 		size_t whole = ((size_t)(b - s->start) & ~(size_t)(page - 1)) - off;
-		if (whole > 0) {
-			(void)madvise(s->map + off, whole, MADV_DONTNEED); /* a hint: msync syncs either way */
+		if (whole > 0) { /* a hint: if it fails, msync syncs them all the same */
+			(void)madvise(s->map + off, whole, MADV_DONTNEED);
 		}
 		if (msync(s->map + off, (size_t)(b - s->start) - off, MS_SYNC) != 0) {
 			err = errno;
