@@ -1065,7 +1065,7 @@ static long mapped_bytes(const void *addr)
 	while (fgets(line, sizeof(line), f) != NULL) {
 		unsigned long lo, hi;
 		long kb;
-		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, ':') != strchr(line, '-')) {
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) { /* a mapping's first line */
 			inside = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
 		} else if (inside && sscanf(line, "Rss: %ld kB", &kb) == 1) {
 			rss = kb * 1024;
